@@ -1,0 +1,277 @@
+"""The exception tree of osiiso_mp.
+
+::
+
+    Exception
+     +-- OsiisoError                    root of everything osiiso_mp raises
+          +-- ExecutionError            a run, group or summary holds failed tasks (.results)
+          +-- ClosedError               submit after shutdown (also a RuntimeError)
+          +-- QueueFullError            a non-blocking submit found max_pending reached
+          +-- TaskTimeoutError          an attempt ran past its timeout (also a TimeoutError)
+          +-- WorkerCrashedError        the worker running the attempt died (.exit_code)
+          +-- MemoryLimitError          the worker went above max_rss (.limit, .rss)
+          +-- SerializationError        a callable, argument or result could not be pickled
+          +-- RemoteError               stand-in for a remote exception that cannot be rebuilt
+          +-- Retry                     raised *by a task* to ask for another attempt
+
+A failed task's exception is its own original type whenever it can be rebuilt in the parent;
+the remote traceback is attached as ``__cause__`` (a :class:`RemoteTraceback`). Every message
+says what happened and, where known, to which task.
+
+Every error here pickles and unpickles to an equal error, because several of them are raised
+in a worker and travel back to the parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._records import TaskResult
+
+__all__ = [
+    "ClosedError",
+    "ExecutionError",
+    "MemoryLimitError",
+    "OsiisoError",
+    "QueueFullError",
+    "RemoteError",
+    "RemoteTraceback",
+    "Retry",
+    "SerializationError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+]
+
+
+def _for_task(name: str | None, task_id: str | None) -> str:
+    """Phrase naming a task for an error message: `` (task 'name', id abc)`` or ``""``."""
+    if name is None and task_id is None:
+        return ""
+    if task_id is None:
+        return f" (task {name!r})"
+    if name is None:
+        return f" (task id {task_id})"
+    return f" (task {name!r}, id {task_id})"
+
+
+class OsiisoError(Exception):
+    """Root of every exception osiiso_mp raises on its own account."""
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - mirrors concurrent.futures' _RemoteTraceback
+    """The traceback text of an exception raised in a worker.
+
+    Attached as the ``__cause__`` of the exception a failed task re-raises in the parent, so
+    that the worker's traceback prints below the parent's.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class ExecutionError(OsiisoError):
+    """One or more tasks failed (or were cancelled, where that was asked to raise).
+
+    ``results`` holds the :class:`~osiiso_mp.TaskResult` records that caused it.
+    """
+
+    def __init__(self, message: str, results: Sequence[TaskResult] = ()) -> None:
+        super().__init__(message)
+        self.results: tuple[TaskResult, ...] = tuple(results)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.results))
+
+
+class ClosedError(OsiisoError, RuntimeError):
+    """The executor is shut down (or shutting down) and takes no new tasks.
+
+    Also a :class:`RuntimeError`, which is what ``ProcessPoolExecutor`` raises in this case.
+    """
+
+
+class QueueFullError(OsiisoError):
+    """A non-blocking submit found the executor's ``max_pending`` bound reached."""
+
+
+class TaskTimeoutError(OsiisoError, TimeoutError):
+    """An attempt ran longer than its ``timeout``; its worker was killed and replaced."""
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        name: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"attempt timed out after {timeout:g}s{_for_task(name, task_id)}; "
+            "its worker was killed and replaced"
+        )
+        self.timeout = timeout
+        self.name = name
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.timeout,), self._kw()))
+
+    def _kw(self) -> dict[str, Any]:
+        return {"name": self.name, "task_id": self.task_id}
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """Human text for a worker's exit code (negative numbers are signals)."""
+    if exit_code is None:
+        return "exit status unknown"
+    if exit_code < 0:
+        import signal
+
+        try:
+            signame = signal.Signals(-exit_code).name
+        except ValueError:
+            signame = f"signal {-exit_code}"
+        return f"killed by {signame}"
+    return f"exit code {exit_code}"
+
+
+class WorkerCrashedError(OsiisoError):
+    """The worker process running the attempt died (``os._exit``, a segfault, SIGKILL, OOM).
+
+    ``exit_code`` is the process exit code, or minus the signal number that killed it.
+    """
+
+    def __init__(
+        self,
+        exit_code: int | None,
+        *,
+        pid: int | None = None,
+        name: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        who = f"worker {pid}" if pid is not None else "worker"
+        super().__init__(
+            f"{who} died while running the task{_for_task(name, task_id)}: "
+            f"{describe_exit(exit_code)}"
+        )
+        self.exit_code = exit_code
+        self.pid = pid
+        self.name = name
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kw = {"pid": self.pid, "name": self.name, "task_id": self.task_id}
+        return (_rebuild, (type(self), (self.exit_code,), kw))
+
+
+def _fmt_bytes(n: int) -> str:
+    """Bytes as a short human figure (``1.50GiB``)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.2f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class MemoryLimitError(OsiisoError):
+    """The worker running the attempt went above ``max_rss`` and was killed and replaced."""
+
+    def __init__(
+        self,
+        limit: int,
+        rss: int,
+        *,
+        name: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"worker memory {_fmt_bytes(rss)} exceeded max_rss {_fmt_bytes(limit)}"
+            f"{_for_task(name, task_id)}; the worker was killed and replaced"
+        )
+        self.limit = limit
+        self.rss = rss
+        self.name = name
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kw = {"name": self.name, "task_id": self.task_id}
+        return (_rebuild, (type(self), (self.limit, self.rss), kw))
+
+
+class SerializationError(OsiisoError):
+    """A callable, an argument, a result or an exception could not be (un)pickled.
+
+    ``stage`` says where: ``"callable"``, ``"arguments"``, ``"result"``, ``"unpickling"``;
+    ``type_name`` names the offending type where it is known.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        type_name: str,
+        detail: str,
+        *,
+        name: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"cannot serialize the {stage}{_for_task(name, task_id)}: "
+            f"{type_name}: {detail}"
+        )
+        self.stage = stage
+        self.type_name = type_name
+        self.detail = detail
+        self.name = name
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kw = {"name": self.name, "task_id": self.task_id}
+        return (_rebuild, (type(self), (self.stage, self.type_name, self.detail), kw))
+
+
+class RemoteError(OsiisoError):
+    """Stand-in for an exception raised in a worker that could not be rebuilt in the parent.
+
+    Keeps the original ``type_name`` (qualified), ``message`` and ``traceback`` text.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message, self.traceback))
+
+
+class Retry(OsiisoError):  # noqa: N818 - a request, not an error condition
+    """Raise inside a task to ask for another attempt, within the task's ``retries`` budget.
+
+    ``delay`` (seconds) replaces the task's backoff delay for that retry when given. When the
+    budget is spent the task fails with this exception.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        if delay is not None and delay < 0:
+            raise ValueError(f"Retry delay must be >= 0, got {delay!r}")
+        text = reason or "task asked for a retry"
+        if delay is not None:
+            text += f" (delay {delay:g}s)"
+        super().__init__(text)
+        self.delay = delay
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.delay, self.reason))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], kw: dict[str, Any]) -> BaseException:
+    """Unpickle helper for errors with keyword-only constructor arguments."""
+    return cls(*args, **kw)

@@ -1,0 +1,370 @@
+"""``Executor``: the sync facade, a drop-in ``concurrent.futures.Executor``."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import functools
+import inspect
+import itertools
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ParamSpec, TypeVar
+
+from ._errors import ClosedError, SerializationError
+from ._future import TaskFuture
+from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
+from ._records import RunSummary, TaskResult
+from ._resources import cpu_budget
+from ._runtime._commands import Shutdown, Submit
+from ._runtime._serialize import dumps_task
+from ._runtime._supervisor import Supervisor
+from ._runtime._task import Task
+from ._runtime._workers import Launcher
+
+__all__ = ["Executor", "OptionsView"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    """Interpreter exit: force-stop every executor still alive, without hanging."""
+    for sup in list(_live):
+        try:
+            sup.post(Shutdown(cancel_pending=True, kill=True, reply=None))
+        except ClosedError:
+            continue
+    for sup in list(_live):
+        sup.join(2.0)
+
+
+def _graceful_stop(sup: Supervisor) -> None:
+    """The executor object was garbage collected: finish its tasks, then stop its workers."""
+    try:
+        sup.post(Shutdown(cancel_pending=False, kill=False, reply=None))
+    except ClosedError:
+        pass
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__qualname__
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _make_launcher(config: ExecutorConfig) -> Launcher:
+    if config.start_method == "forkserver":
+        from ._runtime._forkserver import ForkServerLauncher
+
+        return ForkServerLauncher()
+    from ._runtime._workers import SpawnLauncher
+
+    return SpawnLauncher()
+
+
+class _Submitter:
+    """The submission methods shared by :class:`Executor` and :class:`OptionsView`."""
+
+    _ex: Executor
+    _opts: TaskOptions
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]:
+        """Schedule ``fn(*args, **kwargs)``; return its :class:`TaskFuture`.
+
+        Sync and ``async def`` callables are both accepted; keyword arguments go to ``fn``.
+        A callable or argument that cannot be pickled does not raise here: the task fails
+        with a :class:`SerializationError` naming the stage, and the pool is untouched.
+        """
+        return self._ex._submit(self._opts, fn, args, kwargs)
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[R]:
+        """Like :meth:`concurrent.futures.Executor.map`: values in input order, lazily.
+
+        Every element is its own task with its own :class:`TaskResult` (``chunksize`` is
+        accepted for compatibility; batching is the transport's job). Without ``buffersize``
+        every task is submitted at once, as in the standard library; with it, at most
+        ``buffersize`` tasks are outstanding, so huge or endless iterables stream in bounded
+        memory. ``timeout`` bounds the whole iteration, from this call. The first failure
+        raises when it is reached; closing the iterator early cancels what is left.
+        """
+        if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+            raise ValueError(f"chunksize must be a positive int, got {chunksize!r}")
+        if buffersize is not None and (
+            not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
+        ):
+            raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
+        end = None if timeout is None else time.monotonic() + timeout
+        args_iter = zip(*iterables, strict=False)
+        submit = self.submit
+        if buffersize is None:
+            futures = deque(submit(fn, *a) for a in args_iter)
+        else:
+            futures = deque(submit(fn, *a) for a in itertools.islice(args_iter, buffersize))
+        return _map_results(futures, args_iter if buffersize else None, submit, fn, end)
+
+
+def _map_results(
+    futures: deque[TaskFuture[R]],
+    more: Iterator[tuple[Any, ...]] | None,
+    submit: Callable[..., TaskFuture[R]],
+    fn: Callable[..., R],
+    end: float | None,
+) -> Iterator[R]:
+    try:
+        while futures:
+            if more is not None:
+                nxt = next(more, None)
+                if nxt is not None:
+                    futures.append(submit(fn, *nxt))
+            fut = futures.popleft()
+            if end is None:
+                yield fut.result()
+            else:
+                try:
+                    yield fut.result(end - time.monotonic())
+                except TimeoutError:
+                    fut.cancel()
+                    raise
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+class OptionsView(_Submitter):
+    """An executor bound to task options: ``ex.options(retries=3).submit(f, x)``."""
+
+    def __init__(self, ex: Executor, opts: TaskOptions) -> None:
+        self._ex = ex
+        self._opts = opts
+
+    @property
+    def task_options(self) -> TaskOptions:
+        """The options every task submitted through this view gets."""
+        return self._opts
+
+    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
+        """A further view: these options on top of this view's."""
+        return OptionsView(self._ex, resolve_options(self._opts, opts, **overrides))
+
+
+class Executor(_Submitter, cf.Executor):
+    """A pool of persistent worker processes behind a ``concurrent.futures.Executor``.
+
+    ``procs=None`` means the CPUs this process may really use (affinity and cgroup quota
+    aware). ``ProcessPoolExecutor``'s keywords are accepted too (``max_workers``,
+    ``mp_context``, ``initializer``, ``initargs``, ``max_tasks_per_child``), so swapping the
+    class name is enough to adopt it. Other keywords: ``start_method`` (``"forkserver"``,
+    the default on Linux, or ``"spawn"``), ``concurrency`` (async tasks at once per worker),
+    ``max_tasks_per_worker``, and any :class:`TaskOptions` field as the default for every
+    task (``Executor(retries=2, timeout=30)``).
+
+    As a context manager, a clean exit drains (waits for every task); an exception
+    force-cancels (queued tasks are cancelled and running attempts killed).
+    """
+
+    def __init__(self, procs: int | None = None, **config: Any) -> None:
+        self._config = build_config(procs, config, cpu_budget=cpu_budget)
+        self._opts = self._config.default_options
+        self._ex = self
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._batch: list[TaskFuture[Any]] = []
+        self._batch_respawns = 0
+        self._closed = False
+        self._sup = Supervisor(self._config, _make_launcher(self._config))
+        self._sup.start()
+        _live.add(self._sup)
+        self._finalizer = weakref.finalize(self, _graceful_stop, self._sup)
+        self._finalizer.atexit = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Executor procs={self._config.procs} {self._config.start_method} {state}>"
+
+    @property
+    def procs(self) -> int:
+        """Number of worker processes."""
+        return self._config.procs
+
+    @property
+    def config(self) -> ExecutorConfig:
+        """The validated configuration."""
+        return self._config
+
+    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
+        """A view whose ``submit``/``map`` give tasks these options.
+
+        ``opts`` (a :class:`TaskOptions`) replaces the executor's defaults; keyword
+        ``overrides`` apply on top. Unknown names raise ``TypeError``; bad values
+        ``ValueError`` naming the option.
+        """
+        return OptionsView(self, resolve_options(self._opts, opts, **overrides))
+
+    # -- submission ------------------------------------------------------------------------
+
+    def _submit(
+        self,
+        opts: TaskOptions,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> TaskFuture[Any]:
+        if self._closed:
+            raise ClosedError("cannot submit: the executor is shut down")
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
+        fn_name = _callable_name(fn)
+        name = opts.name or fn_name
+        task_id = opts.task_id or uuid.uuid4().hex
+        error: BaseException | None = None
+        try:
+            payload = dumps_task(fn, args, kwargs)
+        except SerializationError as exc:
+            payload = b""
+            error = SerializationError(
+                exc.stage, exc.type_name, exc.detail, name=name, task_id=task_id
+            )
+        fut: TaskFuture[Any] = TaskFuture(self._sup, task_id, name)
+        task = Task(
+            seq=next(self._seq),
+            task_id=task_id,
+            name=name,
+            fn_name=fn_name,
+            fut=fut,
+            opts=opts,
+            payload=payload,
+            is_async=_is_async(fn),
+            error=error,
+            args=args,
+            kwargs=kwargs,
+            created_at=time.perf_counter(),
+            enqueue_ms=int(time.time() * 1000),
+        )
+        fut._task = task
+        if opts.task_id is not None:  # refuse an id in flight now, not in the record
+            self._sup.call(lambda: self._sup.check_unique(task_id))
+        with self._lock:
+            if self._closed:
+                raise ClosedError("cannot submit: the executor is shut down")
+            self._sup.post(Submit(task))
+            if not opts.detached:
+                self._batch.append(fut)
+        return fut
+
+    # -- running and stopping --------------------------------------------------------------
+
+    def run(self, timeout: float | None = None, *, strict: bool = False) -> RunSummary:
+        """Wait for every task submitted since the previous ``run()`` and summarise them.
+
+        The summary lists exactly that batch, in submission order (detached tasks are left
+        out). With ``timeout`` (seconds), tasks still unfinished when it expires are
+        cancelled, except ``must_complete`` ones, which are waited for; the summary then has
+        ``timed_out=True``. ``strict=True`` raises :class:`ExecutionError` if any task failed.
+        """
+        with self._lock:
+            batch, self._batch = self._batch, []
+            respawns_before = self._batch_respawns
+        try:
+            _, pending = cf.wait(batch, timeout)
+            timed_out = bool(pending)
+            if pending:
+                self._cancel_many(
+                    [f for f in pending if not _must_complete(f)], "cancelled: run timed out"
+                )
+                cf.wait(batch)
+        except BaseException:
+            # Ctrl-C (or anything) while waiting: cancel the batch and keep its records
+            unfinished = [f for f in batch if not f.done()]
+            self._cancel_many(unfinished, "cancelled: run() was interrupted")
+            with self._lock:
+                self._batch[:0] = batch
+            raise
+        respawns = self._sup.respawns
+        with self._lock:
+            self._batch_respawns = respawns
+        records: list[TaskResult] = [f._record for f in batch if f._record is not None]
+        if records:
+            duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
+        else:
+            duration = 0.0
+        summary = RunSummary(
+            results=tuple(records),
+            duration=max(0.0, duration),
+            timed_out=timed_out,
+            procs=self._config.procs,
+            respawns=respawns - respawns_before,
+        )
+        if strict:
+            summary.raise_for_errors()
+        return summary
+
+    def _cancel_many(self, futures: list[TaskFuture[Any]], reason: str) -> None:
+        tasks = [f._task for f in futures if f._task is not None]
+        if not tasks:
+            return
+        sup = self._sup
+
+        def cancel_all() -> None:
+            for task in tasks:
+                sup._cancel(task, reason)
+
+        try:
+            sup.call(cancel_all)
+        except ClosedError:
+            pass
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False
+    ) -> None:
+        """Stop taking tasks and release the workers.
+
+        As in the standard library: ``wait=True`` returns once every task has finished and
+        every worker has exited; ``cancel_futures=True`` cancels the tasks that have not
+        started. ``kill=True`` stops everything now: queued tasks are cancelled and running
+        attempts killed (``must_complete`` ones too). Idempotent; safe from any thread and
+        from a done-callback.
+        """
+        with self._lock:
+            self._closed = True
+        self._finalizer.detach()
+        reply: cf.Future[None] = cf.Future()
+        try:
+            self._sup.post(Shutdown(cancel_futures, kill, reply))
+        except ClosedError:
+            return
+        if wait and threading.get_ident() != self._sup.thread_id:
+            reply.result()
+            self._sup.join()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        """Drain on a clean exit; force-cancel when the block raised."""
+        self.shutdown(wait=True, kill=exc_type is not None)
+        return False
+
+
+def _must_complete(fut: TaskFuture[Any]) -> bool:
+    task = fut._task
+    return task is not None and task.opts.must_complete

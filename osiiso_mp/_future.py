@@ -1,0 +1,167 @@
+"""``TaskFuture``: a real ``concurrent.futures.Future`` with ArdiQ-style introspection."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import threading
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._errors import ClosedError
+from ._records import TaskInfo, TaskResult
+
+if TYPE_CHECKING:
+    from ._runtime._supervisor import Supervisor
+    from ._runtime._task import Task
+
+__all__ = ["TaskFuture"]
+
+T = TypeVar("T")
+
+
+class TaskFuture(cf.Future[T], Generic[T]):  # type: ignore[misc]
+    """The handle of one submitted task.
+
+    A :class:`concurrent.futures.Future`, so ``result()``, ``exception()``, ``done()``,
+    ``add_done_callback()``, ``concurrent.futures.wait``/``as_completed`` and
+    ``asyncio.wrap_future`` all work; ``await fut`` works in any running event loop.
+
+    Beyond the standard:
+
+    - :meth:`cancel` also stops a *running* task (a sync attempt's worker is killed and
+      replaced; an async one is cancelled inside its worker). It returns False only when the
+      task has already finished; a task it cancels ends with a ``cancelled`` record.
+    - :meth:`status`, :meth:`info` and :meth:`task_result` introspect the task.
+
+    Done-callbacks run on the executor's supervisor thread: keep them short, and do not wait
+    there for another task's result.
+    """
+
+    def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
+        super().__init__()
+        self._sup = supervisor
+        self._task: Task | None = None
+        self._record: TaskResult | None = None
+        self.task_id = task_id
+        """The task's id (yours, from ``task_id=``, or a uuid4 hex)."""
+        self.name = name
+        """The task's name (``name=``, or the callable's name)."""
+
+    def __repr__(self) -> str:
+        with self._condition:
+            state = self._state
+        return f"<TaskFuture {self.name!r} id={self.task_id} state={state.lower()}>"
+
+    # -- settled by the supervisor ---------------------------------------------------------
+
+    def _settle(self, record: TaskResult) -> None:
+        """Attach the task's record and resolve the future (supervisor thread only)."""
+        self._record = record
+        self._task = None
+        if record.status == "succeeded":
+            self.set_result(record.value)
+        elif record.status == "failed":
+            assert record.exception is not None
+            self.set_exception(record.exception)
+        else:
+            super().cancel()
+
+    def _settle_closed(self) -> None:
+        """Fail a task that reached a supervisor after it stopped (any thread)."""
+        task = self._task
+        exc = ClosedError(f"the executor shut down before task {self.name!r} could run")
+        self._settle(
+            TaskResult(
+                task_id=self.task_id,
+                name=self.name,
+                status="failed",
+                exception=exc,
+                created_at=0.0 if task is None else task.created_at,
+                message=str(exc),
+            )
+        )
+
+    # -- standard surface ------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel the task, even a running one; False only if it had already finished."""
+        if self.done():
+            return self.cancelled()
+        task = self._task
+        if task is None:
+            return self.cancelled()
+        sup = self._sup
+        if threading.get_ident() == sup.thread_id:
+            return sup._cancel(task, "cancelled by the caller")
+        from ._runtime._commands import Cancel
+
+        reply: cf.Future[bool] = cf.Future()
+        try:
+            sup.post(Cancel(task, "cancelled by the caller", reply))
+        except ClosedError:
+            return self.cancelled()
+        return reply.result()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await fut``: the value, or the task's exception raised."""
+        return asyncio.wrap_future(self).__await__()
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def status(self) -> str:
+        """``"queued"`` | ``"scheduled"`` | ``"running"`` | ``"complete"`` (a record exists).
+
+        A task sent ahead to a busy worker but not started yet is still ``"queued"``.
+        """
+        task = self._task
+        if self.done() or task is None:
+            return "complete"
+        try:
+            state: str = self._sup.call(lambda: task.state)
+        except ClosedError:
+            return "complete"
+        return state
+
+    def info(self) -> TaskInfo | None:
+        """A :class:`TaskInfo` snapshot while the task is unfinished, else None."""
+        task = self._task
+        if self.done() or task is None:
+            return None
+        try:
+            return self._sup.call(lambda: _info(task))
+        except ClosedError:
+            return None
+
+    def task_result(self, timeout: float | None = None) -> TaskResult | None:
+        """The task's :class:`TaskResult`.
+
+        Without ``timeout``: the record if the task has finished, else None (no waiting).
+        With ``timeout`` (seconds): wait up to that long; ``TimeoutError`` when time runs out.
+        """
+        if timeout is not None and not self.done():
+            done, _ = cf.wait([self], timeout)
+            if not done:
+                raise TimeoutError(
+                    f"task {self.name!r} (id {self.task_id}) did not finish within {timeout:g}s"
+                )
+        return self._record if self.done() else None
+
+
+def _info(task: Task) -> TaskInfo | None:
+    """Snapshot of an unfinished task (runs on the supervisor thread)."""
+    if task.state == "complete":
+        return None
+    w = task.worker
+    return TaskInfo(
+        task_id=task.task_id,
+        name=task.name,
+        fn_name=task.fn_name,
+        args=task.args,
+        kwargs=dict(task.kwargs),
+        enqueue_time=task.enqueue_ms,
+        tries=len(task.attempts),
+        status=task.state,
+        scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
+        worker_pid=None if w is None or task.state != "running" else w.pid,
+    )

@@ -1,0 +1,599 @@
+"""Task options and the executor-level configuration, both validated at construction.
+
+:class:`TaskOptions` holds the per-task knobs (priority, timeout, retries, scheduling, labels);
+:class:`ExecutorConfig` holds what an executor is built with, and :func:`build_config` turns
+the keyword arguments of ``Executor(...)`` (including ``ProcessPoolExecutor``'s own keywords)
+into one. Nothing here touches a process, a pipe or a clock: these are plain values.
+
+Validation follows one rule everywhere: a value of the wrong *type* raises :class:`TypeError`,
+a value of the right type that is out of range (or a bad combination of values) raises
+:class:`ValueError`, an unknown option name raises :class:`TypeError`, and every message
+names the option concerned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import multiprocessing.context
+import numbers
+import sys
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
+
+__all__ = [
+    "START_METHODS",
+    "ExecutorConfig",
+    "TaskOptions",
+    "build_config",
+    "check_choice",
+    "resolve_options",
+]
+
+#: The start methods a worker can be started with. ``"fork"`` is accepted as input and
+#: mapped to ``"forkserver"``: osiiso_mp never forks a (threaded) parent process.
+START_METHODS: tuple[str, ...] = ("spawn", "forkserver")
+
+_TASK_ID_MAX_LEN = 200
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise :class:`ValueError`.
+
+    Used for every enum-like argument (``start_method``, ``fail_policy``, ``on_timeout``, ...)
+    so that they all fail the same way::
+
+        >>> check_choice("fail_policy", "stop", ("continue", "fail_first"))
+        Traceback (most recent call last):
+        ...
+        ValueError: fail_policy must be one of 'continue', 'fail_first', got 'stop'
+    """
+    if isinstance(value, str) and value in allowed:
+        return value
+    choices = ", ".join(repr(a) for a in allowed)
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _describe(value: object) -> str:
+    """``repr(value)`` followed by its type name, for type errors."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_int(value: object) -> bool:
+    """An integer that is not a bool (``numbers.Integral``, so numpy integers count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """A real number that is not a bool (int, float, Fraction, numpy scalars, ...)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _to_float(value: numbers.Real) -> float:
+    """``float(value)``, with integers too large for a float mapped to +/-inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return -math.inf if value < 0 else math.inf
+
+
+def _check_int(name: str, value: object, *, minimum: int | None, requirement: str) -> int:
+    """Validate an integer option; ``requirement`` completes "{name} must be ..."."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {requirement}, got {_describe(value)}")
+    result = int(cast(numbers.Integral, value))
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return result
+
+
+def _check_seconds(
+    name: str,
+    value: object,
+    *,
+    requirement: str,
+    minimum: float,
+    inclusive: bool,
+    allow_inf: bool = False,
+) -> float:
+    """Validate a real-valued option (a number of seconds, a factor, an epoch time)."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be {requirement}, got {_describe(value)}")
+    result = _to_float(cast(numbers.Real, value))
+    in_range = result >= minimum if inclusive else result > minimum
+    finite = math.isfinite(result) or (allow_inf and result == math.inf)
+    if not (finite and in_range):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return result
+
+
+def _check_bool(name: str, value: object) -> bool:
+    """Validate a flag: only ``True`` and ``False`` are accepted."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return value
+
+
+def _suggest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when ``name`` looks like a typo of a valid name, else ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- TaskOptions
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TaskOptions:
+    """The options of one task: frozen, hashable, validated at construction.
+
+    ================  ===============  =========================================================
+    option            default          meaning
+    ================  ===============  =========================================================
+    ``priority``      ``3``            lower runs first; FIFO within a priority (any int)
+    ``must_complete`` ``False``        spared by run timeouts (``on_timeout="complete"``), by
+                                       ``fail_first`` and by a graceful shutdown
+    ``timeout``       ``None``         seconds per attempt (> 0); a sync attempt past it is
+                                       killed with its worker, which is replaced
+    ``retries``       ``0``            extra attempts after a failure (>= 0)
+    ``retry_delay``   ``0.0``          delay before retry k is ``retry_delay * backoff**(k-1)``
+    ``backoff``       ``1.0``          (>= 1.0); a waiting retry holds no worker
+    ``delay``         ``None``         start after this many seconds (>= 0); a waiting task
+                                       holds no worker; exclusive with ``run_at``
+    ``run_at``        ``None``         start at this epoch time (``time.time()`` seconds);
+                                       exclusive with ``delay``
+    ``name``          callable's name  for records, hooks and logs (non-empty)
+    ``group_id``      ``None``         hashable label for ``RunSummary.by_group()``
+    ``detached``      ``False``        runs, but is left out of the ``RunSummary``
+    ``metadata``      ``None``         user data carried onto the record (not hashed)
+    ``task_id``       uuid4 hex        your own id (non-empty, no whitespace, <= 200 chars);
+                                       submitting an id still in flight is refused
+    ================  ===============  =========================================================
+
+    A value of the wrong type raises :class:`TypeError`; an out-of-range value or a bad
+    combination (``delay`` with ``run_at``) raises :class:`ValueError`; both name the option.
+    Numbers are normalised (``timeout=5`` is stored as ``5.0``), so equal options compare
+    and hash equal. Use :meth:`replace` to derive a changed copy.
+    """
+
+    priority: int = 3
+    must_complete: bool = False
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    backoff: float = 1.0
+    delay: float | None = None
+    run_at: float | None = None
+    name: str | None = None
+    group_id: Hashable | None = None
+    detached: bool = False
+    metadata: Any = field(default=None, hash=False)
+    task_id: str | None = None
+
+    #: The names of all task options.
+    FIELDS: ClassVar[frozenset[str]]
+
+    def __post_init__(self) -> None:
+        """Validate every option and normalise numbers to ``int``/``float``."""
+        set_ = object.__setattr__
+        set_(
+            self,
+            "priority",
+            _check_int(
+                "priority",
+                self.priority,
+                minimum=None,
+                requirement="an int (lower runs first)",
+            ),
+        )
+        _check_bool("must_complete", self.must_complete)
+        _check_bool("detached", self.detached)
+        if self.timeout is not None:
+            set_(
+                self,
+                "timeout",
+                _check_seconds(
+                    "timeout",
+                    self.timeout,
+                    requirement="a positive number of seconds",
+                    minimum=0.0,
+                    inclusive=False,
+                ),
+            )
+        set_(
+            self,
+            "retries",
+            _check_int("retries", self.retries, minimum=0, requirement="an int >= 0"),
+        )
+        set_(
+            self,
+            "retry_delay",
+            _check_seconds(
+                "retry_delay",
+                self.retry_delay,
+                requirement="a finite number of seconds >= 0",
+                minimum=0.0,
+                inclusive=True,
+            ),
+        )
+        set_(
+            self,
+            "backoff",
+            _check_seconds(
+                "backoff",
+                self.backoff,
+                requirement="a finite number >= 1.0",
+                minimum=1.0,
+                inclusive=True,
+            ),
+        )
+        if self.delay is not None:
+            set_(
+                self,
+                "delay",
+                _check_seconds(
+                    "delay",
+                    self.delay,
+                    requirement="a finite number of seconds >= 0",
+                    minimum=0.0,
+                    inclusive=True,
+                ),
+            )
+        if self.run_at is not None:
+            set_(
+                self,
+                "run_at",
+                _check_seconds(
+                    "run_at",
+                    self.run_at,
+                    requirement="a finite epoch time in seconds",
+                    minimum=-math.inf,
+                    inclusive=False,
+                ),
+            )
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError(
+                "delay and run_at are mutually exclusive, got "
+                f"delay={self.delay!r} and run_at={self.run_at!r}"
+            )
+        if self.name is not None:
+            if not isinstance(self.name, str):
+                raise TypeError(f"name must be a str or None, got {_describe(self.name)}")
+            if not self.name:
+                raise ValueError("name must be a non-empty string, got ''")
+        try:
+            hash(self.group_id)
+        except TypeError:
+            raise TypeError(f"group_id must be hashable, got {_describe(self.group_id)}") from None
+        if self.task_id is not None:
+            _check_task_id(self.task_id)
+
+    def __repr__(self) -> str:
+        """``TaskOptions(...)`` listing only the options that differ from their defaults."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # compare only same-typed values: metadata may be anything (a numpy array...)
+            if not (value is f.default or (type(value) is type(f.default) and value == f.default)):
+                parts.append(f"{f.name}={value!r}")
+        return f"TaskOptions({', '.join(parts)})"
+
+    def replace(self, **overrides: Any) -> TaskOptions:
+        """A copy with ``overrides`` applied, validated like a new instance.
+
+        Unknown option names raise :class:`TypeError` listing the valid ones.
+        """
+        _check_option_names(overrides)
+        if not overrides:
+            return self
+        return dataclasses.replace(self, **overrides)
+
+    def retry_delay_for(self, k: int) -> float:
+        """Seconds to wait before retry ``k`` (the first retry is ``k=1``).
+
+        ``retry_delay * backoff**(k-1)``; ``math.inf`` if that overflows a float.
+        """
+        k = _check_int("k", k, minimum=1, requirement="a retry number >= 1")
+        if self.retry_delay == 0.0:
+            return 0.0
+        try:
+            return self.retry_delay * self.backoff ** (k - 1)
+        except OverflowError:
+            return math.inf
+
+    def first_start_after(self, now_epoch: float) -> float | None:
+        """Seconds to wait before the first attempt, or ``None`` to start right away.
+
+        ``delay`` as is; for ``run_at`` the time left until it from ``now_epoch``
+        (``time.time()`` seconds), ``0.0`` when it has already passed.
+        """
+        if self.delay is not None:
+            return self.delay
+        if self.run_at is not None:
+            return max(0.0, self.run_at - now_epoch)
+        return None
+
+
+TaskOptions.FIELDS = frozenset(f.name for f in dataclasses.fields(TaskOptions))
+_OPTION_ORDER: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskOptions))
+_DEFAULT_OPTIONS = TaskOptions()
+
+
+def _check_task_id(task_id: object) -> None:
+    """Validate a caller-chosen task id."""
+    if not isinstance(task_id, str):
+        raise TypeError(f"task_id must be a str or None, got {_describe(task_id)}")
+    if not task_id:
+        raise ValueError("task_id must be a non-empty string, got ''")
+    if any(c.isspace() for c in task_id):
+        raise ValueError(f"task_id must not contain whitespace, got {task_id!r}")
+    if len(task_id) > _TASK_ID_MAX_LEN:
+        raise ValueError(
+            f"task_id must be at most {_TASK_ID_MAX_LEN} characters, "
+            f"got one of {len(task_id)} characters"
+        )
+
+
+def _check_option_names(names: Iterable[str]) -> None:
+    """Raise :class:`TypeError` for the first name that is not a task option."""
+    for name in names:
+        if name not in TaskOptions.FIELDS:
+            raise TypeError(
+                f"unknown task option {name!r}; valid options: {', '.join(_OPTION_ORDER)}"
+                f"{_suggest(name, _OPTION_ORDER)}"
+            )
+
+
+def resolve_options(
+    base: TaskOptions, opts: TaskOptions | None = None, **overrides: Any
+) -> TaskOptions:
+    """The options a task submitted through ``ex.options(opts, **overrides)`` runs with.
+
+    ``opts``, when given, replaces ``base`` (the executor's default options) entirely; the
+    ``overrides`` then apply on top. Unknown option names raise :class:`TypeError`.
+    """
+    given_base: object = base
+    given_opts: object = opts
+    if not isinstance(given_base, TaskOptions):
+        raise TypeError(f"base must be a TaskOptions, got {_describe(given_base)}")
+    if given_opts is not None and not isinstance(given_opts, TaskOptions):
+        hint = " (pass options as keywords instead)" if isinstance(given_opts, Mapping) else ""
+        raise TypeError(f"opts must be a TaskOptions or None, got {_describe(given_opts)}{hint}")
+    return (base if opts is None else opts).replace(**overrides)
+
+
+# --------------------------------------------------------------------------- ExecutorConfig
+
+
+def _default_start_method(platform: str | None = None) -> str:
+    """``"forkserver"`` on Linux, ``"spawn"`` elsewhere."""
+    platform = sys.platform if platform is None else platform
+    return "forkserver" if platform.startswith("linux") else "spawn"
+
+
+def _normalise_start_method(name: str, value: object) -> str:
+    """Validate a start method, mapping ``"fork"`` to ``"forkserver"``."""
+    if value == "fork":
+        return "forkserver"
+    return check_choice(name, value, START_METHODS)
+
+
+def _to_tuple(name: str, value: object) -> tuple[Any, ...]:
+    """Arguments as a tuple; strings are refused (``("x")`` is a classic missing comma)."""
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{name} must be an iterable of arguments, got the string {value!r}; "
+            f"for a single argument write ({value!r},)"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of arguments, got {_describe(value)}")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    """The validated configuration of an executor (built by :func:`build_config`).
+
+    ``procs``
+        number of worker processes (>= 1).
+    ``start_method``
+        ``"forkserver"`` or ``"spawn"``. ``"fork"`` is accepted and mapped to
+        ``"forkserver"``: osiiso_mp never forks a threaded parent, so workers never inherit
+        the parent's memory (they import what the task needs instead).
+    ``concurrency``
+        most ``async def`` tasks one worker runs at once on its event loop (>= 1).
+    ``initializer``, ``initargs``
+        ``initializer(*initargs)`` runs once in each worker when it starts.
+    ``max_tasks_per_worker``
+        a worker is replaced after this many tasks (``None``: never).
+    ``result_ttl``
+        seconds a finished record stays available to lookups by id (>= 0; ``inf``: forever).
+    ``default_options``
+        the :class:`TaskOptions` a plain ``submit`` uses (no ``task_id``).
+    """
+
+    procs: int
+    start_method: str
+    concurrency: int = 100
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_worker: int | None = None
+    result_ttl: float = 300.0
+    default_options: TaskOptions = _DEFAULT_OPTIONS
+
+    def __post_init__(self) -> None:
+        """Validate every field (and normalise ``initargs`` to a tuple)."""
+        set_ = object.__setattr__
+        set_(
+            self,
+            "procs",
+            _check_int("procs", self.procs, minimum=1, requirement="an int >= 1"),
+        )
+        set_(
+            self,
+            "start_method",
+            _normalise_start_method("start_method", self.start_method),
+        )
+        set_(
+            self,
+            "concurrency",
+            _check_int("concurrency", self.concurrency, minimum=1, requirement="an int >= 1"),
+        )
+        if self.initializer is not None and not callable(self.initializer):
+            raise TypeError(
+                f"initializer must be callable or None, got {_describe(self.initializer)}"
+            )
+        set_(self, "initargs", _to_tuple("initargs", self.initargs))
+        if self.max_tasks_per_worker is not None:
+            set_(
+                self,
+                "max_tasks_per_worker",
+                _check_int(
+                    "max_tasks_per_worker",
+                    self.max_tasks_per_worker,
+                    minimum=1,
+                    requirement="an int >= 1 or None",
+                ),
+            )
+        set_(
+            self,
+            "result_ttl",
+            _check_seconds(
+                "result_ttl",
+                self.result_ttl,
+                requirement="a number of seconds >= 0",
+                minimum=0.0,
+                inclusive=True,
+                allow_inf=True,
+            ),
+        )
+        if not isinstance(self.default_options, TaskOptions):
+            raise TypeError(
+                f"default_options must be a TaskOptions, got {_describe(self.default_options)}"
+            )
+        if self.default_options.task_id is not None:
+            raise ValueError(
+                "task_id cannot be an executor default: task ids must be unique per task"
+            )
+
+
+_EXECUTOR_KEYWORDS: tuple[str, ...] = (
+    "max_workers",
+    "mp_context",
+    "start_method",
+    "initializer",
+    "initargs",
+    "max_tasks_per_child",
+    "max_tasks_per_worker",
+    "concurrency",
+    "result_ttl",
+)
+
+
+def _alias(first: tuple[str, object], second: tuple[str, object]) -> tuple[str, object]:
+    """Merge two alias keywords: ``(name, value)`` of the one given (``None`` = not given)."""
+    (name1, value1), (name2, value2) = first, second
+    if value1 is not None and value2 is not None and value1 != value2:
+        raise ValueError(
+            f"{name1} and {name2} are aliases; got {name1}={value1!r} and {name2}={value2!r}"
+        )
+    if value1 is None and value2 is not None:
+        return name2, value2
+    return name1, value1
+
+
+def build_config(
+    procs: int | None, kwargs: dict[str, Any], *, cpu_budget: Callable[[], int]
+) -> ExecutorConfig:
+    """Turn ``Executor(procs, **kwargs)`` into an :class:`ExecutorConfig`.
+
+    - ``procs`` / ``max_workers`` (aliases): ``None`` means ``cpu_budget()``.
+    - ``mp_context`` (a multiprocessing context) or ``start_method`` (a string), not both;
+      ``"fork"`` becomes ``"forkserver"``. Default: ``"forkserver"`` on Linux, else
+      ``"spawn"``.
+    - ``initializer``, ``initargs``, ``concurrency``, ``result_ttl``.
+    - ``max_tasks_per_child`` / ``max_tasks_per_worker`` (aliases).
+    - any :class:`TaskOptions` field (``priority``, ``timeout``, ``retries``, ...) sets the
+      executor's default task options; ``task_id`` is refused (ids are unique per task).
+
+    Any other keyword raises :class:`TypeError`, as an unexpected keyword argument would.
+    ``kwargs`` is not modified.
+    """
+    known = frozenset(_EXECUTOR_KEYWORDS) | TaskOptions.FIELDS
+    for key in kwargs:
+        if key == "procs":
+            raise TypeError("Executor() got multiple values for argument 'procs'")
+        if key not in known:
+            raise TypeError(
+                f"Executor() got an unexpected keyword argument {key!r}"
+                f"{_suggest(key, sorted(known))}"
+            )
+
+    procs_name, procs_value = _alias(("procs", procs), ("max_workers", kwargs.get("max_workers")))
+    if procs_value is None:
+        procs_value = cpu_budget()
+    n_procs = _check_int(procs_name, procs_value, minimum=1, requirement="an int >= 1")
+
+    mp_context = kwargs.get("mp_context")
+    start_method = kwargs.get("start_method")
+    if mp_context is not None and start_method is not None:
+        raise ValueError("give mp_context or start_method, not both")
+    if mp_context is not None:
+        start_method = _context_start_method(mp_context)
+        method_name = "mp_context's start method"
+    else:
+        method_name = "start_method"
+    if start_method is None:
+        start_method = _default_start_method()
+    start_method = _normalise_start_method(method_name, start_method)
+
+    tasks_name, max_tasks = _alias(
+        ("max_tasks_per_worker", kwargs.get("max_tasks_per_worker")),
+        ("max_tasks_per_child", kwargs.get("max_tasks_per_child")),
+    )
+    if max_tasks is not None:
+        max_tasks = _check_int(tasks_name, max_tasks, minimum=1, requirement="an int >= 1 or None")
+
+    if kwargs.get("task_id") is not None:
+        raise ValueError(
+            "task_id cannot be an executor default: task ids must be unique per task "
+            "(pass it per task, with ex.options(task_id=...))"
+        )
+    option_kwargs = {k: v for k, v in kwargs.items() if k in TaskOptions.FIELDS}
+
+    extra: dict[str, Any] = {}
+    for key in ("concurrency", "result_ttl"):
+        if key in kwargs:
+            extra[key] = kwargs[key]
+
+    return ExecutorConfig(
+        procs=n_procs,
+        start_method=start_method,
+        initializer=kwargs.get("initializer"),
+        initargs=kwargs.get("initargs", ()),
+        max_tasks_per_worker=max_tasks,
+        default_options=TaskOptions(**option_kwargs),
+        **extra,
+    )
+
+
+def _context_start_method(ctx: object) -> object:
+    """The start method of a multiprocessing context, without fixing the default one.
+
+    ``multiprocessing.get_context()`` (the default context) would otherwise set the global
+    start method as a side effect of being asked; ``None`` comes back for it when unset.
+    """
+    if isinstance(ctx, multiprocessing.context.DefaultContext):
+        return ctx.get_start_method(allow_none=True)
+    get = getattr(ctx, "get_start_method", None)
+    if not callable(get):
+        raise TypeError(
+            "mp_context must be a multiprocessing context (with get_start_method()), "
+            f"got {_describe(ctx)}"
+        )
+    return get()

@@ -1,0 +1,533 @@
+"""The records a run leaves behind: pure, immutable data.
+
+* :class:`Attempt` -- one try at running a task on one worker, with its telemetry.
+* :class:`TaskResult` -- the one final record of a task (``attempt_log`` holds its attempts).
+* :class:`TaskInfo` -- a snapshot of an unfinished task (``TaskFuture.info()``).
+* :class:`RunSummary` -- every record of a run, with counters, lookups, ``display()``,
+  ``to_json()``, and (through :mod:`osiiso_mp._render`) an HTML table and an SVG timeline.
+* :class:`RunTelemetry` / :class:`WorkerStats` -- figures derived from a summary's attempts.
+
+Nothing here does I/O except :meth:`RunSummary.display`, which prints.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._errors import ExecutionError
+
+if TYPE_CHECKING:
+    from ._render import SVG
+
+__all__ = [
+    "Attempt",
+    "Outcome",
+    "RunSummary",
+    "RunTelemetry",
+    "Status",
+    "TaskInfo",
+    "TaskResult",
+    "WorkerStats",
+]
+
+Outcome = Literal["succeeded", "failed", "timed_out", "crashed", "cancelled", "memory_exceeded"]
+"""How one attempt ended."""
+
+Status = Literal["succeeded", "failed", "cancelled"]
+"""How a task ended (the status of its :class:`TaskResult`)."""
+
+SCHEMA_VERSION = 1
+_BAR = "-" * 40
+_SLOWEST = 5
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 6
+
+
+def _safe_repr(obj: Any, short: bool = False) -> str:
+    """``repr(obj)`` (shortened when ``short``), never raising."""
+    try:
+        return _short.repr(obj) if short else repr(obj)
+    except Exception:
+        return f"<{type(obj).__qualname__} object (repr failed)>"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt at running a task, and what it cost.
+
+    Timestamps are ``time.perf_counter()`` seconds, one monotonic clock shared by the pool's
+    processes on Linux, so attempts of different workers can be placed on one time line.
+
+    Attributes:
+        number: 1 for the first attempt, 2 for the first retry, and so on.
+        worker: id of the worker slot the attempt was dispatched to (stable across respawns).
+        pid: process id of the worker, or None when unknown.
+        queued_for: seconds the task waited before this attempt was dispatched.
+        started_at: when the attempt began running, or None when it never started (its
+            worker died, or it was cancelled, before it began).
+        finished_at: when the attempt ended (or was given up on).
+        duration: wall seconds the attempt ran (0.0 when it never started).
+        cpu_time: user + system CPU seconds the attempt used.
+        peak_rss: the worker's peak resident memory during the attempt, in bytes.
+        rss_delta: resident memory after the attempt minus before it, in bytes.
+        outcome: how the attempt ended.
+        error: short text of what went wrong; empty when it succeeded.
+        exit_code: for a dead worker, its exit code, or minus the signal that killed it.
+    """
+
+    number: int
+    worker: int
+    pid: int | None
+    queued_for: float
+    started_at: float | None
+    finished_at: float
+    duration: float
+    cpu_time: float
+    peak_rss: int
+    rss_delta: int
+    outcome: Outcome
+    error: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TaskResult:
+    """The final record of one task: exactly one per submitted task.
+
+    Attributes:
+        task_id: the task's unique id.
+        name: the task's name (its callable's name unless one was given).
+        status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
+        value: the return value (succeeded tasks only).
+        exception: the exception (failed tasks only): the original type where it can be
+            rebuilt, with the remote traceback as ``__cause__``; a ``RemoteError`` otherwise.
+        attempts: how many attempts were made; always ``len(attempt_log)``.
+        priority, must_complete, group_id, detached, metadata: as submitted.
+        created_at: when the task was submitted (``time.perf_counter()`` seconds).
+        started_at: when its first attempt started, or None when none did.
+        finished_at: when the record was made.
+        duration: wall seconds from the first start to the finish (0.0 if it never started).
+        message: short outcome text: ``str(exception)`` for failures, why for cancellations.
+        attempt_log: every :class:`Attempt`, in order.
+    """
+
+    task_id: str
+    name: str
+    status: Status
+    value: Any = None
+    exception: BaseException | None = None
+    attempts: int = 0
+    priority: int = 3
+    must_complete: bool = False
+    group_id: Hashable | None = None
+    detached: bool = False
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float = 0.0
+    duration: float = 0.0
+    message: str = ""
+    metadata: Any = None
+    attempt_log: tuple[Attempt, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded."""
+        return self.status == "succeeded"
+
+    def __repr__(self) -> str:
+        parts = [
+            f"task_id={self.task_id!r}",
+            f"name={_safe_repr(self.name, short=True)}",
+            f"status={self.status!r}",
+            f"attempts={self.attempts}",
+            f"duration={self.duration:.3f}s",
+        ]
+        if self.status == "succeeded":
+            parts.append(f"value={_safe_repr(self.value, short=True)}")
+        elif self.exception is not None:
+            parts.append(f"exception={_safe_repr(self.exception, short=True)}")
+        elif self.message:
+            parts.append(f"message={_safe_repr(self.message, short=True)}")
+        return f"TaskResult({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A snapshot of an unfinished task, as ``TaskFuture.info()`` returns it.
+
+    Attributes:
+        task_id: the task's unique id.
+        name: the task's name.
+        fn_name: the qualified name of the task's callable.
+        args, kwargs: the arguments it was submitted with.
+        enqueue_time: when it was submitted, in epoch milliseconds.
+        tries: attempts made so far.
+        status: ``"queued"``, ``"scheduled"`` or ``"running"``.
+        scheduled_at: when a scheduled task becomes due (epoch milliseconds), else None.
+        worker_pid: the pid of the worker running it, else None.
+    """
+
+    task_id: str
+    name: str
+    fn_name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    enqueue_time: int
+    tries: int
+    status: str
+    scheduled_at: int | None
+    worker_pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """What one worker slot did during a run.
+
+    Attributes:
+        worker: the worker id.
+        pids: the process ids that served this slot, in order of first use (several when
+            the worker was respawned).
+        attempts: attempts dispatched to it (started or not).
+        busy_time: summed duration of its attempts that started, in seconds.
+        utilisation: ``busy_time`` / run duration (0.0 when the duration is 0).
+    """
+
+    worker: int
+    pids: tuple[int, ...]
+    attempts: int
+    busy_time: float
+    utilisation: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunTelemetry:
+    """Figures computed from the attempts of a run (:attr:`RunSummary.telemetry`).
+
+    Attributes:
+        cpu_seconds: CPU seconds of every attempt, summed.
+        efficiency: ``cpu_seconds / (duration * procs)``; 0.0 when that denominator is 0.
+        attempts: attempts made, all tasks together.
+        retries: attempts beyond each task's first, summed.
+        crashes, timeouts, memory_exceeded: attempts with outcome ``crashed``,
+            ``timed_out`` and ``memory_exceeded``.
+        respawns: workers started to replace others during the run.
+        peak_rss: the highest ``peak_rss`` of any attempt, in bytes (0 when none).
+        workers: per-worker figures, sorted by worker id.
+        slowest: up to five tasks that started, by duration, slowest first.
+    """
+
+    cpu_seconds: float
+    efficiency: float
+    attempts: int
+    retries: int
+    crashes: int
+    timeouts: int
+    memory_exceeded: int
+    respawns: int
+    peak_rss: int
+    workers: tuple[WorkerStats, ...]
+    slowest: tuple[TaskResult, ...]
+
+    @classmethod
+    def build(
+        cls, results: Iterable[TaskResult], duration: float, procs: int, respawns: int
+    ) -> RunTelemetry:
+        """Compute the telemetry of ``results``, a run of ``duration`` seconds on ``procs``."""
+        results = tuple(results)
+        log = [a for r in results for a in r.attempt_log]
+        cpu = sum(a.cpu_time for a in log)
+        capacity = duration * procs
+        # Chronological order, so that each worker's pids come out in order of first use.
+        log.sort(key=lambda a: a.finished_at if a.started_at is None else a.started_at)
+        per_worker: dict[int, list[Attempt]] = {}
+        for a in log:
+            per_worker.setdefault(a.worker, []).append(a)
+        workers = []
+        for wid in sorted(per_worker):
+            mine = per_worker[wid]
+            busy = sum(a.duration for a in mine if a.started_at is not None)
+            pids = tuple(dict.fromkeys(a.pid for a in mine if a.pid is not None))
+            util = busy / duration if duration > 0 else 0.0
+            workers.append(WorkerStats(wid, pids, len(mine), busy, util))
+        started = [r for r in results if r.started_at is not None]
+        slowest = sorted(started, key=lambda r: r.duration, reverse=True)[:_SLOWEST]
+        return cls(
+            cpu_seconds=cpu,
+            efficiency=cpu / capacity if capacity > 0 else 0.0,
+            attempts=sum(r.attempts for r in results),
+            retries=sum(max(r.attempts - 1, 0) for r in results),
+            crashes=sum(a.outcome == "crashed" for a in log),
+            timeouts=sum(a.outcome == "timed_out" for a in log),
+            memory_exceeded=sum(a.outcome == "memory_exceeded" for a in log),
+            respawns=respawns,
+            peak_rss=max((a.peak_rss for a in log), default=0),
+            workers=tuple(workers),
+            slowest=tuple(slowest),
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RunSummary:
+    """Every record of one run (``Executor.run()`` / ``wait()``), with counters and views.
+
+    ``results`` are in submission order; detached tasks are not in it. ``ok`` is True when no
+    task failed and the run did not time out (cancellations alone keep it True).
+    """
+
+    results: tuple[TaskResult, ...]
+    duration: float
+    timed_out: bool = False
+    procs: int = 1
+    respawns: int = 0
+    total_submitted: int = field(init=False, compare=False)
+    succeeded: int = field(init=False, compare=False)
+    failed: int = field(init=False, compare=False)
+    cancelled: int = field(init=False, compare=False)
+    _telemetry: RunTelemetry | None = field(init=False, default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        results = tuple(self.results)
+        statuses = [r.status for r in results]
+        object.__setattr__(self, "results", results)
+        object.__setattr__(self, "total_submitted", len(results))
+        object.__setattr__(self, "succeeded", statuses.count("succeeded"))
+        object.__setattr__(self, "failed", statuses.count("failed"))
+        object.__setattr__(self, "cancelled", statuses.count("cancelled"))
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def ok(self) -> bool:
+        """True when no task failed and the run did not time out."""
+        return self.failed == 0 and not self.timed_out
+
+    @property
+    def status_word(self) -> str:
+        """``"TIMED OUT"``, else ``"PASSED"`` when :attr:`ok`, else ``"COMPLETED WITH ERRORS"``."""
+        if self.timed_out:
+            return "TIMED OUT"
+        return "PASSED" if self.ok else "COMPLETED WITH ERRORS"
+
+    @property
+    def values(self) -> list[Any]:
+        """The values of the succeeded tasks, in submission order."""
+        return [r.value for r in self.results if r.status == "succeeded"]
+
+    @property
+    def errors(self) -> list[TaskResult]:
+        """The failed records, in submission order."""
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def telemetry(self) -> RunTelemetry:
+        """CPU, efficiency, per-worker and attempt figures of the run (computed once)."""
+        if self._telemetry is None:
+            built = RunTelemetry.build(self.results, self.duration, self.procs, self.respawns)
+            object.__setattr__(self, "_telemetry", built)
+            return built
+        return self._telemetry
+
+    def successes(self) -> list[TaskResult]:
+        """The succeeded records, in submission order."""
+        return [r for r in self.results if r.status == "succeeded"]
+
+    def cancellations(self) -> list[TaskResult]:
+        """The cancelled records, in submission order."""
+        return [r for r in self.results if r.status == "cancelled"]
+
+    def by_task_id(self) -> dict[str, TaskResult]:
+        """The records keyed by task id."""
+        return {r.task_id: r for r in self.results}
+
+    def by_name(self) -> dict[str, list[TaskResult]]:
+        """The records grouped by task name, names in order of first appearance."""
+        out: dict[str, list[TaskResult]] = {}
+        for r in self.results:
+            out.setdefault(r.name, []).append(r)
+        return out
+
+    def by_group(self) -> dict[Hashable | None, list[TaskResult]]:
+        """The records grouped by ``group_id`` (ungrouped ones under None), in order of first
+        appearance."""
+        out: dict[Hashable | None, list[TaskResult]] = {}
+        for r in self.results:
+            out.setdefault(r.group_id, []).append(r)
+        return out
+
+    def raise_for_errors(self, *, include_cancelled: bool = False) -> None:
+        """Raise :class:`ExecutionError` when a task failed (or, if asked, was cancelled).
+
+        The message counts them (``"2 task(s) failed"``, ``"2 task(s) failed, 1 task(s)
+        cancelled"``); ``.results`` holds those records in submission order.
+        """
+        bad = {"failed", "cancelled"} if include_cancelled else {"failed"}
+        culprits = [r for r in self.results if r.status in bad]
+        if not culprits:
+            return
+        parts = []
+        if self.failed:
+            parts.append(f"{self.failed} task(s) failed")
+        if include_cancelled and self.cancelled:
+            parts.append(f"{self.cancelled} task(s) cancelled")
+        raise ExecutionError(", ".join(parts), culprits)
+
+    # -- text ----------------------------------------------------------------------------
+
+    def report(self) -> str:
+        """The text :meth:`display` prints (no trailing newline)."""
+        lines = [_BAR, f"  Run Summary: {self.status_word}", _BAR]
+        for label, value in (
+            ("Total tasks", str(self.total_submitted)),
+            ("Succeeded", str(self.succeeded)),
+            ("Failed", str(self.failed)),
+            ("Cancelled", str(self.cancelled)),
+            ("Duration", f"{self.duration:.3f}s"),
+        ):
+            lines.append(f"  {label:<12}: {value}")
+        lines.append(_BAR)
+        failures = self.errors
+        if failures:
+            lines.append("  Failures:")
+            for r in failures:
+                tries = f" ({r.attempts} attempts)" if r.attempts > 1 else ""
+                lines.append(f"    - {r.name or r.task_id}{tries}")
+                lines.extend(f"      {ln.rstrip()}" for ln in r.message.splitlines() if ln.strip())
+            lines.append(_BAR)
+        return "\n".join(lines)
+
+    def display(self) -> None:
+        """Print :meth:`report`."""
+        print(self.report())
+
+    def __repr__(self) -> str:
+        return (
+            f"RunSummary({self.status_word}, total={self.total_submitted}, "
+            f"succeeded={self.succeeded}, failed={self.failed}, cancelled={self.cancelled}, "
+            f"duration={self.duration:.3f}s)"
+        )
+
+    # -- machine-readable ----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (schema version 1).
+
+        ::
+
+            {"schema_version": 1, "status": "PASSED" | "TIMED OUT" | "COMPLETED WITH ERRORS",
+             "ok": bool, "total_submitted": int, "succeeded": int, "failed": int,
+             "cancelled": int, "timed_out": bool, "duration": float, "procs": int,
+             "respawns": int,
+             "telemetry": {"cpu_seconds", "efficiency", "attempts", "retries", "crashes",
+                           "timeouts", "memory_exceeded", "respawns", "peak_rss",
+                           "workers": [{"worker", "pids": [int], "attempts", "busy_time",
+                                        "utilisation"}],
+                           "slowest": [task_id, ...]},
+             "results": [{"task_id", "name", "status",
+                          "value_repr": repr(value) for succeeded tasks, else null,
+                          "exception": {"type": qualified name, "message": str} | null,
+                          "attempts", "priority", "must_complete",
+                          "group_id": a JSON scalar, else its repr,
+                          "detached", "created_at", "started_at", "finished_at",
+                          "duration", "message",
+                          "metadata": as JSON if it converts (tuples become lists), else
+                                      its repr,
+                          "attempt_log": [{every Attempt field}]}]}
+
+        Times are ``time.perf_counter()`` seconds, memory figures bytes. Every value is
+        JSON-native, so ``json.loads(s.to_json()) == s.to_dict()``.
+        """
+        t = self.telemetry
+        telemetry = _fields_dict(t)
+        telemetry["workers"] = [_fields_dict(w) | {"pids": list(w.pids)} for w in t.workers]
+        telemetry["slowest"] = [r.task_id for r in t.slowest]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "status": self.status_word,
+            "ok": self.ok,
+            "total_submitted": self.total_submitted,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "timed_out": self.timed_out,
+            "duration": self.duration,
+            "procs": self.procs,
+            "respawns": self.respawns,
+            "telemetry": telemetry,
+            "results": [_result_dict(r) for r in self.results],
+        }
+
+    def to_json(self, **json_kwargs: Any) -> str:
+        """:meth:`to_dict` as JSON text; ``json_kwargs`` go to :func:`json.dumps`."""
+        return json.dumps(self.to_dict(), **json_kwargs)
+
+    # -- notebooks (rendering lives in _render, imported on first use) --------------------
+
+    def _repr_html_(self) -> str:
+        """An HTML table of the summary, for Jupyter."""
+        from ._render import summary_html
+
+        return summary_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's pretty printer: the :meth:`report` text."""
+        from ._render import pretty
+
+        pretty(self, p, cycle)
+
+    def timeline(self, width: int = 900) -> SVG:
+        """An SVG Gantt chart of the attempts, one row per worker (a ``str`` that Jupyter
+        renders as an image)."""
+        from ._render import timeline_svg
+
+        return timeline_svg(self, width=width)
+
+
+def _fields_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass instance's fields as a dict (shallow, unlike ``dataclasses.asdict``)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _type_name(exc: BaseException) -> str:
+    """``module.QualName`` of an exception's type (bare for builtins)."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` as JSON-native data when it converts, else its repr."""
+    try:
+        return json.loads(json.dumps(obj, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return _safe_repr(obj)
+
+
+def _result_dict(r: TaskResult) -> dict[str, Any]:
+    """One :class:`TaskResult` as JSON-ready data (see :meth:`RunSummary.to_dict`)."""
+    exc: dict[str, str] | None = None
+    if r.exception is not None:
+        try:
+            message = str(r.exception)
+        except Exception:
+            message = _safe_repr(r.exception)
+        exc = {"type": _type_name(r.exception), "message": message}
+    group = r.group_id
+    if not (group is None or isinstance(group, str | int | float | bool)):
+        group = _safe_repr(group)
+    out = {("value_repr" if k == "value" else k): v for k, v in _fields_dict(r).items()}
+    out.update(  # same keys, so the field order is kept
+        value_repr=_safe_repr(r.value) if r.status == "succeeded" else None,
+        exception=exc,
+        group_id=group,
+        metadata=_jsonable(r.metadata),
+        attempt_log=[_fields_dict(a) for a in r.attempt_log],
+    )
+    return out

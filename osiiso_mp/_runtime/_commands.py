@@ -1,0 +1,55 @@
+"""Commands that caller threads post to the supervisor's inbox.
+
+Callers never touch task state; they post one of these and, where an answer is needed, wait
+on the ``reply`` future, which the supervisor resolves on its own thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._task import Task
+
+__all__ = ["Call", "Cancel", "Command", "Shutdown", "Submit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Take ownership of a new task and queue it."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a task (running ones included); replies True unless it had already finished."""
+
+    task: Task
+    reason: str
+    reply: cf.Future[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``fn`` on the supervisor thread (a consistent read of its state) and reply."""
+
+    fn: Callable[[], Any]
+    reply: cf.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Stop taking work; optionally cancel what has not started, or kill everything now.
+
+    The reply resolves once every worker has exited and the supervisor loop has stopped.
+    """
+
+    cancel_pending: bool
+    kill: bool
+    reply: cf.Future[None] | None
+
+
+Command = Submit | Cancel | Call | Shutdown

@@ -1,0 +1,155 @@
+"""The wire protocol between the supervisor and its workers: one frozen dataclass per message.
+
+Commands (supervisor -> worker) are verbs; events (worker -> supervisor) are past tense.
+This module imports only the standard library: both ends of the pipe load it.
+
+A conversation with one worker::
+
+    supervisor                          worker
+        | -- Configure ----------------->  |   first frame: sys.path, cwd, initializer
+        | <----------------- WorkerReady   |   (or InitFailed, then the worker exits)
+        | -- RunTask(seq=1) ------------>  |   several RunTasks may be in flight (pipelining);
+        | -- RunTask(seq=2) ------------>  |   the worker runs them in (priority, seq) order
+        | <------------- TaskStarted(1)    |
+        | <------------ TaskFinished(1)    |   value or exception, plus the attempt's telemetry
+        | -- CancelTask(2) ------------->  |   dropped if not started: TaskFinished(cancelled)
+        | -- Stop ---------------------->  |   finish what was sent, then exit 0
+
+Messages pickle as ``(class, field tuple)``: cheaper than the dataclass default, and the
+framing (:mod:`._wire`) pickles every frame with protocol 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, ClassVar, Literal
+
+Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
+
+
+class Message:
+    """Base of every message: pickles as the class and its fields in order."""
+
+    __slots__ = ()
+    _fields_getter: ClassVar[attrgetter[Any]]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        getter = type(self).__dict__.get("_fields_getter")
+        if getter is None:
+            names = type(self).__match_args__  # type: ignore[attr-defined]
+            getter = _getter(names)
+            type.__setattr__(type(self), "_fields_getter", getter)
+        return (type(self), getter(self))
+
+
+def _getter(names: tuple[str, ...]) -> Any:
+    """A callable returning the tuple of ``names``' values (attrgetter, fixed for 0 or 1)."""
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda obj: (get(obj),)
+    return attrgetter(*names)
+
+
+# --- supervisor -> worker: commands -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Configure(Message):
+    """First frame a worker reads: where it is and how to set itself up."""
+
+    worker_id: int
+    parent_pid: int
+    sys_path: tuple[str, ...]
+    cwd: str
+    concurrency: int
+    initializer: bytes | None  # cloudpickled (initializer, initargs), or None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask(Message):
+    """Run one attempt of a task. ``payload`` is cloudpickled ``(fn, args, kwargs)``.
+
+    ``is_async`` says the callable is a coroutine function (it then runs concurrently with
+    other async tasks); ``timeout`` is enforced inside the worker for async tasks only, since
+    a sync attempt past its timeout is killed with its worker by the supervisor.
+    """
+
+    seq: int
+    attempt: int
+    priority: int
+    payload: bytes
+    is_async: bool
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask(Message):
+    """Drop the task if it has not started; cancel it inside the worker if it is async."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Message):
+    """Finish the tasks already sent, then exit cleanly."""
+
+
+# --- worker -> supervisor: events ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady(Message):
+    """The worker is configured and its initializer (if any) succeeded."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InitFailed(Message):
+    """The worker's initializer raised; the worker exits after sending this."""
+
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(Message):
+    """An attempt began (``started_at`` is ``time.perf_counter()`` in the worker)."""
+
+    seq: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(Message):
+    """An attempt ended, with its telemetry.
+
+    ``payload`` is the pickled value (succeeded) or a pickled :class:`ErrorInfo` (otherwise).
+    For a task cancelled before it started, ``started_at`` is None and ``payload`` is empty.
+    """
+
+    seq: int
+    outcome: Outcome
+    payload: bytes
+    started_at: float | None
+    finished_at: float
+    cpu_time: float
+    peak_rss: int
+    rss_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo(Message):
+    """A task's exception as it travels: the pickled exception when it pickles, and text.
+
+    ``pickled`` is None when the exception itself could not be pickled; the parent then builds
+    a :class:`~osiiso_mp.RemoteError` from the type name, message and traceback text.
+    """
+
+    type_name: str
+    message: str
+    traceback: str
+    pickled: bytes | None

@@ -1,0 +1,115 @@
+"""Pure scheduling decisions: no I/O, no clocks, no processes; tested on their own.
+
+- :class:`ReadyQueue`: the supervisor's priority lanes. Lower priority values run first and,
+  within a priority, tasks run in submission order (FIFO by sequence number). Removal is lazy:
+  a cancelled entry stays in the heap until it reaches the top.
+- :func:`retry_delay`: whether a failed attempt is retried, and after how long.
+- :func:`may_prefetch`: the pipelining rule that keeps pipelining from defeating priorities.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+__all__ = ["ReadyQueue", "may_prefetch", "retry_delay"]
+
+T = TypeVar("T")
+
+
+class ReadyQueue(Generic[T]):
+    """Items ordered by ``(priority, seq)``, with lazy removal by ``seq``."""
+
+    __slots__ = ("_heap", "_live")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, T]] = []
+        self._live: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._live
+
+    def push(self, priority: int, seq: int, item: T) -> None:
+        """Add ``item``; ``seq`` must be unique among the items queued."""
+        if seq in self._live:
+            raise ValueError(f"seq {seq} is already queued")
+        self._live.add(seq)
+        heapq.heappush(self._heap, (priority, seq, item))
+
+    def _skip_removed(self) -> None:
+        heap = self._heap
+        while heap and heap[0][1] not in self._live:
+            heapq.heappop(heap)
+
+    def peek(self) -> tuple[int, int, T] | None:
+        """The best ``(priority, seq, item)``, or None when empty."""
+        self._skip_removed()
+        return self._heap[0] if self._heap else None
+
+    def pop(self) -> tuple[int, int, T]:
+        """Remove and return the best entry; IndexError when empty."""
+        self._skip_removed()
+        entry = heapq.heappop(self._heap)
+        self._live.discard(entry[1])
+        return entry
+
+    def remove(self, seq: int) -> bool:
+        """Forget ``seq``; False when it was not queued."""
+        if seq not in self._live:
+            return False
+        self._live.discard(seq)
+        if not self._live:
+            self._heap.clear()
+        return True
+
+    def items(self) -> Iterable[T]:
+        """The queued items, in no particular order."""
+        return (item for _, seq, item in self._heap if seq in self._live)
+
+
+def retry_delay(
+    *,
+    attempts_made: int,
+    retries: int,
+    base_delay: float,
+    backoff: float,
+    requested: float | None = None,
+) -> float | None:
+    """Seconds to wait before the next attempt, or None when the retry budget is spent.
+
+    ``attempts_made`` counts the attempts so far (the failed one included); ``retries`` is the
+    number of extra attempts allowed after the first. Retry ``k`` (``k = attempts_made``)
+    waits ``base_delay * backoff ** (k - 1)``, unless the task asked for ``requested``
+    seconds (``raise Retry(delay=...)``).
+    """
+    if attempts_made > retries:
+        return None
+    if requested is not None:
+        return max(0.0, requested)
+    return base_delay * backoff ** (attempts_made - 1)
+
+
+def may_prefetch(
+    candidate: tuple[int, int],
+    in_flight: int,
+    depth: int,
+    waiting_keys: Iterable[tuple[int, int]],
+) -> bool:
+    """May the supervisor send ``candidate`` (its ``(priority, seq)``) to this worker now?
+
+    Yes while fewer than ``depth`` tasks are in flight on the worker. Beyond that, only when
+    it beats the worst task already sent there but not yet started: the worker runs what it
+    holds in ``(priority, seq)`` order, so a better task sent now overtakes it.
+
+    Invariant kept: every task still in the supervisor's queue ranks after every task waiting
+    inside a worker that the worker will start before it, so on one worker, tasks always
+    start in priority order however deep the pipeline.
+    """
+    if in_flight < depth:
+        return True
+    worst = max(waiting_keys, default=None)
+    return worst is not None and candidate < worst

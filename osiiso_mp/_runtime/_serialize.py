@@ -1,0 +1,123 @@
+"""What crosses the pipe besides messages: task payloads, values and exceptions.
+
+- A task payload is ``cloudpickle.dumps((fn, args, kwargs))``, made in the submitting thread,
+  so lambdas, closures and functions from ``__main__`` or a notebook cell travel by value.
+  When it fails, :func:`dumps_task` says which stage failed (the callable or the arguments).
+- Values and exceptions go back with plain pickle first (fast) and cloudpickle when plain
+  pickle cannot (a class defined in the parent's ``__main__``, for instance: cloudpickle's
+  class tracking hands the parent back its own class object).
+- An exception that cannot be pickled, or whose pickle cannot be rebuilt in the parent,
+  becomes a :class:`~osiiso_mp.RemoteError` with the type name, message and traceback text.
+  The remote traceback is attached as ``__cause__`` in every case.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from .._errors import RemoteError, RemoteTraceback, SerializationError
+from ._messages import ErrorInfo
+
+__all__ = [
+    "dumps_task",
+    "dumps_value",
+    "error_info",
+    "rebuild_exception",
+    "type_name",
+]
+
+
+def type_name(obj: object) -> str:
+    """Qualified type name of ``obj`` (``module.Qualname``, builtins unqualified)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    mod = getattr(cls, "__module__", None)
+    qual = getattr(cls, "__qualname__", cls.__name__)
+    return qual if mod in (None, "builtins") else f"{mod}.{qual}"
+
+
+def _culprit(exc: BaseException, fallback: object) -> str:
+    """Best guess at the type that could not be pickled, from the error text."""
+    text = str(exc)
+    for marker in ("cannot pickle '", "Can't pickle "):
+        if marker in text:
+            rest = text.split(marker, 1)[1]
+            return rest.split("'", 1)[0].split(":", 1)[0].strip("<> ")
+    return type_name(fallback)
+
+
+def dumps_task(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a task for the wire; raise :class:`SerializationError` naming the stage."""
+    try:
+        return cloudpickle.dumps((fn, args, kwargs), protocol=5)  # type: ignore[no-any-return]
+    except BaseException as exc:  # noqa: BLE001 - a __reduce__ may raise anything, even SystemExit
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        try:
+            cloudpickle.dumps(fn, protocol=5)
+        except BaseException as fn_exc:  # noqa: BLE001
+            if isinstance(fn_exc, KeyboardInterrupt):
+                raise
+            raise SerializationError(
+                "callable", _culprit(fn_exc, fn), f"{type_name(fn_exc)}: {fn_exc}"
+            ) from None
+        raise SerializationError(
+            "arguments", _culprit(exc, args), f"{type_name(exc)}: {exc}"
+        ) from None
+
+
+def dumps_value(value: Any) -> bytes:
+    """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - fall back to pickling by value
+        pass
+    try:
+        return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
+    except Exception as exc:  # noqa: BLE001
+        raise SerializationError(
+            "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
+        ) from None
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Package a task's exception for the trip back to the parent."""
+    tb = "".join(traceback.format_exception(exc))
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        message = f"<unprintable {type(exc).__name__}>"
+    pickled: bytes | None
+    try:
+        pickled = pickle.dumps(exc, protocol=5)
+    except Exception:  # noqa: BLE001
+        try:
+            pickled = cloudpickle.dumps(exc, protocol=5)
+        except Exception:  # noqa: BLE001
+            pickled = None
+    return ErrorInfo(type_name(exc), message, tb, pickled)
+
+
+def rebuild_exception(info: ErrorInfo) -> BaseException:
+    """The task's exception in the parent: the original type when possible, else RemoteError.
+
+    The remote traceback text is attached as ``__cause__`` either way.
+    """
+    exc: BaseException
+    if info.pickled is not None:
+        try:
+            rebuilt = pickle.loads(info.pickled)
+        except Exception:  # noqa: BLE001 - e.g. an __init__ with extra required arguments
+            rebuilt = None
+        exc = (
+            rebuilt
+            if isinstance(rebuilt, BaseException)
+            else RemoteError(info.type_name, info.message, info.traceback)
+        )
+    else:
+        exc = RemoteError(info.type_name, info.message, info.traceback)
+    exc.__cause__ = RemoteTraceback(info.traceback)
+    return exc

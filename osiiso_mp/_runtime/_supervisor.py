@@ -1,0 +1,809 @@
+"""The supervisor actor: the single owner of every task's state.
+
+Data flow::
+
+    caller threads                 supervisor thread (its own uvloop)              workers
+    --------------                 ----------------------------------              -------
+    submit(): pickle (fn, args)
+      -> SubmitTask ---> inbox --> _on_submit --> ReadyQueue (priority, seq)
+                         (deque +       |                |  _dispatch: pipelining
+                          one wakeup    |                v  (may_prefetch)
+                          per batch)    |         RunTask frame  ----------------->  worker
+                                        |                                               |
+                                        |  _on_message <--- TaskStarted / TaskFinished -+
+                                        |        |
+                                        |        +-- retry? --> delay timer --> ReadyQueue
+                                        v        v
+    fut.result() <-- Future.set_* <-- _finish: one TaskResult per task, exactly once
+
+    Cancel / Call / Shutdown commands take the same inbox; each carries a reply future.
+
+- Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
+  the supervisor drains on its own thread; the submit path costs the caller one deque append
+  and, at most once per drained batch, one ``call_soon_threadsafe``.
+- Worker processes are watched with pidfds: an exit is noticed at once, the worker's pipe is
+  drained (results it sent before dying still count), and then whatever was running there
+  is recorded as ``crashed`` and retried or failed. Tasks that were only *sent* to the dead
+  worker never started, so they go back to the queue with no attempt recorded.
+- Timeouts are timers on this loop, armed from the worker's ``TaskStarted`` timestamp
+  (``perf_counter`` is one clock for all processes on Linux). A sync attempt past its
+  timeout is killed with its worker; async attempts are timed out inside the worker, with a
+  kill as a backstop.
+- Cancellation always wins unless the record already exists: a cancelled task is finished
+  at once; a worker still holding it is told to drop it, or killed if it is running it.
+
+Invariant: a task is in exactly one of: the ready queue, a retry/delay timer, one worker's
+``sent`` map, or finished (``_finish`` called once, then it is forgotten here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import os
+import pickle
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .._errors import ClosedError, OsiisoError, Retry, TaskTimeoutError, WorkerCrashedError
+from .._errors import SerializationError as _SerializationError
+from .._options import ExecutorConfig
+from .._records import Attempt, Outcome, TaskResult
+from ._commands import Call, Cancel, Command, Shutdown, Submit
+from ._messages import (
+    CancelTask,
+    Configure,
+    ErrorInfo,
+    InitFailed,
+    Message,
+    RunTask,
+    Stop,
+    TaskFinished,
+    TaskStarted,
+    WorkerReady,
+)
+from ._policy import ReadyQueue, may_prefetch, retry_delay
+from ._serialize import rebuild_exception
+from ._task import Task
+from ._workers import Launcher, WorkerProcess
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("osiiso_mp")
+
+R = TypeVar("R")
+
+_DEPTH = 2  # tasks in flight per worker: one running, one waiting behind it
+_ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
+_STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
+_INIT_FAILURES = 3  # consecutive initializer failures that break the executor
+
+
+class _Worker:
+    """One worker slot's current process, as the supervisor sees it."""
+
+    __slots__ = (
+        "assigned",
+        "channel",
+        "exited",
+        "id",
+        "killed",
+        "pid",
+        "proc",
+        "ready",
+        "retiring",
+        "sent",
+        "stop_sent",
+        "unstarted",
+    )
+
+    def __init__(self, slot: int, proc: WorkerProcess) -> None:
+        self.id = slot
+        self.proc = proc
+        self.pid = proc.pid
+        self.channel: Any = None
+        self.ready = False
+        self.killed = False
+        self.exited = False
+        self.retiring = False
+        self.stop_sent = False
+        self.assigned = 0
+        self.sent: dict[int, Task] = {}  # seq -> task, started or not
+        self.unstarted: dict[int, Task] = {}  # seq -> task, sent but not started
+
+
+class Supervisor:
+    """Owns the task state and the workers of one executor, on a thread of its own."""
+
+    def __init__(self, config: ExecutorConfig, launcher: Launcher) -> None:
+        self.config = config
+        self._launcher = launcher
+        self._inbox: deque[Command] = deque()
+        self._post_lock = threading.Lock()
+        self._wake_pending = False
+        self._loop = self._new_loop()
+        self._thread = threading.Thread(
+            target=self._run, name="osiiso_mp-supervisor", daemon=True
+        )
+        self._queue: ReadyQueue[Task] = ReadyQueue()
+        self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
+        self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
+        self._workers: list[_Worker | None] = [None] * config.procs
+        self.respawns = 0
+        self.restarts = [0] * config.procs
+        self._init_failures = 0
+        self._init_error: str | None = None
+        self.broken: str | None = None
+        self._closing = False
+        self._stopped = threading.Event()
+        self._shutdown_replies: list[cf.Future[None]] = []
+        self._initializer = (
+            None
+            if config.initializer is None
+            else _dumps_initializer(config.initializer, config.initargs)
+        )
+
+    @staticmethod
+    def _new_loop() -> asyncio.AbstractEventLoop:
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        except ImportError:  # pragma: no cover - uvloop is a dependency
+            return asyncio.new_event_loop()
+
+    # -- thread and inbox ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the supervisor thread; workers boot in the background."""
+        self._thread.start()
+
+    @property
+    def thread_id(self) -> int | None:
+        """``threading.get_ident()`` of the supervisor thread."""
+        return self._thread.ident
+
+    @property
+    def alive(self) -> bool:
+        """True until the supervisor has stopped."""
+        return not self._stopped.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the supervisor thread to end; True if it did."""
+        if self._thread.ident is not None and threading.get_ident() != self._thread.ident:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def post(self, cmd: Command) -> None:
+        """Hand ``cmd`` to the supervisor (any thread). Commands run in the order posted.
+
+        Raises :class:`ClosedError` once the supervisor has stopped.
+        """
+        with self._post_lock:  # Invariant: nothing enters the inbox after teardown drained it
+            if self._stopped.is_set():
+                raise ClosedError("the executor is shut down")
+            self._inbox.append(cmd)
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._loop.call_soon_threadsafe(self._drain_inbox)
+
+    def call(self, fn: Callable[[], R], timeout: float | None = None) -> R:
+        """Run ``fn`` on the supervisor thread and return its result (any thread)."""
+        if threading.get_ident() == self._thread.ident:
+            return fn()
+        reply: cf.Future[Any] = cf.Future()
+        self.post(Call(fn, reply))
+        return reply.result(timeout)  # type: ignore[no-any-return]
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            for slot in range(self.config.procs):
+                self._spawn(slot)
+            self._loop.run_forever()
+        finally:
+            self._teardown()
+
+    def _drain_inbox(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            cmd = inbox.popleft()
+            try:
+                self._handle(cmd)
+            except Exception:  # pragma: no cover - a bug here must not kill the supervisor
+                log.exception("osiiso_mp supervisor failed to handle %r", type(cmd).__name__)
+        self._dispatch()
+
+    def _handle(self, cmd: Command) -> None:
+        if isinstance(cmd, Submit):
+            self._on_submit(cmd.task)
+        elif isinstance(cmd, Cancel):
+            cmd.reply.set_result(self._cancel(cmd.task, cmd.reason))
+        elif isinstance(cmd, Call):
+            try:
+                cmd.reply.set_result(cmd.fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                cmd.reply.set_exception(exc)
+        elif isinstance(cmd, Shutdown):
+            self._on_shutdown(cmd)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _spawn(self, slot: int) -> None:
+        parent, child = socket.socketpair()
+        try:
+            proc = self._launcher.launch(child)
+        except Exception as exc:
+            parent.close()
+            child.close()
+            log.error("osiiso_mp could not start a worker: %s", exc)
+            self._break(f"could not start a worker process: {exc}")
+            return
+        finally:
+            if not child._closed:  # type: ignore[attr-defined]
+                child.close()
+        from ._wire import Channel
+
+        w = _Worker(slot, proc)
+        self._workers[slot] = w
+        w.channel = Channel(
+            self._loop,
+            parent,
+            lambda msg, w=w: self._on_message(w, msg),  # type: ignore[misc]
+            lambda w=w: self._on_channel_closed(w),  # type: ignore[misc]
+        )
+        w.channel.send(
+            Configure(
+                worker_id=slot,
+                parent_pid=os.getpid(),
+                sys_path=tuple(sys.path),
+                cwd=os.getcwd(),
+                concurrency=self.config.concurrency,
+                initializer=self._initializer,
+            )
+        )
+        proc.watch(self._loop, lambda code, w=w: self._on_exit(w, code))  # type: ignore[misc]
+
+    def _on_message(self, w: _Worker, msg: Message) -> None:
+        if w.killed:
+            return  # a killed worker's last words: its tasks were settled when it was killed
+        if isinstance(msg, TaskFinished):
+            self._on_finished(w, msg)
+        elif isinstance(msg, TaskStarted):
+            self._on_started(w, msg)
+        elif isinstance(msg, WorkerReady):
+            w.pid = msg.pid
+            w.ready = True
+            self._init_failures = 0
+        elif isinstance(msg, InitFailed):
+            self._init_failures += 1
+            self._init_error = msg.error
+            log.error("osiiso_mp worker initializer failed: %s\n%s", msg.error, msg.traceback)
+        self._dispatch_soon()
+
+    def _on_channel_closed(self, w: _Worker) -> None:
+        # End of file before the exit is seen: the process is exiting, or something closed
+        # the pipe and left the process alive. Give it a moment, then make sure.
+        if not w.exited:
+            self._loop.call_later(_STOP_GRACE, lambda: None if w.exited else self._kill(w))
+
+    def _on_exit(self, w: _Worker, code: int | None) -> None:
+        w.exited = True
+        w.proc.close()
+        if w.channel is not None:
+            w.channel.drain()  # deliver what it sent before it died
+            w.channel.close()
+        if not w.killed:
+            now = time.perf_counter()
+            for task in list(w.sent.values()):
+                self._detach(w, task)
+                if task.abandoned:
+                    continue
+                if task.started_at is None:
+                    self._requeue(task)
+                else:
+                    err = WorkerCrashedError(code, pid=w.pid, name=task.name, task_id=task.task_id)
+                    self._attempt_over(task, w, "crashed", err, now, exit_code=code)
+        if self._workers[w.id] is w:
+            self._workers[w.id] = None
+            self._replace(w, code)
+        self._dispatch()
+        self._maybe_finish_shutdown()
+
+    def _replace(self, w: _Worker, code: int | None) -> None:
+        if self._closing and not self._tasks:
+            return
+        if self._init_failures >= _INIT_FAILURES:
+            name = getattr(self.config.initializer, "__qualname__", repr(self.config.initializer))
+            self._break(
+                f"worker initializer {name} failed {self._init_failures} times in a row: "
+                f"{self._init_error}"
+            )
+            return
+        if self.broken is not None:
+            return
+        self.respawns += 1
+        self.restarts[w.id] += 1
+        if not w.ready and not w.retiring:
+            # died before it could serve: back off a little to avoid a respawn storm
+            self._loop.call_later(0.05 * min(self.restarts[w.id], 20), self._respawn, w.id)
+        else:
+            self._spawn(w.id)
+
+    def _respawn(self, slot: int) -> None:
+        if self._workers[slot] is None and self.broken is None and self.alive:
+            if self._closing and not self._tasks:
+                self._maybe_finish_shutdown()
+                return
+            self._spawn(slot)
+            self._dispatch()
+
+    def _kill(self, w: _Worker) -> None:
+        """Kill ``w`` now; its tasks must already be settled by the caller."""
+        w.killed = True
+        w.proc.kill()
+
+    def _kill_settling(self, w: _Worker, now: float, reason: str) -> None:
+        """Kill ``w`` and settle what it held: unstarted tasks go back to the queue, and
+        tasks running beside the one being stopped count as crashed."""
+        self._kill(w)
+        for task in list(w.sent.values()):
+            self._detach(w, task)
+            if task.abandoned:
+                continue
+            if task.started_at is None:
+                self._requeue(task)
+            else:
+                err = WorkerCrashedError(-9, pid=w.pid, name=task.name, task_id=task.task_id)
+                err.args = (f"{err} ({reason})",)
+                self._attempt_over(task, w, "crashed", err, now, exit_code=-9)
+
+    def _break(self, reason: str) -> None:
+        """The pool cannot serve: fail everything waiting and refuse new work."""
+        if self.broken is not None:
+            return
+        self.broken = reason
+        log.error("osiiso_mp executor is broken: %s", reason)
+        for task in list(self._queue.items()):
+            self._queue.remove(task.seq)
+            self._finish_failed(task, OsiisoError(f"{reason}{_task_suffix(task)}"))
+        self._maybe_finish_shutdown()
+
+    # -- submission and dispatch -----------------------------------------------------------
+
+    def check_unique(self, task_id: str) -> None:
+        """Raise ValueError if a task with ``task_id`` is still in flight."""
+        if task_id in self._by_id:
+            raise ValueError(f"task_id {task_id!r} is already in flight; ids must be unique")
+
+    def _on_submit(self, task: Task) -> None:
+        if task.task_id in self._by_id:  # lost a race with another thread's same id
+            self._tasks[task.seq] = task
+            self.check_unique_failed(task)
+            return
+        if self._closing:
+            self._tasks[task.seq] = task
+            self._finish_failed(task, ClosedError(f"the executor is shut down{_task_suffix(task)}"))
+            return
+        if task.error is not None:
+            self._tasks[task.seq] = task
+            self._finish_failed(task, task.error)
+            return
+        if self.broken is not None:
+            self._tasks[task.seq] = task
+            self._finish_failed(task, ClosedError(f"{self.broken}{_task_suffix(task)}"))
+            return
+        self._tasks[task.seq] = task
+        self._by_id[task.task_id] = task
+        self._enqueue(task)
+
+    def check_unique_failed(self, task: Task) -> None:
+        """Fail a task whose id collided with one in flight."""
+        self._finish_failed(
+            task, ValueError(f"task_id {task.task_id!r} is already in flight; ids must be unique")
+        )
+
+    def _enqueue(self, task: Task) -> None:
+        task.state = "queued"
+        task.queued_since = time.perf_counter()
+        self._queue.push(task.opts.priority, task.seq, task)
+
+    def _requeue(self, task: Task) -> None:
+        if task.cancel_reason is None:
+            self._enqueue(task)
+
+    def _dispatch_soon(self) -> None:
+        # Coalesce: messages from one read are handled first, then dispatch runs once.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon(self._drain_inbox)
+
+    def _dispatch(self) -> None:
+        queue = self._queue
+        workers = self._workers
+        while queue:
+            entry = queue.peek()
+            assert entry is not None
+            task = entry[2]
+            best: _Worker | None = None
+            for w in workers:
+                if w is None or not w.ready or w.killed or w.retiring:
+                    continue
+                depth = _DEPTH + (self.config.concurrency - 1 if task.is_async else 0)
+                if may_prefetch(
+                    (entry[0], entry[1]),
+                    len(w.sent),
+                    depth,
+                    ((t.opts.priority, t.seq) for t in w.unstarted.values()),
+                ) and (best is None or len(w.sent) < len(best.sent)):
+                    best = w
+            if best is None:
+                return
+            queue.pop()
+            self._send(best, task)
+
+    def _send(self, w: _Worker, task: Task) -> None:
+        task.state = "queued"
+        task.worker = w
+        task.started_at = None
+        w.sent[task.seq] = task
+        w.unstarted[task.seq] = task
+        w.assigned += 1
+        w.channel.send(
+            RunTask(
+                task.seq,
+                len(task.attempts) + 1,
+                task.opts.priority,
+                task.payload,
+                task.is_async,
+                task.opts.timeout if task.is_async else None,
+            )
+        )
+        limit = self.config.max_tasks_per_worker
+        if limit is not None and w.assigned >= limit:
+            self._retire(w)
+
+    def _retire(self, w: _Worker) -> None:
+        """Send no more work to ``w``; it exits once it has finished what it holds."""
+        w.retiring = True
+        if not w.stop_sent:
+            w.stop_sent = True
+            w.channel.send(Stop())
+            w.channel.flush()
+
+    def _detach(self, w: _Worker, task: Task) -> None:
+        w.sent.pop(task.seq, None)
+        w.unstarted.pop(task.seq, None)
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+
+    # -- events from workers ---------------------------------------------------------------
+
+    def _on_started(self, w: _Worker, msg: TaskStarted) -> None:
+        task = w.unstarted.pop(msg.seq, None)
+        if task is None:
+            return
+        task.started_at = msg.started_at
+        if task.first_started_at is None:
+            task.first_started_at = msg.started_at
+        if task.abandoned:
+            # cancelled after it was sent: a sync attempt is stopped the hard way; an async
+            # one is cancelled inside the worker by the CancelTask already on its way
+            if not task.is_async:
+                self._kill_settling(w, time.perf_counter(), "a cancelled task had started there")
+            return
+        task.state = "running"
+        timeout = task.opts.timeout
+        if timeout is not None:
+            delay = msg.started_at + timeout - time.perf_counter()
+            if task.is_async:
+                delay += _ASYNC_GRACE
+            task.timer = self._loop.call_later(max(0.0, delay), self._on_timeout, w, task)
+
+    def _on_timeout(self, w: _Worker, task: Task) -> None:
+        task.timer = None
+        if task.seq not in w.sent or w.killed:
+            return
+        now = time.perf_counter()
+        timeout = task.opts.timeout or 0.0
+        self._detach(w, task)
+        self._kill_settling(w, now, f"task {task.name!r} timed out there")
+        err = TaskTimeoutError(timeout, name=task.name, task_id=task.task_id)
+        self._attempt_over(task, w, "timed_out", err, now, exit_code=-9)
+
+    def _on_finished(self, w: _Worker, msg: TaskFinished) -> None:
+        task = w.sent.get(msg.seq)
+        if task is None:
+            return
+        self._detach(w, task)
+        if task.abandoned:
+            return
+        if msg.outcome == "cancelled" and msg.started_at is None:
+            self._requeue(task)  # dropped before it started, without our asking: run it again
+            return
+        task.started_at = msg.started_at
+        if msg.outcome == "succeeded":
+            try:
+                value = pickle.loads(msg.payload)
+            except BaseException as exc:  # noqa: BLE001 - an unpickling __reduce__ may do anything
+                err: BaseException = _SerializationError(
+                    "result", type(exc).__name__, f"unpickling failed in the parent: {exc}",
+                    name=task.name, task_id=task.task_id,
+                )
+                self._record_attempt(task, w, msg, "failed", str(err))
+                self._after_failure(task, err)
+                return
+            self._record_attempt(task, w, msg, "succeeded", "")
+            self._finish(task, "succeeded", value=value)
+            return
+        if msg.outcome == "cancelled":
+            self._record_attempt(task, w, msg, "cancelled", "cancelled in the worker")
+            self._finish(task, "cancelled", message="cancelled in the worker")
+            return
+        info: ErrorInfo = pickle.loads(msg.payload)
+        exc = rebuild_exception(info)
+        self._record_attempt(task, w, msg, msg.outcome, _short_error(exc))
+        self._after_failure(task, exc)
+
+    # -- attempts, retries, records --------------------------------------------------------
+
+    def _record_attempt(
+        self, task: Task, w: _Worker, msg: TaskFinished, outcome: Outcome, error: str
+    ) -> None:
+        started = msg.started_at
+        task.attempts.append(
+            Attempt(
+                number=len(task.attempts) + 1,
+                worker=w.id,
+                pid=w.pid,
+                queued_for=max(0.0, (started if started is not None else msg.finished_at)
+                               - task.queued_since),
+                started_at=started,
+                finished_at=msg.finished_at,
+                duration=0.0 if started is None else max(0.0, msg.finished_at - started),
+                cpu_time=msg.cpu_time,
+                peak_rss=msg.peak_rss,
+                rss_delta=msg.rss_delta,
+                outcome=outcome,
+                error=error,
+            )
+        )
+        if task.first_started_at is None and started is not None:
+            task.first_started_at = started
+
+    def _attempt_over(
+        self,
+        task: Task,
+        w: _Worker,
+        outcome: Outcome,
+        exc: BaseException,
+        now: float,
+        *,
+        exit_code: int | None,
+    ) -> None:
+        """An attempt ended without a report from the worker (killed, crashed, cancelled)."""
+        started = task.started_at
+        task.attempts.append(
+            Attempt(
+                number=len(task.attempts) + 1,
+                worker=w.id,
+                pid=w.pid,
+                queued_for=max(0.0, (started if started is not None else now) - task.queued_since),
+                started_at=started,
+                finished_at=now,
+                duration=0.0 if started is None else max(0.0, now - started),
+                cpu_time=0.0,
+                peak_rss=0,
+                rss_delta=0,
+                outcome=outcome,
+                error=_short_error(exc),
+                exit_code=exit_code,
+            )
+        )
+        if outcome == "cancelled":
+            self._finish(task, "cancelled", message=str(exc))
+        else:
+            self._after_failure(task, exc)
+
+    def _after_failure(self, task: Task, exc: BaseException) -> None:
+        if task.cancel_reason is not None:
+            self._finish(task, "cancelled", message=task.cancel_reason)
+            return
+        opts = task.opts
+        delay = retry_delay(
+            attempts_made=len(task.attempts),
+            retries=opts.retries,
+            base_delay=opts.retry_delay,
+            backoff=opts.backoff,
+            requested=exc.delay if isinstance(exc, Retry) else None,
+        )
+        if delay is None or self.broken is not None:
+            self._finish_failed(task, exc)
+            return
+        task.worker = None
+        task.started_at = None
+        if delay <= 0:
+            self._enqueue(task)
+        else:
+            task.state = "scheduled"
+            task.scheduled_for = time.time() + delay
+            task.timer = self._loop.call_later(delay, self._retry_due, task)
+
+    def _retry_due(self, task: Task) -> None:
+        task.timer = None
+        task.scheduled_for = None
+        if task.state == "scheduled":
+            self._enqueue(task)
+            self._dispatch()
+
+    def _finish_failed(self, task: Task, exc: BaseException) -> None:
+        self._finish(task, "failed", exc=exc, message=_message(exc))
+
+    def _finish(
+        self,
+        task: Task,
+        status: str,
+        *,
+        value: Any = None,
+        exc: BaseException | None = None,
+        message: str = "",
+    ) -> None:
+        if task.state == "complete":  # pragma: no cover - the invariant says once
+            log.error("osiiso_mp: task %s finished twice", task.task_id)
+            return
+        task.state = "complete"
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        self._tasks.pop(task.seq, None)
+        if self._by_id.get(task.task_id) is task:
+            del self._by_id[task.task_id]
+        now = time.perf_counter()
+        finished = task.attempts[-1].finished_at if task.attempts else now
+        first = task.first_started_at
+        opts = task.opts
+        record = TaskResult(
+            task_id=task.task_id,
+            name=task.name,
+            status=status,  # type: ignore[arg-type]
+            value=value,
+            exception=exc,
+            attempts=len(task.attempts),
+            priority=opts.priority,
+            must_complete=opts.must_complete,
+            group_id=opts.group_id,
+            detached=opts.detached,
+            created_at=task.created_at,
+            started_at=first,
+            finished_at=finished,
+            duration=0.0 if first is None else max(0.0, finished - first),
+            message=message,
+            metadata=opts.metadata,
+            attempt_log=tuple(task.attempts),
+        )
+        task.payload = b""
+        task.fut._settle(record)
+        self._maybe_finish_shutdown()
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    def _cancel(self, task: Task, reason: str) -> bool:
+        """Cancel ``task`` now; False only when it had already finished."""
+        if task.state == "complete":
+            return False
+        if task.seq not in self._tasks:  # not yet seen: the SubmitTask is still in the inbox
+            return False
+        task.cancel_reason = reason
+        now = time.perf_counter()
+        w = task.worker
+        if self._queue.remove(task.seq) or task.state == "scheduled" or w is None:
+            self._finish(task, "cancelled", message=reason)
+        elif task.seq in w.unstarted:
+            task.abandoned = True
+            w.channel.send(CancelTask(task.seq))
+            self._finish(task, "cancelled", message=reason)
+        else:  # running
+            if task.is_async:
+                task.abandoned = True
+                w.channel.send(CancelTask(task.seq))
+                self._attempt_over(task, w, "cancelled", _Cancelled(reason), now, exit_code=None)
+            else:
+                self._detach(w, task)
+                self._kill_settling(w, now, f"task {task.name!r} was cancelled there")
+                self._attempt_over(task, w, "cancelled", _Cancelled(reason), now, exit_code=-9)
+        return True
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _on_shutdown(self, cmd: Shutdown) -> None:
+        self._closing = True
+        if cmd.reply is not None:
+            self._shutdown_replies.append(cmd.reply)
+        if cmd.cancel_pending or cmd.kill:
+            reason = "cancelled by a forced shutdown" if cmd.kill else "cancelled by shutdown"
+            for task in list(self._tasks.values()):
+                if task.state in ("queued", "scheduled") and (
+                    task.worker is None or task.seq in task.worker.unstarted
+                ):
+                    self._cancel(task, reason)
+        if cmd.kill:
+            for task in list(self._tasks.values()):
+                self._cancel(task, "cancelled by a forced shutdown")
+        self._maybe_finish_shutdown()
+
+    def _maybe_finish_shutdown(self) -> None:
+        if not self._closing or self._tasks:
+            return
+        live = [w for w in self._workers if w is not None]
+        for w in live:
+            if not w.stop_sent and not w.killed:
+                w.stop_sent = True
+                w.retiring = True
+                w.channel.send(Stop())
+                self._loop.call_later(_STOP_GRACE, lambda w=w: None if w.exited else self._kill(w))
+        if not live and not self._stopped.is_set():
+            self._loop.stop()
+
+    def _teardown(self) -> None:
+        for w in self._workers:
+            if w is not None and not w.exited:
+                w.proc.kill()
+        self._launcher.close()
+        with self._post_lock:
+            self._stopped.set()
+            leftovers = list(self._inbox)
+            self._inbox.clear()
+        for cmd in leftovers:  # posted after the last drain: answer, never strand a caller
+            if isinstance(cmd, Submit):
+                cmd.task.fut._settle_closed()
+            elif isinstance(cmd, Cancel):
+                cmd.reply.set_result(False)
+            elif isinstance(cmd, Call):
+                cmd.reply.set_exception(ClosedError("the executor is shut down"))
+            elif cmd.reply is not None:
+                cmd.reply.set_result(None)
+        for reply in self._shutdown_replies:
+            if not reply.done():
+                reply.set_result(None)
+        try:
+            self._loop.close()
+        except Exception:  # noqa: BLE001  # pragma: no cover
+            pass
+
+
+class _Cancelled(Exception):
+    """Carries a cancellation reason through the attempt bookkeeping."""
+
+
+def _short_error(exc: BaseException) -> str:
+    text = _message(exc)
+    line = text.splitlines()[0] if text else ""
+    name = type(exc).__name__
+    out = f"{name}: {line}" if line else name
+    return out if len(out) <= 200 else out[:197] + "..."
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _task_suffix(task: Task) -> str:
+    return f" (task {task.name!r}, id {task.task_id})"
+
+
+def _dumps_initializer(init: Callable[..., object], initargs: tuple[Any, ...]) -> bytes:
+    """Pickle the initializer once; every worker unpickles and calls it."""
+    from ._serialize import dumps_task
+
+    return dumps_task(init, initargs, {})

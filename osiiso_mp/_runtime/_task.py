@@ -1,0 +1,91 @@
+"""The supervisor's mutable record of one task while it is unfinished.
+
+Built by the submitting thread, then handed to the supervisor with a ``Submit`` command;
+from that moment only the supervisor thread reads or writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._options import TaskOptions
+from .._records import Attempt
+
+if TYPE_CHECKING:
+    from .._future import TaskFuture
+
+__all__ = ["State", "Task"]
+
+State = Literal["queued", "scheduled", "running", "complete"]
+
+
+class Task:
+    """One task: its payload, options, attempts so far and where it is now."""
+
+    __slots__ = (
+        "abandoned",
+        "args",
+        "attempts",
+        "cancel_reason",
+        "created_at",
+        "enqueue_ms",
+        "error",
+        "first_started_at",
+        "fn_name",
+        "fut",
+        "is_async",
+        "kwargs",
+        "name",
+        "opts",
+        "payload",
+        "queued_since",
+        "scheduled_for",
+        "seq",
+        "started_at",
+        "state",
+        "task_id",
+        "timer",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        task_id: str,
+        name: str,
+        fn_name: str,
+        fut: TaskFuture[Any],
+        opts: TaskOptions,
+        payload: bytes,
+        is_async: bool,
+        error: BaseException | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        created_at: float,
+        enqueue_ms: int,
+    ) -> None:
+        self.seq = seq
+        self.task_id = task_id
+        self.name = name
+        self.fn_name = fn_name
+        self.fut = fut
+        self.opts = opts
+        self.payload = payload
+        self.is_async = is_async
+        self.error = error  # a submit-time failure (SerializationError): no attempt is made
+        self.args = args
+        self.kwargs = kwargs
+        self.created_at = created_at
+        self.enqueue_ms = enqueue_ms
+        self.state: State = "queued"
+        self.attempts: list[Attempt] = []
+        self.worker: Any = None  # the supervisor's _Worker holding it, or None
+        self.started_at: float | None = None  # start of the current attempt
+        self.first_started_at: float | None = None
+        self.queued_since = created_at
+        self.scheduled_for: float | None = None  # epoch seconds of a pending retry/delay
+        self.cancel_reason: str | None = None
+        self.abandoned = False  # cancelled while a worker still holds it
+        self.timer: asyncio.TimerHandle | None = None

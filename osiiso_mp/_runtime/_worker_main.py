@@ -1,0 +1,275 @@
+"""The worker actor: a persistent process running tasks on its own uvloop event loop.
+
+Started as ``python -c "...; main(FD)"`` with one end of a socket pair as ``FD``. It reads a
+:class:`Configure` frame (blocking), sets up ``sys.path``, the working directory and the
+initializer, reports :class:`WorkerReady`, and then serves :class:`RunTask` messages:
+
+- Tasks wait in a local heap ordered by ``(priority, seq)``; the supervisor may send several
+  ahead (pipelining) and the worker always starts the best one it holds.
+- A sync task runs inline, one at a time. Its :class:`TaskStarted` is flushed to the pipe
+  *before* it runs, so the supervisor knows what is running when it needs to time it out,
+  cancel it, or explain a crash. Between two sync tasks the loop turns once, so new messages
+  (a cancellation, a better-priority task) are read.
+- ``async def`` tasks run as asyncio tasks, up to ``concurrency`` at once.
+- The worker ignores SIGINT (Ctrl-C belongs to the parent), dies with its parent
+  (``PR_SET_PDEATHSIG`` on Linux, and end-of-file on its pipe everywhere), and on
+  :class:`Stop` finishes what it holds and exits with status 0.
+
+It imports only what a worker needs, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import os
+import pickle
+import signal
+import socket
+import sys
+from typing import Any
+
+from .._errors import SerializationError
+from ._messages import (
+    CancelTask,
+    Configure,
+    InitFailed,
+    Message,
+    RunTask,
+    Stop,
+    TaskFinished,
+    TaskStarted,
+    WorkerReady,
+)
+from ._serialize import dumps_value, error_info
+from ._telemetry import Meter, Snapshot
+from ._wire import Channel, encode, read_frame_blocking
+
+__all__ = ["main"]
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when our parent dies (Linux), then check it is alive."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        os._exit(0)
+
+
+class _Job:
+    """A task the worker holds, waiting or running."""
+
+    __slots__ = ("dropped", "msg")
+
+    def __init__(self, msg: RunTask) -> None:
+        self.msg = msg
+        self.dropped = False
+
+
+class WorkerActor:
+    """Serves one supervisor over one channel."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, cfg: Configure):
+        self._loop = loop
+        self._concurrency = cfg.concurrency
+        self._meter = Meter()
+        self._heap: list[tuple[int, int, _Job]] = []
+        self._waiting: dict[int, _Job] = {}
+        self._async: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._pump_scheduled = False
+        self._channel = Channel(loop, sock, self._on_message, self._on_closed)
+
+    def start(self) -> None:
+        """Announce readiness."""
+        self._channel.send(WorkerReady(os.getpid()))
+
+    # -- inbox -----------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> None:
+        if isinstance(msg, RunTask):
+            job = _Job(msg)
+            self._waiting[msg.seq] = job
+            heapq.heappush(self._heap, (msg.priority, msg.seq, job))
+        elif isinstance(msg, CancelTask):
+            self._cancel(msg.seq)
+        elif isinstance(msg, Stop):
+            self._stopping = True
+        self._schedule_pump()
+
+    def _cancel(self, seq: int) -> None:
+        job = self._waiting.pop(seq, None)
+        if job is not None:
+            job.dropped = True
+            now = self._meter.snapshot()
+            self._channel.send(TaskFinished(seq, "cancelled", b"", None, now[0], 0.0, now[3], 0))
+            return
+        task = self._async.get(seq)
+        if task is not None:
+            task.cancel()
+
+    def _on_closed(self) -> None:
+        # The supervisor is gone: nothing we compute can be delivered any more.
+        os._exit(0)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        heap = self._heap
+        while heap:
+            job = heap[0][2]
+            if job.dropped:
+                heapq.heappop(heap)
+                continue
+            if job.msg.is_async:
+                if len(self._async) >= self._concurrency:
+                    break
+                heapq.heappop(heap)
+                del self._waiting[job.msg.seq]
+                self._start_async(job.msg)
+                continue
+            heapq.heappop(heap)
+            del self._waiting[job.msg.seq]
+            self._run_sync(job.msg)
+            if heap:  # let the loop read new messages before the next sync task
+                self._schedule_pump()
+            break
+        if self._stopping and not self._waiting and not self._async:
+            self._exit()
+
+    def _begin(self, msg: RunTask) -> Snapshot:
+        start = self._meter.snapshot()
+        self._channel.send(TaskStarted(msg.seq, start[0]))
+        self._channel.flush()
+        return start
+
+    def _finish(self, msg: RunTask, outcome: str, payload: bytes, start: Snapshot) -> None:
+        finished_at, cpu, peak, delta = self._meter.measure(start)
+        self._channel.send_frame(
+            encode(TaskFinished(msg.seq, outcome, payload, start[0], finished_at, cpu, peak, delta))  # type: ignore[arg-type]
+        )
+
+    def _fail(self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed") -> None:
+        self._finish(msg, outcome, pickle.dumps(error_info(exc), protocol=5), start)
+
+    def _run_sync(self, msg: RunTask) -> None:
+        start = self._begin(msg)
+        try:
+            fn, args, kwargs = pickle.loads(msg.payload)
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit must not kill the worker
+            err = SerializationError("unpickling", type(exc).__name__, str(exc))
+            self._fail(msg, err, start)
+            return
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are failures
+            self._fail(msg, exc, start)
+            return
+        if asyncio.iscoroutine(value):  # a sync callable that returned a coroutine
+            self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
+            return
+        self._deliver(msg, value, start)
+
+    def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
+        try:
+            payload = dumps_value(value)
+        except SerializationError as exc:
+            self._fail(msg, exc, start)
+            return
+        self._finish(msg, "succeeded", payload, start)
+
+    def _start_async(self, msg: RunTask) -> None:
+        start = self._begin(msg)
+        try:
+            fn, args, kwargs = pickle.loads(msg.payload)
+            coro = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(msg, exc, start)
+            return
+        self._async[msg.seq] = self._loop.create_task(self._await(msg, coro, start))
+
+    async def _await(self, msg: RunTask, coro: Any, start: Snapshot) -> None:
+        try:
+            if msg.timeout is None:
+                value = await coro
+            else:
+                async with asyncio.timeout(msg.timeout) as scope:
+                    value = await coro
+        except asyncio.CancelledError:
+            self._finish(msg, "cancelled", b"", start)
+        except TimeoutError as exc:
+            if msg.timeout is not None and scope.expired():
+                from .._errors import TaskTimeoutError
+
+                self._fail(msg, TaskTimeoutError(msg.timeout), start, "timed_out")
+            else:
+                self._fail(msg, exc, start)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(msg, exc, start)
+        else:
+            self._deliver(msg, value, start)
+        finally:
+            self._async.pop(msg.seq, None)
+            self._schedule_pump()
+
+    def _exit(self) -> None:
+        self._channel.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - exiting anyway
+                pass
+        os._exit(0)
+
+
+def _configure(sock: socket.socket) -> Configure:
+    msg = read_frame_blocking(sock)
+    if not isinstance(msg, Configure):
+        os._exit(0)  # the supervisor went away before configuring us
+    _die_with_parent(msg.parent_pid)
+    sys.path[:] = list(msg.sys_path)
+    try:
+        os.chdir(msg.cwd)
+    except OSError:
+        pass
+    return msg
+
+
+def _initialize(sock: socket.socket, cfg: Configure) -> None:
+    if cfg.initializer is None:
+        return
+    try:
+        init, initargs, initkwargs = pickle.loads(cfg.initializer)
+        init(*initargs, **initkwargs)
+    except BaseException as exc:  # noqa: BLE001
+        info = error_info(exc)
+        sock.sendall(encode(InitFailed(f"{info.type_name}: {info.message}", info.traceback)))
+        os._exit(3)
+
+
+def main(fd: int) -> None:
+    """Entry point of a worker process serving the supervisor at the other end of ``fd``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    cfg = _configure(sock)
+    _initialize(sock, cfg)
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    actor = WorkerActor(loop, sock, cfg)
+    actor.start()
+    loop.run_forever()

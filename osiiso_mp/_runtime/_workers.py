@@ -1,0 +1,141 @@
+"""The supervisor's view of worker processes: start them, watch them die, kill them.
+
+Workers are started with a fresh interpreter (``spawn``) or forked from a small fork server
+that has the worker modules already imported (``forkserver``, see :mod:`._forkserver`). Never
+a bare fork of the user's (threaded) process. Either way the user's ``__main__`` is *not*
+re-imported in the worker, so scripts need no ``if __name__ == "__main__"`` guard: callables
+travel by value with cloudpickle instead.
+
+Each worker leads its own process group (a new session), so a terminal's Ctrl-C does not
+reach it and killing the group also kills any children a task started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["Launcher", "SpawnLauncher", "WorkerProcess", "package_root"]
+
+
+def package_root() -> str:
+    """The directory holding the ``osiiso_mp`` package (put on a fresh worker's sys.path)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class WorkerProcess(Protocol):
+    """A started worker process."""
+
+    pid: int
+
+    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]) -> None:
+        """Call ``on_exit(exit_code)`` on ``loop`` once the process has exited."""
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its process group (idempotent, never raises)."""
+
+    def close(self) -> None:
+        """Release what watching the process holds."""
+
+
+class Launcher(Protocol):
+    """Starts worker processes."""
+
+    def launch(self, child: socket.socket) -> WorkerProcess:
+        """Start a worker serving the other end of ``child``'s socket pair."""
+
+    def close(self) -> None:
+        """Release the launcher's own resources (a fork server, say)."""
+
+
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, {root!r}); "
+    "from osiiso_mp._runtime._worker_main import main; main({fd})"
+)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid``, or ``pid`` alone; ignore vanished ones."""
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class SpawnedWorker:
+    """A worker that is a direct child of this process (``subprocess.Popen``)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.pid = popen.pid
+        self._popen = popen
+        self._pidfd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_exit: Callable[[int | None], None] | None = None
+
+    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]) -> None:
+        """Watch for exit with a pidfd (Linux) or, elsewhere, by polling every 50 ms."""
+        self._loop = loop
+        self._on_exit = on_exit
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            self._poll()
+            return
+        loop.add_reader(self._pidfd, self._check)
+
+    def _check(self) -> None:
+        code = self._popen.poll()
+        if code is None:
+            return
+        self.close()
+        if self._on_exit is not None:
+            cb, self._on_exit = self._on_exit, None
+            cb(code)
+
+    def _poll(self) -> None:
+        self._check()
+        if self._on_exit is not None and self._loop is not None:
+            self._timer = self._loop.call_later(0.05, self._poll)
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group, then the worker itself."""
+        if self._popen.returncode is None:
+            kill_group(self.pid)
+
+    def close(self) -> None:
+        """Stop watching."""
+        if self._pidfd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class SpawnLauncher:
+    """Starts each worker as a fresh interpreter."""
+
+    def launch(self, child: socket.socket) -> WorkerProcess:
+        """Start ``python -c <bootstrap>`` with ``child``'s descriptor passed down."""
+        fd = child.fileno()
+        code = BOOTSTRAP.format(root=package_root(), fd=fd)
+        popen = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=(fd,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+        return SpawnedWorker(popen)
+
+    def close(self) -> None:
+        """Nothing to release."""
