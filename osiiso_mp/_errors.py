@@ -60,7 +60,7 @@ class OsiisoError(Exception):
     """Root of every exception osiiso_mp raises on its own account."""
 
 
-class RemoteTraceback(Exception):  # noqa: N818 - mirrors concurrent.futures' _RemoteTraceback
+class RemoteTraceback(Exception):
     """The traceback text of an exception raised in a worker.
 
     Attached as the ``__cause__`` of the exception a failed task re-raises in the parent, so
@@ -221,8 +221,7 @@ class SerializationError(OsiisoError):
         task_id: str | None = None,
     ) -> None:
         super().__init__(
-            f"cannot serialize the {stage}{_for_task(name, task_id)}: "
-            f"{type_name}: {detail}"
+            f"cannot serialize the {stage}{_for_task(name, task_id)}: {type_name}: {detail}"
         )
         self.stage = stage
         self.type_name = type_name
@@ -251,7 +250,7 @@ class RemoteError(OsiisoError):
         return (type(self), (self.type_name, self.message, self.traceback))
 
 
-class Retry(OsiisoError):  # noqa: N818 - a request, not an error condition
+class Retry(OsiisoError):
     """Raise inside a task to ask for another attempt, within the task's ``retries`` budget.
 
     ``delay`` (seconds) replaces the task's backoff delay for that retry when given. When the

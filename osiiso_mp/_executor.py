@@ -13,7 +13,7 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from ._errors import ClosedError, SerializationError
 from ._future import TaskFuture
@@ -288,7 +288,8 @@ class Executor(_Submitter, cf.Executor):
             batch, self._batch = self._batch, []
             respawns_before = self._batch_respawns
         try:
-            _, pending = cf.wait(batch, timeout)
+            _, not_done = cf.wait(batch, timeout)
+            pending = [f for f in batch if f in not_done]
             timed_out = bool(pending)
             if pending:
                 self._cancel_many(
@@ -359,7 +360,7 @@ class Executor(_Submitter, cf.Executor):
             reply.result()
             self._sup.join()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         """Drain on a clean exit; force-cancel when the block raised."""
         self.shutdown(wait=True, kill=exc_type is not None)
         return False

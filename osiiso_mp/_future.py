@@ -20,7 +20,7 @@ __all__ = ["TaskFuture"]
 T = TypeVar("T")
 
 
-class TaskFuture(cf.Future[T], Generic[T]):  # type: ignore[misc]
+class TaskFuture(cf.Future[T], Generic[T]):
     """The handle of one submitted task.
 
     A :class:`concurrent.futures.Future`, so ``result()``, ``exception()``, ``done()``,

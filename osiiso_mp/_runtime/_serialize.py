@@ -53,12 +53,12 @@ def dumps_task(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a task for the wire; raise :class:`SerializationError` naming the stage."""
     try:
         return cloudpickle.dumps((fn, args, kwargs), protocol=5)  # type: ignore[no-any-return]
-    except BaseException as exc:  # noqa: BLE001 - a __reduce__ may raise anything, even SystemExit
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
             cloudpickle.dumps(fn, protocol=5)
-        except BaseException as fn_exc:  # noqa: BLE001
+        except BaseException as fn_exc:
             if isinstance(fn_exc, KeyboardInterrupt):
                 raise
             raise SerializationError(
@@ -73,11 +73,11 @@ def dumps_value(value: Any) -> bytes:
     """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure."""
     try:
         return pickle.dumps(value, protocol=5)
-    except Exception:  # noqa: BLE001 - fall back to pickling by value
+    except Exception:
         pass
     try:
         return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SerializationError(
             "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
         ) from None
@@ -88,15 +88,15 @@ def error_info(exc: BaseException) -> ErrorInfo:
     tb = "".join(traceback.format_exception(exc))
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+    except Exception:
         message = f"<unprintable {type(exc).__name__}>"
     pickled: bytes | None
     try:
         pickled = pickle.dumps(exc, protocol=5)
-    except Exception:  # noqa: BLE001
+    except Exception:
         try:
             pickled = cloudpickle.dumps(exc, protocol=5)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pickled = None
     return ErrorInfo(type_name(exc), message, tb, pickled)
 
@@ -110,7 +110,7 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
     if info.pickled is not None:
         try:
             rebuilt = pickle.loads(info.pickled)
-        except Exception:  # noqa: BLE001 - e.g. an __init__ with extra required arguments
+        except Exception:
             rebuilt = None
         exc = (
             rebuilt

@@ -128,9 +128,7 @@ class Supervisor:
         self._post_lock = threading.Lock()
         self._wake_pending = False
         self._loop = self._new_loop()
-        self._thread = threading.Thread(
-            target=self._run, name="osiiso_mp-supervisor", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="osiiso_mp-supervisor", daemon=True)
         self._queue: ReadyQueue[Task] = ReadyQueue()
         self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
         self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
@@ -154,7 +152,7 @@ class Supervisor:
         try:
             import uvloop
 
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
         except ImportError:  # pragma: no cover - uvloop is a dependency
             return asyncio.new_event_loop()
 
@@ -229,7 +227,7 @@ class Supervisor:
         elif isinstance(cmd, Call):
             try:
                 cmd.reply.set_result(cmd.fn())
-            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+            except BaseException as exc:
                 cmd.reply.set_exception(exc)
         elif isinstance(cmd, Shutdown):
             self._on_shutdown(cmd)
@@ -262,7 +260,7 @@ class Supervisor:
         w.channel.send(
             Configure(
                 worker_id=slot,
-                parent_pid=os.getpid(),
+                parent_pid=self._launcher.worker_parent_pid,
                 sys_path=tuple(sys.path),
                 cwd=os.getcwd(),
                 concurrency=self.config.concurrency,
@@ -292,7 +290,7 @@ class Supervisor:
         # End of file before the exit is seen: the process is exiting, or something closed
         # the pipe and left the process alive. Give it a moment, then make sure.
         if not w.exited:
-            self._loop.call_later(_STOP_GRACE, lambda: None if w.exited else self._kill(w))
+            self._loop.call_later(_STOP_GRACE, self._kill_if_alive, w)
 
     def _on_exit(self, w: _Worker, code: int | None) -> None:
         w.exited = True
@@ -344,6 +342,10 @@ class Supervisor:
                 return
             self._spawn(slot)
             self._dispatch()
+
+    def _kill_if_alive(self, w: _Worker) -> None:
+        if not w.exited:
+            self._kill(w)
 
     def _kill(self, w: _Worker) -> None:
         """Kill ``w`` now; its tasks must already be settled by the caller."""
@@ -533,10 +535,13 @@ class Supervisor:
         if msg.outcome == "succeeded":
             try:
                 value = pickle.loads(msg.payload)
-            except BaseException as exc:  # noqa: BLE001 - an unpickling __reduce__ may do anything
+            except BaseException as exc:
                 err: BaseException = _SerializationError(
-                    "result", type(exc).__name__, f"unpickling failed in the parent: {exc}",
-                    name=task.name, task_id=task.task_id,
+                    "result",
+                    type(exc).__name__,
+                    f"unpickling failed in the parent: {exc}",
+                    name=task.name,
+                    task_id=task.task_id,
                 )
                 self._record_attempt(task, w, msg, "failed", str(err))
                 self._after_failure(task, err)
@@ -549,9 +554,9 @@ class Supervisor:
             self._finish(task, "cancelled", message="cancelled in the worker")
             return
         info: ErrorInfo = pickle.loads(msg.payload)
-        exc = rebuild_exception(info)
-        self._record_attempt(task, w, msg, msg.outcome, _short_error(exc))
-        self._after_failure(task, exc)
+        error = rebuild_exception(info)
+        self._record_attempt(task, w, msg, msg.outcome, _short_error(error))
+        self._after_failure(task, error)
 
     # -- attempts, retries, records --------------------------------------------------------
 
@@ -564,8 +569,9 @@ class Supervisor:
                 number=len(task.attempts) + 1,
                 worker=w.id,
                 pid=w.pid,
-                queued_for=max(0.0, (started if started is not None else msg.finished_at)
-                               - task.queued_since),
+                queued_for=max(
+                    0.0, (started if started is not None else msg.finished_at) - task.queued_since
+                ),
                 started_at=started,
                 finished_at=msg.finished_at,
                 duration=0.0 if started is None else max(0.0, msg.finished_at - started),
@@ -748,7 +754,7 @@ class Supervisor:
                 w.stop_sent = True
                 w.retiring = True
                 w.channel.send(Stop())
-                self._loop.call_later(_STOP_GRACE, lambda w=w: None if w.exited else self._kill(w))
+                self._loop.call_later(_STOP_GRACE, self._kill_if_alive, w)
         if not live and not self._stopped.is_set():
             self._loop.stop()
 
@@ -775,7 +781,7 @@ class Supervisor:
                 reply.set_result(None)
         try:
             self._loop.close()
-        except Exception:  # noqa: BLE001  # pragma: no cover
+        except Exception:  # pragma: no cover
             pass
 
 
@@ -794,7 +800,7 @@ def _short_error(exc: BaseException) -> str:
 def _message(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return f"<unprintable {type(exc).__name__}>"
 
 

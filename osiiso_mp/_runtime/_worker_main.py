@@ -161,20 +161,22 @@ class WorkerActor:
             encode(TaskFinished(msg.seq, outcome, payload, start[0], finished_at, cpu, peak, delta))  # type: ignore[arg-type]
         )
 
-    def _fail(self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed") -> None:
+    def _fail(
+        self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed"
+    ) -> None:
         self._finish(msg, outcome, pickle.dumps(error_info(exc), protocol=5), start)
 
     def _run_sync(self, msg: RunTask) -> None:
         start = self._begin(msg)
         try:
             fn, args, kwargs = pickle.loads(msg.payload)
-        except BaseException as exc:  # noqa: BLE001 - even SystemExit must not kill the worker
+        except BaseException as exc:
             err = SerializationError("unpickling", type(exc).__name__, str(exc))
             self._fail(msg, err, start)
             return
         try:
             value = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are failures
+        except BaseException as exc:
             self._fail(msg, exc, start)
             return
         if asyncio.iscoroutine(value):  # a sync callable that returned a coroutine
@@ -195,7 +197,7 @@ class WorkerActor:
         try:
             fn, args, kwargs = pickle.loads(msg.payload)
             coro = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self._fail(msg, exc, start)
             return
         self._async[msg.seq] = self._loop.create_task(self._await(msg, coro, start))
@@ -216,7 +218,7 @@ class WorkerActor:
                 self._fail(msg, TaskTimeoutError(msg.timeout), start, "timed_out")
             else:
                 self._fail(msg, exc, start)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self._fail(msg, exc, start)
         else:
             self._deliver(msg, value, start)
@@ -229,7 +231,7 @@ class WorkerActor:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001, S110 - exiting anyway
+            except Exception:
                 pass
         os._exit(0)
 
@@ -253,7 +255,7 @@ def _initialize(sock: socket.socket, cfg: Configure) -> None:
     try:
         init, initargs, initkwargs = pickle.loads(cfg.initializer)
         init(*initargs, **initkwargs)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         info = error_info(exc)
         sock.sendall(encode(InitFailed(f"{info.type_name}: {info.message}", info.traceback)))
         os._exit(3)

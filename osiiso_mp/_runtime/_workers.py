@@ -47,6 +47,10 @@ class WorkerProcess(Protocol):
 class Launcher(Protocol):
     """Starts worker processes."""
 
+    @property
+    def worker_parent_pid(self) -> int:
+        """The pid a worker sees as its parent (it exits if that process is gone)."""
+
     def launch(self, child: socket.socket) -> WorkerProcess:
         """Start a worker serving the other end of ``child``'s socket pair."""
 
@@ -124,6 +128,11 @@ class SpawnedWorker:
 
 class SpawnLauncher:
     """Starts each worker as a fresh interpreter."""
+
+    @property
+    def worker_parent_pid(self) -> int:
+        """Workers are our own children."""
+        return os.getpid()
 
     def launch(self, child: socket.socket) -> WorkerProcess:
         """Start ``python -c <bootstrap>`` with ``child``'s descriptor passed down."""

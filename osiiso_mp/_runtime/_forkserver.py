@@ -1,0 +1,296 @@
+"""The fork server: a small single-threaded process that forks workers on request.
+
+Starting a fresh interpreter per worker costs tens of milliseconds of CPU; forking one from a
+process that already imported the worker modules costs about one. So, once per user process,
+we start this server (itself a fresh interpreter, never a fork of the threaded user process)
+and ask it for workers::
+
+    user process                                   fork server (no threads)
+    ------------                                   ------------------------
+    ForkServer.spawn(child socket)
+      send b"S" + the socket's fd (SCM_RIGHTS) -->  fork(); the child runs the worker main
+      <-- ("P", pid)                                 on the fd it was handed
+    reader thread                                  SIGCHLD: waitpid()
+      <-- ("X", pid, exit code) ------------------   reports every worker's exit code
+      -> on_exit(code) on the owning supervisor's loop
+
+- The server holds no pipes of the user process but its control socket. When the user
+  process dies, even by SIGKILL, the server reads end-of-file, kills every worker's process
+  group and exits; workers also die with the server (``PR_SET_PDEATHSIG``).
+- Workers are the server's children, so only the server can ``waitpid`` them: it forwards
+  their exit codes, and the user process keeps a pidfd per worker to signal it safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from ._workers import kill_group, package_root
+
+__all__ = ["ForkServer", "ForkServerLauncher", "serve"]
+
+_REPLY = struct.Struct("!cqq")  # kind, pid, exit code
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, {root!r}); "
+    "from osiiso_mp._runtime._forkserver import serve; serve({fd})"
+)
+
+
+# --- server side ---------------------------------------------------------------------------
+
+
+def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
+    """Main loop of the fork server, serving the control socket ``fd``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from . import _worker_main  # preload what every worker imports
+
+    ctl = socket.socket(fileno=fd)
+    ctl.setblocking(True)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+            ctl.sendall(_REPLY.pack(b"X", pid, os.waitstatus_to_exitcode(status)))
+
+    def quit_all() -> None:
+        for pid in children:
+            kill_group(pid)
+        os._exit(0)
+
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is not ctl:
+                os.read(wake_r, 4096)
+                reap()
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(ctl, 1, 1)
+            except OSError:
+                quit_all()
+            if not data:
+                quit_all()
+            if not fds:
+                continue
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setsid()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    sel.close()
+                    ctl.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    _worker_main.main(fds[0])
+                finally:
+                    os._exit(1)
+            os.close(fds[0])
+            children.add(pid)
+            ctl.sendall(_REPLY.pack(b"P", pid, 0))
+        reap()
+
+
+# --- client side ---------------------------------------------------------------------------
+
+
+class ForkServer:
+    """The user process's handle on its fork server (one per process, shared by executors)."""
+
+    _instance: ForkServer | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> ForkServer:
+        """The running server, started on first use (and again after it died or we forked)."""
+        with cls._instance_lock:
+            inst = cls._instance
+            if inst is None or not inst.alive or inst.owner_pid != os.getpid():
+                inst = cls._instance = cls()
+            return inst
+
+    def __init__(self) -> None:
+        self.owner_pid = os.getpid()
+        ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        self._popen = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP.format(root=package_root(), fd=fd)],
+            pass_fds=(fd,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.pid = self._popen.pid
+        self._ctl = ours
+        self._lock = threading.Lock()
+        self._replies: deque[tuple[threading.Event, list[int]]] = deque()
+        self._watchers: dict[
+            int, tuple[asyncio.AbstractEventLoop, Callable[[int | None], None]]
+        ] = {}
+        self._exited: dict[int, int] = {}
+        self.alive = True
+        self._reader = threading.Thread(target=self._read, name="osiiso_mp-forkserver", daemon=True)
+        self._reader.start()
+
+    def spawn(self, child: socket.socket) -> int:
+        """Fork a worker serving ``child``'s socket pair; return its pid."""
+        done = threading.Event()
+        slot: list[int] = []
+        with self._lock:
+            if not self.alive:
+                raise OSError("the osiiso_mp fork server is not running")
+            self._replies.append((done, slot))
+            socket.send_fds(self._ctl, [b"S"], [child.fileno()])
+        if not done.wait(30) or not slot:
+            raise OSError("the osiiso_mp fork server did not answer")
+        return slot[0]
+
+    def watch(
+        self, pid: int, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]
+    ) -> None:
+        """Call ``on_exit(code)`` on ``loop`` when worker ``pid`` exits."""
+        with self._lock:
+            code = self._exited.pop(pid, None)
+            if code is None and self.alive:
+                self._watchers[pid] = (loop, on_exit)
+                return
+        loop.call_soon(on_exit, code)
+
+    def unwatch(self, pid: int) -> None:
+        """Forget ``pid``'s watcher."""
+        with self._lock:
+            self._watchers.pop(pid, None)
+            self._exited.pop(pid, None)
+
+    def _read(self) -> None:
+        size = _REPLY.size
+        while True:
+            try:
+                data = self._ctl.recv(size, socket.MSG_WAITALL)
+            except OSError:
+                data = b""
+            if len(data) < size:
+                break
+            kind, pid, code = _REPLY.unpack(data)
+            with self._lock:
+                if kind == b"P":
+                    done, slot = self._replies.popleft()
+                    slot.append(pid)
+                    done.set()
+                    continue
+                watcher = self._watchers.pop(pid, None)
+                if watcher is None:
+                    self._exited[pid] = code
+            if watcher is not None:
+                _notify(watcher, code)
+        # The server is gone: every worker it had is gone with it (they die with it).
+        with self._lock:
+            self.alive = False
+            watchers = list(self._watchers.values())
+            self._watchers.clear()
+            pending = list(self._replies)
+            self._replies.clear()
+        for done, _ in pending:
+            done.set()
+        for watcher in watchers:
+            _notify(watcher, None)
+        self._popen.wait()
+
+
+def _notify(
+    watcher: tuple[asyncio.AbstractEventLoop, Callable[[int | None], None]], code: int | None
+) -> None:
+    loop, on_exit = watcher
+    try:
+        loop.call_soon_threadsafe(on_exit, code)
+    except RuntimeError:  # that supervisor's loop is closed: nobody is waiting any more
+        pass
+
+
+class ForkedWorker:
+    """A worker forked by the fork server."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.pid = pid
+        self._server = server
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+        self._exited = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]) -> None:
+        """Exit codes come from the fork server's reports."""
+
+        def exited(code: int | None) -> None:
+            self._exited = True
+            on_exit(code)
+
+        self._server.watch(self.pid, loop, exited)
+
+    def kill(self) -> None:
+        """SIGKILL the worker's group; the pidfd makes sure the right process is hit."""
+        if self._exited:
+            return
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        else:
+            kill_group(self.pid)
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._server.unwatch(self.pid)
+
+
+class ForkServerLauncher:
+    """Launches workers through the process's shared fork server."""
+
+    def __init__(self) -> None:
+        self._server = ForkServer.get()
+
+    @property
+    def worker_parent_pid(self) -> int:
+        """The pid workers see as their parent (the fork server's)."""
+        return self._server.pid
+
+    def launch(self, child: socket.socket) -> ForkedWorker:
+        """Fork a worker for ``child``; restarts the server if it died."""
+        if not self._server.alive:
+            self._server = ForkServer.get()
+        return ForkedWorker(self._server, self._server.spawn(child))
+
+    def close(self) -> None:
+        """The server is shared and outlives this launcher."""

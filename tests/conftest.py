@@ -1,0 +1,62 @@
+"""Shared fixtures: every test that starts workers must leave no process behind.
+
+The fork server (one per test process, shared by every executor, by design) is not a leak;
+its children (the workers) are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from osiiso_mp._runtime._forkserver import ForkServer
+
+
+def _leftovers() -> list[psutil.Process]:
+    me = psutil.Process()
+    server = ForkServer._instance
+    server_pid = server.pid if server is not None and server.alive else None
+    out = []
+    for proc in me.children(recursive=True):
+        if proc.pid == server_pid:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        out.append(proc)
+    return out
+
+
+def wait_no_children(timeout: float = 5.0) -> list[psutil.Process]:
+    """Wait until this process has no live descendants but the fork server."""
+    deadline = time.monotonic() + timeout
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _leftovers()
+    return left
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail the test if it leaves a live descendant process (other than the fork server)."""
+    yield
+    left = wait_no_children()
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+
+
+@pytest.fixture(params=["forkserver", "spawn"])
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Both start methods."""
+    method: str = request.param
+    return method
