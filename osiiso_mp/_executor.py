@@ -7,9 +7,9 @@ import concurrent.futures as cf
 import functools
 import inspect
 import itertools
+import random
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +52,17 @@ def _graceful_stop(sup: Supervisor) -> None:
         sup.post(Shutdown(cancel_pending=False, kill=False, reply=None))
     except ClosedError:
         pass
+
+
+_getrandbits = random.Random().getrandbits  # seeded from os.urandom once
+
+
+def new_task_id() -> str:
+    """A random uuid4 in hex, made without a syscall (``uuid.uuid4()`` reads os.urandom)."""
+    n = _getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    return f"{n:032x}"
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:
@@ -238,7 +249,7 @@ class Executor(_Submitter, cf.Executor):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
         fn_name = _callable_name(fn)
         name = opts.name or fn_name
-        task_id = opts.task_id or uuid.uuid4().hex
+        task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
             payload = dumps_task(fn, args, kwargs)

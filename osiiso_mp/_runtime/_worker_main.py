@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import os
 import pickle
 import signal
@@ -179,7 +180,7 @@ class WorkerActor:
         except BaseException as exc:
             self._fail(msg, exc, start)
             return
-        if asyncio.iscoroutine(value):  # a sync callable that returned a coroutine
+        if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
             self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
             return
         self._deliver(msg, value, start)

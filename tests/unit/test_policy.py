@@ -1,0 +1,100 @@
+"""The pure scheduling policy: priority lanes, retry delays, the pipelining rule."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from osiiso_mp._runtime._policy import ReadyQueue, may_prefetch, retry_delay
+
+
+def test_ready_queue_orders_by_priority_then_fifo() -> None:
+    q: ReadyQueue[str] = ReadyQueue()
+    entries = [(5, "a"), (1, "b"), (3, "c"), (1, "d"), (3, "e"), (0, "f")]
+    for seq, (prio, name) in enumerate(entries):
+        q.push(prio, seq, name)
+    assert len(q) == 6
+    out = [q.pop()[2] for _ in range(len(q))]
+    assert out == ["f", "b", "d", "c", "e", "a"]
+    assert len(q) == 0 and q.peek() is None
+
+
+def test_ready_queue_lazy_removal() -> None:
+    q: ReadyQueue[int] = ReadyQueue()
+    for seq in range(10):
+        q.push(seq % 3, seq, seq)
+    assert q.remove(0) and q.remove(4)
+    assert not q.remove(0), "removing twice reports False"
+    assert 0 not in q and 1 in q
+    popped = [q.pop()[2] for _ in range(len(q))]
+    assert popped == [3, 6, 9, 1, 7, 2, 5, 8]
+    with pytest.raises(IndexError):
+        q.pop()
+
+
+def test_ready_queue_refuses_duplicate_seq_and_matches_sorted_order() -> None:
+    q: ReadyQueue[int] = ReadyQueue()
+    q.push(1, 7, 7)
+    with pytest.raises(ValueError, match="already queued"):
+        q.push(2, 7, 7)
+    rng = random.Random(3)
+    q2: ReadyQueue[tuple[int, int]] = ReadyQueue()
+    keys = [(rng.randint(0, 4), seq) for seq in range(200)]
+    for prio, seq in keys:
+        q2.push(prio, seq, (prio, seq))
+    removed = set(rng.sample(range(200), 50))
+    for seq in removed:
+        q2.remove(seq)
+    expected = sorted(k for k in keys if k[1] not in removed)
+    assert [q2.pop()[2] for _ in range(len(q2))] == expected
+    assert sorted(q2.items()) == []
+
+
+def test_retry_delay_backoff_and_budget() -> None:
+    kw = {"retries": 3, "base_delay": 0.5, "backoff": 2.0}
+    assert retry_delay(attempts_made=1, **kw) == 0.5
+    assert retry_delay(attempts_made=2, **kw) == 1.0
+    assert retry_delay(attempts_made=3, **kw) == 2.0
+    assert retry_delay(attempts_made=4, **kw) is None, "3 retries = 4 attempts at most"
+    assert retry_delay(attempts_made=1, retries=0, base_delay=1.0, backoff=1.0) is None
+
+
+def test_retry_delay_requested_by_task() -> None:
+    kw = {"retries": 1, "base_delay": 5.0, "backoff": 2.0}
+    assert retry_delay(attempts_made=1, requested=0.25, **kw) == 0.25
+    assert retry_delay(attempts_made=2, requested=0.25, **kw) is None, "budget still applies"
+
+
+def test_may_prefetch_fills_to_depth_then_only_for_better_priority() -> None:
+    assert may_prefetch((3, 10), in_flight=0, depth=2, waiting_keys=[])
+    assert may_prefetch((3, 10), in_flight=1, depth=2, waiting_keys=[])
+    # full: one running, one waiting at priority 3
+    assert not may_prefetch((3, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
+    assert not may_prefetch((5, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
+    assert may_prefetch((1, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
+    # full, nothing waiting (both running): no overtaking possible
+    assert not may_prefetch((0, 10), in_flight=2, depth=2, waiting_keys=[])
+
+
+def test_may_prefetch_keeps_start_order_on_one_worker() -> None:
+    """Simulate one worker: whatever the arrival order, tasks start in priority order."""
+    rng = random.Random(11)
+    for _ in range(50):
+        arrivals = [(rng.randint(0, 5), seq) for seq in range(30)]
+        supervisor: list[tuple[int, int]] = []
+        worker: list[tuple[int, int]] = []
+        started: list[tuple[int, int]] = []
+        running = True  # a blocker runs while everything arrives
+        for key in arrivals:
+            supervisor.append(key)
+            supervisor.sort()
+            while supervisor and may_prefetch(supervisor[0], len(worker) + running, 2, worker):
+                worker.append(supervisor.pop(0))
+        running = False
+        while worker or supervisor:
+            worker.sort()
+            started.append(worker.pop(0))
+            while supervisor and may_prefetch(supervisor[0], len(worker) + 1, 2, worker):
+                worker.append(supervisor.pop(0))
+        assert started == sorted(arrivals)
