@@ -66,6 +66,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
             self.set_exception(record.exception)
         else:
             super().cancel()
+            # wakes cf.wait/as_completed waiters, which plain cancel() does not
+            self.set_running_or_notify_cancel()
 
     def _settle_closed(self) -> None:
         """Fail a task that reached a supervisor after it stopped (any thread)."""

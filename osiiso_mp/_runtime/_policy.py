@@ -5,6 +5,8 @@
   a cancelled entry stays in the heap until it reaches the top.
 - :func:`retry_delay`: whether a failed attempt is retried, and after how long.
 - :func:`may_prefetch`: the pipelining rule that keeps pipelining from defeating priorities.
+- :class:`DurationEstimates`: how long each callable's attempts usually take, so that work is
+  queued behind a running task only when that task is known to be short.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["ReadyQueue", "may_prefetch", "retry_delay"]
+__all__ = ["DurationEstimates", "ReadyQueue", "may_prefetch", "retry_delay"]
 
 T = TypeVar("T")
 
@@ -113,3 +115,46 @@ def may_prefetch(
         return True
     worst = max(waiting_keys, default=None)
     return worst is not None and candidate < worst
+
+
+class DurationEstimates:
+    """Exponentially weighted mean attempt duration per callable name.
+
+    A worker running a sync task does not read its pipe, so a task sent ahead to it cannot be
+    taken back until the running one ends. Pipelining therefore only pays, and only is safe
+    for load balance, behind tasks known to be short: :meth:`all_short` says whether every
+    given callable has a known estimate under ``short`` seconds. Unknown callables count as
+    long, so the first tasks of a new callable are never queued behind one another.
+    """
+
+    __slots__ = ("_est", "_limit", "alpha", "short")
+
+    def __init__(self, short: float = 0.005, alpha: float = 0.3, limit: int = 4096) -> None:
+        self.short = short
+        self.alpha = alpha
+        self._limit = limit
+        self._est: dict[str, float] = {}
+
+    def observe(self, name: str, seconds: float) -> None:
+        """Fold one attempt's duration into ``name``'s estimate."""
+        old = self._est.get(name)
+        if old is None:
+            if len(self._est) >= self._limit:
+                self._est.clear()  # bounded memory for programs with endless distinct names
+            self._est[name] = seconds
+        else:
+            self._est[name] = old + self.alpha * (seconds - old)
+
+    def estimate(self, name: str) -> float | None:
+        """The current estimate for ``name`` in seconds, or None when unknown."""
+        return self._est.get(name)
+
+    def all_short(self, names: Iterable[str]) -> bool:
+        """True when every name has a known estimate below ``short`` (True for none)."""
+        est = self._est
+        short = self.short
+        for name in names:
+            value = est.get(name)
+            if value is None or value >= short:
+                return False
+        return True

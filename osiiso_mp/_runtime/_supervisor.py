@@ -21,6 +21,11 @@ Data flow::
 - Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
   the supervisor drains on its own thread; the submit path costs the caller one deque append
   and, at most once per drained batch, one ``call_soon_threadsafe``.
+- Pipelining: a worker may hold one task beyond those it runs, so it never idles waiting
+  for the next message, but only behind tasks whose callable is known to be short
+  (:class:`DurationEstimates`): a worker running a sync task does not read its pipe, so a
+  task queued behind a long one could not be taken back for an idle worker. A better
+  priority task may still overtake what a worker holds (:func:`may_prefetch`).
 - Worker processes are watched with pidfds: an exit is noticed at once, the worker's pipe is
   drained (results it sent before dying still count), and then whatever was running there
   is recorded as ``crashed`` and retried or failed. Tasks that were only *sent* to the dead
@@ -68,7 +73,7 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._policy import ReadyQueue, may_prefetch, retry_delay
+from ._policy import DurationEstimates, ReadyQueue, may_prefetch, retry_delay
 from ._serialize import rebuild_exception
 from ._task import Task
 from ._workers import Launcher, WorkerProcess
@@ -79,7 +84,6 @@ log = logging.getLogger("osiiso_mp")
 
 R = TypeVar("R")
 
-_DEPTH = 2  # tasks in flight per worker: one running, one waiting behind it
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 _INIT_FAILURES = 3  # consecutive initializer failures that break the executor
@@ -130,6 +134,7 @@ class Supervisor:
         self._loop = self._new_loop()
         self._thread = threading.Thread(target=self._run, name="osiiso_mp-supervisor", daemon=True)
         self._queue: ReadyQueue[Task] = ReadyQueue()
+        self._estimates = DurationEstimates()
         self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
         self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
         self._workers: list[_Worker | None] = [None] * config.procs
@@ -438,7 +443,10 @@ class Supervisor:
             for w in workers:
                 if w is None or not w.ready or w.killed or w.retiring:
                     continue
-                depth = _DEPTH + (self.config.concurrency - 1 if task.is_async else 0)
+                # pipeline (one extra task) only behind tasks known to be short
+                depth = self.config.concurrency if task.is_async else 1
+                if self._estimates.all_short(t.fn_name for t in w.sent.values()):
+                    depth += 1
                 if may_prefetch(
                     (entry[0], entry[1]),
                     len(w.sent),
@@ -564,6 +572,8 @@ class Supervisor:
         self, task: Task, w: _Worker, msg: TaskFinished, outcome: Outcome, error: str
     ) -> None:
         started = msg.started_at
+        if started is not None:
+            self._estimates.observe(task.fn_name, msg.finished_at - started)
         task.attempts.append(
             Attempt(
                 number=len(task.attempts) + 1,
@@ -597,6 +607,8 @@ class Supervisor:
     ) -> None:
         """An attempt ended without a report from the worker (killed, crashed, cancelled)."""
         started = task.started_at
+        if started is not None:
+            self._estimates.observe(task.fn_name, now - started)
         task.attempts.append(
             Attempt(
                 number=len(task.attempts) + 1,
