@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict osiiso_mp
+	$(VENV)/bin/mypy --strict osiiso_mp tests
 
 check: test lint typecheck
 

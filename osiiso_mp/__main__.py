@@ -8,11 +8,16 @@ import platform
 import sys
 
 
-def _info() -> None:
-    import cloudpickle
-    import psutil
-    import uvloop
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _info() -> None:
     from ._options import build_config
     from ._resources import cgroup_limits, cpu_budget
     from ._version import __version__
@@ -21,9 +26,9 @@ def _info() -> None:
         "osiiso_mp": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "uvloop": uvloop.__version__,
-        "cloudpickle": cloudpickle.__version__,
-        "psutil": psutil.__version__,
+        "uvloop": _version("uvloop"),
+        "cloudpickle": _version("cloudpickle"),
+        "psutil": _version("psutil"),
         "cpu_budget": cpu_budget(),
         "default_start_method": build_config(1, {}, cpu_budget=cpu_budget).start_method,
         "limits": cgroup_limits(),

@@ -11,6 +11,7 @@ Functions the tasks run are defined at module level, so workers import them by r
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import selectors
@@ -78,8 +79,9 @@ def raise_custom(code: int) -> None:
 
 
 def raise_chained() -> None:
+    empty: dict[str, int] = {}
     try:
-        {}["missing-key"]
+        empty["missing-key"]
     except KeyError as inner:
         raise RuntimeError("outer failure") from inner
 
@@ -210,7 +212,7 @@ def warm_pids(ex: Executor, n: int) -> list[int]:
 def gone(pid: int) -> bool:
     """True when ``pid`` has exited (a zombie counts as exited)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -654,10 +656,13 @@ def test_workers_die_with_a_sigkilled_parent(start_method: str) -> None:
             assert alive(pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)
-        left = [pid for pid in workers if not wait_for(lambda p=pid: gone(p), 2.0)]
+        left = [pid for pid in workers if not wait_for(functools.partial(gone, pid), 2.0)]
         assert not left, f"workers {left} outlived their SIGKILLed parent"
         if start_method == "forkserver":
-            assert wait_for(lambda: gone(server_pid), 2.0), "the fork server outlived its parent"
+            assert server_pid is not None
+            assert wait_for(functools.partial(gone, server_pid), 2.0), (
+                "the fork server outlived its parent"
+            )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -52,18 +52,20 @@ def test_ready_queue_refuses_duplicate_seq_and_matches_sorted_order() -> None:
 
 
 def test_retry_delay_backoff_and_budget() -> None:
-    kw = {"retries": 3, "base_delay": 0.5, "backoff": 2.0}
-    assert retry_delay(attempts_made=1, **kw) == 0.5
-    assert retry_delay(attempts_made=2, **kw) == 1.0
-    assert retry_delay(attempts_made=3, **kw) == 2.0
-    assert retry_delay(attempts_made=4, **kw) is None, "3 retries = 4 attempts at most"
+    def delay(n: int) -> float | None:
+        return retry_delay(attempts_made=n, retries=3, base_delay=0.5, backoff=2.0)
+
+    assert [delay(1), delay(2), delay(3)] == [0.5, 1.0, 2.0]
+    assert delay(4) is None, "3 retries = 4 attempts at most"
     assert retry_delay(attempts_made=1, retries=0, base_delay=1.0, backoff=1.0) is None
 
 
 def test_retry_delay_requested_by_task() -> None:
-    kw = {"retries": 1, "base_delay": 5.0, "backoff": 2.0}
-    assert retry_delay(attempts_made=1, requested=0.25, **kw) == 0.25
-    assert retry_delay(attempts_made=2, requested=0.25, **kw) is None, "budget still applies"
+    def delay(n: int) -> float | None:
+        return retry_delay(attempts_made=n, retries=1, base_delay=5.0, backoff=2.0, requested=0.25)
+
+    assert delay(1) == 0.25
+    assert delay(2) is None, "budget still applies"
 
 
 def test_may_prefetch_fills_to_depth_then_only_for_better_priority() -> None:
