@@ -409,7 +409,24 @@ class Supervisor:
             return
         self._tasks[task.seq] = task
         self._by_id[task.task_id] = task
-        self._enqueue(task)
+        wait = task.opts.first_start_after(time.time())
+        if wait:  # delay= / run_at=: wait on a timer, holding no worker
+            self._schedule(task, wait)
+        else:
+            self._enqueue(task)
+
+    def _schedule(self, task: Task, delay: float) -> None:
+        """Park ``task`` for ``delay`` seconds (a start delay or a retry backoff)."""
+        task.state = "scheduled"
+        task.scheduled_for = time.time() + delay
+        task.timer = self._loop.call_later(delay, self._due, task)
+
+    def _due(self, task: Task) -> None:
+        task.timer = None
+        task.scheduled_for = None
+        if task.state == "scheduled":
+            self._enqueue(task)
+            self._dispatch()
 
     def check_unique_failed(self, task: Task) -> None:
         """Fail a task whose id collided with one in flight."""
@@ -651,16 +668,7 @@ class Supervisor:
         if delay <= 0:
             self._enqueue(task)
         else:
-            task.state = "scheduled"
-            task.scheduled_for = time.time() + delay
-            task.timer = self._loop.call_later(delay, self._retry_due, task)
-
-    def _retry_due(self, task: Task) -> None:
-        task.timer = None
-        task.scheduled_for = None
-        if task.state == "scheduled":
-            self._enqueue(task)
-            self._dispatch()
+            self._schedule(task, delay)
 
     def _finish_failed(self, task: Task, exc: BaseException) -> None:
         self._finish(task, "failed", exc=exc, message=_message(exc))
