@@ -12,8 +12,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from ._errors import ClosedError, SerializationError
 from ._future import TaskFuture
@@ -95,12 +95,21 @@ class _Submitter:
     _ex: Executor
     _opts: TaskOptions
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]:
+    @overload
+    def submit(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskFuture[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[Any]:
         """Schedule ``fn(*args, **kwargs)``; return its :class:`TaskFuture`.
 
         Sync and ``async def`` callables are both accepted; keyword arguments go to ``fn``.
         A callable or argument that cannot be pickled does not raise here: the task fails
         with a :class:`SerializationError` naming the stage, and the pool is untouched.
+        For an ``async def`` callable the future's value is what the coroutine returns.
         """
         return self._ex._submit(self._opts, fn, args, kwargs)
 
