@@ -169,12 +169,12 @@ class WorkerCrashedError(OsiisoError):
         return (_rebuild, (type(self), (self.exit_code,), kw))
 
 
-def _fmt_bytes(n: int) -> str:
-    """Bytes as a short human figure (``1.50GiB``)."""
+def format_bytes(n: float) -> str:
+    """Bytes as a short human figure (``"1.50 GiB"``)."""
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.2f}{unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -191,7 +191,7 @@ class MemoryLimitError(OsiisoError):
         task_id: str | None = None,
     ) -> None:
         super().__init__(
-            f"worker memory {_fmt_bytes(rss)} exceeded max_rss {_fmt_bytes(limit)}"
+            f"worker memory {format_bytes(rss)} exceeded max_rss {format_bytes(limit)}"
             f"{_for_task(name, task_id)}; the worker was killed and replaced"
         )
         self.limit = limit

@@ -10,6 +10,8 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ._errors import format_bytes
+
 if TYPE_CHECKING:
     from ._records import Attempt, RunSummary, TaskResult
 
@@ -41,16 +43,6 @@ class SVG(str):
     def _repr_svg_(self) -> str:
         """The markup, for Jupyter's SVG display."""
         return str(self)
-
-
-def _fmt_bytes(n: int) -> str:
-    """Bytes as a short human figure (``1.50 GiB``)."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _table(headers: list[str] | None, rows: list[list[str]]) -> str:
@@ -88,7 +80,7 @@ def summary_html(summary: RunSummary) -> str:
         ["Attempts", f"{t.attempts} ({t.retries} retries)"],
         ["Crashes / timeouts / memory", f"{t.crashes} / {t.timeouts} / {t.memory_exceeded}"],
         ["Respawns", str(t.respawns)],
-        ["Peak RSS", _fmt_bytes(t.peak_rss)],
+        ["Peak RSS", format_bytes(t.peak_rss)],
     ]
     parts.append(_table(None, counters))
     if t.workers:

@@ -173,24 +173,42 @@ def _v2_roots(cgroup_root: str) -> list[str]:
     return roots
 
 
-def _cpu_quota(cgroup_root: str, membership: _ProcCgroup) -> float | None:
-    """The smallest CPU quota (in CPUs) on this process's cgroup and its ancestors."""
-    quotas: list[float | None] = []
+def _smallest_limit(
+    cgroup_root: str,
+    membership: _ProcCgroup,
+    controller: str,
+    v2_limit: Callable[[str], float | None],
+    v1_limit: Callable[[str], float | None],
+) -> float | None:
+    """The smallest limit on this process's cgroup and its ancestors, in v2 and v1 trees.
+
+    ``v2_limit(directory)`` and ``v1_limit(directory)`` read one cgroup directory's limit
+    (None: no limit there).
+    """
+    limits: list[float | None] = []
     if membership.v2_path is not None:
-        quotas.extend(
-            _smallest(
-                _parse_cpu_max(_read(os.path.join(d, "cpu.max")))
-                for d in _up_to_root(root, membership.v2_path)
-            )
+        limits.extend(
+            _smallest(v2_limit(d) for d in _up_to_root(root, membership.v2_path))
             for root in _v2_roots(cgroup_root)
         )
-    found = membership.v1_path("cpu")
+    found = membership.v1_path(controller)
     if found is not None:
         controllers, path = found
-        mount = _v1_mount(cgroup_root, controllers, "cpu")
+        mount = _v1_mount(cgroup_root, controllers, controller)
         if mount is not None:
-            quotas.append(_smallest(_v1_quota(d) for d in _up_to_root(mount, path)))
-    return _smallest(iter(quotas))
+            limits.append(_smallest(v1_limit(d) for d in _up_to_root(mount, path)))
+    return _smallest(iter(limits))
+
+
+def _cpu_quota(cgroup_root: str, membership: _ProcCgroup) -> float | None:
+    """The smallest CPU quota (in CPUs) on this process's cgroup and its ancestors."""
+    return _smallest_limit(
+        cgroup_root,
+        membership,
+        "cpu",
+        lambda d: _parse_cpu_max(_read(os.path.join(d, "cpu.max"))),
+        _v1_quota,
+    )
 
 
 # --------------------------------------------------------------------------- memory limit
@@ -217,22 +235,13 @@ def _v1_memory(directory: str) -> int | None:
 
 def _memory_max(cgroup_root: str, membership: _ProcCgroup) -> int | None:
     """The smallest memory limit (bytes) on this process's cgroup and its ancestors."""
-    limits: list[float | None] = []
-    if membership.v2_path is not None:
-        limits.extend(
-            _smallest(
-                _parse_memory_max(_read(os.path.join(d, "memory.max")))
-                for d in _up_to_root(root, membership.v2_path)
-            )
-            for root in _v2_roots(cgroup_root)
-        )
-    found = membership.v1_path("memory")
-    if found is not None:
-        controllers, path = found
-        mount = _v1_mount(cgroup_root, controllers, "memory")
-        if mount is not None:
-            limits.append(_smallest(_v1_memory(d) for d in _up_to_root(mount, path)))
-    smallest = _smallest(iter(limits))
+    smallest = _smallest_limit(
+        cgroup_root,
+        membership,
+        "memory",
+        lambda d: _parse_memory_max(_read(os.path.join(d, "memory.max"))),
+        _v1_memory,
+    )
     return None if smallest is None else int(smallest)
 
 

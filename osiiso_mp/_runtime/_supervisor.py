@@ -304,16 +304,7 @@ class Supervisor:
             w.channel.drain()  # deliver what it sent before it died
             w.channel.close()
         if not w.killed:
-            now = time.perf_counter()
-            for task in list(w.sent.values()):
-                self._detach(w, task)
-                if task.abandoned:
-                    continue
-                if task.started_at is None:
-                    self._requeue(task)
-                else:
-                    err = WorkerCrashedError(code, pid=w.pid, name=task.name, task_id=task.task_id)
-                    self._attempt_over(task, w, "crashed", err, now, exit_code=code)
+            self._settle_lost(w, code, time.perf_counter(), None)
         if self._workers[w.id] is w:
             self._workers[w.id] = None
             self._replace(w, code)
@@ -361,16 +352,22 @@ class Supervisor:
         """Kill ``w`` and settle what it held: unstarted tasks go back to the queue, and
         tasks running beside the one being stopped count as crashed."""
         self._kill(w)
+        self._settle_lost(w, -9, now, reason)
+
+    def _settle_lost(self, w: _Worker, code: int | None, now: float, reason: str | None) -> None:
+        """The tasks ``w`` held are lost with it: those not started go back to the queue;
+        those running end their attempt ``crashed`` (and are retried or fail)."""
         for task in list(w.sent.values()):
             self._detach(w, task)
             if task.abandoned:
                 continue
             if task.started_at is None:
                 self._requeue(task)
-            else:
-                err = WorkerCrashedError(-9, pid=w.pid, name=task.name, task_id=task.task_id)
+                continue
+            err = WorkerCrashedError(code, pid=w.pid, name=task.name, task_id=task.task_id)
+            if reason is not None:
                 err.args = (f"{err} ({reason})",)
-                self._attempt_over(task, w, "crashed", err, now, exit_code=-9)
+            self._attempt_over(task, w, "crashed", err, now, exit_code=code)
 
     def _break(self, reason: str) -> None:
         """The pool cannot serve: fail everything waiting and refuse new work."""

@@ -159,30 +159,26 @@ class Channel:
             self._write(view)
 
     def _on_readable(self) -> None:
+        self._read_once()
+
+    def _read_once(self) -> bool:
+        """One ``recv``, delivered; False when nothing more can be read now."""
         try:
             data = self._sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self.close()
-            return
+            return False
         self._feed(data)
+        return True
 
     def drain(self) -> None:
         """Read and deliver everything the peer already sent (used once the peer is dead)."""
-        while not self._closed:
-            try:
-                data = self._sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.close()
-                return
-            self._feed(data)
+        while not self._closed and self._read_once():
+            pass
 
     def _feed(self, data: bytes) -> None:
         buf = self._buf
