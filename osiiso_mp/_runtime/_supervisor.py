@@ -76,6 +76,7 @@ from ._messages import (
 from ._policy import DurationEstimates, ReadyQueue, may_prefetch, retry_delay
 from ._serialize import rebuild_exception
 from ._task import Task
+from ._wire import Channel
 from ._workers import Launcher, WorkerProcess
 
 __all__ = ["Supervisor"]
@@ -245,14 +246,11 @@ class Supervisor:
             proc = self._launcher.launch(child)
         except Exception as exc:
             parent.close()
-            child.close()
             log.error("osiiso_mp could not start a worker: %s", exc)
             self._break(f"could not start a worker process: {exc}")
             return
         finally:
-            if not child._closed:  # type: ignore[attr-defined]
-                child.close()
-        from ._wire import Channel
+            child.close()  # the worker has its own copy of this end now
 
         w = _Worker(slot, proc)
         self._workers[slot] = w
