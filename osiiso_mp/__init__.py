@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._executor import Executor, OptionsView
 from ._future import TaskFuture
+from ._group import TaskGroup, pmap
 from ._options import TaskOptions
 from ._records import Attempt, RunSummary, RunTelemetry, TaskInfo, TaskResult, WorkerStats
 from ._resources import cpu_budget
@@ -47,6 +48,7 @@ __all__ = [
     "RunTelemetry",
     "SerializationError",
     "TaskFuture",
+    "TaskGroup",
     "TaskInfo",
     "TaskOptions",
     "TaskResult",
@@ -55,4 +57,5 @@ __all__ = [
     "WorkerStats",
     "__version__",
     "cpu_budget",
+    "pmap",
 ]

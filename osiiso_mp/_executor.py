@@ -12,12 +12,20 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from ._errors import ClosedError, SerializationError
+from ._errors import ClosedError, QueueFullError, SerializationError
 from ._future import TaskFuture
-from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
+from ._group import A, TaskGroup, build_group
+from ._options import (
+    FAIL_POLICIES,
+    ExecutorConfig,
+    TaskOptions,
+    build_config,
+    check_choice,
+    resolve_options,
+)
 from ._records import RunSummary, TaskResult
 from ._resources import cpu_budget
 from ._runtime._commands import Shutdown, Submit
@@ -145,6 +153,49 @@ class _Submitter:
             futures = deque(submit(fn, *a) for a in itertools.islice(args_iter, buffersize))
         return _map_results(futures, args_iter if buffersize else None, submit, fn, end)
 
+    @overload
+    def group(
+        self,
+        fn: Callable[[A], Coroutine[Any, Any, R]],
+        iterable: Iterable[A],
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> TaskGroup[R]: ...
+
+    @overload
+    def group(
+        self,
+        fn: Callable[[A], R],
+        iterable: Iterable[A],
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> TaskGroup[R]: ...
+
+    @overload
+    def group(
+        self, calls: Iterable[tuple[Any, ...]], /, *, group_id: Hashable | None = None
+    ) -> TaskGroup[Any]: ...
+
+    def group(
+        self,
+        fn_or_calls: Any,
+        iterable: Iterable[Any] | None = None,
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> TaskGroup[Any]:
+        """Submit tasks as one :class:`TaskGroup`, all carrying the same ``group_id``.
+
+        ``group(fn, iterable)`` submits ``fn(item)`` for every item; ``group([(fn, *args),
+        ...])`` submits each tuple's call. ``group_id=None`` means the view's ``group_id``
+        (``ex.options(group_id=...)``) or else a fresh id (``"group-"`` and 12 hex digits).
+        Every task gets this view's options. Bad arguments raise
+        ``TypeError`` before anything is submitted; an empty group is valid.
+        """
+        return build_group(self._ex, self._opts, fn_or_calls, iterable, group_id)
+
 
 def _map_results(
     futures: deque[TaskFuture[R]],
@@ -214,6 +265,11 @@ class Executor(_Submitter, cf.Executor):
         self._batch: list[TaskFuture[Any]] = []
         self._batch_respawns = 0
         self._closed = False
+        self._room = (
+            None
+            if self._config.max_pending is None
+            else threading.Semaphore(self._config.max_pending)
+        )
         self._sup = Supervisor(self._config, _make_launcher(self._config))
         self._sup.start()
         _live.add(self._sup)
@@ -254,6 +310,9 @@ class Executor(_Submitter, cf.Executor):
     ) -> TaskFuture[Any]:
         if self._closed:
             raise ClosedError("cannot submit: the executor is shut down")
+        broken = self._sup.broken
+        if broken is not None:
+            raise ClosedError(f"cannot submit: the executor is broken: {broken}")
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
         fn_name = _callable_name(fn)
@@ -286,35 +345,74 @@ class Executor(_Submitter, cf.Executor):
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
             self._sup.call(lambda: self._sup.check_unique(task_id))
-        with self._lock:
-            if self._closed:
-                raise ClosedError("cannot submit: the executor is shut down")
-            self._sup.post(Submit(task))
-            if not opts.detached:
-                self._batch.append(fut)
+        room = self._room
+        if room is not None:
+            self._wait_for_room(room)
+            fut.add_done_callback(lambda _: room.release())
+        try:
+            with self._lock:
+                if self._closed:
+                    raise ClosedError("cannot submit: the executor is shut down")
+                self._sup.post(Submit(task))
+                if not opts.detached:
+                    self._batch.append(fut)
+        except BaseException:
+            if room is not None:
+                room.release()
+            raise
         return fut
+
+    def _wait_for_room(self, room: threading.Semaphore) -> None:
+        """Take a ``max_pending`` slot, waiting up to ``submit_timeout``."""
+        timeout = self._config.submit_timeout
+        if threading.get_ident() == self._sup.thread_id:
+            timeout = 0.0  # a done-callback must not wait for the thread that frees room
+        if room.acquire(timeout=timeout):
+            return
+        waited = "" if not timeout else f" within {timeout:g}s"
+        raise QueueFullError(
+            f"cannot submit: max_pending={self._config.max_pending} tasks are unfinished "
+            f"and no room freed up{waited}"
+        )
 
     # -- running and stopping --------------------------------------------------------------
 
-    def run(self, timeout: float | None = None, *, strict: bool = False) -> RunSummary:
+    def run(
+        self,
+        timeout: float | None = None,
+        *,
+        strict: bool = False,
+        fail_policy: str | None = None,
+    ) -> RunSummary:
         """Wait for every task submitted since the previous ``run()`` and summarise them.
 
         The summary lists exactly that batch, in submission order (detached tasks are left
-        out). With ``timeout`` (seconds), tasks still unfinished when it expires are
-        cancelled, except ``must_complete`` ones, which are waited for; the summary then has
-        ``timed_out=True``. ``strict=True`` raises :class:`ExecutionError` if any task failed.
+        out); tasks that finished before this call are in it too. With ``timeout``
+        (seconds), when time runs out the executor's ``on_timeout`` policy applies:
+        ``"complete"`` cancels the batch's unfinished tasks except ``must_complete`` ones,
+        which are waited for; ``"cancel"`` cancels them all. The summary then has
+        ``timed_out=True``. ``fail_policy`` overrides the executor's for the duration of
+        this call (``"fail_first"``: the first failure cancels every other unfinished task
+        but ``must_complete`` ones, including a failure that happened before the call).
+        ``strict=True`` raises :class:`ExecutionError` if any task failed.
         """
+        policy = (
+            self._config.fail_policy
+            if fail_policy is None
+            else check_choice("fail_policy", fail_policy, FAIL_POLICIES)
+        )
         with self._lock:
             batch, self._batch = self._batch, []
             respawns_before = self._batch_respawns
+        previous = self._swap_fail_policy(policy, batch)
         try:
             _, not_done = cf.wait(batch, timeout)
             pending = [f for f in batch if f in not_done]
             timed_out = bool(pending)
             if pending:
-                self._cancel_many(
-                    [f for f in pending if not _must_complete(f)], "cancelled: run timed out"
-                )
+                if self._config.on_timeout == "complete":
+                    pending = [f for f in pending if not _must_complete(f)]
+                self._cancel_many(pending, "cancelled: run timed out")
                 cf.wait(batch)
         except BaseException:
             # Ctrl-C (or anything) while waiting: cancel the batch and keep its records
@@ -323,6 +421,9 @@ class Executor(_Submitter, cf.Executor):
             with self._lock:
                 self._batch[:0] = batch
             raise
+        finally:
+            if previous is not None:
+                self._swap_fail_policy(previous, [])
         respawns = self._sup.respawns
         with self._lock:
             self._batch_respawns = respawns
@@ -341,6 +442,31 @@ class Executor(_Submitter, cf.Executor):
         if strict:
             summary.raise_for_errors()
         return summary
+
+    def _swap_fail_policy(self, policy: str, batch: list[TaskFuture[Any]]) -> str | None:
+        """Set the supervisor's fail policy; return the one it replaced (None: unchanged).
+
+        Switching to ``fail_first`` trips at once if the batch already holds a failure.
+        """
+        sup = self._sup
+
+        def swap() -> str | None:
+            old = sup.fail_policy
+            if old == policy:
+                return None
+            sup.fail_policy = policy
+            if policy == "fail_first":
+                for fut in batch:
+                    record = fut._record
+                    if record is not None and record.status == "failed":
+                        sup.trip_fail_first(record)
+                        break
+            return old
+
+        try:
+            return sup.call(swap)
+        except ClosedError:
+            return None
 
     def _cancel_many(self, futures: list[TaskFuture[Any]], reason: str) -> None:
         tasks = [f._task for f in futures if f._task is not None]

@@ -415,6 +415,23 @@ class ExecutorConfig:
         seconds a finished record stays available to lookups by id (>= 0; ``inf``: forever).
     ``default_options``
         the :class:`TaskOptions` a plain ``submit`` uses (no ``task_id``).
+    ``fail_policy``
+        ``"continue"`` (default) or ``"fail_first"``: the first failed task cancels every
+        other unfinished task (running ones included) except ``must_complete`` ones.
+    ``on_timeout``
+        what ``run(timeout=...)`` does when time runs out: ``"complete"`` (default) cancels
+        the batch's unfinished tasks but lets ``must_complete`` ones finish; ``"cancel"``
+        cancels them all.
+    ``rate``, ``burst``
+        at most ``rate`` attempts start per second, executor-wide (retries count), with
+        bursts of up to ``burst`` attempts (a token bucket; ``burst`` >= 1, default 1).
+    ``max_pending``, ``submit_timeout``
+        most unfinished tasks at once. When they are reached, ``submit`` waits for room up
+        to ``submit_timeout`` seconds (``None``: as long as it takes; ``0``: not at all)
+        and then raises :class:`~osiiso_mp.QueueFullError`.
+    ``on_start(fut)``, ``on_retry(fut, exc)``, ``on_complete(result)``, ``on_attempt(attempt)``
+        hooks, run in the parent on the supervisor thread (keep them quick); one that
+        raises is logged and ignored.
     """
 
     procs: int
@@ -425,6 +442,16 @@ class ExecutorConfig:
     max_tasks_per_worker: int | None = None
     result_ttl: float = 300.0
     default_options: TaskOptions = _DEFAULT_OPTIONS
+    fail_policy: str = "continue"
+    on_timeout: str = "complete"
+    rate: float | None = None
+    burst: int = 1
+    max_pending: int | None = None
+    submit_timeout: float | None = None
+    on_start: Callable[[Any], object] | None = None
+    on_retry: Callable[[Any, BaseException], object] | None = None
+    on_complete: Callable[[Any], object] | None = None
+    on_attempt: Callable[[Any], object] | None = None
 
     def __post_init__(self) -> None:
         """Validate every field (and normalise ``initargs`` to a tuple)."""
@@ -480,7 +507,67 @@ class ExecutorConfig:
             raise ValueError(
                 "task_id cannot be an executor default: task ids must be unique per task"
             )
+        check_choice("fail_policy", self.fail_policy, FAIL_POLICIES)
+        check_choice("on_timeout", self.on_timeout, ON_TIMEOUT)
+        if self.rate is not None:
+            set_(
+                self,
+                "rate",
+                _check_seconds(
+                    "rate",
+                    self.rate,
+                    requirement="a positive number of attempts per second",
+                    minimum=0.0,
+                    inclusive=False,
+                ),
+            )
+        set_(self, "burst", _check_int("burst", self.burst, minimum=1, requirement="an int >= 1"))
+        if self.max_pending is not None:
+            set_(
+                self,
+                "max_pending",
+                _check_int(
+                    "max_pending", self.max_pending, minimum=1, requirement="an int >= 1 or None"
+                ),
+            )
+        if self.submit_timeout is not None:
+            set_(
+                self,
+                "submit_timeout",
+                _check_seconds(
+                    "submit_timeout",
+                    self.submit_timeout,
+                    requirement="a number of seconds >= 0 or None",
+                    minimum=0.0,
+                    inclusive=True,
+                ),
+            )
+        for hook in HOOKS:
+            value = getattr(self, hook)
+            if value is not None and not callable(value):
+                raise TypeError(f"{hook} must be callable or None, got {_describe(value)}")
 
+
+FAIL_POLICIES: tuple[str, ...] = ("continue", "fail_first")
+"""Allowed values of ``fail_policy``."""
+
+ON_TIMEOUT: tuple[str, ...] = ("complete", "cancel")
+"""Allowed values of ``on_timeout``."""
+
+HOOKS: tuple[str, ...] = ("on_start", "on_retry", "on_complete", "on_attempt")
+"""The executor's hook keywords."""
+
+# Keywords passed straight through to ExecutorConfig (validated there).
+_PLAIN_KEYWORDS: tuple[str, ...] = (
+    "concurrency",
+    "fail_policy",
+    "on_timeout",
+    "rate",
+    "burst",
+    "max_pending",
+    "submit_timeout",
+    *HOOKS,
+)
 
 _EXECUTOR_KEYWORDS: tuple[str, ...] = (
     "max_workers",
@@ -490,8 +577,7 @@ _EXECUTOR_KEYWORDS: tuple[str, ...] = (
     "initargs",
     "max_tasks_per_child",
     "max_tasks_per_worker",
-    "concurrency",
-    "result_ttl",
+    *_PLAIN_KEYWORDS,
 )
 
 
@@ -516,7 +602,8 @@ def build_config(
     - ``mp_context`` (a multiprocessing context) or ``start_method`` (a string), not both;
       ``"fork"`` becomes ``"forkserver"``. Default: ``"forkserver"`` on Linux, else
       ``"spawn"``.
-    - ``initializer``, ``initargs``, ``concurrency``, ``result_ttl``.
+    - ``initializer``, ``initargs``, ``concurrency``, and the policies ``fail_policy``,
+      ``on_timeout``, ``rate``, ``burst``, ``max_pending`` and the hooks.
     - ``max_tasks_per_child`` / ``max_tasks_per_worker`` (aliases).
     - any :class:`TaskOptions` field (``priority``, ``timeout``, ``retries``, ...) sets the
       executor's default task options; ``task_id`` is refused (ids are unique per task).
@@ -566,10 +653,7 @@ def build_config(
         )
     option_kwargs = {k: v for k, v in kwargs.items() if k in TaskOptions.FIELDS}
 
-    extra: dict[str, Any] = {}
-    for key in ("concurrency", "result_ttl"):
-        if key in kwargs:
-            extra[key] = kwargs[key]
+    extra = {key: kwargs[key] for key in _PLAIN_KEYWORDS if key in kwargs}
 
     return ExecutorConfig(
         procs=n_procs,

@@ -7,6 +7,7 @@
 - :func:`may_prefetch`: the pipelining rule that keeps pipelining from defeating priorities.
 - :class:`DurationEstimates`: how long each callable's attempts usually take, so that work is
   queued behind a running task only when that task is known to be short.
+- :class:`TokenBucket`: the executor-wide ``rate``/``burst`` limit on attempt starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["DurationEstimates", "ReadyQueue", "may_prefetch", "retry_delay"]
+__all__ = ["DurationEstimates", "ReadyQueue", "TokenBucket", "may_prefetch", "retry_delay"]
 
 T = TypeVar("T")
 
@@ -158,3 +159,38 @@ class DurationEstimates:
             if value is None or value >= short:
                 return False
         return True
+
+
+_EPSILON = 1e-9
+
+
+class TokenBucket:
+    """At most ``rate`` events per second on average, in bursts of at most ``burst``.
+
+    The bucket holds up to ``burst`` tokens and gains ``rate`` tokens per second; each event
+    takes one. The clock is passed in (``now``, in seconds), so the policy has no I/O.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._last:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 when one was available, else the seconds until one will be
+        (nothing is taken then)."""
+        self._refill(now)
+        if self._tokens >= 1.0 - _EPSILON:  # refills accumulate rounding error
+            self._tokens = max(0.0, self._tokens - 1.0)
+            return 0.0
+        return (1.0 - self._tokens) / self.rate

@@ -73,7 +73,7 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._policy import DurationEstimates, ReadyQueue, may_prefetch, retry_delay
+from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
 from ._serialize import rebuild_exception
 from ._task import Task
 from ._wire import Channel
@@ -147,6 +147,13 @@ class Supervisor:
         self._closing = False
         self._stopped = threading.Event()
         self._shutdown_replies: list[cf.Future[None]] = []
+        self.fail_policy = config.fail_policy  # run(fail_policy=...) may swap it for a run
+        self._bucket = (
+            None
+            if config.rate is None
+            else TokenBucket(config.rate, config.burst, time.monotonic())
+        )
+        self._rate_timer: asyncio.TimerHandle | None = None
         self._initializer = (
             None
             if config.initializer is None
@@ -468,8 +475,25 @@ class Supervisor:
                     best = w
             if best is None:
                 return
+            if self._bucket is not None and not self._rate_allows():
+                return
             queue.pop()
             self._send(best, task)
+
+    def _rate_allows(self) -> bool:
+        """Take a start token; when none is left, arm one timer to dispatch again."""
+        assert self._bucket is not None
+        if self._rate_timer is not None:
+            return False
+        wait = self._bucket.take(time.monotonic())
+        if wait == 0.0:
+            return True
+        self._rate_timer = self._loop.call_later(wait, self._rate_due)
+        return False
+
+    def _rate_due(self) -> None:
+        self._rate_timer = None
+        self._dispatch()
 
     def _send(self, w: _Worker, task: Task) -> None:
         task.state = "queued"
@@ -523,6 +547,7 @@ class Supervisor:
                 self._kill_settling(w, time.perf_counter(), "a cancelled task had started there")
             return
         task.state = "running"
+        self._hook("on_start", task.fut)
         timeout = task.opts.timeout
         if timeout is not None:
             delay = msg.started_at + timeout - time.perf_counter()
@@ -606,6 +631,7 @@ class Supervisor:
         )
         if task.first_started_at is None and started is not None:
             task.first_started_at = started
+        self._hook("on_attempt", task.attempts[-1])
 
     def _attempt_over(
         self,
@@ -638,6 +664,7 @@ class Supervisor:
                 exit_code=exit_code,
             )
         )
+        self._hook("on_attempt", task.attempts[-1])
         if outcome == "cancelled":
             self._finish(task, "cancelled", message=str(exc))
         else:
@@ -660,6 +687,9 @@ class Supervisor:
             return
         task.worker = None
         task.started_at = None
+        self._hook("on_retry", task.fut, exc)
+        if task.state == "complete":  # the hook cancelled it
+            return
         if delay <= 0:
             self._enqueue(task)
         else:
@@ -712,7 +742,27 @@ class Supervisor:
         )
         task.payload = b""
         task.fut._settle(record)
+        self._hook("on_complete", record)
+        if status == "failed" and self.fail_policy == "fail_first":
+            self.trip_fail_first(task)
         self._maybe_finish_shutdown()
+
+    def trip_fail_first(self, failed: Task | TaskResult) -> None:
+        """``fail_first``: cancel every unfinished task but ``must_complete`` ones."""
+        reason = f"cancelled: fail_first after task {failed.name!r} failed"
+        for other in list(self._tasks.values()):
+            if not other.opts.must_complete:
+                self._cancel(other, reason)
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Run a user hook on this thread; one that raises is logged and ignored."""
+        hook = getattr(self.config, name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("osiiso_mp: the %s hook raised; ignored", name)
 
     # -- cancellation ----------------------------------------------------------------------
 
@@ -748,13 +798,14 @@ class Supervisor:
         self._closing = True
         if cmd.reply is not None:
             self._shutdown_replies.append(cmd.reply)
-        if cmd.cancel_pending or cmd.kill:
-            reason = "cancelled by a forced shutdown" if cmd.kill else "cancelled by shutdown"
+        if cmd.cancel_pending and not cmd.kill:
+            # a graceful drain: what has not started is cancelled, but must_complete is kept
             for task in list(self._tasks.values()):
-                if task.state in ("queued", "scheduled") and (
+                not_started = task.state in ("queued", "scheduled") and (
                     task.worker is None or task.seq in task.worker.unstarted
-                ):
-                    self._cancel(task, reason)
+                )
+                if not_started and not task.opts.must_complete:
+                    self._cancel(task, "cancelled by shutdown")
         if cmd.kill:
             for task in list(self._tasks.values()):
                 self._cancel(task, "cancelled by a forced shutdown")

@@ -462,20 +462,60 @@ def test_max_tasks_aliases() -> None:
 
 
 def test_concurrency_and_result_ttl() -> None:
-    config = _build(concurrency=8, result_ttl=0)
+    config = _build(concurrency=8)
     assert config.concurrency == 8
-    assert config.result_ttl == 0.0
-    assert _build(result_ttl=math.inf).result_ttl == math.inf
     with pytest.raises(ValueError, match="concurrency must be an int >= 1, got 0"):
         _build(concurrency=0)
     with pytest.raises(TypeError, match="concurrency"):
         _build(concurrency=None)
+    # result_ttl is validated on the config; Executor() takes it once id lookups exist
+    assert ExecutorConfig(procs=1, start_method="spawn", result_ttl=0).result_ttl == 0.0
+    inf_ttl = ExecutorConfig(procs=1, start_method="spawn", result_ttl=math.inf)
+    assert inf_ttl.result_ttl == math.inf
     with pytest.raises(ValueError, match="result_ttl"):
-        _build(result_ttl=-1)
+        ExecutorConfig(procs=1, start_method="spawn", result_ttl=-1)
     with pytest.raises(ValueError, match="result_ttl"):
-        _build(result_ttl=math.nan)
+        ExecutorConfig(procs=1, start_method="spawn", result_ttl=math.nan)
     with pytest.raises(TypeError, match="result_ttl"):
-        _build(result_ttl="5m")
+        ExecutorConfig(procs=1, start_method="spawn", result_ttl="5m")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "exc"),
+    [
+        ("fail_policy", "stop", ValueError),
+        ("on_timeout", "wait", ValueError),
+        ("rate", 0, ValueError),
+        ("rate", -1.5, ValueError),
+        ("rate", "fast", TypeError),
+        ("burst", 0, ValueError),
+        ("max_pending", 0, ValueError),
+        ("on_complete", "print", TypeError),
+    ],
+)
+def test_policy_keywords_are_validated(key: str, bad: object, exc: type[Exception]) -> None:
+    kwargs: dict[str, Any] = {key: bad}
+    with pytest.raises(exc, match=key):
+        _build(**kwargs)
+
+
+def test_policy_keywords_are_accepted() -> None:
+    config = _build(
+        fail_policy="fail_first",
+        on_timeout="cancel",
+        rate=10,
+        burst=3,
+        max_pending=100,
+        on_complete=print,
+    )
+    assert config.fail_policy == "fail_first" and config.on_timeout == "cancel"
+    assert config.rate == 10.0 and config.burst == 3 and config.max_pending == 100
+    assert config.on_complete is print
+    message = "fail_policy must be one of 'continue', 'fail_first', got 'stop'"
+    with pytest.raises(ValueError, match=message):
+        _build(fail_policy="stop")
+    with pytest.raises(TypeError, match="result_ttl"):
+        _build(result_ttl=5)
 
 
 def test_task_option_keywords_set_default_options() -> None:
@@ -506,8 +546,8 @@ def test_unknown_keyword() -> None:
     with pytest.raises(TypeError) as info:
         _build(foo=1)
     assert str(info.value) == "Executor() got an unexpected keyword argument 'foo'"
-    with pytest.raises(TypeError, match=r"'retry' \(did you mean 'retries'\?\)"):
-        _build(retry=1)
+    with pytest.raises(TypeError, match=r"'retrys' \(did you mean 'retries'\?\)"):
+        _build(retrys=1)
     with pytest.raises(TypeError, match="multiple values for argument 'procs'"):
         build_config(2, {"procs": 3}, cpu_budget=_budget)
 

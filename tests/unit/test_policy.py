@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from osiiso_mp._runtime._policy import ReadyQueue, may_prefetch, retry_delay
+from osiiso_mp._runtime._policy import ReadyQueue, TokenBucket, may_prefetch, retry_delay
 
 
 def test_ready_queue_orders_by_priority_then_fifo() -> None:
@@ -100,3 +100,28 @@ def test_may_prefetch_keeps_start_order_on_one_worker() -> None:
             while supervisor and may_prefetch(supervisor[0], len(worker) + 1, 2, worker):
                 worker.append(supervisor.pop(0))
         assert started == sorted(arrivals)
+
+
+def test_token_bucket_bursts_then_paces() -> None:
+    bucket = TokenBucket(rate=10.0, burst=3, now=100.0)
+    assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = bucket.take(100.0)
+    assert wait == pytest.approx(0.1)
+    assert bucket.take(100.05) == pytest.approx(0.05), "nothing was taken by the refusal"
+    assert bucket.take(100.1) == 0.0
+    # a long idle period refills only up to the burst
+    assert [bucket.take(200.0) for _ in range(4)][:3] == [0.0, 0.0, 0.0]
+
+
+def test_token_bucket_long_run_rate() -> None:
+    bucket = TokenBucket(rate=50.0, burst=1, now=0.0)
+    now, started = 0.0, 0
+    while now < 10.0:
+        wait = bucket.take(now)
+        if wait == 0.0:
+            started += 1
+        else:
+            now += wait
+    assert 499 <= started <= 501
+    with pytest.raises(ValueError):
+        TokenBucket(rate=0.0, burst=1, now=0.0)
