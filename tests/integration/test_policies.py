@@ -123,6 +123,19 @@ def test_matrix_fut_cancel_cancels_both() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_matrix_group_cancel_cancels_both() -> None:
+    with Executor(procs=2) as ex:
+        ordinary = ex.group([(sleep_return, 20, "ordinary")])
+        keeper = ex.options(must_complete=True).group([(sleep_return, 20, "keeper")])
+        queued = ex.options(must_complete=True).group([(sleep_return, 20, "queued")])
+        while ordinary.futures[0].status() != "running" or keeper.futures[0].status() != "running":
+            time.sleep(0.02)
+        assert [g.cancel() for g in (ordinary, keeper, queued)] == [1, 1, 1]
+    statuses = [status_of(g.futures[0]) for g in (ordinary, keeper, queued)]
+    assert statuses == ["cancelled"] * 3
+
+
+@pytest.mark.timeout(30)
 def test_matrix_forced_shutdown_cancels_both_within_a_second() -> None:
     ex = Executor(procs=2)
     ordinary = ex.submit(sleep_return, 20, "ordinary")
