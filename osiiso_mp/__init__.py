@@ -10,8 +10,11 @@ persistent uvloop worker processes, records every attempt, and hands back immuta
         squares = list(ex.map(lambda x: x * x, range(10)))
         summary = ex.run()
 
-This module only re-exports the public names.
+This module only re-exports the public names (and gives the ``osiiso_mp`` logger a
+``NullHandler``, as a library should: logging configuration is the application's).
 """
+
+import logging
 
 from ._errors import (
     ClosedError,
@@ -29,9 +32,20 @@ from ._executor import Executor, OptionsView
 from ._future import TaskFuture
 from ._group import TaskGroup, pmap
 from ._options import TaskOptions
-from ._records import Attempt, RunSummary, RunTelemetry, TaskInfo, TaskResult, WorkerStats
+from ._records import (
+    Attempt,
+    PoolStats,
+    RunSummary,
+    RunTelemetry,
+    TaskInfo,
+    TaskResult,
+    WorkerSnapshot,
+    WorkerStats,
+)
 from ._resources import cpu_budget
 from ._version import __version__
+
+logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
 
 __all__ = [
     "Attempt",
@@ -41,6 +55,7 @@ __all__ = [
     "MemoryLimitError",
     "OptionsView",
     "OsiisoError",
+    "PoolStats",
     "QueueFullError",
     "RemoteError",
     "Retry",
@@ -54,6 +69,7 @@ __all__ = [
     "TaskResult",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerSnapshot",
     "WorkerStats",
     "__version__",
     "cpu_budget",

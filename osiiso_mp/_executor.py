@@ -15,8 +15,10 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
+import psutil
+
 from ._errors import ClosedError, QueueFullError, SerializationError
-from ._future import TaskFuture
+from ._future import TaskFuture, task_info
 from ._group import A, TaskGroup, build_group
 from ._options import (
     FAIL_POLICIES,
@@ -26,7 +28,7 @@ from ._options import (
     check_choice,
     resolve_options,
 )
-from ._records import RunSummary, TaskResult
+from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._commands import Shutdown, Submit
 from ._runtime._serialize import dumps_task
@@ -40,6 +42,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
+
+# A batch longer than this drops records older than result_ttl (see Executor._prune_batch).
+_BATCH_PRUNE_AT = 10_000
 
 
 @atexit.register
@@ -263,6 +268,8 @@ class Executor(_Submitter, cf.Executor):
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._batch: list[TaskFuture[Any]] = []
+        self._prune_at = _BATCH_PRUNE_AT
+        self._psutil_procs: dict[int, psutil.Process] = {}
         self._batch_respawns = 0
         self._closed = False
         self._room = (
@@ -356,11 +363,26 @@ class Executor(_Submitter, cf.Executor):
                 self._sup.post(Submit(task))
                 if not opts.detached:
                     self._batch.append(fut)
+                    if len(self._batch) >= self._prune_at:
+                        self._prune_batch()
         except BaseException:
             if room is not None:
                 room.release()
             raise
         return fut
+
+    def _prune_batch(self) -> None:
+        """Bound the memory of a batch nobody summarises (a server never calling run()).
+
+        Called with the lock held once the batch reaches ``_prune_at`` tasks: records that
+        finished more than ``result_ttl`` seconds ago are dropped from it. The threshold then
+        doubles past what is left, so pruning costs amortised O(1) per task.
+        """
+        horizon = time.perf_counter() - self._config.result_ttl
+        self._batch = [
+            f for f in self._batch if f._record is None or f._record.finished_at > horizon
+        ]
+        self._prune_at = max(_BATCH_PRUNE_AT, 2 * len(self._batch))
 
     def _wait_for_room(self, room: threading.Semaphore) -> None:
         """Take a ``max_pending`` slot, waiting up to ``submit_timeout``."""
@@ -467,6 +489,87 @@ class Executor(_Submitter, cf.Executor):
             return sup.call(swap)
         except ClosedError:
             return None
+
+    # -- introspection by id --------------------------------------------------------------
+
+    def _inspect(self, fn: Callable[[], R]) -> R:
+        """Run a read of the supervisor's state on its thread; directly once it stopped."""
+        sup = self._sup
+        if sup.alive:
+            try:
+                return sup.call(fn)
+            except ClosedError:
+                pass
+        sup.join()  # stopped: nothing else touches its state any more
+        return fn()
+
+    def status(self, task_id: str) -> str:
+        """``"queued"`` | ``"scheduled"`` | ``"running"`` | ``"complete"`` | ``"not_found"``.
+
+        ``"not_found"``: no such task, or its record aged out after ``result_ttl`` seconds.
+        """
+        found = self._inspect(lambda: self._sup.lookup(task_id))
+        if found is None:
+            return "not_found"
+        if isinstance(found, TaskResult):
+            return "complete"
+        return self._inspect(lambda: found.state)
+
+    def info(self, task_id: str) -> TaskInfo | None:
+        """A :class:`TaskInfo` snapshot of an unfinished task, else None."""
+
+        def read() -> TaskInfo | None:
+            found = self._sup.lookup(task_id)
+            return task_info(found) if isinstance(found, Task) else None
+
+        return self._inspect(read)
+
+    def task_result(self, task_id: str, timeout: float | None = None) -> TaskResult | None:
+        """The :class:`TaskResult` of the task with ``task_id``.
+
+        Without ``timeout``: the record if the task has finished, else None. With it: wait
+        up to ``timeout`` seconds for an unfinished task (``TimeoutError`` when time runs
+        out). None for an unknown id or a record older than ``result_ttl``.
+        """
+
+        def read() -> TaskFuture[Any] | TaskResult | None:
+            found = self._sup.lookup(task_id)
+            return found.fut if isinstance(found, Task) else found
+
+        found = self._inspect(read)
+        if isinstance(found, TaskFuture):
+            return found.task_result(timeout)
+        return found
+
+    def queue_size(self) -> int:
+        """Tasks waiting to start, scheduled ones (delays, retry backoffs) included."""
+        return self._inspect(self._sup.queue_size)
+
+    def stats(self) -> PoolStats:
+        """A live :class:`PoolStats` snapshot: per-worker pid, state, current tasks, tasks
+        done, RSS, CPU and restarts; and the pending, running, scheduled and completed
+        task counts."""
+        workers, counts = self._inspect(self._sup.snapshot)
+        procs = self._psutil_procs
+        snapshots = []
+        for slot, pid, state, current, done, restarts in workers:
+            rss, cpu = 0, 0.0
+            if pid is not None:
+                try:
+                    proc = procs.get(pid)
+                    if proc is None:
+                        proc = procs[pid] = psutil.Process(pid)
+                        proc.cpu_percent(None)  # starts the measurement window
+                    else:
+                        cpu = proc.cpu_percent(None)
+                    rss = proc.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    procs.pop(pid, None)
+            snapshots.append(WorkerSnapshot(slot, pid, state, current, done, rss, cpu, restarts))
+        live = {snap.pid for snap in snapshots}
+        for pid in [p for p in procs if p not in live]:
+            del procs[pid]
+        return PoolStats(workers=tuple(snapshots), **counts)
 
     def _cancel_many(self, futures: list[TaskFuture[Any]], reason: str) -> None:
         tasks = [f._task for f in futures if f._task is not None]

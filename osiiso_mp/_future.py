@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
-__all__ = ["TaskFuture"]
+__all__ = ["TaskFuture", "task_info"]
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         if self.done() or task is None:
             return None
         try:
-            return self._sup.call(lambda: _info(task))
+            return self._sup.call(lambda: task_info(task))
         except ClosedError:
             return None
 
@@ -150,7 +150,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         return self._record if self.done() else None
 
 
-def _info(task: Task) -> TaskInfo | None:
+def task_info(task: Task) -> TaskInfo | None:
     """Snapshot of an unfinished task (runs on the supervisor thread)."""
     if task.state == "complete":
         return None

@@ -560,6 +560,7 @@ HOOKS: tuple[str, ...] = ("on_start", "on_retry", "on_complete", "on_attempt")
 # Keywords passed straight through to ExecutorConfig (validated there).
 _PLAIN_KEYWORDS: tuple[str, ...] = (
     "concurrency",
+    "result_ttl",
     "fail_policy",
     "on_timeout",
     "rate",

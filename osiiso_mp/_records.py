@@ -26,11 +26,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Attempt",
     "Outcome",
+    "PoolStats",
     "RunSummary",
     "RunTelemetry",
     "Status",
     "TaskInfo",
     "TaskResult",
+    "WorkerSnapshot",
     "WorkerStats",
 ]
 
@@ -184,6 +186,51 @@ class TaskInfo:
     status: str
     scheduled_at: int | None
     worker_pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSnapshot:
+    """One worker slot in a live :class:`PoolStats` snapshot.
+
+    Attributes:
+        worker: the slot's id (stable across respawns).
+        pid: the current process, or None while none is running in the slot.
+        state: ``"starting"``, ``"idle"``, ``"busy"``, ``"retiring"`` (finishing its last
+            tasks before recycling) or ``"stopping"`` (killed or exiting).
+        current: ids of the tasks it is running now.
+        tasks_done: attempts the current process has finished.
+        rss: its resident memory in bytes (0 when it could not be read).
+        cpu_percent: its CPU use since the previous ``stats()`` call (0.0 on the first).
+        restarts: how many times the slot's process was replaced.
+    """
+
+    worker: int
+    pid: int | None
+    state: str
+    current: tuple[str, ...]
+    tasks_done: int
+    rss: int
+    cpu_percent: float
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A live snapshot of an executor, as ``Executor.stats()`` returns it.
+
+    Attributes:
+        workers: one :class:`WorkerSnapshot` per worker slot.
+        pending: tasks queued to start (including those sent ahead to a busy worker).
+        running: tasks running now.
+        scheduled: tasks waiting for a delay, a start time or a retry backoff.
+        completed: tasks finished since the executor started.
+    """
+
+    workers: tuple[WorkerSnapshot, ...]
+    pending: int
+    running: int
+    scheduled: int
+    completed: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ A conversation with one worker::
         | -- RunTask(seq=2) ------------>  |   the worker runs them in (priority, seq) order
         | <------------- TaskStarted(1)    |
         | <------------ TaskFinished(1)    |   value or exception, plus the attempt's telemetry
+        | <-------------- LogRecorded      |   a log record, tagged with the running task
         | -- CancelTask(2) ------------->  |   dropped if not started: TaskFinished(cancelled)
         | -- Stop ---------------------->  |   finish what was sent, then exit 0
 
@@ -66,6 +67,7 @@ class Configure(Message):
     cwd: str
     concurrency: int
     initializer: bytes | None  # cloudpickled (initializer, initargs), or None
+    log_level: int  # the parent's root logging level: records below it are not forwarded
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +155,20 @@ class ErrorInfo(Message):
     message: str
     traceback: str
     pickled: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecorded(Message):
+    """A log record emitted in the worker, message already formatted (arguments applied in
+    the worker, so that unpicklable arguments never travel). ``seq`` is the task that was
+    running, or None outside any task."""
+
+    seq: int | None
+    name: str
+    levelno: int
+    message: str
+    created: float
+    pathname: str
+    lineno: int
+    func_name: str | None
+    exc_text: str | None

@@ -52,7 +52,7 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -66,6 +66,7 @@ from ._messages import (
     Configure,
     ErrorInfo,
     InitFailed,
+    LogRecorded,
     Message,
     RunTask,
     Stop,
@@ -85,6 +86,9 @@ log = logging.getLogger("osiiso_mp")
 
 R = TypeVar("R")
 
+# one worker in a stats() snapshot: (slot, pid, state, running task ids, done, restarts)
+WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
+
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 _INIT_FAILURES = 3  # consecutive initializer failures that break the executor
@@ -96,6 +100,7 @@ class _Worker:
     __slots__ = (
         "assigned",
         "channel",
+        "done",
         "exited",
         "id",
         "killed",
@@ -119,6 +124,7 @@ class _Worker:
         self.retiring = False
         self.stop_sent = False
         self.assigned = 0
+        self.done = 0  # attempts this process finished
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
         self.unstarted: dict[int, Task] = {}  # seq -> task, sent but not started
 
@@ -137,6 +143,9 @@ class Supervisor:
         self._queue: ReadyQueue[Task] = ReadyQueue()
         self._estimates = DurationEstimates()
         self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
+        # finished records for lookups by id: task_id -> (expiry on time.monotonic(), record)
+        self._finished: OrderedDict[str, tuple[float, TaskResult]] = OrderedDict()
+        self.completed = 0
         self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
         self._workers: list[_Worker | None] = [None] * config.procs
         self.respawns = 0
@@ -275,6 +284,7 @@ class Supervisor:
                 cwd=os.getcwd(),
                 concurrency=self.config.concurrency,
                 initializer=self._initializer,
+                log_level=logging.getLogger().getEffectiveLevel(),
             )
         )
         proc.watch(self._loop, lambda code, w=w: self._on_exit(w, code))  # type: ignore[misc]
@@ -290,11 +300,44 @@ class Supervisor:
             w.pid = msg.pid
             w.ready = True
             self._init_failures = 0
+        elif isinstance(msg, LogRecorded):
+            self._on_log(w, msg)
         elif isinstance(msg, InitFailed):
             self._init_failures += 1
             self._init_error = msg.error
             log.error("osiiso_mp worker initializer failed: %s\n%s", msg.error, msg.traceback)
         self._dispatch_soon()
+
+    def _on_log(self, w: _Worker, msg: LogRecorded) -> None:
+        """Hand a worker's log record to the parent's logger of the same name, with the
+        task's id and name and the worker's id and pid attached."""
+        logger = logging.getLogger(msg.name)
+        if not logger.isEnabledFor(msg.levelno):
+            return
+        task = None if msg.seq is None else w.sent.get(msg.seq)
+        record = logging.makeLogRecord(
+            {
+                "name": msg.name,
+                "levelno": msg.levelno,
+                "levelname": logging.getLevelName(msg.levelno),
+                "msg": msg.message,
+                "created": msg.created,
+                "msecs": (msg.created % 1) * 1000,
+                "pathname": msg.pathname,
+                "filename": os.path.basename(msg.pathname),
+                "module": os.path.splitext(os.path.basename(msg.pathname))[0],
+                "lineno": msg.lineno,
+                "funcName": msg.func_name,
+                "exc_text": msg.exc_text,
+                "process": w.pid,
+                "processName": f"osiiso_mp-worker-{w.id}",
+                "task_id": None if task is None else task.task_id,
+                "task_name": None if task is None else task.name,
+                "worker": w.id,
+                "worker_pid": w.pid,
+            }
+        )
+        logger.handle(record)
 
     def _on_channel_closed(self, w: _Worker) -> None:
         # End of file before the exit is seen: the process is exiting, or something closed
@@ -571,6 +614,8 @@ class Supervisor:
         if task is None:
             return
         self._detach(w, task)
+        if msg.started_at is not None:
+            w.done += 1
         if task.abandoned:
             return
         if msg.outcome == "cancelled" and msg.started_at is None:
@@ -741,11 +786,74 @@ class Supervisor:
             attempt_log=tuple(task.attempts),
         )
         task.payload = b""
+        self._retain(record)
         task.fut._settle(record)
         self._hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
             self.trip_fail_first(task)
         self._maybe_finish_shutdown()
+
+    # -- retention and lookups by id ------------------------------------------------------
+
+    def _retain(self, record: TaskResult) -> None:
+        """Keep ``record`` for lookups by id for ``result_ttl`` seconds, then forget it.
+
+        Records are kept in finish order and share one time-to-live, so the oldest are at
+        the front: expiry is a pop from the left, amortised O(1) per task.
+        """
+        self.completed += 1
+        ttl = self.config.result_ttl
+        finished = self._finished
+        now = time.monotonic()
+        while finished:
+            oldest = next(iter(finished.values()))
+            if oldest[0] > now:
+                break
+            finished.popitem(last=False)
+        if ttl > 0:
+            finished.pop(record.task_id, None)  # an id reused after it finished: newest wins
+            finished[record.task_id] = (now + ttl, record)
+
+    def lookup(self, task_id: str) -> Task | TaskResult | None:
+        """The unfinished task or the retained record with ``task_id`` (supervisor thread)."""
+        task = self._by_id.get(task_id)
+        if task is not None:
+            return task
+        entry = self._finished.get(task_id)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def queue_size(self) -> int:
+        """Tasks waiting to start: queued (sent ahead or not) and scheduled ones."""
+        return sum(1 for t in self._tasks.values() if t.state in ("queued", "scheduled"))
+
+    def snapshot(
+        self,
+    ) -> tuple[list[tuple[int, int | None, str, tuple[str, ...], int, int]], dict[str, int]]:
+        """Per worker ``(id, pid, state, running task ids, tasks done, restarts)`` and the
+        task counts, read consistently on the supervisor thread."""
+        workers: list[WorkerRow] = []
+        for slot, w in enumerate(self._workers):
+            if w is None:
+                workers.append((slot, None, "starting", (), 0, self.restarts[slot]))
+                continue
+            running = tuple(t.task_id for t in w.sent.values() if t.state == "running")
+            if w.killed or w.exited:
+                state = "stopping"
+            elif not w.ready:
+                state = "starting"
+            elif w.retiring:
+                state = "retiring"
+            else:
+                state = "busy" if running else "idle"
+            workers.append((slot, w.pid, state, running, w.done, self.restarts[slot]))
+        counts = {"pending": 0, "running": 0, "scheduled": 0}
+        for t in self._tasks.values():
+            key = "pending" if t.state == "queued" else t.state
+            counts[key] = counts.get(key, 0) + 1
+        counts["completed"] = self.completed
+        return workers, counts
 
     def trip_fail_first(self, failed: Task | TaskResult) -> None:
         """``fail_first``: cancel every unfinished task but ``must_complete`` ones."""

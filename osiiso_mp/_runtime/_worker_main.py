@@ -21,8 +21,10 @@ It imports only what a worker needs, so it starts fast.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import inspect
+import logging
 import os
 import pickle
 import signal
@@ -35,6 +37,7 @@ from ._messages import (
     CancelTask,
     Configure,
     InitFailed,
+    LogRecorded,
     Message,
     RunTask,
     Stop,
@@ -63,6 +66,43 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
+# The task running in this context: set around a sync call, and inside each async task
+# (asyncio copies the context into the tasks a coroutine starts, so they inherit it).
+_current_seq: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "osiiso_mp_seq", default=None
+)
+
+
+class _ForwardingHandler(logging.Handler):
+    """Sends the worker's log records to the supervisor, tagged with the running task."""
+
+    def __init__(self, channel: Channel, level: int) -> None:
+        super().__init__(level)
+        self._channel = channel
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc_text = record.exc_text
+            if record.exc_info and not exc_text:
+                exc_text = self._formatter.formatException(record.exc_info)
+            self._channel.send(
+                LogRecorded(
+                    _current_seq.get(),
+                    record.name,
+                    record.levelno,
+                    record.getMessage(),
+                    record.created,
+                    record.pathname,
+                    record.lineno,
+                    record.funcName,
+                    exc_text,
+                )
+            )
+        except Exception:  # a broken record must not fail the task that logged it
+            self.handleError(record)
+
+
 class _Job:
     """A task the worker holds, waiting or running."""
 
@@ -86,6 +126,9 @@ class WorkerActor:
         self._stopping = False
         self._pump_scheduled = False
         self._channel = Channel(loop, sock, self._on_message, self._on_closed)
+        root = logging.getLogger()
+        root.setLevel(cfg.log_level)
+        root.addHandler(_ForwardingHandler(self._channel, cfg.log_level))
 
     def start(self) -> None:
         """Announce readiness."""
@@ -175,11 +218,14 @@ class WorkerActor:
             err = SerializationError("unpickling", type(exc).__name__, str(exc))
             self._fail(msg, err, start)
             return
+        token = _current_seq.set(msg.seq)
         try:
             value = fn(*args, **kwargs)
-        except BaseException as exc:
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the task too
             self._fail(msg, exc, start)
             return
+        finally:
+            _current_seq.reset(token)
         if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
             self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
             return
@@ -204,6 +250,7 @@ class WorkerActor:
         self._async[msg.seq] = self._loop.create_task(self._await(msg, coro, start))
 
     async def _await(self, msg: RunTask, coro: Any, start: Snapshot) -> None:
+        _current_seq.set(msg.seq)  # this asyncio task runs in a copy of the context
         try:
             if msg.timeout is None:
                 value = await coro
