@@ -101,7 +101,11 @@ class QueueFullError(OsiisoError):
 
 
 class TaskTimeoutError(OsiisoError, TimeoutError):
-    """An attempt ran longer than its ``timeout``; its worker was killed and replaced."""
+    """An attempt ran longer than its ``timeout``.
+
+    A sync attempt is stopped by killing its worker, which is replaced (``killed=True``);
+    an ``async def`` attempt is cancelled inside its worker, which carries on.
+    """
 
     def __init__(
         self,
@@ -109,20 +113,20 @@ class TaskTimeoutError(OsiisoError, TimeoutError):
         *,
         name: str | None = None,
         task_id: str | None = None,
+        killed: bool = True,
     ) -> None:
-        super().__init__(
-            f"attempt timed out after {timeout:g}s{_for_task(name, task_id)}; "
-            "its worker was killed and replaced"
+        how = (
+            "its worker was killed and replaced" if killed else "it was cancelled inside its worker"
         )
+        super().__init__(f"attempt timed out after {timeout:g}s{_for_task(name, task_id)}; {how}")
         self.timeout = timeout
         self.name = name
         self.task_id = task_id
+        self.killed = killed
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (self.timeout,), self._kw()))
-
-    def _kw(self) -> dict[str, Any]:
-        return {"name": self.name, "task_id": self.task_id}
+        kw = {"name": self.name, "task_id": self.task_id, "killed": self.killed}
+        return (_rebuild, (type(self), (self.timeout,), kw))
 
 
 def describe_exit(exit_code: int | None) -> str:

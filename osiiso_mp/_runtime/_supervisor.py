@@ -481,7 +481,6 @@ class Supervisor:
 
     def _enqueue(self, task: Task) -> None:
         task.state = "queued"
-        task.queued_since = time.perf_counter()
         self._queue.push(task.opts.priority, task.seq, task)
 
     def _requeue(self, task: Task) -> None:
@@ -633,7 +632,7 @@ class Supervisor:
                     name=task.name,
                     task_id=task.task_id,
                 )
-                self._record_attempt(task, w, msg, "failed", str(err))
+                self._record_attempt(task, w, msg, "failed", _short_error(err))
                 self._after_failure(task, err)
                 return
             self._record_attempt(task, w, msg, "succeeded", "")
@@ -645,6 +644,13 @@ class Supervisor:
             return
         info: ErrorInfo = pickle.loads(msg.payload)
         error = rebuild_exception(info)
+        if msg.outcome == "timed_out" and isinstance(error, TaskTimeoutError):
+            # timed out inside the worker (async): name the task in the error
+            cause = error.__cause__
+            error = TaskTimeoutError(
+                error.timeout, name=task.name, task_id=task.task_id, killed=False
+            )
+            error.__cause__ = cause
         self._record_attempt(task, w, msg, msg.outcome, _short_error(error))
         self._after_failure(task, error)
 
@@ -705,7 +711,7 @@ class Supervisor:
                 peak_rss=0,
                 rss_delta=0,
                 outcome=outcome,
-                error=_short_error(exc),
+                error=str(exc) if isinstance(exc, _Cancelled) else _short_error(exc),
                 exit_code=exit_code,
             )
         )
@@ -732,6 +738,7 @@ class Supervisor:
             return
         task.worker = None
         task.started_at = None
+        task.queued_since = time.perf_counter()  # the retry's wait (backoff included) begins
         self._hook("on_retry", task.fut, exc)
         if task.state == "complete":  # the hook cancelled it
             return

@@ -84,7 +84,7 @@ class Task:
         self.worker: Any = None  # the supervisor's _Worker holding it, or None
         self.started_at: float | None = None  # start of the current attempt
         self.first_started_at: float | None = None
-        self.queued_since = created_at
+        self.queued_since = created_at  # when the current attempt's wait began
         self.scheduled_for: float | None = None  # epoch seconds of a pending retry/delay
         self.cancel_reason: str | None = None
         self.abandoned = False  # cancelled while a worker still holds it

@@ -263,7 +263,7 @@ class WorkerActor:
             if msg.timeout is not None and scope.expired():
                 from .._errors import TaskTimeoutError
 
-                self._fail(msg, TaskTimeoutError(msg.timeout), start, "timed_out")
+                self._fail(msg, TaskTimeoutError(msg.timeout, killed=False), start, "timed_out")
             else:
                 self._fail(msg, exc, start)
         except BaseException as exc:

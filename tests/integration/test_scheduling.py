@@ -142,3 +142,30 @@ def test_failing_initializer_breaks_the_executor_loudly() -> None:
         with pytest.raises(ClosedError, match="broken: worker initializer failing_initializer"):
             ex.submit(read_marker)
     assert time.monotonic() - started < 15
+
+
+async def async_sleep_pid(seconds: float) -> int:
+    """Sleep asynchronously, then return the worker's pid."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@pytest.mark.timeout(20)
+def test_async_timeout_cancels_inside_the_worker_and_names_the_task() -> None:
+    from osiiso_mp import TaskTimeoutError
+
+    with Executor(procs=1) as ex:
+        pid = ex.submit(async_sleep_pid, 0).result(timeout=10)
+        slow = ex.options(timeout=0.3, name="slow-coro").submit(async_sleep_pid, 30)
+        with pytest.raises(TaskTimeoutError) as info:
+            slow.result(timeout=10)
+        message = str(info.value)
+        assert "slow-coro" in message and slow.task_id in message
+        assert "cancelled inside its worker" in message and not info.value.killed
+        record = slow.task_result()
+        assert record is not None
+        (attempt,) = record.attempt_log
+        assert attempt.outcome == "timed_out" and attempt.exit_code is None
+        assert ex.submit(async_sleep_pid, 0).result(timeout=10) == pid  # same worker
