@@ -32,6 +32,7 @@ from ._executor import Executor, OptionsView
 from ._future import TaskFuture
 from ._group import TaskGroup, pmap
 from ._options import TaskOptions
+from ._progress import ProgressEvent
 from ._records import (
     Attempt,
     PoolStats,
@@ -56,6 +57,7 @@ __all__ = [
     "OptionsView",
     "OsiisoError",
     "PoolStats",
+    "ProgressEvent",
     "QueueFullError",
     "RemoteError",
     "Retry",

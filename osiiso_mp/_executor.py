@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable, Iterator
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import psutil
@@ -28,6 +28,7 @@ from ._options import (
     check_choice,
     resolve_options,
 )
+from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._commands import Shutdown, Submit
@@ -133,7 +134,8 @@ class _Submitter:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
-    ) -> Iterator[R]:
+        progress: ProgressArg = None,
+    ) -> Generator[R, None, None]:
         """Like :meth:`concurrent.futures.Executor.map`: values in input order, lazily.
 
         Every element is its own task with its own :class:`TaskResult` (``chunksize`` is
@@ -142,6 +144,9 @@ class _Submitter:
         ``buffersize`` tasks are outstanding, so huge or endless iterables stream in bounded
         memory. ``timeout`` bounds the whole iteration, from this call. The first failure
         raises when it is reached; closing the iterator early cancels what is left.
+        ``progress`` is as for :meth:`Executor.run`; the bar follows the tasks from the first
+        value asked for until the iterator ends (its total is unknown for an iterator
+        streamed with ``buffersize`` until the iterator is used up).
         """
         if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValueError(f"chunksize must be a positive int, got {chunksize!r}")
@@ -149,6 +154,7 @@ class _Submitter:
             not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
         ):
             raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
+        tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
         end = None if timeout is None else time.monotonic() + timeout
         args_iter = zip(*iterables, strict=False)
         submit = self.submit
@@ -156,7 +162,7 @@ class _Submitter:
             futures = deque(submit(fn, *a) for a in args_iter)
         else:
             futures = deque(submit(fn, *a) for a in itertools.islice(args_iter, buffersize))
-        return _map_results(futures, args_iter if buffersize else None, submit, fn, end)
+        return _map_results(futures, args_iter if buffersize else None, submit, fn, end, tracker)
 
     @overload
     def group(
@@ -208,13 +214,20 @@ def _map_results(
     submit: Callable[..., TaskFuture[R]],
     fn: Callable[..., R],
     end: float | None,
-) -> Iterator[R]:
+    tracker: ProgressTracker | None = None,
+) -> Generator[R, None, None]:
     try:
+        if tracker:
+            tracker.track_all(futures, last=more is None)
         while futures:
             if more is not None:
                 nxt = next(more, None)
                 if nxt is not None:
                     futures.append(submit(fn, *nxt))
+                    if tracker:
+                        tracker.track(futures[-1])
+                elif tracker:
+                    tracker.track_all((), last=True)  # input used up: the total is known
             fut = futures.popleft()
             if end is None:
                 yield fut.result()
@@ -227,6 +240,8 @@ def _map_results(
     finally:
         for fut in futures:
             fut.cancel()
+        if tracker:
+            tracker.close()
 
 
 class OptionsView(_Submitter):
@@ -405,6 +420,7 @@ class Executor(_Submitter, cf.Executor):
         *,
         strict: bool = False,
         fail_policy: str | None = None,
+        progress: ProgressArg = None,
     ) -> RunSummary:
         """Wait for every task submitted since the previous ``run()`` and summarise them.
 
@@ -417,17 +433,23 @@ class Executor(_Submitter, cf.Executor):
         this call (``"fail_first"``: the first failure cancels every other unfinished task
         but ``must_complete`` ones, including a failure that happened before the call).
         ``strict=True`` raises :class:`ExecutionError` if any task failed.
+        ``progress=True`` shows a progress bar while waiting (tqdm's, notebook or console,
+        when tqdm is installed; else a text line on stderr); ``progress=callable`` calls it
+        with a :class:`ProgressEvent` as each task finishes and once more at the end.
         """
         policy = (
             self._config.fail_policy
             if fail_policy is None
             else check_choice("fail_policy", fail_policy, FAIL_POLICIES)
         )
+        tracker = progress_tracker(progress, desc="osiiso_mp run")  # before the batch is taken
         with self._lock:
             batch, self._batch = self._batch, []
             respawns_before = self._batch_respawns
         previous = self._swap_fail_policy(policy, batch)
         try:
+            if tracker:
+                tracker.track_all(batch, last=True)
             _, not_done = cf.wait(batch, timeout)
             pending = [f for f in batch if f in not_done]
             timed_out = bool(pending)
@@ -446,6 +468,8 @@ class Executor(_Submitter, cf.Executor):
         finally:
             if previous is not None:
                 self._swap_fail_policy(previous, [])
+            if tracker:
+                tracker.close()
         respawns = self._sup.respawns
         with self._lock:
             self._batch_respawns = respawns

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from ._errors import ClosedError
 from ._future import TaskFuture
 from ._options import TaskOptions
+from ._progress import ProgressArg, progress_tracker
 from ._records import RunSummary, TaskResult
 
 if TYPE_CHECKING:
@@ -302,18 +303,29 @@ def pmap(
     iterable: Iterable[A],
     *,
     procs: int | None = None,
+    progress: ProgressArg = None,
     **options: Any,
 ) -> list[R]: ...
 
 
 @overload
 def pmap(
-    fn: Callable[[A], R], iterable: Iterable[A], *, procs: int | None = None, **options: Any
+    fn: Callable[[A], R],
+    iterable: Iterable[A],
+    *,
+    procs: int | None = None,
+    progress: ProgressArg = None,
+    **options: Any,
 ) -> list[R]: ...
 
 
 def pmap(
-    fn: Callable[[Any], Any], iterable: Iterable[Any], *, procs: int | None = None, **options: Any
+    fn: Callable[[Any], Any],
+    iterable: Iterable[Any],
+    *,
+    procs: int | None = None,
+    progress: ProgressArg = None,
+    **options: Any,
 ) -> list[Any]:
     """``fn(item)`` for every item, on a fresh pool of ``procs`` workers; values in input order.
 
@@ -321,10 +333,19 @@ def pmap(
     the pool down. ``options`` are :class:`TaskOptions` fields for every task
     (``pmap(f, xs, retries=2, timeout=10)``); unknown names raise ``TypeError`` and bad
     values ``ValueError``, before any worker starts. Any failed or cancelled task raises
-    :class:`ExecutionError` (``.results`` holds their records).
+    :class:`ExecutionError` (``.results`` holds their records). ``progress`` is as for
+    ``Executor.run``.
     """
     from ._executor import Executor
 
+    tracker = progress_tracker(progress, desc="osiiso_mp pmap")  # validate it first too
     TaskOptions().replace(**options)  # validate before starting any worker
     with Executor(procs=procs) as ex:
-        return ex.options(**options).group(fn, iterable).values()
+        group = ex.options(**options).group(fn, iterable)
+        try:
+            if tracker:
+                tracker.track_all(group, last=True)
+            return group.values()
+        finally:
+            if tracker:
+                tracker.close()
