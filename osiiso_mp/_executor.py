@@ -274,6 +274,16 @@ class Executor(_Submitter, cf.Executor):
 
     As a context manager, a clean exit drains (waits for every task); an exception
     force-cancels (queued tasks are cancelled and running attempts killed).
+
+    What is kept, and for how long (see ``docs/introspection.md``):
+
+    - every unfinished task, with its arguments, until it finishes;
+    - each finished task's :class:`TaskResult`, for lookups by id (``status``, ``info``,
+      ``task_result``), for ``result_ttl`` seconds (default 300) after it finished;
+    - the futures of the batch, until ``run()`` summarises them. Once the batch reaches
+      10,000 tasks, those whose record finished more than ``result_ttl`` ago are dropped
+      from it, so an executor that never calls ``run()`` keeps bounded memory;
+    - a :class:`TaskFuture` keeps its own record for as long as you keep the future.
     """
 
     def __init__(self, procs: int | None = None, **config: Any) -> None:
