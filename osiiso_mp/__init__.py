@@ -16,6 +16,7 @@ This module only re-exports the public names (and gives the ``osiiso_mp`` logger
 
 import logging
 
+from ._async import AsyncExecutor, AsyncOptionsView
 from ._errors import (
     ClosedError,
     ExecutionError,
@@ -49,6 +50,8 @@ from ._version import __version__
 logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AsyncExecutor",
+    "AsyncOptionsView",
     "Attempt",
     "ClosedError",
     "ExecutionError",

@@ -13,6 +13,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import psutil
@@ -290,7 +291,11 @@ class Executor(_Submitter, cf.Executor):
         self._config = build_config(procs, config, cpu_budget=cpu_budget)
         self._opts = self._config.default_options
         self._ex = self
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # orders posts with the closed flag
+        self._batch_lock = threading.Lock()  # guards _batch and _prune_at
+        self._admit_lock = threading.Lock()  # guards _parked against freed slots
+        self._parked: deque[TaskFuture[Any]] = deque()
+        self._blocking_submit = True  # the async twin parks instead of blocking
         self._seq = itertools.count(1)
         self._batch: list[TaskFuture[Any]] = []
         self._prune_at = _BATCH_PRUNE_AT
@@ -377,29 +382,118 @@ class Executor(_Submitter, cf.Executor):
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
             self._sup.call(lambda: self._sup.check_unique(task_id))
-        room = self._room
-        if room is not None:
-            self._wait_for_room(room)
-            fut.add_done_callback(lambda _: room.release())
-        try:
-            with self._lock:
-                if self._closed:
-                    raise ClosedError("cannot submit: the executor is shut down")
-                self._sup.post(Submit(task))
-                if not opts.detached:
-                    self._batch.append(fut)
-                    if len(self._batch) >= self._prune_at:
-                        self._prune_batch()
-        except BaseException:
-            if room is not None:
-                room.release()
-            raise
+        self._admit(fut, task, wait=self._blocking_submit)
         return fut
+
+    def _admit(self, fut: TaskFuture[Any], task: Task, *, wait: bool) -> None:
+        """Hand the task to the supervisor, within ``max_pending``.
+
+        With room, it goes now. Without: ``wait=True`` (the sync executor) blocks up to
+        ``submit_timeout`` for room; ``wait=False`` (the async one) parks the task: its
+        future is returned at once, and the next task to finish hands its slot to it.
+        ``submit_timeout=0`` refuses with :class:`QueueFullError` either way.
+        """
+        room = self._room
+        if room is None:
+            self._post(fut, task)
+            return
+        if wait or self._config.submit_timeout == 0:
+            self._wait_for_room(room)
+        else:
+            with self._admit_lock:
+                if not room.acquire(blocking=False):
+                    self._check_open()
+                    # Invariant: a task is parked only while no slot is free; a finishing
+                    # task takes the admit lock before it frees a slot (_free_slot).
+                    fut._parked_in = self
+                    self._parked.append(fut)
+                    self._add_to_batch(fut, task)
+                    return
+        try:
+            self._post(fut, task)
+        except BaseException:
+            self._free_slot()
+            raise
+
+    def _post(self, fut: TaskFuture[Any], task: Task) -> None:
+        with self._lock:
+            self._check_open()
+            self._sup.post(Submit(task))
+            self._add_to_batch(fut, task)
+        if self._room is not None:
+            fut.add_done_callback(self._slot_done)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("cannot submit: the executor is shut down")
+
+    def _add_to_batch(self, fut: TaskFuture[Any], task: Task) -> None:
+        if task.opts.detached:
+            return
+        with self._batch_lock:
+            self._batch.append(fut)
+            if len(self._batch) >= self._prune_at:
+                self._prune_batch()
+
+    def _slot_done(self, _: object) -> None:
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        """A task holding a ``max_pending`` slot finished: give the slot to the oldest
+        parked task, or back to the semaphore."""
+        assert self._room is not None
+        with self._admit_lock:
+            while self._parked:
+                fut = self._parked.popleft()
+                fut._parked_in = None
+                if fut.done():  # cancelled while parked
+                    continue
+                task = fut._task
+                assert task is not None
+                try:
+                    with self._lock:
+                        self._check_open()
+                        self._sup.post(Submit(task))
+                except ClosedError:
+                    fut._settle_closed()
+                    continue
+                fut.add_done_callback(self._slot_done)
+                return
+            self._room.release()
+
+    def _flush_parked(self, *, cancel: bool) -> None:
+        """At shutdown (lock held, before the Shutdown command): a drain runs the parked
+        tasks, past max_pending; a cancelling shutdown cancels them."""
+        with self._admit_lock:
+            parked, self._parked = list(self._parked), deque()
+        for fut in parked:
+            fut._parked_in = None
+            task = fut._task
+            if fut.done() or task is None:
+                continue
+            if cancel:
+                fut._settle_cancelled("cancelled by shutdown before it was admitted")
+                continue
+            try:
+                self._sup.post(Submit(task))  # past max_pending: it holds no slot to free
+            except ClosedError:
+                fut._settle_closed()
+
+    def _withdraw(self, fut: TaskFuture[Any]) -> bool:
+        """Cancel a parked task before it reached the supervisor; False if it had left."""
+        with self._admit_lock:
+            try:
+                self._parked.remove(fut)
+            except ValueError:
+                return False
+            fut._parked_in = None
+        fut._settle_cancelled("cancelled by the caller before it was admitted")
+        return True
 
     def _prune_batch(self) -> None:
         """Bound the memory of a batch nobody summarises (a server never calling run()).
 
-        Called with the lock held once the batch reaches ``_prune_at`` tasks: records that
+        Called with the batch lock held once the batch reaches ``_prune_at`` tasks: records that
         finished more than ``result_ttl`` seconds ago are dropped from it. The threshold then
         doubles past what is left, so pruning costs amortised O(1) per task.
         """
@@ -447,43 +541,60 @@ class Executor(_Submitter, cf.Executor):
         when tqdm is installed; else a text line on stderr); ``progress=callable`` calls it
         with a :class:`ProgressEvent` as each task finishes and once more at the end.
         """
+        run = self._start_run(fail_policy, progress, "osiiso_mp run")
+        try:
+            _, not_done = cf.wait(run.batch, timeout)
+            if not_done:
+                self._cancel_on_timeout(run, not_done)
+                cf.wait(run.batch)
+        except BaseException:
+            self._abort_run(run)  # Ctrl-C while waiting: cancel the batch, keep its records
+            raise
+        finally:
+            self._end_run(run)
+        return self._summarise(run, bool(not_done), strict)
+
+    # The steps of run(), shared with AsyncExecutor.run (which only waits differently).
+
+    def _start_run(self, fail_policy: str | None, progress: ProgressArg, desc: str) -> _Run:
         policy = (
             self._config.fail_policy
             if fail_policy is None
             else check_choice("fail_policy", fail_policy, FAIL_POLICIES)
         )
-        tracker = progress_tracker(progress, desc="osiiso_mp run")  # before the batch is taken
-        with self._lock:
+        tracker = progress_tracker(progress, desc=desc)  # before the batch is taken
+        with self._batch_lock:
             batch, self._batch = self._batch, []
+            self._prune_at = _BATCH_PRUNE_AT
             respawns_before = self._batch_respawns
         previous = self._swap_fail_policy(policy, batch)
-        try:
-            if tracker:
-                tracker.track_all(batch, last=True)
-            _, not_done = cf.wait(batch, timeout)
-            pending = [f for f in batch if f in not_done]
-            timed_out = bool(pending)
-            if pending:
-                if self._config.on_timeout == "complete":
-                    pending = [f for f in pending if not _must_complete(f)]
-                self._cancel_many(pending, "cancelled: run timed out")
-                cf.wait(batch)
-        except BaseException:
-            # Ctrl-C (or anything) while waiting: cancel the batch and keep its records
-            unfinished = [f for f in batch if not f.done()]
-            self._cancel_many(unfinished, "cancelled: run() was interrupted")
-            with self._lock:
-                self._batch[:0] = batch
-            raise
-        finally:
-            if previous is not None:
-                self._swap_fail_policy(previous, [])
-            if tracker:
-                tracker.close()
+        if tracker:
+            tracker.track_all(batch, last=True)
+        return _Run(batch, respawns_before, previous, tracker)
+
+    def _cancel_on_timeout(self, run: _Run, not_done: set[Any]) -> None:
+        pending = [f for f in run.batch if f in not_done]
+        if self._config.on_timeout == "complete":
+            pending = [f for f in pending if not _must_complete(f)]
+        self._cancel_many(pending, "cancelled: run timed out")
+
+    def _abort_run(self, run: _Run) -> None:
+        unfinished = [f for f in run.batch if not f.done()]
+        self._cancel_many(unfinished, "cancelled: run() was interrupted")
+        with self._batch_lock:
+            self._batch[:0] = run.batch
+
+    def _end_run(self, run: _Run) -> None:
+        if run.previous_policy is not None:
+            self._swap_fail_policy(run.previous_policy, [])
+        if run.tracker:
+            run.tracker.close()
+
+    def _summarise(self, run: _Run, timed_out: bool, strict: bool) -> RunSummary:
         respawns = self._sup.respawns
-        with self._lock:
+        with self._batch_lock:
             self._batch_respawns = respawns
-        records: list[TaskResult] = [f._record for f in batch if f._record is not None]
+        records: list[TaskResult] = [f._record for f in run.batch if f._record is not None]
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:
@@ -493,7 +604,7 @@ class Executor(_Submitter, cf.Executor):
             duration=max(0.0, duration),
             timed_out=timed_out,
             procs=self._config.procs,
-            respawns=respawns - respawns_before,
+            respawns=respawns - run.respawns_before,
         )
         if strict:
             summary.raise_for_errors()
@@ -633,6 +744,7 @@ class Executor(_Submitter, cf.Executor):
         """
         with self._lock:
             self._closed = True
+            self._flush_parked(cancel=cancel_futures or kill)
         self._finalizer.detach()
         reply: cf.Future[None] = cf.Future()
         try:
@@ -647,6 +759,16 @@ class Executor(_Submitter, cf.Executor):
         """Drain on a clean exit; force-cancel when the block raised."""
         self.shutdown(wait=True, kill=exc_type is not None)
         return False
+
+
+@dataclass(slots=True)
+class _Run:
+    """One ``run()`` in progress."""
+
+    batch: list[TaskFuture[Any]]
+    respawns_before: int
+    previous_policy: str | None
+    tracker: ProgressTracker | None
 
 
 def _must_complete(fut: TaskFuture[Any]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import threading
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -43,6 +44,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         self._sup = supervisor
         self._task: Task | None = None
         self._record: TaskResult | None = None
+        self._parked_in: Any = None  # the executor holding it back for max_pending, if any
         self.task_id = task_id
         """The task's id (yours, from ``task_id=``, or a uuid4 hex)."""
         self.name = name
@@ -71,16 +73,32 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     def _settle_closed(self) -> None:
         """Fail a task that reached a supervisor after it stopped (any thread)."""
-        task = self._task
         exc = ClosedError(f"the executor shut down before task {self.name!r} could run")
+        self._settle_here("failed", exc, str(exc))
+
+    def _settle_cancelled(self, message: str) -> None:
+        """Cancel a task the supervisor never received (a parked submission)."""
+        self._settle_here("cancelled", None, message)
+
+    def _settle_here(self, status: str, exc: BaseException | None, message: str) -> None:
+        """Settle, in this thread, a task no supervisor holds: no attempt was made."""
+        task = self._task
+        opts = None if task is None else task.opts
+        now = time.perf_counter()
         self._settle(
             TaskResult(
                 task_id=self.task_id,
                 name=self.name,
-                status="failed",
+                status=status,  # type: ignore[arg-type]
                 exception=exc,
-                created_at=0.0 if task is None else task.created_at,
-                message=str(exc),
+                priority=3 if opts is None else opts.priority,
+                must_complete=False if opts is None else opts.must_complete,
+                group_id=None if opts is None else opts.group_id,
+                detached=False if opts is None else opts.detached,
+                created_at=now if task is None else task.created_at,
+                finished_at=now,
+                message=message,
+                metadata=None if opts is None else opts.metadata,
             )
         )
 
@@ -93,6 +111,9 @@ class TaskFuture(cf.Future[T], Generic[T]):
         task = self._task
         if task is None:
             return self.cancelled()
+        parked_in = self._parked_in
+        if parked_in is not None and parked_in._withdraw(self):
+            return True
         sup = self._sup
         if threading.get_ident() == sup.thread_id:
             return sup._cancel(task, "cancelled by the caller")

@@ -18,10 +18,14 @@ import difflib
 import math
 import multiprocessing.context
 import numbers
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
+
+from ._resources import parse_size
 
 __all__ = [
     "START_METHODS",
@@ -432,6 +436,27 @@ class ExecutorConfig:
     ``on_start(fut)``, ``on_retry(fut, exc)``, ``on_complete(result)``, ``on_attempt(attempt)``
         hooks, run in the parent on the supervisor thread (keep them quick); one that
         raises is logged and ignored.
+    ``max_rss``
+        most resident memory per worker, in bytes (an int, or a string such as ``"1.5GiB"``
+        or ``"512MB"``, stored as bytes; ``None``: no cap). The supervisor samples every
+        worker about every 100 ms and again as each task finishes: a worker above the cap
+        is killed and replaced, and the tasks it was running fail (or retry) with
+        :class:`~osiiso_mp.MemoryLimitError`; one above it between tasks is recycled before
+        it starts another.
+    ``cpu_affinity``
+        pin workers to CPUs (``None``: no pinning). A sequence of CPU ids pins worker slot
+        ``i`` to CPU ``cpus[i % len(cpus)]``; a sequence of sets of CPU ids lets slot ``i``
+        run on the CPUs of ``sets[i % len(sets)]`` (``[{0, 1}, {2, 3}]``). Stored as a tuple
+        of frozensets. Refused where ``os.sched_setaffinity`` does not exist.
+    ``nice``
+        niceness increment (0 to 19) each worker applies to itself at start (``None``: none).
+    ``inner_threads``
+        threads per worker for BLAS/OpenMP-style libraries (>= 1): each worker sets
+        ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``,
+        ``VECLIB_MAXIMUM_THREADS``, ``NUMEXPR_NUM_THREADS`` and ``BLIS_NUM_THREADS`` at start,
+        before the initializer and any task, except those the parent's environment already
+        defines (they keep the parent's value). ``None`` (default): ``max(1, cpu_budget() //
+        procs)``, so that ``procs`` workers do not oversubscribe the CPU budget.
     """
 
     procs: int
@@ -452,6 +477,10 @@ class ExecutorConfig:
     on_retry: Callable[[Any, BaseException], object] | None = None
     on_complete: Callable[[Any], object] | None = None
     on_attempt: Callable[[Any], object] | None = None
+    max_rss: int | None = None
+    cpu_affinity: tuple[frozenset[int], ...] | None = None
+    nice: int | None = None
+    inner_threads: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field (and normalise ``initargs`` to a tuple)."""
@@ -546,6 +575,90 @@ class ExecutorConfig:
             value = getattr(self, hook)
             if value is not None and not callable(value):
                 raise TypeError(f"{hook} must be callable or None, got {_describe(value)}")
+        if self.max_rss is not None:
+            set_(self, "max_rss", _check_max_rss(self.max_rss))
+        if self.cpu_affinity is not None:
+            set_(self, "cpu_affinity", _check_cpu_affinity(self.cpu_affinity))
+        if self.nice is not None:
+            set_(
+                self,
+                "nice",
+                _check_int("nice", self.nice, minimum=0, requirement="an int from 0 to 19"),
+            )
+            if self.nice > 19:
+                raise ValueError(f"nice must be an int from 0 to 19, got {self.nice!r}")
+        if self.inner_threads is not None:
+            set_(
+                self,
+                "inner_threads",
+                _check_int(
+                    "inner_threads",
+                    self.inner_threads,
+                    minimum=1,
+                    requirement="an int >= 1 or None",
+                ),
+            )
+
+
+_MAX_RSS_REQUIREMENT = "a positive number of bytes or a size string like '1.5GiB'"
+
+
+def _check_max_rss(value: object) -> int:
+    """Validate ``max_rss``: a positive int of bytes or a size string; bytes out."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise ValueError(f"max_rss must be {_MAX_RSS_REQUIREMENT}: {exc}") from None
+    if not _is_int(value):
+        raise TypeError(f"max_rss must be {_MAX_RSS_REQUIREMENT}, got {_describe(value)}")
+    size = int(cast(numbers.Integral, value))
+    if size <= 0:
+        raise ValueError(f"max_rss must be {_MAX_RSS_REQUIREMENT}, got {value!r}")
+    return size
+
+
+_AFFINITY_REQUIREMENT = (
+    "a sequence of CPU ids (worker i gets cpus[i % len(cpus)]) or of sets of CPU ids"
+)
+
+
+def _check_cpu(value: object) -> int:
+    """One CPU id of ``cpu_affinity``: an int >= 0."""
+    return _check_int("cpu_affinity CPU ids", value, minimum=0, requirement="ints >= 0")
+
+
+def _check_cpu_affinity(value: object) -> tuple[frozenset[int], ...]:
+    """Validate ``cpu_affinity``; one frozenset of CPU ids per entry (slot ``i`` gets entry
+    ``i % len``)."""
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError(
+            "cpu_affinity is not supported on this platform (it has no os.sched_setaffinity)"
+        )
+    if isinstance(value, AbstractSet | Mapping):
+        raise TypeError(
+            f"cpu_affinity must be {_AFFINITY_REQUIREMENT}, got {_describe(value)}; a set has "
+            "no order: write [0, 1] to pin each worker to one CPU, or [{0, 1}] to let every "
+            "worker use both"
+        )
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"cpu_affinity must be {_AFFINITY_REQUIREMENT}, got {_describe(value)}")
+    entries: list[frozenset[int]] = []
+    for item in value:
+        if _is_int(item):
+            entries.append(frozenset((_check_cpu(item),)))
+            continue
+        if isinstance(item, str | bytes) or not isinstance(item, Iterable):
+            raise TypeError(
+                f"cpu_affinity must be {_AFFINITY_REQUIREMENT}, got an entry {_describe(item)}"
+            )
+        cpus = frozenset(_check_cpu(cpu) for cpu in item)
+        if not cpus:
+            raise ValueError("cpu_affinity entries must not be empty, got an empty set of CPUs")
+        entries.append(cpus)
+    if not entries:
+        raise ValueError(f"cpu_affinity must be {_AFFINITY_REQUIREMENT} or None, got {value!r}")
+    return tuple(entries)
 
 
 FAIL_POLICIES: tuple[str, ...] = ("continue", "fail_first")
@@ -568,6 +681,10 @@ _PLAIN_KEYWORDS: tuple[str, ...] = (
     "max_pending",
     "submit_timeout",
     *HOOKS,
+    "max_rss",
+    "cpu_affinity",
+    "nice",
+    "inner_threads",
 )
 
 _EXECUTOR_KEYWORDS: tuple[str, ...] = (
@@ -605,6 +722,9 @@ def build_config(
       ``"spawn"``.
     - ``initializer``, ``initargs``, ``concurrency``, and the policies ``fail_policy``,
       ``on_timeout``, ``rate``, ``burst``, ``max_pending`` and the hooks.
+    - the resource caps ``max_rss``, ``cpu_affinity``, ``nice`` and ``inner_threads``
+      (``inner_threads=None`` stays ``None`` here: the workers' default is worked out when
+      they start, so that ``cpu_budget`` is only called when ``procs`` is ``None``).
     - ``max_tasks_per_child`` / ``max_tasks_per_worker`` (aliases).
     - any :class:`TaskOptions` field (``priority``, ``timeout``, ``retries``, ...) sets the
       executor's default task options; ``task_id`` is refused (ids are unique per task).

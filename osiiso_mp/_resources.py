@@ -1,4 +1,5 @@
-"""Machine facts: the CPU budget of this process, its cgroup limits, and byte sizes.
+"""Machine facts: the CPU budget of this process, its cgroup limits, byte sizes, the
+per-worker thread variables, and the resident size of another process.
 
 :func:`cpu_budget` is what ``procs=None`` means: the number of CPUs this process may really
 use, which on a shared machine or in a container is often far below ``os.cpu_count()``.
@@ -24,13 +25,24 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
-__all__ = ["ENV_MAX_CPUS", "cgroup_limits", "cpu_budget", "parse_size"]
+__all__ = [
+    "ENV_MAX_CPUS",
+    "THREAD_ENV_VARS",
+    "ProcessRss",
+    "cgroup_limits",
+    "cpu_budget",
+    "parse_size",
+    "thread_env",
+]
 
 _log = logging.getLogger(__name__)
 
 #: Environment variable capping :func:`cpu_budget` (a positive int).
 ENV_MAX_CPUS = "OSIISO_MP_MAX_CPUS"
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 # cgroup v1 reports "no memory limit" as a huge page-aligned number (LONG_MAX rounded down).
 _V1_UNLIMITED_BYTES = 1 << 62
@@ -425,3 +437,91 @@ def parse_size(value: int | str) -> int:
     if size <= 0:
         raise ValueError(f"size must be at least 1 byte, got {value!r}")
     return size
+
+
+# --------------------------------------------------------------------------- inner threads
+
+#: The variables that size the thread pools of OpenMP, OpenBLAS, MKL, Accelerate (vecLib),
+#: numexpr and BLIS: ``inner_threads`` sets them in every worker.
+THREAD_ENV_VARS: tuple[str, ...] = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+)
+
+
+def thread_env(
+    inner_threads: int | None,
+    procs: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    budget: Callable[[], int] = cpu_budget,
+) -> tuple[tuple[str, str], ...]:
+    """The ``(name, value)`` pairs of :data:`THREAD_ENV_VARS` a worker sets at start.
+
+    A variable the parent's environment (``env``, default ``os.environ``) already defines
+    keeps the parent's value; the others get ``inner_threads``, or, when that is ``None``,
+    ``max(1, budget() // procs)`` so that ``procs`` workers times their threads do not exceed
+    the CPU budget. ``budget`` is only called when a value is missing.
+
+    The parent's own values are passed on explicitly because a worker forked by the fork
+    server inherits the server's environment, which may predate changes made in the parent.
+    """
+    environ = os.environ if env is None else env
+    missing = [name for name in THREAD_ENV_VARS if name not in environ]
+    if missing and inner_threads is None:
+        inner_threads = max(1, budget() // max(1, procs))
+    default = str(inner_threads)
+    return tuple((name, environ.get(name, default)) for name in THREAD_ENV_VARS)
+
+
+# --------------------------------------------------------------------------- another's RSS
+
+
+class ProcessRss:
+    """Reads the resident set size of another process, cheaply enough to poll it often.
+
+    On Linux it keeps ``/proc/<pid>/statm`` open and reads it with one ``pread`` (a couple
+    of microseconds); the open file stays bound to that process, so a recycled pid is never
+    mistaken for it. Elsewhere it asks psutil. :meth:`read` answers ``0`` once the process
+    has gone or when its size cannot be read.
+    """
+
+    __slots__ = ("_fd", "_proc")
+
+    def __init__(self, pid: int) -> None:
+        self._proc: Any = None
+        try:
+            self._fd: int | None = os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+            try:
+                import psutil
+
+                self._proc = psutil.Process(pid)
+            except Exception:  # no psutil, or the process has gone already
+                self._proc = None
+
+    def read(self) -> int:
+        """The process's resident size in bytes now (``0`` when unknown)."""
+        if self._fd is not None:
+            try:
+                return int(os.pread(self._fd, 128, 0).split()[1]) * _PAGE_SIZE
+            except (OSError, IndexError, ValueError):
+                return 0
+        if self._proc is not None:
+            try:
+                return int(self._proc.memory_info().rss)
+            except Exception:  # psutil.NoSuchProcess, AccessDenied, ...
+                return 0
+        return 0
+
+    def close(self) -> None:
+        """Release the open file (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._proc = None

@@ -6,7 +6,7 @@ This module imports only the standard library: both ends of the pipe load it.
 A conversation with one worker::
 
     supervisor                          worker
-        | -- Configure ----------------->  |   first frame: sys.path, cwd, initializer
+        | -- Configure ----------------->  |   first frame: sys.path, cwd, initializer, caps
         | <----------------- WorkerReady   |   (or InitFailed, then the worker exits)
         | -- RunTask(seq=1) ------------>  |   several RunTasks may be in flight (pipelining);
         | -- RunTask(seq=2) ------------>  |   the worker runs them in (priority, seq) order
@@ -14,6 +14,7 @@ A conversation with one worker::
         | <------------ TaskFinished(1)    |   value or exception, plus the attempt's telemetry
         | <-------------- LogRecorded      |   a log record, tagged with the running task
         | -- CancelTask(2) ------------->  |   dropped if not started: TaskFinished(cancelled)
+        | <------------- MemoryExceeded    |   above max_rss before a task: holds it, waits
         | -- Stop ---------------------->  |   finish what was sent, then exit 0
 
 Messages pickle as ``(class, field tuple)``: cheaper than the dataclass default, and the
@@ -59,7 +60,11 @@ def _getter(names: tuple[str, ...]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Configure(Message):
-    """First frame a worker reads: where it is and how to set itself up."""
+    """First frame a worker reads: where it is and how to set itself up.
+
+    ``env``, ``cpu_affinity`` and ``nice`` are applied before the initializer runs;
+    ``max_rss`` makes the worker check its own resident size before it starts each task.
+    """
 
     worker_id: int
     parent_pid: int
@@ -68,6 +73,10 @@ class Configure(Message):
     concurrency: int
     initializer: bytes | None  # cloudpickled (initializer, initargs), or None
     log_level: int  # the parent's root logging level: records below it are not forwarded
+    env: tuple[tuple[str, str], ...] = ()  # (name, value) set in os.environ (inner_threads)
+    cpu_affinity: tuple[int, ...] | None = None  # this slot's CPUs, or None: leave as is
+    nice: int | None = None  # increment passed to os.nice, or None
+    max_rss: int | None = None  # bytes, or None: no memory cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +120,23 @@ class WorkerReady(Message):
 
 @dataclass(frozen=True, slots=True)
 class InitFailed(Message):
-    """The worker's initializer raised; the worker exits after sending this."""
+    """The worker could not be set up; it exits after sending this. ``stage`` says what
+    failed: ``"initializer"`` (it raised) or ``"setup"`` (CPU affinity or niceness)."""
 
     error: str
     traceback: str
+    stage: str = "initializer"
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryExceeded(Message):
+    """The worker found itself above ``max_rss`` (``rss`` bytes) before starting a task.
+
+    It starts nothing more and waits to be killed and replaced: what it holds was never
+    started, so the supervisor can put it back in the queue.
+    """
+
+    rss: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,13 @@ Data flow::
   kill as a backstop.
 - Cancellation always wins unless the record already exists: a cancelled task is finished
   at once; a worker still holding it is told to drop it, or killed if it is running it.
+- Memory cap (``max_rss``): a timer on this loop reads every ready worker's resident size
+  every 100 ms (one ``pread`` of ``/proc/<pid>/statm`` each), and again as each task finishes.
+  A worker above the cap is killed and replaced: its running attempts end
+  ``memory_exceeded`` with a :class:`MemoryLimitError` (then retried or failed), and what it
+  only held goes back to the queue. A worker above the cap between tasks is recycled before
+  it runs another: it gets no new task once a finished task left it above, and the worker
+  itself refuses to start a task while above the cap (:class:`MemoryExceeded`).
 
 Invariant: a task is in exactly one of: the ready queue, a retry/delay timer, one worker's
 ``sent`` map, or finished (``_finish`` called once, then it is forgotten here).
@@ -56,10 +63,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._errors import ClosedError, OsiisoError, Retry, TaskTimeoutError, WorkerCrashedError
+from .._errors import (
+    ClosedError,
+    MemoryLimitError,
+    OsiisoError,
+    Retry,
+    TaskTimeoutError,
+    WorkerCrashedError,
+    format_bytes,
+)
 from .._errors import SerializationError as _SerializationError
 from .._options import ExecutorConfig
 from .._records import Attempt, Outcome, TaskResult
+from .._resources import ProcessRss, thread_env
 from ._commands import Call, Cancel, Command, Shutdown, Submit
 from ._messages import (
     CancelTask,
@@ -67,6 +83,7 @@ from ._messages import (
     ErrorInfo,
     InitFailed,
     LogRecorded,
+    MemoryExceeded,
     Message,
     RunTask,
     Stop,
@@ -92,6 +109,7 @@ WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 _INIT_FAILURES = 3  # consecutive initializer failures that break the executor
+_RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_rss)
 
 
 class _Worker:
@@ -104,10 +122,12 @@ class _Worker:
         "exited",
         "id",
         "killed",
+        "over_cap",
         "pid",
         "proc",
         "ready",
         "retiring",
+        "rss",
         "sent",
         "stop_sent",
         "unstarted",
@@ -123,6 +143,8 @@ class _Worker:
         self.exited = False
         self.retiring = False
         self.stop_sent = False
+        self.over_cap = False  # found above max_rss: no new work, about to be replaced
+        self.rss: ProcessRss | None = None  # reads its resident size (max_rss set, ready)
         self.assigned = 0
         self.done = 0  # attempts this process finished
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
@@ -152,6 +174,7 @@ class Supervisor:
         self.restarts = [0] * config.procs
         self._init_failures = 0
         self._init_error: str | None = None
+        self._init_stage = "initializer"  # what failed last: "initializer" or "setup"
         self.broken: str | None = None
         self._closing = False
         self._stopped = threading.Event()
@@ -168,6 +191,9 @@ class Supervisor:
             if config.initializer is None
             else _dumps_initializer(config.initializer, config.initargs)
         )
+        self._env = thread_env(config.inner_threads, config.procs)
+        self._rss_timer: asyncio.TimerHandle | None = None
+        self._fresh_over_cap = 0  # workers in a row found above max_rss before any task
 
     @staticmethod
     def _new_loop() -> asyncio.AbstractEventLoop:
@@ -226,6 +252,8 @@ class Supervisor:
         try:
             for slot in range(self.config.procs):
                 self._spawn(slot)
+            if self.config.max_rss is not None:
+                self._rss_timer = self._loop.call_later(_RSS_INTERVAL, self._sample_rss)
             self._loop.run_forever()
         finally:
             self._teardown()
@@ -270,6 +298,7 @@ class Supervisor:
 
         w = _Worker(slot, proc)
         self._workers[slot] = w
+        affinity = self.config.cpu_affinity
         w.channel = Channel(
             self._loop,
             parent,
@@ -285,6 +314,12 @@ class Supervisor:
                 concurrency=self.config.concurrency,
                 initializer=self._initializer,
                 log_level=logging.getLogger().getEffectiveLevel(),
+                env=self._env,
+                cpu_affinity=(
+                    None if affinity is None else tuple(sorted(affinity[slot % len(affinity)]))
+                ),
+                nice=self.config.nice,
+                max_rss=self.config.max_rss,
             )
         )
         proc.watch(self._loop, lambda code, w=w: self._on_exit(w, code))  # type: ignore[misc]
@@ -294,18 +329,25 @@ class Supervisor:
             return  # a killed worker's last words: its tasks were settled when it was killed
         if isinstance(msg, TaskFinished):
             self._on_finished(w, msg)
+            if self.config.max_rss is not None:
+                self._check_rss(w)
         elif isinstance(msg, TaskStarted):
             self._on_started(w, msg)
         elif isinstance(msg, WorkerReady):
             w.pid = msg.pid
             w.ready = True
             self._init_failures = 0
+            if self.config.max_rss is not None:
+                w.rss = ProcessRss(msg.pid)
         elif isinstance(msg, LogRecorded):
             self._on_log(w, msg)
+        elif isinstance(msg, MemoryExceeded):
+            self._mark_over_cap(w, msg.rss)
         elif isinstance(msg, InitFailed):
             self._init_failures += 1
             self._init_error = msg.error
-            log.error("osiiso_mp worker initializer failed: %s\n%s", msg.error, msg.traceback)
+            self._init_stage = msg.stage
+            log.error("osiiso_mp worker %s failed: %s\n%s", msg.stage, msg.error, msg.traceback)
         self._dispatch_soon()
 
     def _on_log(self, w: _Worker, msg: LogRecorded) -> None:
@@ -348,6 +390,8 @@ class Supervisor:
     def _on_exit(self, w: _Worker, code: int | None) -> None:
         w.exited = True
         w.proc.close()
+        if w.rss is not None:
+            w.rss.close()
         if w.channel is not None:
             w.channel.drain()  # deliver what it sent before it died
             w.channel.close()
@@ -363,11 +407,13 @@ class Supervisor:
         if self._closing and not self._tasks:
             return
         if self._init_failures >= _INIT_FAILURES:
-            name = getattr(self.config.initializer, "__qualname__", repr(self.config.initializer))
-            self._break(
-                f"worker initializer {name} failed {self._init_failures} times in a row: "
-                f"{self._init_error}"
+            init = self.config.initializer
+            what = (
+                "worker setup"
+                if init is None or self._init_stage != "initializer"
+                else f"worker initializer {getattr(init, '__qualname__', repr(init))}"
             )
+            self._break(f"{what} failed {self._init_failures} times in a row: {self._init_error}")
             return
         if self.broken is not None:
             return
@@ -416,6 +462,87 @@ class Supervisor:
             if reason is not None:
                 err.args = (f"{err} ({reason})",)
             self._attempt_over(task, w, "crashed", err, now, exit_code=code)
+
+    # -- memory cap (max_rss) --------------------------------------------------------------
+
+    def _sample_rss(self) -> None:
+        """Every 100 ms: replace the workers found above ``max_rss``."""
+        self._rss_timer = self._loop.call_later(_RSS_INTERVAL, self._sample_rss)
+        limit = self.config.max_rss
+        assert limit is not None
+        for w in tuple(self._workers):
+            if w is None or w.rss is None or w.killed or w.exited or w.over_cap:
+                continue
+            rss = w.rss.read()
+            if rss > limit:
+                w.over_cap = True
+                self._over_memory(w, rss)
+
+    def _check_rss(self, w: _Worker) -> None:
+        """Right after a task finished on ``w``: a worker it left above ``max_rss`` gets no
+        new task, and is replaced before it could start one."""
+        if w.rss is None or w.killed or w.over_cap:
+            return
+        rss = w.rss.read()
+        limit = self.config.max_rss
+        assert limit is not None
+        if rss > limit:
+            self._mark_over_cap(w, rss)
+
+    def _mark_over_cap(self, w: _Worker, rss: int) -> None:
+        """``w`` is above ``max_rss`` (found while reading its messages): dispatch skips it
+        from now on, and it is replaced once the messages read with this one are handled."""
+        if w.over_cap or w.killed:
+            return
+        w.over_cap = True
+        self._loop.call_soon(self._over_memory, w, rss)
+
+    def _over_memory(self, w: _Worker, rss: int) -> None:
+        """Kill and replace ``w``, found at ``rss`` bytes, above ``max_rss``.
+
+        Its messages already sent are read first, so that what finished counts and what
+        started is known. The attempts running there end ``memory_exceeded`` (retried or
+        failed with :class:`MemoryLimitError`); tasks it only held go back to the queue; an
+        idle worker is simply recycled. Workers found above the cap before running any task
+        (a heavy initializer, a cap below a bare worker) break the executor after a few in
+        a row, rather than being replaced forever.
+        """
+        if w.killed or w.exited:
+            return
+        w.channel.drain()
+        if w.killed or w.exited:
+            return
+        limit = self.config.max_rss
+        assert limit is not None
+        now = time.perf_counter()
+        running = [t for t in w.sent.values() if t.seq not in w.unstarted and not t.abandoned]
+        if running or w.done:
+            self._fresh_over_cap = 0
+        else:
+            self._fresh_over_cap += 1
+        reason = f"worker memory {format_bytes(rss)} exceeded max_rss {format_bytes(limit)}"
+        if running:
+            log.warning(
+                "osiiso_mp: %s; killing worker %d (pid %s) and its running tasks %s",
+                reason,
+                w.id,
+                w.pid,
+                ", ".join(repr(t.name) for t in running),
+            )
+        else:
+            log.info("osiiso_mp: %s; replacing idle worker %d (pid %s)", reason, w.id, w.pid)
+        for task in running:
+            self._detach(w, task)
+        self._kill_settling(w, now, reason)
+        for task in running:
+            err = MemoryLimitError(limit, rss, name=task.name, task_id=task.task_id)
+            self._attempt_over(task, w, "memory_exceeded", err, now, exit_code=-9, peak_rss=rss)
+        if self._fresh_over_cap >= _INIT_FAILURES:
+            self._break(
+                f"{self._fresh_over_cap} workers in a row were above max_rss "
+                f"({format_bytes(limit)}) before running any task ({format_bytes(rss)} "
+                "measured last): raise max_rss, or make the initializer use less memory"
+            )
 
     def _break(self, reason: str) -> None:
         """The pool cannot serve: fail everything waiting and refuse new work."""
@@ -502,7 +629,7 @@ class Supervisor:
             task = entry[2]
             best: _Worker | None = None
             for w in workers:
-                if w is None or not w.ready or w.killed or w.retiring:
+                if w is None or not w.ready or w.killed or w.retiring or w.over_cap:
                     continue
                 # pipeline (one extra task) only behind tasks known to be short
                 depth = self.config.concurrency if task.is_async else 1
@@ -693,8 +820,10 @@ class Supervisor:
         now: float,
         *,
         exit_code: int | None,
+        peak_rss: int = 0,
     ) -> None:
-        """An attempt ended without a report from the worker (killed, crashed, cancelled)."""
+        """An attempt ended without a report from the worker (killed, crashed, cancelled);
+        ``peak_rss`` is the worker's size when it was killed for memory, else unknown (0)."""
         started = task.started_at
         if started is not None:
             self._estimates.observe(task.fn_name, now - started)
@@ -708,7 +837,7 @@ class Supervisor:
                 finished_at=now,
                 duration=0.0 if started is None else max(0.0, now - started),
                 cpu_time=0.0,
-                peak_rss=0,
+                peak_rss=peak_rss,
                 rss_delta=0,
                 outcome=outcome,
                 error=str(exc) if isinstance(exc, _Cancelled) else _short_error(exc),
@@ -940,9 +1069,14 @@ class Supervisor:
             self._loop.stop()
 
     def _teardown(self) -> None:
+        if self._rss_timer is not None:
+            self._rss_timer.cancel()
+            self._rss_timer = None
         for w in self._workers:
             if w is not None and not w.exited:
                 w.proc.kill()
+            if w is not None and w.rss is not None:
+                w.rss.close()
         self._launcher.close()
         with self._post_lock:
             self._stopped.set()

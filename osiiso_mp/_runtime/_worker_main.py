@@ -1,8 +1,9 @@
 """The worker actor: a persistent process running tasks on its own uvloop event loop.
 
 Started as ``python -c "...; main(FD)"`` with one end of a socket pair as ``FD``. It reads a
-:class:`Configure` frame (blocking), sets up ``sys.path``, the working directory and the
-initializer, reports :class:`WorkerReady`, and then serves :class:`RunTask` messages:
+:class:`Configure` frame (blocking), sets up ``sys.path``, the working directory, the thread
+variables (``inner_threads``), its CPU affinity and niceness, runs the initializer, reports
+:class:`WorkerReady`, and then serves :class:`RunTask` messages:
 
 - Tasks wait in a local heap ordered by ``(priority, seq)``; the supervisor may send several
   ahead (pipelining) and the worker always starts the best one it holds.
@@ -11,6 +12,9 @@ initializer, reports :class:`WorkerReady`, and then serves :class:`RunTask` mess
   cancel it, or explain a crash. Between two sync tasks the loop turns once, so new messages
   (a cancellation, a better-priority task) are read.
 - ``async def`` tasks run as asyncio tasks, up to ``concurrency`` at once.
+- With ``max_rss`` set, the worker reads its own resident size before it starts each task;
+  above the cap it starts nothing more, reports :class:`MemoryExceeded` and waits to be
+  replaced, so a worker left above the cap by one task never begins the next.
 - The worker ignores SIGINT (Ctrl-C belongs to the parent), dies with its parent
   (``PR_SET_PDEATHSIG`` on Linux, and end-of-file on its pipe everywhere), and on
   :class:`Stop` finishes what it holds and exits with status 0.
@@ -30,7 +34,7 @@ import pickle
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from .._errors import SerializationError
 from ._messages import (
@@ -38,6 +42,7 @@ from ._messages import (
     Configure,
     InitFailed,
     LogRecorded,
+    MemoryExceeded,
     Message,
     RunTask,
     Stop,
@@ -119,6 +124,8 @@ class WorkerActor:
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, cfg: Configure):
         self._loop = loop
         self._concurrency = cfg.concurrency
+        self._max_rss = cfg.max_rss
+        self._over_limit = False  # above max_rss: start nothing more, wait to be replaced
         self._meter = Meter()
         self._heap: list[tuple[int, int, _Job]] = []
         self._waiting: dict[int, _Job] = {}
@@ -177,6 +184,8 @@ class WorkerActor:
             if job.dropped:
                 heapq.heappop(heap)
                 continue
+            if self._max_rss is not None and self._above_max_rss():
+                break
             if job.msg.is_async:
                 if len(self._async) >= self._concurrency:
                     break
@@ -192,6 +201,20 @@ class WorkerActor:
             break
         if self._stopping and not self._waiting and not self._async:
             self._exit()
+
+    def _above_max_rss(self) -> bool:
+        """True once this process was found above ``max_rss`` before starting a task (the
+        supervisor is told once, and replaces the worker)."""
+        if self._over_limit:
+            return True
+        assert self._max_rss is not None
+        rss = self._meter.rss()
+        if rss <= self._max_rss:
+            return False
+        self._over_limit = True
+        self._channel.send(MemoryExceeded(rss))
+        self._channel.flush()
+        return True
 
     def _begin(self, msg: RunTask) -> Snapshot:
         start = self._meter.snapshot()
@@ -285,6 +308,12 @@ class WorkerActor:
 
 
 def _configure(sock: socket.socket) -> Configure:
+    """Read the :class:`Configure` frame and apply it: parent watch, ``sys.path``, working
+    directory, thread variables, CPU affinity and niceness (before any user code runs).
+
+    A CPU affinity or niceness that cannot be applied is reported as :class:`InitFailed`
+    (the worker then exits with status 3), like an initializer that raises.
+    """
     msg = read_frame_blocking(sock)
     if not isinstance(msg, Configure):
         os._exit(0)  # the supervisor went away before configuring us
@@ -294,7 +323,26 @@ def _configure(sock: socket.socket) -> Configure:
         os.chdir(msg.cwd)
     except OSError:
         pass
+    for name, value in msg.env:
+        os.environ[name] = value
+    if msg.cpu_affinity is not None:
+        try:
+            os.sched_setaffinity(0, msg.cpu_affinity)
+        except (OSError, AttributeError) as exc:
+            cpus = ", ".join(map(str, msg.cpu_affinity))
+            _setup_failed(sock, f"cannot pin the worker to CPUs {{{cpus}}} (cpu_affinity): {exc}")
+    if msg.nice:
+        try:
+            os.nice(msg.nice)
+        except OSError as exc:
+            _setup_failed(sock, f"cannot apply nice={msg.nice}: {exc}")
     return msg
+
+
+def _setup_failed(sock: socket.socket, error: str) -> NoReturn:
+    """Tell the supervisor this worker cannot be set up, and exit."""
+    sock.sendall(encode(InitFailed(error, "", "setup")))
+    os._exit(3)
 
 
 def _initialize(sock: socket.socket, cfg: Configure) -> None:

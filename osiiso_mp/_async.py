@@ -1,0 +1,284 @@
+"""``AsyncExecutor``: the async twin of :class:`~osiiso_mp.Executor`, over the same core.
+
+Like ``httpx.Client``/``AsyncClient``: one supervisor and one set of workers, two facades.
+The async one never blocks its event loop on the pool:
+
+- ``submit`` returns a :class:`TaskFuture` at once; ``await fut`` gives the value. With
+  ``max_pending`` reached the task is *parked* (no loop blocking) and enters the pool as soon
+  as another task finishes, so ``await ex.submit(...)`` simply waits longer.
+- Cancelling the coroutine that awaits a future (a client disconnect, a ``wait_for``
+  timeout) cancels the task, and a running sync attempt is stopped with its worker.
+- ``await ex.run()``, ``await ex.shutdown()``, ``async with``, ``async for ... in
+  ex.map(...)`` and ``async for fut in ex.as_completed(...)`` wait on the loop, woken once
+  per batch (or per completion for the iterators) from the supervisor thread.
+
+Works under the standard library's event loop and under uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ._executor import Executor, OptionsView
+from ._future import TaskFuture
+from ._options import ExecutorConfig, TaskOptions, resolve_options
+from ._progress import ProgressArg
+from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
+
+__all__ = ["AsyncExecutor", "AsyncOptionsView"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def _wait(futures: list[TaskFuture[Any]], timeout: float | None) -> set[TaskFuture[Any]]:
+    """Wait on the running loop until every future is done or ``timeout`` passes; return
+    those not done. One loop wake-up for the whole list, from whichever thread finishes
+    the last one."""
+    remaining = [f for f in futures if not f.done()]
+    if not remaining:
+        return set()
+    loop = asyncio.get_running_loop()
+    all_done = asyncio.Event()
+    count = [len(remaining)]
+    lock = threading.Lock()
+
+    def one_done(_: object) -> None:
+        with lock:
+            count[0] -= 1
+            last = count[0] == 0
+        if last:
+            try:
+                loop.call_soon_threadsafe(all_done.set)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    for fut in remaining:
+        fut.add_done_callback(one_done)
+    try:
+        await asyncio.wait_for(all_done.wait(), timeout)
+    except TimeoutError:
+        pass
+    return {f for f in futures if not f.done()}
+
+
+class _AsyncSubmitter:
+    """Submission methods shared by :class:`AsyncExecutor` and :class:`AsyncOptionsView`."""
+
+    _aex: AsyncExecutor
+    _opts: TaskOptions
+
+    @overload
+    def submit(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskFuture[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[Any]:
+        """Schedule ``fn(*args, **kwargs)``; ``await`` the returned future for its value.
+
+        Never blocks the loop: with ``max_pending`` reached the task waits for room inside
+        the executor (``submit_timeout=0`` raises :class:`QueueFullError` instead).
+        """
+        return self._aex._ex._submit(self._opts, fn, args, kwargs)
+
+    async def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        buffersize: int | None = None,
+    ) -> AsyncIterator[R]:
+        """``async for value in ex.map(fn, xs)``: values in input order.
+
+        Each element is its own task. Without ``buffersize`` everything is submitted when
+        iteration starts; with it, at most ``buffersize`` tasks are outstanding. ``timeout``
+        bounds the whole iteration. The first failure raises when reached; leaving the loop
+        early (or a cancellation) cancels what is left.
+        """
+        if buffersize is not None and (
+            not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
+        ):
+            raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
+        end = None if timeout is None else time.monotonic() + timeout
+        args_iter = zip(*iterables, strict=False)
+        first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
+        futures = deque(self.submit(fn, *a) for a in first)
+        try:
+            while futures:
+                if buffersize is not None:
+                    nxt = next(args_iter, None)
+                    if nxt is not None:
+                        futures.append(self.submit(fn, *nxt))
+                fut = futures[0]  # stays queued until consumed, so cancelling covers it
+                left = None if end is None else max(0.0, end - time.monotonic())
+                value = await asyncio.wait_for(asyncio.wrap_future(fut), left)
+                futures.popleft()
+                yield value
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+class AsyncOptionsView(_AsyncSubmitter):
+    """An async executor bound to task options: ``ex.options(retries=3).submit(f, x)``."""
+
+    def __init__(self, aex: AsyncExecutor, opts: TaskOptions) -> None:
+        self._aex = aex
+        self._opts = opts
+
+    @property
+    def task_options(self) -> TaskOptions:
+        """The options every task submitted through this view gets."""
+        return self._opts
+
+    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> AsyncOptionsView:
+        """A further view: these options on top of this view's."""
+        return AsyncOptionsView(self._aex, resolve_options(self._opts, opts, **overrides))
+
+
+class AsyncExecutor(_AsyncSubmitter):
+    """The async twin of :class:`Executor`: same keywords, same supervisor, same records.
+
+    ::
+
+        async with AsyncExecutor(procs=4, max_rss="1GiB", max_pending=1000) as ex:
+            value = await ex.submit(render, payload)
+            summary = await ex.run()
+
+    ``async with`` drains on a clean exit and force-cancels on an exception, like the sync
+    executor's ``with``. The introspection methods (``status``, ``info``,
+    ``task_result``, ``queue_size``, ``stats``) answer at once; ``task_result`` with a
+    ``timeout`` is awaited.
+    """
+
+    def __init__(self, procs: int | None = None, **config: Any) -> None:
+        self._ex = Executor(procs, **config)
+        self._ex._blocking_submit = False
+        self._aex = self
+        self._opts = self._ex._opts
+
+    def __repr__(self) -> str:
+        return "<Async" + repr(self._ex)[1:]
+
+    @property
+    def procs(self) -> int:
+        """Number of worker processes."""
+        return self._ex.procs
+
+    @property
+    def config(self) -> ExecutorConfig:
+        """The validated configuration."""
+        return self._ex.config
+
+    @property
+    def executor(self) -> Executor:
+        """The sync facade over the same pool (for ``loop.run_in_executor`` and friends)."""
+        return self._ex
+
+    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> AsyncOptionsView:
+        """A view whose ``submit``/``map`` give tasks these options (see ``Executor``)."""
+        return AsyncOptionsView(self, resolve_options(self._opts, opts, **overrides))
+
+    def sync_options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
+        """The sync executor's options view over the same pool (``group``, blocking calls)."""
+        return self._ex.options(opts, **overrides)
+
+    async def as_completed(
+        self, futures: Iterable[TaskFuture[R]], timeout: float | None = None
+    ) -> AsyncIterator[TaskFuture[R]]:
+        """``async for fut in ex.as_completed(futures)``: each future as it finishes.
+
+        ``TimeoutError`` if ``timeout`` (seconds, from the call) passes first.
+        """
+        pending = list(dict.fromkeys(futures))
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Queue[TaskFuture[R]] = asyncio.Queue()
+
+        def done(fut: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(finished.put_nowait, fut)
+            except RuntimeError:  # the loop is closed: nobody iterates any more
+                pass
+
+        for fut in pending:
+            fut.add_done_callback(done)
+        end = None if timeout is None else time.monotonic() + timeout
+        for _ in range(len(pending)):
+            left = None if end is None else max(0.0, end - time.monotonic())
+            yield await asyncio.wait_for(finished.get(), left)
+
+    async def run(
+        self,
+        timeout: float | None = None,
+        *,
+        strict: bool = False,
+        fail_policy: str | None = None,
+        progress: ProgressArg = None,
+    ) -> RunSummary:
+        """Await every task submitted since the previous ``run()``; its :class:`RunSummary`.
+
+        Same semantics as :meth:`Executor.run`. Cancelling the awaiting coroutine cancels
+        the batch's unfinished tasks (their records stay for the next ``run()``).
+        """
+        ex = self._ex
+        run = ex._start_run(fail_policy, progress, "osiiso_mp run")
+        try:
+            not_done = await _wait(run.batch, timeout)
+            if not_done:
+                ex._cancel_on_timeout(run, not_done)
+                await _wait(run.batch, None)
+        except BaseException:
+            ex._abort_run(run)
+            raise
+        finally:
+            ex._end_run(run)
+        return ex._summarise(run, bool(not_done), strict)
+
+    async def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False
+    ) -> None:
+        """Stop taking tasks and release the workers (see :meth:`Executor.shutdown`),
+        waiting on a helper thread so that the loop keeps running meanwhile."""
+        if not wait:
+            self._ex.shutdown(wait=False, cancel_futures=cancel_futures, kill=kill)
+            return
+        await asyncio.to_thread(self._ex.shutdown, True, cancel_futures=cancel_futures, kill=kill)
+
+    async def __aenter__(self) -> AsyncExecutor:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.shutdown(kill=exc_type is not None)
+
+    # -- introspection (non-blocking reads) --------------------------------------------------
+
+    def status(self, task_id: str) -> str:
+        """See :meth:`Executor.status`."""
+        return self._ex.status(task_id)
+
+    def info(self, task_id: str) -> TaskInfo | None:
+        """See :meth:`Executor.info`."""
+        return self._ex.info(task_id)
+
+    async def task_result(self, task_id: str, timeout: float | None = None) -> TaskResult | None:
+        """See :meth:`Executor.task_result`; with a ``timeout`` it is awaited."""
+        if timeout is None:
+            return self._ex.task_result(task_id)
+        return await asyncio.to_thread(self._ex.task_result, task_id, timeout)
+
+    def queue_size(self) -> int:
+        """See :meth:`Executor.queue_size`."""
+        return self._ex.queue_size()
+
+    def stats(self) -> PoolStats:
+        """See :meth:`Executor.stats`."""
+        return self._ex.stats()

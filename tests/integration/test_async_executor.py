@@ -1,0 +1,226 @@
+"""AsyncExecutor under the standard library's event loop and under uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+import uvloop
+
+from osiiso_mp import AsyncExecutor, ExecutionError, QueueFullError, TaskFuture
+
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def arun(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run a coroutine to completion on the chosen event loop."""
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        if request.param == "uvloop":
+            return uvloop.run(coro)
+        return asyncio.run(coro)
+
+    return run
+
+
+def square(x: int) -> int:
+    """A plain task."""
+    return x * x
+
+
+def sleep_return(seconds: float, value: Any = None) -> Any:
+    """Sleep, then return ``value``."""
+    time.sleep(seconds)
+    return value
+
+
+def fail(message: str) -> None:
+    """Always fails."""
+    raise ValueError(message)
+
+
+def spin_with_pid(pid_file: str) -> None:
+    """Write our pid, then burn CPU forever (until killed)."""
+    Path(pid_file).write_text(str(os.getpid()))
+    while True:
+        pass
+
+
+async def async_square(x: int) -> int:
+    """An async task."""
+    await asyncio.sleep(0.01)
+    return x * x
+
+
+async def wait_pid(path: Path) -> int:
+    """Wait on the loop until a task wrote its pid to ``path``."""
+    for _ in range(1000):
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        await asyncio.sleep(0.01)
+    raise AssertionError("the task never started")
+
+
+@pytest.mark.timeout(30)
+def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=2) as ex:
+            assert await ex.submit(square, 7) == 49
+            assert await ex.submit(async_square, 6) == 36
+            futs = [ex.submit(square, i) for i in range(5)]
+            with pytest.raises(ValueError, match="nope"):
+                await ex.submit(fail, "nope")
+            summary = await ex.run()
+            assert summary.total_submitted == 8 and summary.failed == 1
+            assert [f.result() for f in futs] == [0, 1, 4, 9, 16]
+            with pytest.raises(ExecutionError, match="1 task"):
+                ex.submit(fail, "again")
+                await ex.run(strict=True)
+        assert ex.executor._closed
+
+    arun(main())
+
+
+@pytest.mark.timeout(30)
+def test_map_and_as_completed(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=2) as ex:
+            values = [v async for v in ex.map(square, range(6))]
+            assert values == [0, 1, 4, 9, 16, 25]
+            windowed = [v async for v in ex.options(retries=1).map(square, range(9), buffersize=2)]
+            assert windowed == [i * i for i in range(9)]
+            futs = [ex.submit(sleep_return, d, d) for d in (0.4, 0.0, 0.2)]
+            order = [f.result() async for f in ex.as_completed(futs)]
+            assert order == [0.0, 0.2, 0.4]
+            with pytest.raises(TimeoutError):
+                async for _ in ex.map(sleep_return, [5.0], timeout=0.2):
+                    pass
+
+    arun(main())
+
+
+@pytest.mark.timeout(30)
+def test_cancelling_the_awaiting_task_kills_the_running_attempt(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+
+    async def main() -> None:
+        async with AsyncExecutor(procs=1) as ex:
+            fut = ex.submit(spin_with_pid, str(pid_file))
+            handler = asyncio.ensure_future(fut)  # a request handler awaiting the work
+            pid = await wait_pid(pid_file)
+            handler.cancel()  # the client went away
+            with pytest.raises(asyncio.CancelledError):
+                await handler
+            deadline = time.monotonic() + 1.0
+            while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+                assert time.monotonic() < deadline, "the worker outlived the cancellation"
+                await asyncio.sleep(0.02)
+            record = fut.task_result()
+            assert record is not None and record.status == "cancelled"
+            assert await ex.submit(square, 3) == 9  # the executor keeps serving
+
+    arun(main())
+
+
+@pytest.mark.timeout(30)
+def test_wait_for_timeout_cancels_the_task(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=1) as ex:
+            fut = ex.submit(sleep_return, 30, "late")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(fut, 0.3)
+            assert fut.cancelled()
+            assert ex.status(fut.task_id) == "complete"
+
+    arun(main())
+
+
+@pytest.mark.timeout(30)
+def test_max_pending_parks_without_blocking_the_loop(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=1, max_pending=2) as ex:
+            started = time.monotonic()
+            futs: list[TaskFuture[Any]] = [ex.submit(sleep_return, 0.3, i) for i in range(5)]
+            assert time.monotonic() - started < 0.2  # submit never blocks the loop
+            ticks = 0
+            while not futs[-1].done():  # the loop keeps running while tasks are parked
+                ticks += 1
+                await asyncio.sleep(0.01)
+            assert ticks > 10
+            assert [await f for f in futs] == [0, 1, 2, 3, 4]
+            assert ex.stats().completed == 5
+            # a parked task can be cancelled before it ever reaches the pool
+            busy = [ex.submit(sleep_return, 0.5, i) for i in range(2)]
+            parked = ex.submit(sleep_return, 0.0, "never")
+            assert parked.status() == "queued" and parked.cancel()
+            record = parked.task_result()
+            assert record is not None and record.status == "cancelled"
+            assert [await f for f in busy] == [0, 1]
+            summary = await ex.run()
+            assert summary.total_submitted == 8 and summary.cancelled == 1
+        async with AsyncExecutor(procs=1, max_pending=1, submit_timeout=0) as ex:
+            ex.submit(sleep_return, 0.3)
+            with pytest.raises(QueueFullError):
+                ex.submit(sleep_return, 0.0)
+
+    arun(main())
+
+
+@pytest.mark.timeout(30)
+def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
+    async def main() -> tuple[list[TaskFuture[Any]], list[TaskFuture[Any]]]:
+        async with AsyncExecutor(procs=1, max_pending=1) as ex:
+            drained = [ex.submit(sleep_return, 0.1, i) for i in range(3)]
+        cancelled: list[TaskFuture[Any]] = []
+        with pytest.raises(RuntimeError, match="handler failed"):
+            async with AsyncExecutor(procs=1, max_pending=1) as ex2:
+                cancelled.extend(ex2.submit(sleep_return, 30, i) for i in range(3))
+                await asyncio.sleep(0.2)
+                raise RuntimeError("handler failed")
+        return drained, cancelled
+
+    drained, cancelled = arun(main())
+    assert [f.result() for f in drained] == [0, 1, 2]
+    assert all(f.cancelled() for f in cancelled)
+
+
+@pytest.mark.timeout(30)
+def test_run_in_executor_cancellation_stops_the_attempt(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+) -> None:
+    from osiiso_mp import Executor
+
+    pid_file = tmp_path / "pid"
+
+    async def main(ex: Executor) -> None:
+        loop = asyncio.get_running_loop()
+        call = asyncio.ensure_future(loop.run_in_executor(ex, spin_with_pid, str(pid_file)))
+        pid = await wait_pid(pid_file)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        deadline = time.monotonic() + 1.0
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+            assert time.monotonic() < deadline, "the worker outlived the cancellation"
+            await asyncio.sleep(0.02)
+        assert await loop.run_in_executor(ex, square, 4) == 16
+
+    with Executor(procs=1) as ex:
+        arun(main(ex))
+        summary = ex.run()
+    assert [r.status for r in summary.results] == ["cancelled", "succeeded"]
