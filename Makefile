@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
 soak: $(STAMP)
-	$(PY) -m pytest -q -m soak
+	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
