@@ -507,9 +507,8 @@ class Supervisor:
         (a heavy initializer, a cap below a bare worker) break the executor after a few in
         a row, rather than being replaced forever.
         """
-        if w.killed or w.exited:
-            return
-        w.channel.drain()
+        if not (w.killed or w.exited):
+            w.channel.drain()  # may finish tasks, start tasks, or see the worker's exit
         if w.killed or w.exited:
             return
         limit = self.config.max_rss

@@ -574,3 +574,137 @@ def test_executor_config_validates_direct_construction() -> None:
     assert config.initargs == (1,)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.procs = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- resource caps
+
+
+def test_resource_caps_default_to_none() -> None:
+    config = _build()
+    assert (config.max_rss, config.cpu_affinity, config.nice, config.inner_threads) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, 1),
+        (2**31, 2**31),
+        ("1.5GiB", 3 * 1024**3 // 2),
+        ("512MB", 512 * 1000**2),
+        (" 300 MiB ", 300 * 1024**2),
+        (None, None),
+    ],
+)
+def test_max_rss_is_stored_in_bytes(value: object, expected: int | None) -> None:
+    assert _build(max_rss=value).max_rss == expected
+    assert ExecutorConfig(procs=1, start_method="spawn", max_rss=value).max_rss == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "exc", "text"),
+    [
+        (0, ValueError, "max_rss must be a positive number of bytes"),
+        (-5, ValueError, "max_rss"),
+        ("0MiB", ValueError, "max_rss"),
+        ("lots", ValueError, "max_rss must be .*cannot parse size 'lots'"),
+        ("2G", ValueError, "max_rss .*ambiguous"),
+        (1.5e9, TypeError, "max_rss"),
+        (True, TypeError, "max_rss"),
+        ([1], TypeError, "max_rss"),
+    ],
+)
+def test_bad_max_rss(value: object, exc: type[Exception], text: str) -> None:
+    with pytest.raises(exc, match=text) as info:
+        _build(max_rss=value)
+    assert type(info.value) is exc
+
+
+def test_cpu_affinity_is_normalised() -> None:
+    assert _build(cpu_affinity=[0, 1]).cpu_affinity == (frozenset({0}), frozenset({1}))
+    assert _build(cpu_affinity=(3,)).cpu_affinity == (frozenset({3}),)
+    assert _build(cpu_affinity=range(2)).cpu_affinity == (frozenset({0}), frozenset({1}))
+    assert _build(cpu_affinity=[{0, 1}, [2, 3, 3]]).cpu_affinity == (
+        frozenset({0, 1}),
+        frozenset({2, 3}),
+    )
+    assert _build(cpu_affinity=[0, {1, 2}]).cpu_affinity == (frozenset({0}), frozenset({1, 2}))
+    assert _build(cpu_affinity=None).cpu_affinity is None
+    config = _build(cpu_affinity=[0, 1])
+    hash(config.cpu_affinity)
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("value", "exc", "text"),
+    [
+        ([], ValueError, "cpu_affinity must be a sequence"),
+        ([-1], ValueError, "cpu_affinity CPU ids must be ints >= 0, got -1"),
+        ([[0], set()], ValueError, "cpu_affinity entries must not be empty"),
+        ([[0, -2]], ValueError, "cpu_affinity CPU ids"),
+        ({0, 1}, TypeError, "cpu_affinity .*a set has no order"),
+        (frozenset({0}), TypeError, "cpu_affinity"),
+        ({0: 1}, TypeError, "cpu_affinity"),
+        ("01", TypeError, "cpu_affinity"),
+        (3, TypeError, "cpu_affinity"),
+        ([True], TypeError, "cpu_affinity"),
+        ([0.5], TypeError, "cpu_affinity"),
+        (["0"], TypeError, "cpu_affinity"),
+        ([[0, "1"]], TypeError, "cpu_affinity CPU ids"),
+    ],
+)
+def test_bad_cpu_affinity(value: object, exc: type[Exception], text: str) -> None:
+    with pytest.raises(exc, match=text) as info:
+        _build(cpu_affinity=value)
+    assert type(info.value) is exc
+
+
+def test_cpu_affinity_is_refused_without_sched_setaffinity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr("os.sched_setaffinity", raising=False)
+    with pytest.raises(ValueError, match="cpu_affinity is not supported on this platform"):
+        _build(cpu_affinity=[0])
+    assert _build(cpu_affinity=None).cpu_affinity is None
+
+
+def test_nice() -> None:
+    assert _build(nice=0).nice == 0
+    assert _build(nice=19).nice == 19
+    assert _build(nice=5).nice == 5
+    for bad in (-1, 20, 100):
+        with pytest.raises(ValueError, match=f"nice must be an int from 0 to 19, got {bad}"):
+            _build(nice=bad)
+    for wrong in (1.0, "5", True):
+        with pytest.raises(TypeError, match="nice must be an int"):
+            _build(nice=wrong)
+
+
+def test_inner_threads() -> None:
+    assert _build(inner_threads=1).inner_threads == 1
+    assert _build(inner_threads=64).inner_threads == 64
+    assert _build(inner_threads=None).inner_threads is None
+    with pytest.raises(ValueError, match="inner_threads must be an int >= 1 or None, got 0"):
+        _build(inner_threads=0)
+    for wrong in (2.0, "2", False):
+        with pytest.raises(TypeError, match="inner_threads"):
+            _build(inner_threads=wrong)
+
+
+def test_inner_threads_default_does_not_ask_for_the_cpu_budget() -> None:
+    # the workers' default is worked out when they start; procs given: no budget call here
+    def budget() -> int:
+        raise AssertionError("cpu_budget called")
+
+    assert build_config(4, {"inner_threads": None}, cpu_budget=budget).inner_threads is None
+
+
+def test_resource_cap_keywords_suggest_on_typos() -> None:
+    with pytest.raises(TypeError, match=r"'max_rs' \(did you mean 'max_rss'\?\)"):
+        _build(max_rs="1GiB")
+    with pytest.raises(TypeError, match=r"did you mean 'inner_threads'"):
+        _build(inner_thread=2)

@@ -12,7 +12,14 @@ import time
 from osiiso_mp import Executor
 
 ex = Executor(procs=2, start_method=sys.argv[1])
-probes = ex.map(lambda _: (time.sleep(0.2), os.getpid())[1], range(4))
+
+
+def probe(_: int) -> int:
+    time.sleep(0.2)
+    return os.getpid()
+
+
+probes = ex.map(probe, range(4))
 print("pids", *sorted(set(probes)), flush=True)
 ex.run()  # the probes' batch
 running = [ex.submit(time.sleep, 60) for _ in range(2)]
@@ -23,7 +30,8 @@ print("ready", flush=True)
 try:
     ex.run()
 except KeyboardInterrupt:
-    states = [f.task_result(timeout=10).status for f in running + queued]
+    records = [f.task_result(timeout=10) for f in running + queued]
+    states = [r.status if r is not None else "missing" for r in records]
     print("interrupted", *states, flush=True)
 # the executor still works after the interrupt
 print("after", ex.submit(pow, 2, 10).result(timeout=30), flush=True)
