@@ -73,7 +73,9 @@ class Configure(Message):
     concurrency: int
     initializer: bytes | None  # cloudpickled (initializer, initargs), or None
     log_level: int  # the parent's root logging level: records below it are not forwarded
-    env: tuple[tuple[str, str], ...] = ()  # (name, value) set in os.environ (inner_threads)
+    # the worker's whole environment: the parent's at spawn time, plus the inner_threads
+    # variables (a forked worker would otherwise see the fork server's older environment)
+    env: tuple[tuple[str, str], ...] = ()
     cpu_affinity: tuple[int, ...] | None = None  # this slot's CPUs, or None: leave as is
     nice: int | None = None  # increment passed to os.nice, or None
     max_rss: int | None = None  # bytes, or None: no memory cap

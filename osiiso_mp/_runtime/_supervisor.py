@@ -314,7 +314,7 @@ class Supervisor:
                 concurrency=self.config.concurrency,
                 initializer=self._initializer,
                 log_level=logging.getLogger().getEffectiveLevel(),
-                env=self._env,
+                env=(*os.environ.items(), *self._env),
                 cpu_affinity=(
                     None if affinity is None else tuple(sorted(affinity[slot % len(affinity)]))
                 ),

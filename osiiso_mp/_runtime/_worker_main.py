@@ -323,8 +323,9 @@ def _configure(sock: socket.socket) -> Configure:
         os.chdir(msg.cwd)
     except OSError:
         pass
-    for name, value in msg.env:
-        os.environ[name] = value
+    if msg.env:
+        os.environ.clear()
+        os.environ.update(msg.env)
     if msg.cpu_affinity is not None:
         try:
             os.sched_setaffinity(0, msg.cpu_affinity)

@@ -381,3 +381,22 @@ def test_process_rss_reads_a_live_process_and_zero_once_gone() -> None:
         me.close()
         me.close()  # idempotent
     assert me.read() == 0
+
+
+def read_env(name: str) -> str | None:
+    """An environment variable as the worker sees it."""
+    return os.environ.get(name)
+
+
+@pytest.mark.timeout(30)
+def test_workers_see_the_parents_environment_at_spawn_time(
+    start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fork server may predate this change: workers must still see it
+    with Executor(procs=1, start_method=start_method) as ex:
+        ex.submit(abs, 1).result(timeout=30)
+    monkeypatch.setenv("OSIISO_LATE_SETTING", "42")
+    monkeypatch.delenv("OSIISO_GONE_SETTING", raising=False)
+    with Executor(procs=1, start_method=start_method) as ex:
+        assert ex.submit(read_env, "OSIISO_LATE_SETTING").result(timeout=30) == "42"
+        assert ex.submit(read_env, "OSIISO_GONE_SETTING").result(timeout=30) is None
