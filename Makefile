@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict osiiso_mp tests
+	$(VENV)/bin/mypy --strict osiiso_mp tests examples
 
 check: test lint typecheck
 
