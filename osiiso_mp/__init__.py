@@ -16,7 +16,7 @@ This module only re-exports the public names (and gives the ``osiiso_mp`` logger
 
 import logging
 
-from ._async import AsyncExecutor, AsyncOptionsView
+from ._async import AsyncExecutor, AsyncOptionsView, AsyncTaskGroup
 from ._errors import (
     ClosedError,
     ExecutionError,
@@ -52,6 +52,7 @@ logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
 __all__ = [
     "AsyncExecutor",
     "AsyncOptionsView",
+    "AsyncTaskGroup",
     "Attempt",
     "ClosedError",
     "ExecutionError",

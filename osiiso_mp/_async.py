@@ -22,19 +22,22 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._executor import Executor, OptionsView
 from ._future import TaskFuture
+from ._group import TaskGroup, build_group
 from ._options import ExecutorConfig, TaskOptions, resolve_options
 from ._progress import ProgressArg
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
 
-__all__ = ["AsyncExecutor", "AsyncOptionsView"]
+__all__ = ["AsyncExecutor", "AsyncOptionsView", "AsyncTaskGroup"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+A = TypeVar("A")
 
 
 async def _wait(futures: list[TaskFuture[Any]], timeout: float | None) -> set[TaskFuture[Any]]:
@@ -73,6 +76,43 @@ class _AsyncSubmitter:
 
     _aex: AsyncExecutor
     _opts: TaskOptions
+
+    @overload
+    def group(
+        self,
+        fn: Callable[[A], Coroutine[Any, Any, R]],
+        iterable: Iterable[A],
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> AsyncTaskGroup[R]: ...
+
+    @overload
+    def group(
+        self,
+        fn: Callable[[A], R],
+        iterable: Iterable[A],
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> AsyncTaskGroup[R]: ...
+
+    @overload
+    def group(
+        self, calls: Iterable[tuple[Any, ...]], /, *, group_id: Hashable | None = None
+    ) -> AsyncTaskGroup[Any]: ...
+
+    def group(
+        self,
+        fn_or_calls: Any,
+        iterable: Iterable[Any] | None = None,
+        /,
+        *,
+        group_id: Hashable | None = None,
+    ) -> AsyncTaskGroup[Any]:
+        """Submit tasks as one group (see :meth:`Executor.group`); an :class:`AsyncTaskGroup`."""
+        group = build_group(self._aex._ex, self._opts, fn_or_calls, iterable, group_id)
+        return AsyncTaskGroup(group, self._aex)
 
     @overload
     def submit(
@@ -126,6 +166,66 @@ class _AsyncSubmitter:
         finally:
             for fut in futures:
                 fut.cancel()
+
+
+class AsyncTaskGroup(Generic[T]):
+    """The async face of a :class:`TaskGroup`, as :meth:`AsyncExecutor.group` returns it.
+
+    ``await group.values()``, ``await group.wait()`` and ``async for fut in
+    group.as_completed()`` wait on the loop; ``cancel()``, ``done()``, ``futures`` and
+    ``group_id`` are as on :class:`TaskGroup` (``group.sync`` is that group itself).
+    """
+
+    def __init__(self, group: TaskGroup[T], aex: AsyncExecutor) -> None:
+        self.sync = group
+        self._aex = aex
+
+    @property
+    def group_id(self) -> Hashable:
+        """The id every task of the group carries."""
+        return self.sync.group_id
+
+    @property
+    def futures(self) -> tuple[TaskFuture[T], ...]:
+        """The tasks' futures, in input order."""
+        return self.sync.futures
+
+    def __len__(self) -> int:
+        return len(self.sync)
+
+    def __iter__(self) -> Iterator[TaskFuture[T]]:
+        return iter(self.sync)
+
+    def __repr__(self) -> str:
+        return "<Async" + repr(self.sync)[1:]
+
+    def done(self) -> bool:
+        """True when every task of the group has finished."""
+        return self.sync.done()
+
+    def cancel(self) -> int:
+        """Cancel every unfinished task (running ones too); how many were cancelled."""
+        return self.sync.cancel()
+
+    async def _settled(self, timeout: float | None) -> None:
+        if await _wait(list(self.sync.futures), timeout):
+            raise TimeoutError(f"group {self.group_id!r} did not finish within {timeout:g}s")
+
+    async def values(self, timeout: float | None = None) -> list[T]:
+        """The values in input order; :class:`ExecutionError` if any task failed or was
+        cancelled; ``TimeoutError`` if ``timeout`` passes first."""
+        await self._settled(timeout)
+        return self.sync.values(timeout=0)
+
+    async def wait(self, timeout: float | None = None) -> RunSummary:
+        """A :class:`RunSummary` of the group (input order) once it finished, or of what
+        finished when ``timeout`` passed (then ``timed_out=True``; nothing is cancelled)."""
+        await _wait(list(self.sync.futures), timeout)
+        return self.sync.wait(timeout=0)
+
+    def as_completed(self, timeout: float | None = None) -> AsyncIterator[TaskFuture[T]]:
+        """``async for fut in group.as_completed()``: each task as it finishes."""
+        return self._aex.as_completed(self.sync.futures, timeout)
 
 
 class AsyncOptionsView(_AsyncSubmitter):

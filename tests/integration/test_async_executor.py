@@ -224,3 +224,26 @@ def test_run_in_executor_cancellation_stops_the_attempt(
         arun(main(ex))
         summary = ex.run()
     assert [r.status for r in summary.results] == ["cancelled", "succeeded"]
+
+
+@pytest.mark.timeout(30)
+def test_async_group(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=2) as ex:
+            group = ex.options(group_id="squares").group(square, range(5))
+            assert await group.values() == [0, 1, 4, 9, 16]
+            summary = await group.wait()
+            assert summary.succeeded == 5 and set(summary.by_group()) == {"squares"}
+            mixed = ex.group([(sleep_return, 0.3, "slow"), (fail, "bad"), (square, 3)])
+            order = [f async for f in mixed.as_completed()]
+            assert len(order) == 3 and order[-1] is mixed.futures[0]
+            with pytest.raises(ExecutionError, match="1 task"):
+                await mixed.values()
+            slow = ex.group(sleep_return, [30.0, 30.0])
+            with pytest.raises(TimeoutError):
+                await slow.values(timeout=0.2)
+            assert slow.cancel() == 2
+            partial = await slow.wait()
+            assert [r.status for r in partial.results] == ["cancelled", "cancelled"]
+
+    arun(main())
