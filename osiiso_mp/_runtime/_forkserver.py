@@ -35,7 +35,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ._workers import kill_group, package_root
+from ._workers import kill_group, package_root, reap_group_first
 
 __all__ = ["ForkServer", "ForkServerLauncher", "serve"]
 
@@ -67,12 +67,14 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
 
     def reap() -> None:
         while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+            try:  # look without reaping: the worker's group dies before its pid is free
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None:
                 return
+            reap_group_first(info.si_pid)
+            pid, status = os.waitpid(info.si_pid, 0)
             children.discard(pid)
             ctl.sendall(_REPLY.pack(b"X", pid, os.waitstatus_to_exitcode(status)))
 

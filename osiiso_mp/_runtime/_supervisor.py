@@ -30,6 +30,9 @@ Data flow::
   drained (results it sent before dying still count), and then whatever was running there
   is recorded as ``crashed`` and retried or failed. Tasks that were only *sent* to the dead
   worker never started, so they go back to the queue with no attempt recorded.
+- A worker stopped (SIGSTOP) for two seconds is killed and replaced; its running task
+  ends ``crashed``. Whenever a worker exits, what is left of its process group (children
+  its tasks started) is killed before the worker is reaped.
 - Timeouts are timers on this loop, armed from the worker's ``TaskStarted`` timestamp
   (``perf_counter`` is one clock for all processes on Linux). A sync attempt past its
   timeout is killed with its worker; async attempts are timed out inside the worker, with a
@@ -95,7 +98,7 @@ from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, r
 from ._serialize import rebuild_exception
 from ._task import Task
 from ._wire import Channel
-from ._workers import Launcher, WorkerProcess
+from ._workers import Launcher, WorkerProcess, process_stopped
 
 __all__ = ["Supervisor"]
 
@@ -109,6 +112,8 @@ WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 _INIT_FAILURES = 3  # consecutive initializer failures that break the executor
+_LIVENESS_INTERVAL = 0.5  # seconds between two checks for stopped workers
+_STOPPED_GRACE = 2.0  # a worker stopped this long is killed and replaced
 _RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_rss)
 
 
@@ -130,6 +135,7 @@ class _Worker:
         "rss",
         "sent",
         "stop_sent",
+        "stopped_since",
         "unstarted",
     )
 
@@ -143,6 +149,7 @@ class _Worker:
         self.exited = False
         self.retiring = False
         self.stop_sent = False
+        self.stopped_since: float | None = None  # time.monotonic() when first seen stopped
         self.over_cap = False  # found above max_rss: no new work, about to be replaced
         self.rss: ProcessRss | None = None  # reads its resident size (max_rss set, ready)
         self.assigned = 0
@@ -193,6 +200,7 @@ class Supervisor:
         )
         self._env = thread_env(config.inner_threads, config.procs)
         self._rss_timer: asyncio.TimerHandle | None = None
+        self._live_timer: asyncio.TimerHandle | None = None
         self._fresh_over_cap = 0  # workers in a row found above max_rss before any task
 
     @staticmethod
@@ -254,6 +262,7 @@ class Supervisor:
                 self._spawn(slot)
             if self.config.max_rss is not None:
                 self._rss_timer = self._loop.call_later(_RSS_INTERVAL, self._sample_rss)
+            self._live_timer = self._loop.call_later(_LIVENESS_INTERVAL, self._check_liveness)
             self._loop.run_forever()
         finally:
             self._teardown()
@@ -462,6 +471,35 @@ class Supervisor:
             if reason is not None:
                 err.args = (f"{err} ({reason})",)
             self._attempt_over(task, w, "crashed", err, now, exit_code=code)
+
+    # -- liveness: stopped workers ---------------------------------------------------------
+
+    def _check_liveness(self) -> None:
+        """Every half second: replace a worker that has been stopped (SIGSTOP, a debugger)
+        for ``_STOPPED_GRACE`` seconds. A stopped process reads no pipe and runs nothing,
+        so its tasks would otherwise wait forever. The kernel's process state says it
+        unambiguously, unlike silence, which a long C call holding the GIL also causes."""
+        self._live_timer = self._loop.call_later(_LIVENESS_INTERVAL, self._check_liveness)
+        now = time.monotonic()
+        for w in tuple(self._workers):
+            if w is None or w.killed or w.exited:
+                continue
+            if not process_stopped(w.pid):
+                w.stopped_since = None
+                continue
+            if w.stopped_since is None:
+                w.stopped_since = now
+            elif now - w.stopped_since >= _STOPPED_GRACE:
+                log.warning(
+                    "osiiso_mp: worker %d (pid %d) was stopped for %.1fs; replacing it",
+                    w.id,
+                    w.pid,
+                    now - w.stopped_since,
+                )
+                self._kill_settling(
+                    w, time.perf_counter(), f"it was stopped for {_STOPPED_GRACE:g}s (SIGSTOP?)"
+                )
+                self._dispatch()
 
     # -- memory cap (max_rss) --------------------------------------------------------------
 
@@ -1071,6 +1109,9 @@ class Supervisor:
         if self._rss_timer is not None:
             self._rss_timer.cancel()
             self._rss_timer = None
+        if self._live_timer is not None:
+            self._live_timer.cancel()
+            self._live_timer = None
         for w in self._workers:
             if w is not None and not w.exited:
                 w.proc.kill()

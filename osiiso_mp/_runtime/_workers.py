@@ -7,7 +7,8 @@ re-imported in the worker, so scripts need no ``if __name__ == "__main__"`` guar
 travel by value with cloudpickle instead.
 
 Each worker leads its own process group (a new session), so a terminal's Ctrl-C does not
-reach it and killing the group also kills any children a task started.
+reach it and killing the group also kills any children a task started. When a worker exits,
+for whatever reason, what is left of its group is killed before the worker is reaped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Launcher", "SpawnLauncher", "WorkerProcess", "package_root"]
+__all__ = [
+    "Launcher",
+    "SpawnLauncher",
+    "WorkerProcess",
+    "package_root",
+    "process_stopped",
+    "reap_group_first",
+]
 
 
 def package_root() -> str:
@@ -73,6 +81,41 @@ def kill_group(pid: int) -> None:
             pass
 
 
+def reap_group_first(pid: int) -> bool:
+    """If child ``pid`` has exited, kill what is left of its process group (the children a
+    task started) *before* it is reaped, so that its pid cannot have been reused yet; return
+    whether it has exited. Uses ``waitid(WNOWAIT)``, which looks without reaping."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True  # already reaped elsewhere
+    except (AttributeError, OSError):  # no waitid here: fall back to reaping directly
+        return True
+    if info is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return True
+
+
+def process_stopped(pid: int) -> bool:
+    """True when ``pid`` is stopped (SIGSTOP, or a debugger's stop), from /proc or psutil."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"T", b"t")
+    except (OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        return bool(psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+    except Exception:  # gone, or no way to tell
+        return False
+
+
 class SpawnedWorker:
     """A worker that is a direct child of this process (``subprocess.Popen``)."""
 
@@ -96,6 +139,8 @@ class SpawnedWorker:
         loop.add_reader(self._pidfd, self._check)
 
     def _check(self) -> None:
+        if not reap_group_first(self.pid):
+            return
         code = self._popen.poll()
         if code is None:
             return
