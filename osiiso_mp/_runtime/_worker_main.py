@@ -130,6 +130,9 @@ class WorkerActor:
         self._heap: list[tuple[int, int, _Job]] = []
         self._waiting: dict[int, _Job] = {}
         self._async: dict[int, asyncio.Task[None]] = {}
+        # asyncio tasks that an attempt started, by seq: cancelled when the attempt ends
+        self._spawned: dict[int, set[asyncio.Task[Any]]] = {}
+        loop.set_task_factory(self._task_factory)
         self._stopping = False
         self._pump_scheduled = False
         self._channel = Channel(loop, sock, self._on_message, self._on_closed)
@@ -140,6 +143,27 @@ class WorkerActor:
     def start(self) -> None:
         """Announce readiness."""
         self._channel.send(WorkerReady(os.getpid()))
+
+    def _task_factory(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[Any]:
+        """Create a task, remembering which attempt (if any) started it. The factory runs
+        in the creator's context, where ``_current_seq`` names the running attempt."""
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+        seq = _current_seq.get() if context is None else context.get(_current_seq)
+        if seq is not None:
+            spawned = self._spawned.setdefault(seq, set())
+            spawned.add(task)
+            task.add_done_callback(spawned.discard)
+        return task
+
+    def _reap_spawned(self, seq: int) -> None:
+        """Cancel the background tasks an attempt left running, before the next one runs."""
+        for task in self._spawned.pop(seq, ()):
+            task.cancel()
 
     # -- inbox -----------------------------------------------------------------------------
 
@@ -249,6 +273,7 @@ class WorkerActor:
             return
         finally:
             _current_seq.reset(token)
+            self._reap_spawned(msg.seq)
         if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
             self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
             return
@@ -295,6 +320,7 @@ class WorkerActor:
             self._deliver(msg, value, start)
         finally:
             self._async.pop(msg.seq, None)
+            self._reap_spawned(msg.seq)
             self._schedule_pump()
 
     def _exit(self) -> None:

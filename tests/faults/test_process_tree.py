@@ -106,3 +106,38 @@ def test_children_die_when_the_executor_shuts_down(start_method: str, tmp_path: 
         child = ex.submit(start_child, str(child_file), 0.0).result(timeout=15)
         assert not gone(child)  # the task returned; its child lives on while the worker does
     assert wait_gone(child), "the task's child outlived the executor"
+
+
+TICKS: list[float] = []
+
+
+async def leave_background_task() -> str:
+    """Start a task that would run forever, and return without awaiting it."""
+    import asyncio
+
+    async def forever() -> None:
+        while True:
+            TICKS.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    asyncio.get_running_loop().create_task(forever())
+    await asyncio.sleep(0.05)
+    return "left one behind"
+
+
+async def count_background() -> tuple[int, int]:
+    """Other live tasks on this worker's loop, and ticks seen during 0.2 s."""
+    import asyncio
+
+    before = len(TICKS)
+    await asyncio.sleep(0.2)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    return len(others), len(TICKS) - before
+
+
+@pytest.mark.timeout(30)
+def test_background_tasks_of_a_coroutine_are_cancelled_when_it_ends() -> None:
+    with Executor(procs=1, concurrency=1) as ex:
+        assert ex.submit(leave_background_task).result(timeout=10) == "left one behind"
+        others, ticks = ex.submit(count_background).result(timeout=10)
+    assert (others, ticks) == (0, 0)
