@@ -65,19 +65,35 @@ def dumps_task(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
                 "callable", _culprit(fn_exc, fn), f"{type_name(fn_exc)}: {fn_exc}"
             ) from None
         raise SerializationError(
-            "arguments", _culprit(exc, args), f"{type_name(exc)}: {exc}"
+            "arguments", _culprit(exc, _first_unpicklable(args, kwargs)), f"{type_name(exc)}: {exc}"
         ) from None
 
 
+def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    """The first argument that does not pickle on its own (or the args tuple)."""
+    for arg in (*args, *kwargs.values()):
+        try:
+            cloudpickle.dumps(arg, protocol=5)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return arg
+    return args
+
+
 def dumps_value(value: Any) -> bytes:
-    """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure."""
+    """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure.
+
+    Runs in the worker. Catches BaseException: a ``__reduce__`` calling ``sys.exit`` must
+    fail the task, not end the worker (workers ignore SIGINT, so nothing else is lost).
+    """
     try:
         return pickle.dumps(value, protocol=5)
-    except Exception:
+    except BaseException:  # fall back to pickling by value
         pass
     try:
         return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
-    except Exception as exc:
+    except BaseException as exc:
         raise SerializationError(
             "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
         ) from None
@@ -88,15 +104,15 @@ def error_info(exc: BaseException) -> ErrorInfo:
     tb = "".join(traceback.format_exception(exc))
     try:
         message = str(exc)
-    except Exception:
+    except BaseException:
         message = f"<unprintable {type(exc).__name__}>"
     pickled: bytes | None
-    try:
+    try:  # BaseException, as in dumps_value: a misbehaving __reduce__ must not end the worker
         pickled = pickle.dumps(exc, protocol=5)
-    except Exception:
+    except BaseException:
         try:
             pickled = cloudpickle.dumps(exc, protocol=5)
-        except Exception:
+        except BaseException:
             pickled = None
     return ErrorInfo(type_name(exc), message, tb, pickled)
 
