@@ -88,6 +88,10 @@ class RunTask(Message):
     ``is_async`` says the callable is a coroutine function (it then runs concurrently with
     other async tasks); ``timeout`` is enforced inside the worker for async tasks only, since
     a sync attempt past its timeout is killed with its worker by the supervisor.
+    ``announce=False`` lets the worker run a sync task without first flushing its
+    ``TaskStarted`` (it travels with the result): the supervisor sends that only for tasks
+    without a timeout whose callable is known to take well under a millisecond, which need
+    no mid-run kill, so that such tasks can be run and answered in batches.
     """
 
     seq: int
@@ -96,6 +100,7 @@ class RunTask(Message):
     payload: bytes
     is_async: bool
     timeout: float | None
+    announce: bool = True  # flush TaskStarted before running (False: known short, no timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,19 @@ class DurationEstimates:
         """The current estimate for ``name`` in seconds, or None when unknown."""
         return self._est.get(name)
 
+    def pipeline_depth(self, names: Iterable[str], budget: float = 0.002, cap: int = 64) -> int:
+        """How many sync tasks a worker may hold at once, given the callables ``names`` of
+        the tasks involved: 1 (no sending ahead) unless every one is known short; then as
+        many as fit in ``budget`` seconds of estimated work, between 2 and ``cap``."""
+        est = self._est
+        longest = 0.0
+        for name in names:
+            value = est.get(name)
+            if value is None or value >= self.short:
+                return 1
+            longest = max(longest, value)
+        return max(2, min(cap, int(budget / max(longest, 1e-6))))
+
     def all_short(self, names: Iterable[str]) -> bool:
         """True when every name has a known estimate below ``short`` (True for none)."""
         est = self._est

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import itertools
 import logging
 import os
 import pickle
@@ -112,6 +113,7 @@ WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 _INIT_FAILURES = 3  # consecutive initializer failures that break the executor
+_TINY = 0.001  # seconds: sync tasks estimated shorter than this run unannounced, in batches
 _LIVENESS_INTERVAL = 0.5  # seconds between two checks for stopped workers
 _STOPPED_GRACE = 2.0  # a worker stopped this long is killed and replaced
 _RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_rss)
@@ -668,10 +670,15 @@ class Supervisor:
             for w in workers:
                 if w is None or not w.ready or w.killed or w.retiring or w.over_cap:
                     continue
-                # pipeline (one extra task) only behind tasks known to be short
-                depth = self.config.concurrency if task.is_async else 1
-                if self._estimates.all_short(t.fn_name for t in w.sent.values()):
-                    depth += 1
+                # send ahead only behind tasks known to be short (see DurationEstimates)
+                if task.is_async:
+                    depth = self.config.concurrency
+                    if self._estimates.all_short(t.fn_name for t in w.sent.values()):
+                        depth += 1
+                else:
+                    depth = self._estimates.pipeline_depth(
+                        itertools.chain((task.fn_name,), (t.fn_name for t in w.sent.values()))
+                    )
                 if may_prefetch(
                     (entry[0], entry[1]),
                     len(w.sent),
@@ -716,11 +723,21 @@ class Supervisor:
                 task.payload,
                 task.is_async,
                 task.opts.timeout if task.is_async else None,
+                self._announce(task),
             )
         )
         limit = self.config.max_tasks_per_worker
         if limit is not None and w.assigned >= limit:
             self._retire(w)
+
+    def _announce(self, task: Task) -> bool:
+        """Must the worker flush TaskStarted before running ``task``? Yes, unless it is a
+        sync task without a timeout whose callable is known to take under a millisecond:
+        such a task needs no mid-run kill, and its start can travel with its result."""
+        if task.is_async or task.opts.timeout is not None:
+            return True
+        estimate = self._estimates.estimate(task.fn_name)
+        return estimate is None or estimate >= _TINY
 
     def _retire(self, w: _Worker) -> None:
         """Send no more work to ``w``; it exits once it has finished what it holds."""

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from osiiso_mp._runtime._policy import ReadyQueue, TokenBucket, may_prefetch, retry_delay
+from osiiso_mp._runtime._policy import (
+    DurationEstimates,
+    ReadyQueue,
+    TokenBucket,
+    may_prefetch,
+    retry_delay,
+)
 
 
 def test_ready_queue_orders_by_priority_then_fifo() -> None:
@@ -125,3 +131,18 @@ def test_token_bucket_long_run_rate() -> None:
     assert 499 <= started <= 501
     with pytest.raises(ValueError):
         TokenBucket(rate=0.0, burst=1, now=0.0)
+
+
+def test_pipeline_depth_scales_with_known_short_tasks() -> None:
+    est = DurationEstimates(short=0.005)
+    assert est.pipeline_depth(["new"]) == 1, "unknown callables are never queued behind"
+    est.observe("tiny", 0.00005)
+    est.observe("small", 0.001)
+    est.observe("long", 0.5)
+    assert est.pipeline_depth(["tiny"]) == 40  # 2 ms of work / 50 µs each
+    assert est.pipeline_depth(["tiny", "small"]) == 2  # the longest one decides
+    assert est.pipeline_depth(["tiny", "long"]) == 1
+    assert est.pipeline_depth(["tiny", "new"]) == 1
+    est.observe("instant", 0.0)
+    assert est.pipeline_depth(["instant"]) == 64  # capped
+    assert est.pipeline_depth([]) == 64
