@@ -95,13 +95,9 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _make_launcher(config: ExecutorConfig) -> Launcher:
-    if config.start_method == "forkserver":
-        from ._runtime._forkserver import ForkServerLauncher
+    from ._runtime._forkserver import ForkServerLauncher
 
-        return ForkServerLauncher()
-    from ._runtime._workers import SpawnLauncher
-
-    return SpawnLauncher()
+    return ForkServerLauncher(fresh=config.start_method == "spawn")
 
 
 class _Submitter:

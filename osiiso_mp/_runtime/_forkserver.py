@@ -9,7 +9,9 @@ and ask it for workers::
     ------------                                   ------------------------
     ForkServer.spawn(child socket)
       send b"S" + the socket's fd (SCM_RIGHTS) -->  fork(); the child runs the worker main
-      <-- ("P", pid)                                 on the fd it was handed
+                                                     on the fd it was handed
+      (or b"E" for start_method="spawn")             posix_spawn a fresh interpreter instead
+      <-- ("P", pid)
     reader thread                                  SIGCHLD: waitpid()
       <-- ("X", pid, exit code) ------------------   reports every worker's exit code
       -> on_exit(code) on the owning supervisor's loop
@@ -35,7 +37,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ._workers import kill_group, package_root, reap_group_first
+from ._workers import BOOTSTRAP, kill_group, package_root, reap_group_first
 
 __all__ = ["ForkServer", "ForkServerLauncher", "serve"]
 
@@ -97,6 +99,15 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
                 quit_all()
             if not fds:
                 continue
+            if data == b"E":  # a fresh interpreter (start_method="spawn"), in its own session
+                os.set_inheritable(fds[0], True)
+                code = BOOTSTRAP.format(root=package_root(), fd=fds[0])
+                argv = [sys.executable, "-c", code]
+                pid = os.posix_spawn(sys.executable, argv, os.environ, setsid=True)
+                os.close(fds[0])
+                children.add(pid)
+                ctl.sendall(_REPLY.pack(b"P", pid, 0))
+                continue
             pid = os.fork()
             if pid == 0:
                 try:
@@ -157,15 +168,19 @@ class ForkServer:
         self._reader = threading.Thread(target=self._read, name="osiiso_mp-forkserver", daemon=True)
         self._reader.start()
 
-    def spawn(self, child: socket.socket) -> int:
-        """Fork a worker serving ``child``'s socket pair; return its pid."""
+    def spawn(self, child: socket.socket, *, fresh: bool = False) -> int:
+        """Start a worker serving ``child``'s socket pair; return its pid.
+
+        Forked from the server (which has the worker modules imported), or, with
+        ``fresh=True``, a new interpreter the server starts (``start_method="spawn"``).
+        """
         done = threading.Event()
         slot: list[int] = []
         with self._lock:
             if not self.alive:
                 raise OSError("the osiiso_mp fork server is not running")
             self._replies.append((done, slot))
-            socket.send_fds(self._ctl, [b"S"], [child.fileno()])
+            socket.send_fds(self._ctl, [b"E" if fresh else b"S"], [child.fileno()])
         if not done.wait(30) or not slot:
             raise OSError("the osiiso_mp fork server did not answer")
         return slot[0]
@@ -278,10 +293,14 @@ class ForkedWorker:
 
 
 class ForkServerLauncher:
-    """Launches workers through the process's shared fork server."""
+    """Launches workers through the process's shared fork server: forked from it, or, with
+    ``fresh=True`` (``start_method="spawn"``), as new interpreters it starts. Either way
+    the server is the workers' parent: it reaps them, reports their exit codes, and kills
+    their process groups when the user process dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fresh: bool = False) -> None:
         self._server = ForkServer.get()
+        self._fresh = fresh
 
     @property
     def worker_parent_pid(self) -> int:
@@ -292,7 +311,7 @@ class ForkServerLauncher:
         """Fork a worker for ``child``; restarts the server if it died."""
         if not self._server.alive:
             self._server = ForkServer.get()
-        return ForkedWorker(self._server, self._server.spawn(child))
+        return ForkedWorker(self._server, self._server.spawn(child, fresh=self._fresh))
 
     def close(self) -> None:
         """The server is shared and outlives this launcher."""

@@ -1,14 +1,15 @@
 """The supervisor's view of worker processes: start them, watch them die, kill them.
 
-Workers are started with a fresh interpreter (``spawn``) or forked from a small fork server
-that has the worker modules already imported (``forkserver``, see :mod:`._forkserver`). Never
-a bare fork of the user's (threaded) process. Either way the user's ``__main__`` is *not*
-re-imported in the worker, so scripts need no ``if __name__ == "__main__"`` guard: callables
-travel by value with cloudpickle instead.
+Workers are started by the per-process server (:mod:`._forkserver`): forked from it, with
+the worker modules already imported (``start_method="forkserver"``), or as fresh
+interpreters it starts (``"spawn"``). Never a bare fork of the user's (threaded) process.
+Either way the user's ``__main__`` is *not* re-imported in the worker, so scripts need no
+``if __name__ == "__main__"`` guard: callables travel by value with cloudpickle instead.
 
 Each worker leads its own process group (a new session), so a terminal's Ctrl-C does not
 reach it and killing the group also kills any children a task started. When a worker exits,
-for whatever reason, what is left of its group is killed before the worker is reaped.
+for whatever reason, what is left of its group is killed before the worker is reaped, and
+the server kills every worker's group when the user process dies.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Protocol
 
 __all__ = [
+    "BOOTSTRAP",
     "Launcher",
-    "SpawnLauncher",
     "WorkerProcess",
+    "kill_group",
     "package_root",
     "process_stopped",
     "reap_group_first",
@@ -114,82 +114,3 @@ def process_stopped(pid: int) -> bool:
         return bool(psutil.Process(pid).status() == psutil.STATUS_STOPPED)
     except Exception:  # gone, or no way to tell
         return False
-
-
-class SpawnedWorker:
-    """A worker that is a direct child of this process (``subprocess.Popen``)."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.pid = popen.pid
-        self._popen = popen
-        self._pidfd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._on_exit: Callable[[int | None], None] | None = None
-
-    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]) -> None:
-        """Watch for exit with a pidfd (Linux) or, elsewhere, by polling every 50 ms."""
-        self._loop = loop
-        self._on_exit = on_exit
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):
-            self._poll()
-            return
-        loop.add_reader(self._pidfd, self._check)
-
-    def _check(self) -> None:
-        if not reap_group_first(self.pid):
-            return
-        code = self._popen.poll()
-        if code is None:
-            return
-        self.close()
-        if self._on_exit is not None:
-            cb, self._on_exit = self._on_exit, None
-            cb(code)
-
-    def _poll(self) -> None:
-        self._check()
-        if self._on_exit is not None and self._loop is not None:
-            self._timer = self._loop.call_later(0.05, self._poll)
-
-    def kill(self) -> None:
-        """SIGKILL the worker's process group, then the worker itself."""
-        if self._popen.returncode is None:
-            kill_group(self.pid)
-
-    def close(self) -> None:
-        """Stop watching."""
-        if self._pidfd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
-class SpawnLauncher:
-    """Starts each worker as a fresh interpreter."""
-
-    @property
-    def worker_parent_pid(self) -> int:
-        """Workers are our own children."""
-        return os.getpid()
-
-    def launch(self, child: socket.socket) -> WorkerProcess:
-        """Start ``python -c <bootstrap>`` with ``child``'s descriptor passed down."""
-        fd = child.fileno()
-        code = BOOTSTRAP.format(root=package_root(), fd=fd)
-        popen = subprocess.Popen(
-            [sys.executable, "-c", code],
-            pass_fds=(fd,),
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-        )
-        return SpawnedWorker(popen)
-
-    def close(self) -> None:
-        """Nothing to release."""

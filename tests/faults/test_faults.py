@@ -646,23 +646,21 @@ def test_workers_die_with_a_sigkilled_parent(start_method: str) -> None:
         assert len(set(workers)) == 2
         children = psutil.Process(proc.pid).children()
         servers = [c.pid for c in children if any("_forkserver" in part for part in c.cmdline())]
-        if start_method == "forkserver":
-            assert len(servers) == 1, [c.cmdline() for c in children]
-            server_pid = servers[0]
-            assert {c.pid for c in psutil.Process(server_pid).children()} >= set(workers)
-        else:
-            assert {c.pid for c in children} >= set(workers)
+        # both start methods go through the per-process server: it is the workers' parent
+        # (forked from it, or fresh interpreters it started for "spawn")
+        assert len(servers) == 1, [c.cmdline() for c in children]
+        server_pid = servers[0]
+        assert {c.pid for c in psutil.Process(server_pid).children()} >= set(workers)
         for pid in workers:
             assert alive(pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)
         left = [pid for pid in workers if not wait_for(functools.partial(gone, pid), 2.0)]
         assert not left, f"workers {left} outlived their SIGKILLed parent"
-        if start_method == "forkserver":
-            assert server_pid is not None
-            assert wait_for(functools.partial(gone, server_pid), 2.0), (
-                "the fork server outlived its parent"
-            )
+        assert server_pid is not None
+        assert wait_for(functools.partial(gone, server_pid), 2.0), (
+            "the worker server outlived its parent"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -141,3 +141,28 @@ def test_background_tasks_of_a_coroutine_are_cancelled_when_it_ends() -> None:
         assert ex.submit(leave_background_task).result(timeout=10) == "left one behind"
         others, ticks = ex.submit(count_background).result(timeout=10)
     assert (others, ticks) == (0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_workers_and_grandchildren_die_with_a_sigkilled_parent(start_method: str) -> None:
+    script = Path(__file__).parent / "scripts" / "parent_with_grandchild.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), start_method],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        worker, grandchild = (int(p) for p in proc.stdout.readline().split())
+        assert not gone(worker) and not gone(grandchild)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert wait_gone(worker), "the worker outlived its SIGKILLed parent"
+        assert wait_gone(grandchild), "a task's child outlived the SIGKILLed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
