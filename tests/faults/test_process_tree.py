@@ -166,3 +166,22 @@ def test_workers_and_grandchildren_die_with_a_sigkilled_parent(start_method: str
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def ignore_sigterm_then_sleep(pid_file: str) -> None:
+    """Ignore SIGTERM (as some programs do), then overrun any timeout."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+@pytest.mark.timeout(30)
+def test_a_task_ignoring_sigterm_is_still_stopped_at_its_timeout(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    with Executor(procs=1) as ex:
+        fut = ex.options(timeout=0.5).submit(ignore_sigterm_then_sleep, str(pid_file))
+        pid = int(wait_text(pid_file))
+        with pytest.raises(TaskTimeoutError):
+            fut.result(timeout=15)
+        assert wait_gone(pid)  # SIGKILL cannot be ignored
+        assert ex.submit(abs, -2).result(timeout=15) == 2
