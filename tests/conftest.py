@@ -6,6 +6,8 @@ its children (the workers) are.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -60,3 +62,35 @@ def start_method(request: pytest.FixtureRequest) -> str:
     """Both start methods."""
     method: str = request.param
     return method
+
+
+def _fds() -> int:
+    return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+
+@pytest.fixture(scope="session")
+def process_wide_resources() -> None:
+    """Create what the first executor of a process creates once and keeps: the worker
+    server (a control socket and a reader thread) and libuv's global signal-lock pipe."""
+    from osiiso_mp import Executor
+
+    with Executor(procs=1) as ex:
+        ex.submit(abs, 1).result(timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def parent_resources_back_to_baseline(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fault tests (tests/faults) also fail if they leave descriptors or threads behind in
+    the parent. The baseline is taken after the process-wide resources exist."""
+    if "faults" not in request.node.path.parts:
+        yield
+        return
+    request.getfixturevalue("process_wide_resources")
+    fds, threads = _fds(), threading.active_count()
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (_fds() > fds or threading.active_count() > threads):
+        time.sleep(0.05)
+    assert _fds() <= fds, f"descriptors leaked: {_fds()} open, {fds} before the test"
+    names = [t.name for t in threading.enumerate()]
+    assert threading.active_count() <= threads, f"threads leaked: {names}"

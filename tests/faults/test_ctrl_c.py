@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fault_support import gone
 
 SCRIPT = Path(__file__).parent / "scripts" / "ctrl_c.py"
 
@@ -26,14 +27,6 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -
         if line.startswith(prefix):
             return line.strip()
     raise AssertionError(f"no {prefix!r} line from the script (exit {proc.poll()})")
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` exited (a zombie counts as exited)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.timeout(90)

@@ -20,19 +20,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from fault_support import (
+    WAIT,
+    LockHoldingError,
+    alive,
+    canary,
+    check_batch,
+    exit_with,
+    gone,
+    identity,
+    only,
+    read_pid_file,
+    remote_tb,
+    sleep_then_pid,
+    wait_for,
+    warm_pids,
+    write_pid_then_sleep,
+)
 
 from osiiso_mp import (
     Executor,
     RemoteError,
-    RunSummary,
     SerializationError,
-    TaskFuture,
     TaskResult,
     TaskTimeoutError,
     WorkerCrashedError,
@@ -40,7 +55,6 @@ from osiiso_mp import (
 from osiiso_mp._errors import RemoteTraceback
 
 SCRIPTS = Path(__file__).parent / "scripts"
-WAIT = 15.0  # generous bound on a single result; a hang fails the test instead of killing pytest
 
 
 # --- task functions (run in workers) --------------------------------------------------------
@@ -52,14 +66,6 @@ class CustomError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message, code)
         self.code = code
-
-
-class LockHoldingError(Exception):
-    """Holds a lock: it cannot be pickled."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.lock = threading.Lock()
 
 
 class TwoArgError(Exception):
@@ -110,10 +116,6 @@ def return_lock() -> Any:
     return threading.Lock()
 
 
-def exit_with(code: int) -> None:
-    os._exit(code)
-
-
 def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(10)
@@ -123,20 +125,6 @@ def segfault() -> None:
     ctypes.string_at(0)
 
 
-def sleep_then_pid(seconds: float) -> int:
-    time.sleep(seconds)
-    return os.getpid()
-
-
-def write_pid_then_sleep(path: str, seconds: float) -> int:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(tmp, path)
-    time.sleep(seconds)
-    return os.getpid()
-
-
 def crash_once(marker: str) -> int:
     if not os.path.exists(marker):
         Path(marker).touch()
@@ -144,102 +132,7 @@ def crash_once(marker: str) -> int:
     return os.getpid()
 
 
-def identity(x: Any) -> Any:
-    return x
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def check_batch(ex: Executor, futs: Sequence[TaskFuture[Any]]) -> RunSummary:
-    """Collect the batch with ``run()`` and check it holds exactly one record per task."""
-    summary = ex.run(timeout=WAIT)
-    assert not summary.timed_out, f"run() timed out: {summary.report()}"
-    ids = [f.task_id for f in futs]
-    got = [r.task_id for r in summary.results]
-    assert got == ids, f"records {got} != submitted {ids}"
-    assert summary.total_submitted == len(futs)
-    assert summary.succeeded + summary.failed + summary.cancelled == summary.total_submitted
-    assert summary.succeeded == sum(r.status == "succeeded" for r in summary.results)
-    for fut, rec in zip(futs, summary.results, strict=True):
-        assert len(rec.attempt_log) == rec.attempts, rec
-        assert [a.number for a in rec.attempt_log] == list(range(1, rec.attempts + 1))
-        assert fut.done()
-        assert fut.task_result() is rec
-        if rec.status == "succeeded":
-            assert fut.result() == rec.value
-        elif rec.status == "failed":
-            assert fut.exception() is rec.exception
-            assert rec.exception is not None
-    return summary
-
-
-def canary(ex: Executor) -> int:
-    """A task submitted after the fault succeeds; returns the pid that ran it."""
-    fut = ex.submit(sleep_then_pid, 0.0)
-    pid = fut.result(timeout=WAIT)
-    summary = check_batch(ex, [fut])
-    assert summary.succeeded == 1
-    return pid
-
-
-def only(summary: RunSummary, fut: TaskFuture[Any]) -> TaskResult:
-    rec = summary.by_task_id()[fut.task_id]
-    assert rec is fut.task_result()
-    return rec
-
-
-def warm_pids(ex: Executor, n: int) -> list[int]:
-    """Wait until all ``n`` workers serve; return their pids (distinct, in dispatch order).
-
-    Tasks are dealt to the least loaded ready worker, so once every worker is ready a round
-    of ``n`` slow tasks lands one per worker. The warm-up batch is collected and checked.
-    """
-    deadline = time.monotonic() + WAIT
-    futs: list[TaskFuture[int]] = []
-    while True:
-        round_ = [ex.submit(sleep_then_pid, 0.2) for _ in range(n)]
-        futs += round_
-        pids = [f.result(timeout=WAIT) for f in round_]
-        if len(set(pids)) == n:
-            break
-        assert time.monotonic() < deadline, f"workers never all ready: {pids}"
-    summary = check_batch(ex, futs)
-    assert summary.ok
-    return pids
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
-def alive(pid: int) -> bool:
-    return not gone(pid)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-
-
-def read_pid_file(path: Path, timeout: float = WAIT) -> int:
-    assert wait_for(path.exists, timeout), f"the task never wrote {path}"
-    return int(path.read_text())
-
-
-def remote_tb(exc: BaseException) -> str:
-    cause = exc.__cause__
-    assert isinstance(cause, RemoteTraceback), f"__cause__ is {cause!r}"
-    return str(cause)
 
 
 # --- 1. exceptions -------------------------------------------------------------------------

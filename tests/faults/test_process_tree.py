@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from fault_support import gone
 
 from osiiso_mp import Executor, TaskTimeoutError, WorkerCrashedError
 
@@ -22,14 +22,6 @@ def wait_text(path: Path, timeout: float = 10.0) -> str:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.01)
     return path.read_text()
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` exited (a zombie counts as exited)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 def wait_gone(pid: int, timeout: float = 2.0) -> bool:
