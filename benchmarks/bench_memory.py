@@ -1,0 +1,59 @@
+"""What one finished task costs the parent's memory, measured with tracemalloc.
+
+Runs N no-op tasks, then measures the Python memory held by what the executor retains for
+them: the batch's futures (with their TaskResult and Attempt records), and the records kept
+for lookups by id (``result_ttl``). Reported as bytes per task; ``run()`` then releases the
+batch, and a ``result_ttl=0`` executor keeps nothing else.
+
+    python benchmarks/bench_memory.py [--tasks 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+
+from osiiso_mp import Executor
+from osiiso_mp._bench import noop
+
+
+def held_per_task(tasks: int, result_ttl: float) -> tuple[float, float]:
+    """Bytes per finished task held before run(), and after run() released the batch."""
+    with Executor(procs=2, result_ttl=result_ttl) as ex:
+        for f in [ex.submit(noop) for _ in range(200)]:
+            f.result()
+        ex.run()
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        futures = [ex.submit(noop) for _ in range(tasks)]
+        for f in futures:
+            f.result()
+        del futures  # only what the executor itself keeps
+        time.sleep(0.2)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+        ex.run()
+        gc.collect()
+        after_run = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+    return held / tasks, after_run / tasks
+
+
+def main() -> None:
+    """Print bytes per task for the default retention and for result_ttl=0."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=20_000)
+    args = parser.parse_args()
+    for ttl in (300.0, 0.0):
+        before, after = held_per_task(args.tasks, ttl)
+        print(
+            f"result_ttl={ttl:g}: {before:,.0f} bytes/task held until run(); "
+            f"{after:,.0f} bytes/task after run() ({args.tasks:,} no-op tasks)"
+        )
+
+
+if __name__ == "__main__":
+    main()
