@@ -100,12 +100,13 @@ def may_prefetch(
     candidate: tuple[int, int],
     in_flight: int,
     depth: int,
-    waiting_keys: Iterable[tuple[int, int]],
+    worst_waiting: tuple[int, int] | None,
 ) -> bool:
     """May the supervisor send ``candidate`` (its ``(priority, seq)``) to this worker now?
 
     Yes while fewer than ``depth`` tasks are in flight on the worker. Beyond that, only when
-    it beats the worst task already sent there but not yet started: the worker runs what it
+    it beats ``worst_waiting``, the worst ``(priority, seq)`` already sent there but not yet
+    started (None when none waits): the worker runs what it
     holds in ``(priority, seq)`` order, so a better task sent now overtakes it.
 
     Invariant kept: every task still in the supervisor's queue ranks after every task waiting
@@ -114,8 +115,7 @@ def may_prefetch(
     """
     if in_flight < depth:
         return True
-    worst = max(waiting_keys, default=None)
-    return worst is not None and candidate < worst
+    return worst_waiting is not None and candidate < worst_waiting
 
 
 class DurationEstimates:

@@ -129,6 +129,7 @@ class _Worker:
         "exited",
         "id",
         "killed",
+        "names",
         "over_cap",
         "pid",
         "proc",
@@ -139,6 +140,7 @@ class _Worker:
         "stop_sent",
         "stopped_since",
         "unstarted",
+        "worst",
     )
 
     def __init__(self, slot: int, proc: WorkerProcess) -> None:
@@ -158,6 +160,43 @@ class _Worker:
         self.done = 0  # attempts this process finished
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
         self.unstarted: dict[int, Task] = {}  # seq -> task, sent but not started
+        # Kept in step with sent/unstarted, so that dispatch costs O(1) per worker:
+        self.names: dict[str, int] = {}  # fn_name -> how many of the sent tasks call it
+        self.worst: tuple[int, int] | None = None  # max (priority, seq) among unstarted
+
+    def add(self, task: Task) -> None:
+        """``task`` was sent to this worker."""
+        self.sent[task.seq] = task
+        self.unstarted[task.seq] = task
+        self.names[task.fn_name] = self.names.get(task.fn_name, 0) + 1
+        key = (task.opts.priority, task.seq)
+        if self.worst is None or key > self.worst:
+            self.worst = key
+
+    def started(self, seq: int) -> Task | None:
+        """The task ``seq`` began running; it was waiting here (else None)."""
+        task = self.unstarted.pop(seq, None)
+        if task is not None:
+            self._left_waiting(task)
+        return task
+
+    def remove(self, task: Task) -> None:
+        """``task`` is no longer held by this worker."""
+        if self.sent.pop(task.seq, None) is None:
+            return
+        count = self.names[task.fn_name] - 1
+        if count:
+            self.names[task.fn_name] = count
+        else:
+            del self.names[task.fn_name]
+        if self.unstarted.pop(task.seq, None) is not None:
+            self._left_waiting(task)
+
+    def _left_waiting(self, task: Task) -> None:
+        if (task.opts.priority, task.seq) == self.worst:
+            self.worst = max(
+                ((t.opts.priority, t.seq) for t in self.unstarted.values()), default=None
+            )
 
 
 class Supervisor:
@@ -673,18 +712,15 @@ class Supervisor:
                 # send ahead only behind tasks known to be short (see DurationEstimates)
                 if task.is_async:
                     depth = self.config.concurrency
-                    if self._estimates.all_short(t.fn_name for t in w.sent.values()):
+                    if self._estimates.all_short(w.names):
                         depth += 1
                 else:
                     depth = self._estimates.pipeline_depth(
-                        itertools.chain((task.fn_name,), (t.fn_name for t in w.sent.values()))
+                        itertools.chain((task.fn_name,), w.names)
                     )
-                if may_prefetch(
-                    (entry[0], entry[1]),
-                    len(w.sent),
-                    depth,
-                    ((t.opts.priority, t.seq) for t in w.unstarted.values()),
-                ) and (best is None or len(w.sent) < len(best.sent)):
+                if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
+                    best is None or len(w.sent) < len(best.sent)
+                ):
                     best = w
             if best is None:
                 return
@@ -712,8 +748,7 @@ class Supervisor:
         task.state = "queued"
         task.worker = w
         task.started_at = None
-        w.sent[task.seq] = task
-        w.unstarted[task.seq] = task
+        w.add(task)
         w.assigned += 1
         w.channel.send(
             RunTask(
@@ -748,8 +783,7 @@ class Supervisor:
             w.channel.flush()
 
     def _detach(self, w: _Worker, task: Task) -> None:
-        w.sent.pop(task.seq, None)
-        w.unstarted.pop(task.seq, None)
+        w.remove(task)
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
@@ -757,7 +791,7 @@ class Supervisor:
     # -- events from workers ---------------------------------------------------------------
 
     def _on_started(self, w: _Worker, msg: TaskStarted) -> None:
-        task = w.unstarted.pop(msg.seq, None)
+        task = w.started(msg.seq)
         if task is None:
             return
         task.started_at = msg.started_at

@@ -75,14 +75,14 @@ def test_retry_delay_requested_by_task() -> None:
 
 
 def test_may_prefetch_fills_to_depth_then_only_for_better_priority() -> None:
-    assert may_prefetch((3, 10), in_flight=0, depth=2, waiting_keys=[])
-    assert may_prefetch((3, 10), in_flight=1, depth=2, waiting_keys=[])
+    assert may_prefetch((3, 10), in_flight=0, depth=2, worst_waiting=None)
+    assert may_prefetch((3, 10), in_flight=1, depth=2, worst_waiting=None)
     # full: one running, one waiting at priority 3
-    assert not may_prefetch((3, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
-    assert not may_prefetch((5, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
-    assert may_prefetch((1, 10), in_flight=2, depth=2, waiting_keys=[(3, 5)])
+    assert not may_prefetch((3, 10), in_flight=2, depth=2, worst_waiting=(3, 5))
+    assert not may_prefetch((5, 10), in_flight=2, depth=2, worst_waiting=(3, 5))
+    assert may_prefetch((1, 10), in_flight=2, depth=2, worst_waiting=(3, 5))
     # full, nothing waiting (both running): no overtaking possible
-    assert not may_prefetch((0, 10), in_flight=2, depth=2, waiting_keys=[])
+    assert not may_prefetch((0, 10), in_flight=2, depth=2, worst_waiting=None)
 
 
 def test_may_prefetch_keeps_start_order_on_one_worker() -> None:
@@ -97,13 +97,17 @@ def test_may_prefetch_keeps_start_order_on_one_worker() -> None:
         for key in arrivals:
             supervisor.append(key)
             supervisor.sort()
-            while supervisor and may_prefetch(supervisor[0], len(worker) + running, 2, worker):
+            while supervisor and may_prefetch(
+                supervisor[0], len(worker) + running, 2, max(worker, default=None)
+            ):
                 worker.append(supervisor.pop(0))
         running = False
         while worker or supervisor:
             worker.sort()
             started.append(worker.pop(0))
-            while supervisor and may_prefetch(supervisor[0], len(worker) + 1, 2, worker):
+            while supervisor and may_prefetch(
+                supervisor[0], len(worker) + 1, 2, max(worker, default=None)
+            ):
                 worker.append(supervisor.pop(0))
         assert started == sorted(arrivals)
 
