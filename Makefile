@@ -29,7 +29,8 @@ typecheck: $(STAMP)
 check: test lint typecheck
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_core.py
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/harness.py
 
 soak: $(STAMP)
 	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak
