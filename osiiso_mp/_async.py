@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._executor import Executor, OptionsView
+from ._executor import Executor
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
 from ._options import ExecutorConfig, TaskOptions, resolve_options
@@ -287,10 +287,6 @@ class AsyncExecutor(_AsyncSubmitter):
     def options(self, opts: TaskOptions | None = None, **overrides: Any) -> AsyncOptionsView:
         """A view whose ``submit``/``map`` give tasks these options (see ``Executor``)."""
         return AsyncOptionsView(self, resolve_options(self._opts, opts, **overrides))
-
-    def sync_options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
-        """The sync executor's options view over the same pool (``group``, blocking calls)."""
-        return self._ex.options(opts, **overrides)
 
     async def as_completed(
         self, futures: Iterable[TaskFuture[R]], timeout: float | None = None

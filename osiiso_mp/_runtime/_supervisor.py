@@ -638,32 +638,32 @@ class Supervisor:
     def check_unique(self, task_id: str) -> None:
         """Raise ValueError if a task with ``task_id`` is still in flight."""
         if task_id in self._by_id:
-            raise ValueError(f"task_id {task_id!r} is already in flight; ids must be unique")
+            raise _duplicate_id(task_id)
 
     def _on_submit(self, task: Task) -> None:
-        if task.task_id in self._by_id:  # lost a race with another thread's same id
-            self._tasks[task.seq] = task
-            self.check_unique_failed(task)
-            return
-        if self._closing:
-            self._tasks[task.seq] = task
-            self._finish_failed(task, ClosedError(f"the executor is shut down{_task_suffix(task)}"))
-            return
-        if task.error is not None:
-            self._tasks[task.seq] = task
-            self._finish_failed(task, task.error)
-            return
-        if self.broken is not None:
-            self._tasks[task.seq] = task
-            self._finish_failed(task, ClosedError(f"{self.broken}{_task_suffix(task)}"))
-            return
         self._tasks[task.seq] = task
+        refusal = self._refusal(task)
+        if refusal is not None:
+            self._finish_failed(task, refusal)
+            return
         self._by_id[task.task_id] = task
         wait = task.opts.first_start_after(time.time())
         if wait:  # delay= / run_at=: wait on a timer, holding no worker
             self._schedule(task, wait)
         else:
             self._enqueue(task)
+
+    def _refusal(self, task: Task) -> BaseException | None:
+        """Why a new task fails at once without an attempt, or None when it may run."""
+        if task.task_id in self._by_id:  # lost a race with another thread's same id
+            return _duplicate_id(task.task_id)
+        if self._closing:
+            return ClosedError(f"the executor is shut down{_task_suffix(task)}")
+        if task.error is not None:  # it could not be pickled
+            return task.error
+        if self.broken is not None:
+            return ClosedError(f"{self.broken}{_task_suffix(task)}")
+        return None
 
     def _schedule(self, task: Task, delay: float) -> None:
         """Park ``task`` for ``delay`` seconds (a start delay or a retry backoff)."""
@@ -677,12 +677,6 @@ class Supervisor:
         if task.state == "scheduled":
             self._enqueue(task)
             self._dispatch()
-
-    def check_unique_failed(self, task: Task) -> None:
-        """Fail a task whose id collided with one in flight."""
-        self._finish_failed(
-            task, ValueError(f"task_id {task.task_id!r} is already in flight; ids must be unique")
-        )
 
     def _enqueue(self, task: Task) -> None:
         task.state = "queued"
@@ -1208,6 +1202,10 @@ def _message(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return f"<unprintable {type(exc).__name__}>"
+
+
+def _duplicate_id(task_id: str) -> ValueError:
+    return ValueError(f"task_id {task_id!r} is already in flight; ids must be unique")
 
 
 def _task_suffix(task: Task) -> str:
