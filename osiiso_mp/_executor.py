@@ -353,9 +353,9 @@ class Executor(_Submitter, cf.Executor):
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
-            payload = dumps_task(fn, args, kwargs)
+            payload, buffers = dumps_task(fn, args, kwargs)
         except SerializationError as exc:
-            payload = b""
+            payload, buffers = b"", ()
             error = SerializationError(
                 exc.stage, exc.type_name, exc.detail, name=name, task_id=task_id
             )
@@ -368,6 +368,7 @@ class Executor(_Submitter, cf.Executor):
             fut=fut,
             opts=opts,
             payload=payload,
+            buffers=buffers,
             is_async=_is_async(fn),
             error=error,
             args=args,

@@ -83,7 +83,9 @@ class Configure(Message):
 
 @dataclass(frozen=True, slots=True)
 class RunTask(Message):
-    """Run one attempt of a task. ``payload`` is cloudpickled ``(fn, args, kwargs)``.
+    """Run one attempt of a task. ``payload`` is cloudpickled ``(fn, args, kwargs)``, whose
+    large out-of-band buffers (a numpy array's data, say) travel in ``buffers``; both may be
+    attached beside the message pickle rather than inside it (see :mod:`._wire`).
 
     ``is_async`` says the callable is a coroutine function (it then runs concurrently with
     other async tasks); ``timeout`` is enforced inside the worker for async tasks only, since
@@ -97,10 +99,11 @@ class RunTask(Message):
     seq: int
     attempt: int
     priority: int
-    payload: bytes
+    payload: Any  # bytes, or an attached buffer (a memoryview once received)
     is_async: bool
     timeout: float | None
     announce: bool = True  # flush TaskStarted before running (False: known short, no timeout)
+    buffers: tuple[Any, ...] = ()  # the payload pickle's out-of-band buffers
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +161,20 @@ class TaskStarted(Message):
 class TaskFinished(Message):
     """An attempt ended, with its telemetry.
 
-    ``payload`` is the pickled value (succeeded) or a pickled :class:`ErrorInfo` (otherwise).
+    ``payload`` is the pickled value (succeeded) or a pickled :class:`ErrorInfo` (otherwise);
+    a value's large out-of-band buffers travel in ``buffers``, as for :class:`RunTask`.
     For a task cancelled before it started, ``started_at`` is None and ``payload`` is empty.
     """
 
     seq: int
     outcome: Outcome
-    payload: bytes
+    payload: Any  # bytes, or an attached buffer (a memoryview once received)
     started_at: float | None
     finished_at: float
     cpu_time: float
     peak_rss: int
     rss_delta: int
+    buffers: tuple[Any, ...] = ()  # the value pickle's out-of-band buffers
 
 
 @dataclass(frozen=True, slots=True)

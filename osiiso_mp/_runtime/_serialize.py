@@ -3,6 +3,10 @@
 - A task payload is ``cloudpickle.dumps((fn, args, kwargs))``, made in the submitting thread,
   so lambdas, closures and functions from ``__main__`` or a notebook cell travel by value.
   When it fails, :func:`dumps_task` says which stage failed (the callable or the arguments).
+- Pickling uses protocol 5: the data of large buffers that support it out of band (numpy
+  arrays, :class:`pickle.PickleBuffer`) is kept out of the pickle and copied once, as a
+  snapshot, into what travels beside it (:func:`._wire.attach_copy`); the pickle itself is
+  attached as it is (:func:`._wire.attach`). Arguments and values keep copy semantics.
 - Values and exceptions go back with plain pickle first (fast) and cloudpickle when plain
   pickle cannot (a class defined in the parent's ``__main__``, for instance: cloudpickle's
   class tracking hands the parent back its own class object).
@@ -15,12 +19,16 @@ from __future__ import annotations
 
 import pickle
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
 from ._messages import ErrorInfo
+from ._wire import INLINE_MIN, Blob, attach, attach_copy
+
+Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
 
 __all__ = [
     "dumps_task",
@@ -49,10 +57,39 @@ def _culprit(exc: BaseException, fallback: object) -> str:
     return type_name(fallback)
 
 
-def dumps_task(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """Pickle a task for the wire; raise :class:`SerializationError` naming the stage."""
+def _collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
+    """A ``buffer_callback`` keeping buffers of ``INLINE_MIN`` bytes or more out of band."""
+
+    def in_band(buf: pickle.PickleBuffer) -> bool:
+        try:
+            if buf.raw().nbytes < INLINE_MIN:
+                return True
+        except BufferError:  # not contiguous: pickle copies it in band
+            return True
+        into.append(buf)
+        return False
+
+    return in_band
+
+
+def _pack(data: bytes, oob: list[pickle.PickleBuffer]) -> Packed:
+    return attach(data), tuple(attach_copy(buf) for buf in oob)
+
+
+def dumps_task(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, out_of_band: bool = True
+) -> Packed:
+    """Pickle a task for the wire; raise :class:`SerializationError` naming the stage.
+
+    With ``out_of_band=False`` everything stays in one plain ``bytes`` pickle (returned
+    with no buffers), for what must travel in a frame read without a loop (the initializer).
+    """
+    oob: list[pickle.PickleBuffer] = []
     try:
-        return cloudpickle.dumps((fn, args, kwargs), protocol=5)  # type: ignore[no-any-return]
+        if not out_of_band:
+            return cloudpickle.dumps((fn, args, kwargs), protocol=5), ()
+        data = cloudpickle.dumps((fn, args, kwargs), protocol=5, buffer_callback=_collector(oob))
+        return _pack(data, oob)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -81,22 +118,39 @@ def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
     return args
 
 
-def dumps_value(value: Any) -> bytes:
+def dumps_value(value: Any) -> Packed:
     """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure.
 
     Runs in the worker. Catches BaseException: a ``__reduce__`` calling ``sys.exit`` must
     fail the task, not end the worker (workers ignore SIGINT, so nothing else is lost).
     """
+    oob: list[pickle.PickleBuffer] = []
+    if type(value) is bytes and len(value) >= INLINE_MIN:
+        # large bytes are pickled in band by pickle (one more copy): send them as a buffer
+        value = _LargeBytes(value)
     try:
-        return pickle.dumps(value, protocol=5)
+        return _pack(pickle.dumps(value, protocol=5, buffer_callback=_collector(oob)), oob)
     except BaseException:  # fall back to pickling by value
-        pass
+        oob.clear()
     try:
-        return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=_collector(oob))
+        return _pack(data, oob)
     except BaseException as exc:
         raise SerializationError(
             "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
         ) from None
+
+
+class _LargeBytes:
+    """A large ``bytes`` value, pickled as an out-of-band buffer that unpickles as bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return bytes, (pickle.PickleBuffer(self.data),)
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

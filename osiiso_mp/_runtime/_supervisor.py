@@ -21,11 +21,15 @@ Data flow::
 - Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
   the supervisor drains on its own thread; the submit path costs the caller one deque append
   and, at most once per drained batch, one ``call_soon_threadsafe``.
-- Pipelining: a worker may hold one task beyond those it runs, so it never idles waiting
+- Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
   for the next message, but only behind tasks whose callable is known to be short
-  (:class:`DurationEstimates`): a worker running a sync task does not read its pipe, so a
-  task queued behind a long one could not be taken back for an idle worker. A better
-  priority task may still overtake what a worker holds (:func:`may_prefetch`).
+  (:class:`DurationEstimates`): as many as fit in about 2 ms of estimated work, 2 to 64. A
+  worker running a sync task does not read its pipe, so a task queued behind a long one
+  could not be taken back for an idle worker. A better priority task may still overtake
+  what a worker holds (:func:`may_prefetch`). Sync tasks known to take under 1 ms, without
+  a timeout, are sent unannounced and run in batches (see ``_announce``).
+- Large payloads travel beside the message pickles, out of band, and from 1 MiB in shared
+  memory (:mod:`._wire`); a task's shared buffers are closed when its record is made.
 - Worker processes are watched with pidfds: an exit is noticed at once, the worker's pipe is
   drained (results it sent before dying still count), and then whatever was running there
   is recorded as ``crashed`` and retried or failed. Tasks that were only *sent* to the dead
@@ -98,7 +102,7 @@ from ._messages import (
 from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
 from ._serialize import rebuild_exception
 from ._task import Task
-from ._wire import Channel
+from ._wire import Channel, release
 from ._workers import Launcher, WorkerProcess, process_stopped
 
 __all__ = ["Supervisor"]
@@ -753,6 +757,7 @@ class Supervisor:
                 task.is_async,
                 task.opts.timeout if task.is_async else None,
                 self._announce(task),
+                task.buffers,
             )
         )
         limit = self.config.max_tasks_per_worker
@@ -832,7 +837,7 @@ class Supervisor:
         task.started_at = msg.started_at
         if msg.outcome == "succeeded":
             try:
-                value = pickle.loads(msg.payload)
+                value = pickle.loads(msg.payload, buffers=msg.buffers)
             except BaseException as exc:
                 err: BaseException = _SerializationError(
                     "result",
@@ -1003,7 +1008,9 @@ class Supervisor:
             metadata=opts.metadata,
             attempt_log=tuple(task.attempts),
         )
+        release((task.payload, *task.buffers))  # shared memory is freed here, not later
         task.payload = b""
+        task.buffers = ()
         self._retain(record)
         task.fut._settle(record)
         self._hook("on_complete", record)
@@ -1216,4 +1223,6 @@ def _dumps_initializer(init: Callable[..., object], initargs: tuple[Any, ...]) -
     """Pickle the initializer once; every worker unpickles and calls it."""
     from ._serialize import dumps_task
 
-    return dumps_task(init, initargs, {})
+    data, _ = dumps_task(init, initargs, {}, out_of_band=False)
+    assert type(data) is bytes
+    return data

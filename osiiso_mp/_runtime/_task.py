@@ -27,6 +27,7 @@ class Task:
         "abandoned",
         "args",
         "attempts",
+        "buffers",
         "cancel_reason",
         "created_at",
         "enqueue_ms",
@@ -58,7 +59,8 @@ class Task:
         fn_name: str,
         fut: TaskFuture[Any],
         opts: TaskOptions,
-        payload: bytes,
+        payload: Any,
+        buffers: tuple[Any, ...],
         is_async: bool,
         error: BaseException | None,
         args: tuple[Any, ...],
@@ -72,7 +74,8 @@ class Task:
         self.fn_name = fn_name
         self.fut = fut
         self.opts = opts
-        self.payload = payload
+        self.payload = payload  # the pickle, as it travels (see _wire.attach)
+        self.buffers = buffers  # its out-of-band buffers, snapshots as they travel
         self.is_async = is_async
         self.error = error  # a submit-time failure (SerializationError): no attempt is made
         self.args = args

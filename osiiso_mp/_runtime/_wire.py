@@ -1,51 +1,323 @@
-"""Framing: length-prefixed pickled messages over one duplex socket per worker.
+"""Framing: pickled messages and their large buffers over one duplex Unix socket per worker.
 
-A frame is a 4-byte big-endian length followed by that many bytes of a protocol-5 pickle of
-one :class:`~._messages.Message`. Frames queued during one event-loop iteration go out in one
-``send`` (write coalescing), so a worker's result and its next ``TaskStarted`` share a syscall.
+A frame is::
+
+    !IHH        meta_len, n_inline, n_shared
+    !Q * n      the size of each inline buffer
+    meta        a protocol-5 pickle of one :class:`~._messages.Message`
+    buffers     the inline buffers' bytes, in order
+
+Small messages pickle whole into ``meta``. Large payloads travel beside it, never copied into
+the pickle (:func:`attach`):
+
+- *inline* buffers (:class:`pickle.PickleBuffer`) are written straight from their memory with
+  scatter-gather ``sendmsg`` and read straight into a buffer of their own on the other side,
+  which the message then holds as a writable ``memoryview`` (no copy after the kernel's);
+- *shared* buffers (:class:`SharedBuffer`, from ``SHARED_MIN`` bytes up) are copied once
+  into an anonymous shared-memory file (Linux ``memfd``) whose descriptor rides on the frame
+  (``SCM_RIGHTS``); the receiver reads it into private memory and closes it at once. Such
+  a file has no name, so nothing can leak into ``/dev/shm``: the kernel frees it when its
+  last descriptor is closed, however the processes holding them end (a crash included).
+
+Frames queued during one event-loop iteration go out together (write coalescing), so a
+worker's result and its next ``TaskStarted`` share a syscall.
 
 :class:`Channel` is the one piece of I/O both actors share: it reads frames from a non-blocking
-socket with ``loop.add_reader`` and writes with ``send``, falling back to ``add_writer`` when
-the kernel buffer is full. It owns its socket; nothing else reads or writes it.
+socket with ``loop.add_reader`` and writes with ``sendmsg``, falling back to ``add_writer``
+when the kernel buffer is full. It owns its socket; nothing else reads or writes it.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import io
+import os
 import pickle
 import socket
 import struct
+import threading
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from ._messages import Message
+from ._messages import Message, RunTask, TaskFinished
 
-__all__ = ["Channel", "encode", "read_frame_blocking"]
+__all__ = [
+    "INLINE_MIN",
+    "SHARED_MIN",
+    "Channel",
+    "SharedBuffer",
+    "attach",
+    "attach_copy",
+    "encode",
+    "encode_frame",
+    "read_frame_blocking",
+    "shared_supported",
+]
 
-_HEADER = struct.Struct("!I")
+_HEADER = struct.Struct("!IHH")
 _HEADER_SIZE = _HEADER.size
+_SIZE = struct.Struct("!Q")
 _RECV_SIZE = 1 << 18
-MAX_FRAME = (1 << 32) - 1
+_BIG = 1 << 16  # an incomplete frame this large is read into a buffer of its own
+_MAX_FDS = 64  # descriptors per write (and per read: the receiver's ancillary room)
+_ANC_SIZE = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+_IOV_MAX = 512  # buffers per sendmsg (Linux allows 1024)
+MAX_META = (1 << 32) - 1
+
+INLINE_MIN = 1 << 16
+"""Buffers from this size travel beside the message pickle instead of inside it."""
+
+SHARED_MIN = 1 << 20
+"""Buffers from this size travel in shared memory (Linux), below it through the socket."""
+
+_SHARED_LIVE_MAX = 256  # shared buffers a process may hold at once (one descriptor each)
+_CARRIERS = (RunTask, TaskFinished)  # the messages that may carry attached buffers
+
+
+def shared_supported() -> bool:
+    """True where buffers can travel in shared memory (anonymous ``memfd`` files, Linux)."""
+    return hasattr(os, "memfd_create")
+
+
+class SharedBuffer:
+    """A copy of a buffer in an anonymous shared-memory file (``memfd``), sent as its
+    descriptor. It belongs to whoever made it, who must :meth:`close` it (the supervisor
+    keeps a task's until the task's record exists, for retries); a garbage-collected one
+    closes itself. The file is freed by the kernel once every descriptor and mapping of it
+    is gone."""
+
+    __slots__ = ("_fd", "nbytes")
+
+    _live = 0  # open SharedBuffers in this process (bounded by _SHARED_LIVE_MAX)
+    _lock = threading.Lock()
+
+    def __init__(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        self.nbytes = view.nbytes
+        self._fd = -1
+        fd = os.memfd_create("osiiso_mp", os.MFD_CLOEXEC)
+        try:
+            done = 0
+            while done < self.nbytes:
+                done += os.write(fd, view[done:])
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        with SharedBuffer._lock:
+            SharedBuffer._live += 1
+
+    @classmethod
+    def room(cls) -> bool:
+        """True while this process may open another shared buffer."""
+        return cls._live < _SHARED_LIVE_MAX
+
+    def fileno(self) -> int:
+        """The descriptor of the file (valid until :meth:`close`)."""
+        if self._fd < 0:
+            raise ValueError("the shared buffer is closed")
+        return self._fd
+
+    def close(self) -> None:
+        """Close this process's descriptor (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+            with SharedBuffer._lock:
+                SharedBuffer._live -= 1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a SharedBuffer only travels inside a frame (see _wire.encode_frame)")
+
+
+Blob = Any  # bytes, or what attach() returns, or (received) a memoryview
+
+
+def attach(data: Any) -> Blob:
+    """``data`` (bytes-like, not mutated later), ready to travel: in the pickle when small,
+    beside it when large, in shared memory when very large (and room is left)."""
+    size = memoryview(data).nbytes
+    if size < INLINE_MIN:
+        return data
+    if size >= SHARED_MIN and shared_supported() and SharedBuffer.room():
+        try:
+            return SharedBuffer(data)
+        except OSError:  # out of descriptors or memory for the file: the socket will do
+            pass
+    return pickle.PickleBuffer(data)
+
+
+def attach_copy(buf: pickle.PickleBuffer) -> Blob:
+    """A snapshot of an out-of-band buffer from a payload's pickle (its owner may change it
+    once we return): in shared memory when large enough, else a private ``bytearray``
+    (``bytes`` cannot change: they travel as they are)."""
+    raw = buf.raw()
+    if type(raw.obj) is bytes:
+        return attach(raw.obj)
+    if raw.nbytes >= SHARED_MIN and shared_supported() and SharedBuffer.room():
+        try:
+            return SharedBuffer(raw)
+        except OSError:
+            pass
+    return pickle.PickleBuffer(bytearray(raw))
+
+
+def release(blobs: Any) -> None:
+    """Close the shared buffers among ``blobs`` (an iterable of blobs)."""
+    for blob in blobs:
+        if type(blob) is SharedBuffer:
+            blob.close()
+
+
+class _FramePickler(pickle.Pickler):
+    """Pickles a message with its large buffers out of band: inline ones through
+    ``buffer_callback``, shared ones as persistent ids (their descriptors are dup'ed, so
+    the frame owns what it sends whatever its owner does next)."""
+
+    def __init__(self, file: io.BytesIO, inline: list[pickle.PickleBuffer], fds: list[int]):
+        super().__init__(file, protocol=5, buffer_callback=inline.append)
+        self._fds = fds
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is SharedBuffer:
+            self._fds.append(os.dup(obj.fileno()))
+            return len(self._fds) - 1
+        return None
+
+
+class _FrameUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, buffers: list[Any], shared: list[bytearray]):
+        super().__init__(file, buffers=buffers)
+        self._shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._shared[pid]
+
+
+def _carries(msg: Message) -> bool:
+    return type(msg) in _CARRIERS and (
+        bool(msg.buffers) or type(msg.payload) is not bytes  # type: ignore[attr-defined]
+    )
+
+
+def encode_frame(msg: Message) -> tuple[list[Any], list[int]]:
+    """One frame holding ``msg``: the buffers to write in order, and the descriptors to
+    send with them (owned by the caller from now on: close them once sent)."""
+    if not _carries(msg):
+        return [encode(msg)], []
+    out = io.BytesIO()
+    inline: list[pickle.PickleBuffer] = []
+    fds: list[int] = []
+    try:
+        _FramePickler(out, inline, fds).dump(msg)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    meta = out.getbuffer()
+    if meta.nbytes > MAX_META or len(inline) > 0xFFFF or len(fds) > _MAX_FDS:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("message too large for one frame")
+    views = [b.raw() for b in inline]
+    head = _HEADER.pack(meta.nbytes, len(views), len(fds)) + b"".join(
+        _SIZE.pack(v.nbytes) for v in views
+    )
+    return [head, meta, *views], fds
 
 
 def encode(msg: Message) -> bytes:
-    """One frame holding ``msg``."""
+    """One frame holding ``msg``, whole (a message without shared buffers)."""
+    if _carries(msg):
+        parts, fds = encode_frame(msg)
+        for fd in fds:
+            os.close(fd)
+        if fds:
+            raise ValueError("a frame with shared buffers cannot be encoded as bytes")
+        return b"".join(parts)
     data = pickle.dumps(msg, protocol=5)
-    if len(data) > MAX_FRAME:
+    if len(data) > MAX_META:
         raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
-    return _HEADER.pack(len(data)) + data
+    return _HEADER.pack(len(data), 0, 0) + data
+
+
+def _decode(
+    view: memoryview,
+    pos: int,
+    shape: tuple[int, int, int],
+    fds: deque[int],
+    copy: bool,
+) -> Message:
+    """The message of the complete frame whose header ``shape`` (meta_len, n_inline,
+    n_shared) was read, and whose sizes start at ``view[pos:]``.
+
+    Inline buffers are copied out when ``copy`` (the frame sits in a reused buffer), else
+    handed over as writable slices of ``view``. Shared buffers are mapped from the next
+    ``n_shared`` received descriptors.
+    """
+    meta_len, n_inline, n_shared = shape
+    sizes = struct.unpack_from(f"!{n_inline}Q", view, pos) if n_inline else ()
+    start = pos + 8 * n_inline
+    meta = view[start : start + meta_len]
+    at = start + meta_len
+    buffers: list[Any] = []
+    for size in sizes:
+        part = view[at : at + size]
+        buffers.append(bytearray(part) if copy else part)
+        at += size
+    if not n_shared:
+        msg: Message = pickle.loads(meta, buffers=buffers)
+        return msg
+    shared = [_read_shared(fds.popleft()) for _ in range(n_shared)]
+    msg = _FrameUnpickler(io.BytesIO(meta), buffers, shared).load()
+    return msg
+
+
+def _read_shared(fd: int) -> bytearray:
+    """Read a received shared buffer into private, writable memory, and close its fd.
+
+    One copy, rather than a mapping: Python's ``mmap`` keeps a descriptor of its own for as
+    long as the mapping lives, so every large value a caller holds would hold a descriptor.
+    """
+    try:
+        size = os.fstat(fd).st_size
+        buf = bytearray(size)
+        view = memoryview(buf)
+        done = 0
+        while done < size:
+            n = os.preadv(fd, [view[done:]], done)
+            if n <= 0:
+                raise OSError(f"shared buffer ended at {done} of {size} bytes")
+            done += n
+        view.release()
+    finally:
+        os.close(fd)
+    return buf
 
 
 def read_frame_blocking(sock: socket.socket) -> Message | None:
-    """Read exactly one frame from a blocking socket; None on a clean end of stream."""
+    """Read exactly one frame (without shared buffers) from a blocking socket; None on a
+    clean end of stream."""
     header = _recv_exactly(sock, _HEADER_SIZE)
     if header is None:
         return None
-    (size,) = _HEADER.unpack(header)
-    body = _recv_exactly(sock, size)
+    shape = _HEADER.unpack(header)
+    meta_len, n_inline, n_shared = shape
+    if n_shared:
+        raise ValueError("a blocking read cannot receive shared buffers")
+    sizes = _recv_exactly(sock, 8 * n_inline) if n_inline else b""
+    if sizes is None:
+        return None
+    rest = meta_len + sum(struct.unpack(f"!{n_inline}Q", sizes))
+    body = _recv_exactly(sock, rest)
     if body is None:
         return None
-    msg: Message = pickle.loads(body)
-    return msg
+    return _decode(memoryview(sizes + body), 0, shape, deque(), copy=True)
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
@@ -58,8 +330,27 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
+def _take_fds(ancdata: list[tuple[int, int, bytes]], into: deque[int]) -> None:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds = array.array("i")
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+            into.extend(fds)
+
+
+class _Segment:
+    """Buffers to write in order, and descriptors to send with the first byte written."""
+
+    __slots__ = ("bufs", "fds", "started")
+
+    def __init__(self) -> None:
+        self.bufs: deque[Any] = deque()
+        self.fds: list[int] = []
+        self.started = False
+
+
 class Channel:
-    """Frames in and out of one non-blocking socket, driven by an asyncio event loop.
+    """Frames in and out of one non-blocking Unix socket, driven by an asyncio event loop.
 
     ``on_message`` is called for each frame received, in order; ``on_closed`` once, when the
     peer closes its end or the socket fails. Sends made during one loop iteration are
@@ -67,15 +358,18 @@ class Channel:
     """
 
     __slots__ = (
+        "_big",
+        "_big_got",
+        "_big_shape",
         "_buf",
         "_closed",
         "_fd",
+        "_fds_in",
         "_flush_scheduled",
         "_loop",
         "_on_closed",
         "_on_message",
         "_out",
-        "_pending",
         "_sock",
         "_writer_added",
     )
@@ -94,8 +388,11 @@ class Channel:
         self._on_message = on_message
         self._on_closed = on_closed
         self._buf = bytearray()
-        self._out: list[bytes] = []
-        self._pending = memoryview(b"")
+        self._big: bytearray | None = None  # the large frame being read, whole
+        self._big_got = 0
+        self._big_shape = (0, 0, 0)  # its header: (meta_len, n_inline, n_shared)
+        self._fds_in: deque[int] = deque()  # received descriptors, not yet claimed
+        self._out: deque[_Segment] = deque()
         self._flush_scheduled = False
         self._writer_added = False
         self._closed = False
@@ -110,70 +407,128 @@ class Channel:
         """Queue ``msg``; it goes out at the end of this loop iteration (or on :meth:`flush`)."""
         if self._closed:
             return
-        self._out.append(encode(msg))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+        if _carries(msg):
+            parts, fds = encode_frame(msg)
+        else:
+            parts, fds = [encode(msg)], []
+        self._queue(parts, fds)
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an already encoded frame (see :func:`encode`)."""
         if self._closed:
             return
-        self._out.append(frame)
-        if not self._flush_scheduled:
+        self._queue([frame], [])
+
+    def _queue(self, parts: list[Any], fds: list[int]) -> None:
+        out = self._out
+        seg = out[-1] if out else None
+        if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > _MAX_FDS):
+            seg = _Segment()
+            out.append(seg)
+        seg.bufs.extend(parts)
+        seg.fds.extend(fds)
+        if not self._flush_scheduled and not self._writer_added:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write everything queued now, as far as the kernel takes it without blocking."""
         self._flush_scheduled = False
-        if self._closed or not self._out:
-            return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
-        if self._pending:
-            self._pending = memoryview(bytes(self._pending) + data)
-            return
-        self._write(memoryview(data))
+        if self._closed or self._writer_added:
+            return  # the writer callback goes on once the kernel has room
+        self._write()
 
-    def _write(self, view: memoryview) -> None:
-        try:
-            sent = self._sock.send(view)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.close()
-            return
-        if sent < len(view):
-            self._pending = view[sent:]
-            if not self._writer_added:
-                self._writer_added = True
-                self._loop.add_writer(self._fd, self._on_writable)
+    def _write(self) -> None:
+        out = self._out
+        while out:
+            seg = out[0]
+            bufs = seg.bufs
+            if not bufs:
+                out.popleft()
+                continue
+            anc = []
+            if seg.fds and not seg.started:
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", seg.fds))]
+            iov = list(bufs) if len(bufs) <= _IOV_MAX else [bufs[i] for i in range(_IOV_MAX)]
+            try:
+                sent = self._sock.sendmsg(iov, anc)
+            except (BlockingIOError, InterruptedError):
+                sent = -1
+            except OSError:
+                self.close()
+                return
+            if sent < 0:
+                if not self._writer_added:
+                    self._writer_added = True
+                    self._loop.add_writer(self._fd, self._on_writable)
+                return
+            if anc:
+                seg.started = True
+                for fd in seg.fds:
+                    os.close(fd)
+                seg.fds.clear()
+            seg.started = True
+            while sent:
+                first = bufs[0]
+                size = first.nbytes if isinstance(first, memoryview) else len(first)
+                if sent >= size:
+                    bufs.popleft()
+                    sent -= size
+                else:
+                    bufs[0] = memoryview(first).cast("B")[sent:]
+                    sent = 0
+            if bufs:
+                continue  # a partial write: try again; EAGAIN arms the writer
+            out.popleft()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
 
     def _on_writable(self) -> None:
-        view = self._pending
-        self._pending = memoryview(b"")
-        self._loop.remove_writer(self._fd)
-        self._writer_added = False
-        if view:
-            self._write(view)
+        if not self._closed:
+            self._write()
 
     def _on_readable(self) -> None:
         self._read_once()
 
     def _read_once(self) -> bool:
-        """One ``recv``, delivered; False when nothing more can be read now."""
+        """One read, delivered; False when nothing more can be read now."""
+        big = self._big
         try:
-            data = self._sock.recv(_RECV_SIZE)
+            if big is not None:
+                view = memoryview(big)[self._big_got :]
+                n, ancdata, flags, _ = self._sock.recvmsg_into([view], _ANC_SIZE)
+                view.release()
+                data = b""
+            else:
+                data, ancdata, flags, _ = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+                n = len(data)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
-            data = b""
-        if not data:
+            n, ancdata, flags = 0, [], 0
+        if ancdata:
+            _take_fds(ancdata, self._fds_in)
+        if flags & socket.MSG_CTRUNC:  # pragma: no cover - more descriptors than we allow
             self.close()
             return False
-        self._feed(data)
+        if not n:
+            self.close()
+            return False
+        if big is not None:
+            self._big_got += n
+            if self._big_got == len(big):
+                self._deliver_big()
+        else:
+            self._feed(data)
         return True
+
+    def _deliver_big(self) -> None:
+        big = self._big
+        assert big is not None
+        self._big = None
+        msg = _decode(memoryview(big), _HEADER_SIZE, self._big_shape, self._fds_in, copy=False)
+        self._on_message(msg)
 
     def drain(self) -> None:
         """Read and deliver everything the peer already sent (used once the peer is dead)."""
@@ -188,11 +543,25 @@ class Channel:
         view = memoryview(buf)
         try:
             while end - pos >= _HEADER_SIZE:
-                (size,) = _HEADER.unpack_from(view, pos)
-                stop = pos + _HEADER_SIZE + size
-                if stop > end:
+                shape = _HEADER.unpack_from(view, pos)
+                meta_len, n_inline, _ = shape
+                body = pos + _HEADER_SIZE
+                if end - body < 8 * n_inline:
                     break
-                msg = pickle.loads(view[pos + _HEADER_SIZE : stop])
+                total = _HEADER_SIZE + 8 * n_inline + meta_len
+                if n_inline:
+                    total += sum(struct.unpack_from(f"!{n_inline}Q", view, body))
+                stop = pos + total
+                if stop > end:
+                    if total >= _BIG:  # read the rest straight into a buffer of its own
+                        big = bytearray(total)
+                        big[: end - pos] = view[pos:end]
+                        self._big = big
+                        self._big_got = end - pos
+                        self._big_shape = shape
+                        pos = end
+                    break
+                msg = _decode(view, body, shape, self._fds_in, copy=True)
                 pos = stop
                 self._on_message(msg)
                 if self._closed:
@@ -213,5 +582,11 @@ class Channel:
             self._writer_added = False
         self._sock.close()
         self._buf = bytearray()
+        self._big = None
+        for seg in self._out:
+            for fd in seg.fds:
+                os.close(fd)
         self._out.clear()
+        while self._fds_in:
+            os.close(self._fds_in.popleft())
         self._on_closed()

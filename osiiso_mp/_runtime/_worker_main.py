@@ -53,7 +53,7 @@ from ._messages import (
 )
 from ._serialize import dumps_value, error_info
 from ._telemetry import Meter, Snapshot
-from ._wire import Channel, encode, read_frame_blocking
+from ._wire import Channel, encode, read_frame_blocking, release
 
 __all__ = ["main"]
 
@@ -261,11 +261,28 @@ class WorkerActor:
             self._channel.flush()
         return start
 
-    def _finish(self, msg: RunTask, outcome: str, payload: bytes, start: Snapshot) -> None:
+    def _finish(
+        self,
+        msg: RunTask,
+        outcome: str,
+        payload: Any,
+        start: Snapshot,
+        buffers: tuple[Any, ...] = (),
+    ) -> None:
         finished_at, cpu, peak, delta = self._meter.measure(start)
-        self._channel.send_frame(
-            encode(TaskFinished(msg.seq, outcome, payload, start[0], finished_at, cpu, peak, delta))  # type: ignore[arg-type]
+        done = TaskFinished(
+            msg.seq,
+            outcome,  # type: ignore[arg-type]
+            payload,
+            start[0],
+            finished_at,
+            cpu,
+            peak,
+            delta,
+            buffers,
         )
+        self._channel.send(done)
+        release((payload, *buffers))  # the frame holds its own descriptors
 
     def _fail(
         self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed"
@@ -275,7 +292,7 @@ class WorkerActor:
     def _run_sync(self, msg: RunTask) -> None:
         start = self._begin(msg)
         try:
-            fn, args, kwargs = pickle.loads(msg.payload)
+            fn, args, kwargs = pickle.loads(msg.payload, buffers=msg.buffers)
         except BaseException as exc:
             err = SerializationError("unpickling", type(exc).__name__, str(exc))
             self._fail(msg, err, start)
@@ -296,16 +313,16 @@ class WorkerActor:
 
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
         try:
-            payload = dumps_value(value)
+            payload, buffers = dumps_value(value)
         except SerializationError as exc:
             self._fail(msg, exc, start)
             return
-        self._finish(msg, "succeeded", payload, start)
+        self._finish(msg, "succeeded", payload, start, buffers)
 
     def _start_async(self, msg: RunTask) -> None:
         start = self._begin(msg)
         try:
-            fn, args, kwargs = pickle.loads(msg.payload)
+            fn, args, kwargs = pickle.loads(msg.payload, buffers=msg.buffers)
             coro = fn(*args, **kwargs)
         except BaseException as exc:
             self._fail(msg, exc, start)

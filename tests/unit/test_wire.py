@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import socket
 
+import pytest
+
 from osiiso_mp._runtime._messages import (
     ErrorInfo,
+    Message,
     RunTask,
     Stop,
     TaskFinished,
     TaskStarted,
     WorkerReady,
 )
-from osiiso_mp._runtime._wire import Channel, encode, read_frame_blocking
+from osiiso_mp._runtime._wire import (
+    INLINE_MIN,
+    SHARED_MIN,
+    Channel,
+    SharedBuffer,
+    attach,
+    encode,
+    read_frame_blocking,
+)
 
 
 def test_messages_pickle_round_trip_including_empty_ones() -> None:
@@ -76,3 +88,110 @@ def test_channel_delivers_split_coalesced_and_large_frames() -> None:
     assert [m.seq for m in got[:5]] == [0, 1, 2, 3, 4]  # type: ignore[attr-defined]
     assert got[2].payload == big  # type: ignore[attr-defined]
     assert got[5] == Stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _exchange(msgs: list[Message], expect: int) -> list[Message]:
+    """Send ``msgs`` through a real socket pair in one loop iteration; collect ``expect``."""
+
+    async def main() -> list[Message]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        got: list[Message] = []
+        sender = Channel(loop, a, lambda m: None, lambda: None)
+        receiver = Channel(loop, b, got.append, lambda: None)
+        for msg in msgs:
+            sender.send(msg)
+        deadline = loop.time() + 10
+        while len(got) < expect and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        sender.close()
+        receiver.close()
+        return got
+
+    return asyncio.run(main())
+
+
+def test_attach_picks_the_path_by_size() -> None:
+    small = b"s" * (INLINE_MIN - 1)
+    assert attach(small) is small
+    assert isinstance(attach(b"i" * INLINE_MIN), pickle.PickleBuffer)
+    shared = attach(b"h" * SHARED_MIN)
+    assert isinstance(shared, SharedBuffer) and shared.nbytes == SHARED_MIN
+    shared.close()
+    shared.close()  # idempotent
+
+
+def test_inline_and_shared_buffers_arrive_whole_writable_and_in_order() -> None:
+    before = _open_fds()
+    inline = bytes(range(256)) * (INLINE_MIN // 128)
+    huge = bytes(reversed(range(256))) * (SHARED_MIN // 256 * 3)
+    shared = SharedBuffer(huge)
+    msgs: list[Message] = [
+        RunTask(1, 1, 0, pickle.PickleBuffer(inline), False, None),
+        RunTask(
+            2, 1, 0, b"small", False, None, True, (shared, pickle.PickleBuffer(bytearray(inline)))
+        ),
+        TaskStarted(2, 1.0),
+        TaskFinished(2, "succeeded", shared, 1.0, 2.0, 0.1, 0, 0),
+    ]
+    got = _exchange(msgs, 4)
+    shared.close()  # the frames owned duplicates of the descriptor: closing ours is safe
+    assert [type(m).__name__ for m in got] == ["RunTask", "RunTask", "TaskStarted", "TaskFinished"]
+    first, second, _, done = got
+    assert bytes(first.payload) == inline  # type: ignore[attr-defined]
+    assert second.payload == b"small"  # type: ignore[attr-defined]
+    big, mid = second.buffers  # type: ignore[attr-defined]
+    assert bytes(big) == huge and bytes(mid) == inline
+    assert not memoryview(big).readonly and not memoryview(mid).readonly  # as sent
+    assert memoryview(first.payload).readonly  # type: ignore[attr-defined]  # bytes were sent
+    assert bytes(done.payload) == huge  # type: ignore[attr-defined]
+    assert _open_fds() == before  # every received and sent descriptor is closed
+
+
+def test_more_shared_buffers_than_one_write_carries() -> None:
+    before = _open_fds()
+    blobs = [SharedBuffer(bytes([i]) * SHARED_MIN) for i in range(100)]
+    msgs: list[Message] = [
+        TaskFinished(i, "succeeded", blob, 1.0, 2.0, 0.0, 0, 0) for i, blob in enumerate(blobs)
+    ]
+    got = _exchange(msgs, 100)
+    for blob in blobs:
+        blob.close()
+    assert [m.seq for m in got] == list(range(100))  # type: ignore[attr-defined]
+    assert all(bytes(m.payload[:1]) == bytes([i]) for i, m in enumerate(got))  # type: ignore[attr-defined]
+    assert _open_fds() == before
+
+
+def test_closing_a_channel_closes_descriptors_it_never_sent() -> None:
+    before = _open_fds()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        sender = Channel(loop, a, lambda m: None, lambda: None)
+        blob = SharedBuffer(b"x" * SHARED_MIN)
+        sender.send(TaskFinished(1, "succeeded", blob, 1.0, 2.0, 0.0, 0, 0))
+        blob.close()
+        sender.close()  # before the end of this iteration: the frame was never written
+        b.close()
+
+    asyncio.run(main())
+    assert _open_fds() == before
+
+
+def test_whole_frame_encoding_and_blocking_reads_take_inline_buffers() -> None:
+    data = b"q" * INLINE_MIN
+    msg = RunTask(5, 1, 0, pickle.PickleBuffer(data), False, None)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(encode(msg))
+        got = read_frame_blocking(b)
+    assert isinstance(got, RunTask) and bytes(got.payload) == data
+    blob = SharedBuffer(data)
+    with pytest.raises(ValueError, match="shared buffers"):
+        encode(TaskFinished(1, "succeeded", blob, 1.0, 2.0, 0.0, 0, 0))
+    blob.close()
