@@ -510,6 +510,7 @@ class Supervisor:
             if task.abandoned:
                 continue
             if task.started_at is None:
+                task.suspect = True  # perhaps the batch's running task (see _announce)
                 self._requeue(task)
                 continue
             err = WorkerCrashedError(code, pid=w.pid, name=task.name, task_id=task.task_id)
@@ -767,8 +768,13 @@ class Supervisor:
     def _announce(self, task: Task) -> bool:
         """Must the worker flush TaskStarted before running ``task``? Yes, unless it is a
         sync task without a timeout whose callable is known to take under a millisecond:
-        such a task needs no mid-run kill, and its start can travel with its result."""
-        if task.is_async or task.opts.timeout is not None:
+        such a task needs no mid-run kill, and its start can travel with its result.
+
+        A task that was held by a worker that died is always announced from then on: it may
+        be the one that killed it, unseen, and it must not do so again anonymously (each
+        crash would requeue the whole batch and replace the worker, for ever).
+        """
+        if task.is_async or task.opts.timeout is not None or task.suspect:
             return True
         estimate = self._estimates.estimate(task.fn_name)
         return estimate is None or estimate >= _TINY

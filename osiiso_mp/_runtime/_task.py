@@ -45,6 +45,7 @@ class Task:
         "seq",
         "started_at",
         "state",
+        "suspect",
         "task_id",
         "timer",
         "worker",
@@ -91,4 +92,7 @@ class Task:
         self.scheduled_for: float | None = None  # epoch seconds of a pending retry/delay
         self.cancel_reason: str | None = None
         self.abandoned = False  # cancelled while a worker still holds it
+        # held unstarted by a worker that died: it may have been running unannounced, so
+        # from now on its start is announced (a crash it causes is then put down to it)
+        self.suspect = False
         self.timer: asyncio.TimerHandle | None = None
