@@ -225,15 +225,12 @@ def _map_results(
                         tracker.track(futures[-1])
                 elif tracker:
                     tracker.track_all((), last=True)  # input used up: the total is known
-            fut = futures.popleft()
-            if end is None:
-                yield fut.result()
-            else:
-                try:
-                    yield fut.result(end - time.monotonic())
-                except TimeoutError:
-                    fut.cancel()
-                    raise
+            # the future waited on stays in the deque until it has a value, so that an
+            # exception here (a timeout, the task's error, Ctrl-C) cancels it with the rest
+            fut = futures[0]
+            value = fut.result() if end is None else fut.result(end - time.monotonic())
+            futures.popleft()
+            yield value
     finally:
         for fut in futures:
             fut.cancel()

@@ -64,3 +64,30 @@ def test_ctrl_c_cancels_kills_and_leaves_nothing(start_method: str, tmp_path: Pa
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+MAP_SCRIPT = Path(__file__).parent / "scripts" / "map_ctrl_c.py"
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_inside_map_cancels_the_task_being_waited_on(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(MAP_SCRIPT), "forkserver"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        read_line(proc, "ready")
+        os.killpg(proc.pid, signal.SIGINT)
+        words = read_line(proc, "interrupted").split()[1:]
+        assert words[:3] == ["cancelled"] * 3
+        assert float(words[3]) < 5  # nothing was left running to its 60 s end
+        proc.communicate(timeout=20)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
