@@ -585,7 +585,7 @@ class Executor(_Submitter, cf.Executor):
             run.tracker.close()
 
     def _summarise(self, run: _Run, timed_out: bool, strict: bool) -> RunSummary:
-        respawns = self._sup.respawns
+        respawns = self._sup.replacements()
         with self._batch_lock:
             self._batch_respawns = respawns
         records: list[TaskResult] = [f._record for f in run.batch if f._record is not None]
@@ -598,7 +598,7 @@ class Executor(_Submitter, cf.Executor):
             duration=max(0.0, duration),
             timed_out=timed_out,
             procs=self._config.procs,
-            respawns=respawns - run.respawns_before,
+            respawns=max(0, respawns - run.respawns_before),
         )
         if strict:
             summary.raise_for_errors()

@@ -1045,6 +1045,19 @@ class Supervisor:
             finished.pop(record.task_id, None)  # an id reused after it finished: newest wins
             finished[record.task_id] = (now + ttl, record)
 
+    def replacements(self) -> int:
+        """Workers replaced so far, counting those killed whose exit is not yet seen (their
+        replacement follows it at once): a run's summary counts the replacements its own
+        tasks caused, although the exit of a worker killed for a timeout is noticed just
+        after the task's record is made. Read from any thread (a racy read, good enough for
+        counting)."""
+        pending = 0
+        if not self._closing:
+            for w in tuple(self._workers):
+                if w is not None and w.killed and not w.exited:
+                    pending += 1
+        return self.respawns + pending
+
     def lookup(self, task_id: str) -> Task | TaskResult | None:
         """The unfinished task or the retained record with ``task_id`` (supervisor thread)."""
         task = self._by_id.get(task_id)

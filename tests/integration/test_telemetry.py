@@ -509,3 +509,17 @@ def test_reprs_are_single_line_with_name_and_id() -> None:
         ex.run()
     assert "\n" not in pending_repr
     assert "repr-ok" in pending_repr and ok.task_id in pending_repr
+
+
+@pytest.mark.timeout(60)
+def test_a_replacement_after_a_timeout_counts_in_the_run_that_caused_it() -> None:
+    # the killed worker's exit is noticed just after the timed-out task's record is made:
+    # its replacement still belongs to this run, not to the next one
+    with Executor(procs=1) as ex:
+        ex.options(timeout=0.3).submit(time.sleep, 30)
+        first = ex.run()
+        ex.submit(abs, 1)
+        time.sleep(0.2)
+        second = ex.run()
+    assert first.telemetry.timeouts == 1
+    assert (first.respawns, second.respawns) == (1, 0)
