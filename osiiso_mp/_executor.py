@@ -10,6 +10,7 @@ import itertools
 import random
 import threading
 import time
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable, Iterator
@@ -88,6 +89,12 @@ def _callable_name(fn: Callable[..., Any]) -> str:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    if (
+        type(fn) is types.FunctionType
+        and not fn.__code__.co_flags & inspect.CO_COROUTINE
+        and not hasattr(fn, "_is_coroutine_marker")  # inspect.markcoroutinefunction (3.12)
+    ):
+        return False  # the common case, without inspect's unwrapping (a hot path)
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__

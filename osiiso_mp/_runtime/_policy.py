@@ -154,13 +154,27 @@ class DurationEstimates:
         """How many sync tasks a worker may hold at once, given the callables ``names`` of
         the tasks involved: 1 (no sending ahead) unless every one is known short; then as
         many as fit in ``budget`` seconds of estimated work, between 2 and ``cap``."""
+        return self.depth_for(self.longest(names), budget, cap)
+
+    def longest(self, names: Iterable[str]) -> float | None:
+        """The longest estimate among ``names`` (0.0 for none), or None when one of them is
+        unknown or not short: the figure :meth:`depth_for` turns into a pipeline depth."""
         est = self._est
+        short = self.short
         longest = 0.0
         for name in names:
             value = est.get(name)
-            if value is None or value >= self.short:
-                return 1
-            longest = max(longest, value)
+            if value is None or value >= short:
+                return None
+            if value > longest:
+                longest = value
+        return longest
+
+    @staticmethod
+    def depth_for(longest: float | None, budget: float = 0.002, cap: int = 64) -> int:
+        """:meth:`pipeline_depth` from :meth:`longest` of the names involved."""
+        if longest is None:
+            return 1
         return max(2, min(cap, int(budget / max(longest, 1e-6))))
 
     def all_short(self, names: Iterable[str]) -> bool:

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import itertools
 import logging
 import os
 import pickle
@@ -81,7 +80,7 @@ from .._errors import (
     format_bytes,
 )
 from .._errors import SerializationError as _SerializationError
-from .._options import ExecutorConfig
+from .._options import HOOKS, ExecutorConfig
 from .._records import Attempt, Outcome, TaskResult
 from .._resources import ProcessRss, thread_env
 from ._commands import Call, Cancel, Command, Shutdown, Submit
@@ -232,6 +231,9 @@ class Supervisor:
         self._stopped = threading.Event()
         self._shutdown_replies: list[cf.Future[None]] = []
         self.fail_policy = config.fail_policy  # run(fail_policy=...) may swap it for a run
+        self._hooks: dict[str, Callable[..., Any]] = {
+            name: hook for name in HOOKS if (hook := getattr(config, name)) is not None
+        }
         self._bucket = (
             None
             if config.rate is None
@@ -699,24 +701,36 @@ class Supervisor:
 
     def _dispatch(self) -> None:
         queue = self._queue
-        workers = self._workers
+        if not queue:
+            return
+        workers = [
+            w
+            for w in self._workers
+            if w is not None and w.ready and not (w.killed or w.retiring or w.over_cap)
+        ]
+        estimates = self._estimates
+        # per worker, the longest estimate among the callables it holds (None: one is long
+        # or unknown); estimates do not change during this call, so it is worked out once
+        held: dict[int, float | None] = {}
         while queue:
             entry = queue.peek()
             assert entry is not None
             task = entry[2]
+            own = None if task.is_async else estimates.longest((task.fn_name,))
             best: _Worker | None = None
             for w in workers:
-                if w is None or not w.ready or w.killed or w.retiring or w.over_cap:
-                    continue
                 # send ahead only behind tasks known to be short (see DurationEstimates)
                 if task.is_async:
                     depth = self.config.concurrency
-                    if self._estimates.all_short(w.names):
+                    if estimates.all_short(w.names):
                         depth += 1
+                elif own is None:
+                    depth = 1
                 else:
-                    depth = self._estimates.pipeline_depth(
-                        itertools.chain((task.fn_name,), w.names)
-                    )
+                    if w.id not in held:
+                        held[w.id] = estimates.longest(w.names)
+                    theirs = held[w.id]
+                    depth = estimates.depth_for(None if theirs is None else max(own, theirs))
                 if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
                     best is None or len(w.sent) < len(best.sent)
                 ):
@@ -727,6 +741,9 @@ class Supervisor:
                 return
             queue.pop()
             self._send(best, task)
+            held.pop(best.id, None)  # it holds one more callable now
+            if best.killed or best.retiring:  # max_tasks_per_worker reached
+                workers.remove(best)
 
     def _rate_allows(self) -> bool:
         """Take a start token; when none is left, arm one timer to dispatch again."""
@@ -1108,7 +1125,7 @@ class Supervisor:
 
     def _hook(self, name: str, *args: Any) -> None:
         """Run a user hook on this thread; one that raises is logged and ignored."""
-        hook = getattr(self.config, name)
+        hook = self._hooks.get(name)
         if hook is None:
             return
         try:

@@ -339,13 +339,18 @@ def _take_fds(ancdata: list[tuple[int, int, bytes]], into: deque[int]) -> None:
 
 
 class _Segment:
-    """Buffers to write in order, and descriptors to send with the first byte written."""
+    """Buffers to write in order, and descriptors to send with the first byte written.
 
-    __slots__ = ("bufs", "fds", "started")
+    ``plain`` while it holds only whole small frames (``bytes``): those are joined and
+    written with one ``send``, the common case; large buffers go out with scatter-gather.
+    """
+
+    __slots__ = ("bufs", "fds", "plain", "started")
 
     def __init__(self) -> None:
-        self.bufs: deque[Any] = deque()
+        self.bufs: list[Any] = []
         self.fds: list[int] = []
+        self.plain = True
         self.started = False
 
 
@@ -365,11 +370,14 @@ class Channel:
         "_closed",
         "_fd",
         "_fds_in",
+        "_feeding",
         "_flush_scheduled",
         "_loop",
         "_on_closed",
         "_on_message",
         "_out",
+        "_rbuf",
+        "_rview",
         "_sock",
         "_writer_added",
     )
@@ -387,7 +395,10 @@ class Channel:
         self._fd = sock.fileno()
         self._on_message = on_message
         self._on_closed = on_closed
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of an unfinished frame
+        self._rbuf = bytearray(_RECV_SIZE)  # every read lands here first
+        self._rview = memoryview(self._rbuf)
+        self._feeding = False
         self._big: bytearray | None = None  # the large frame being read, whole
         self._big_got = 0
         self._big_shape = (0, 0, 0)  # its header: (meta_len, n_inline, n_shared)
@@ -407,17 +418,39 @@ class Channel:
         """Queue ``msg``; it goes out at the end of this loop iteration (or on :meth:`flush`)."""
         if self._closed:
             return
-        if _carries(msg):
+        if type(msg) in _CARRIERS and (msg.buffers or type(msg.payload) is not bytes):  # type: ignore[attr-defined]
             parts, fds = encode_frame(msg)
+            self._queue(parts, fds)
+            return
+        data = pickle.dumps(msg, protocol=5)
+        if len(data) > MAX_META:
+            raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
+        frame = _HEADER.pack(len(data), 0, 0) + data
+        out = self._out
+        if out and not out[-1].started:
+            out[-1].bufs.append(frame)
         else:
-            parts, fds = [encode(msg)], []
-        self._queue(parts, fds)
+            seg = _Segment()
+            seg.bufs.append(frame)
+            out.append(seg)
+        if not self._flush_scheduled and not self._writer_added:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an already encoded frame (see :func:`encode`)."""
         if self._closed:
             return
-        self._queue([frame], [])
+        out = self._out
+        if out and not out[-1].started:
+            out[-1].bufs.append(frame)
+        else:
+            seg = _Segment()
+            seg.bufs.append(frame)
+            out.append(seg)
+        if not self._flush_scheduled and not self._writer_added:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
     def _queue(self, parts: list[Any], fds: list[int]) -> None:
         out = self._out
@@ -427,6 +460,7 @@ class Channel:
             out.append(seg)
         seg.bufs.extend(parts)
         seg.fds.extend(fds)
+        seg.plain = False
         if not self._flush_scheduled and not self._writer_added:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
@@ -440,18 +474,20 @@ class Channel:
 
     def _write(self) -> None:
         out = self._out
+        sock = self._sock
         while out:
             seg = out[0]
             bufs = seg.bufs
-            if not bufs:
-                out.popleft()
-                continue
+            if seg.plain and len(bufs) > 1:  # small frames only: one buffer, one send
+                bufs[:] = [b"".join(bufs)]
             anc = []
             if seg.fds and not seg.started:
                 anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", seg.fds))]
-            iov = list(bufs) if len(bufs) <= _IOV_MAX else [bufs[i] for i in range(_IOV_MAX)]
             try:
-                sent = self._sock.sendmsg(iov, anc)
+                if len(bufs) == 1 and not anc:
+                    sent = sock.send(bufs[0])
+                else:
+                    sent = sock.sendmsg(bufs[:_IOV_MAX], anc)
             except (BlockingIOError, InterruptedError):
                 sent = -1
             except OSError:
@@ -462,23 +498,23 @@ class Channel:
                     self._writer_added = True
                     self._loop.add_writer(self._fd, self._on_writable)
                 return
+            seg.started = True
             if anc:
-                seg.started = True
                 for fd in seg.fds:
                     os.close(fd)
                 seg.fds.clear()
-            seg.started = True
-            while sent:
-                first = bufs[0]
-                size = first.nbytes if isinstance(first, memoryview) else len(first)
-                if sent >= size:
-                    bufs.popleft()
-                    sent -= size
-                else:
-                    bufs[0] = memoryview(first).cast("B")[sent:]
-                    sent = 0
+            done = 0  # whole buffers written
+            for buf in bufs:
+                size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
+                if sent < size:
+                    break
+                sent -= size
+                done += 1
+            del bufs[:done]
             if bufs:
-                continue  # a partial write: try again; EAGAIN arms the writer
+                if sent:  # a partial write: keep the rest of the first buffer
+                    bufs[0] = memoryview(bufs[0]).cast("B")[sent:]
+                continue  # try again; EAGAIN arms the writer
             out.popleft()
         if self._writer_added:
             self._writer_added = False
@@ -493,16 +529,16 @@ class Channel:
 
     def _read_once(self) -> bool:
         """One read, delivered; False when nothing more can be read now."""
+        if self._feeding:  # called back from inside _feed: the outer call goes on
+            return False
         big = self._big
         try:
             if big is not None:
                 view = memoryview(big)[self._big_got :]
                 n, ancdata, flags, _ = self._sock.recvmsg_into([view], _ANC_SIZE)
                 view.release()
-                data = b""
-            else:
-                data, ancdata, flags, _ = self._sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
-                n = len(data)
+            else:  # into a buffer kept for the purpose: allocating one per read costs more
+                n, ancdata, flags, _ = self._sock.recvmsg_into([self._rview], _ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
@@ -520,7 +556,11 @@ class Channel:
             if self._big_got == len(big):
                 self._deliver_big()
         else:
-            self._feed(data)
+            self._feeding = True
+            try:
+                self._feed(n)
+            finally:
+                self._feeding = False
         return True
 
     def _deliver_big(self) -> None:
@@ -535,17 +575,35 @@ class Channel:
         while not self._closed and self._read_once():
             pass
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, n: int) -> None:
+        """Deliver the complete frames among the ``n`` bytes just read into the receive
+        buffer (after what was left over from earlier reads); keep the rest for later."""
         buf = self._buf
-        buf += data
+        if buf:
+            buf += self._rview[:n]
+            view = memoryview(buf)
+            end = len(buf)
+        else:  # parse in place: messages are unpickled (copied) out of it
+            view = self._rview[:n]
+            end = n
         pos = 0
-        end = len(buf)
-        view = memoryview(buf)
         try:
             while end - pos >= _HEADER_SIZE:
                 shape = _HEADER.unpack_from(view, pos)
-                meta_len, n_inline, _ = shape
+                meta_len, n_inline, n_shared = shape
                 body = pos + _HEADER_SIZE
+                if not (n_inline or n_shared):  # the common case: nothing beside the pickle
+                    stop = body + meta_len
+                    if stop > end:
+                        if meta_len + _HEADER_SIZE < _BIG:
+                            break
+                    else:
+                        msg = pickle.loads(view[body:stop])
+                        pos = stop
+                        self._on_message(msg)
+                        if self._closed:
+                            return
+                        continue
                 if end - body < 8 * n_inline:
                     break
                 total = _HEADER_SIZE + 8 * n_inline + meta_len
@@ -567,9 +625,14 @@ class Channel:
                 if self._closed:
                     return
         finally:
+            if not self._closed:
+                if view.obj is buf:
+                    view.release()
+                    if pos:
+                        del buf[:pos]
+                elif pos < end:  # keep the start of an unfinished frame
+                    buf += view[pos:end]
             view.release()
-            if pos and not self._closed:
-                del buf[:pos]
 
     def close(self) -> None:
         """Stop reading and writing, close the socket, and call ``on_closed`` (once)."""
