@@ -5,7 +5,8 @@
 Peers: osiiso_mp, ProcessPoolExecutor (forkserver), multiprocessing.Pool (forkserver),
 loky, pebble, mpire, joblib, and a bare pipe pool written here (no records: the floor).
 Scenarios: no-op ``submit`` throughput, ``map`` throughput with per-item results,
-round-trip p50, start-up (pool + one task + shutdown) and 1 MiB in / out.
+round-trip p50, start-up (pool + one task + shutdown), 1 MiB in / out and 8 MiB numpy
+arrays in / out.
 
 Every (peer, scenario, repeat) runs in its own ``python harness.py --one ...`` process that
 prints one JSON line; a failure or timeout is recorded as an error and the run goes on.
@@ -49,6 +50,18 @@ def nbytes(data: bytes) -> int:
 def make_bytes(n: int) -> bytes:
     """Send a buffer of ``n`` bytes back."""
     return b"\x01" * n
+
+
+def array_nbytes(a: Any) -> int:
+    """Take an array in, send a small answer back."""
+    return int(a.nbytes)
+
+
+def make_array(n: int) -> Any:
+    """Send a float64 array of ``n`` bytes back."""
+    import numpy as np
+
+    return np.ones(n // 8)
 
 
 def _tasks() -> Any:
@@ -329,6 +342,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "map": (200_000, 20_000),
     "rtt": (400, 100),
     "bytes": (100, 20),
+    "numpy": (40, 10),
 }
 # Peers whose map sends one message per item (chunksize=1): 200,000 items would take
 # ~45 s per repeat at their ~5,000 items/s, so they map over this many items instead
@@ -418,12 +432,36 @@ def sc_bytes(peer: Peer, n: int) -> dict[str, float]:
     return {"in_MBps": n * MIB / t_in / 1e6, "out_MBps": n * MIB / t_out / 1e6}
 
 
+def sc_numpy(peer: Peer, n: int) -> dict[str, float]:
+    import numpy as np
+
+    t = _tasks()
+    size = 8 * MIB
+    array = np.ones(size // 8)
+    peer.start()
+    try:
+        _warm(peer)
+        peer.submit_all(t.array_nbytes, [(array,)] * peer.procs)
+        start = time.perf_counter()
+        got = peer.submit_all(t.array_nbytes, [(array,)] * n)
+        t_in = time.perf_counter() - start
+        assert got == [size] * n
+        start = time.perf_counter()
+        back = peer.submit_all(t.make_array, [(size,)] * n)
+        t_out = time.perf_counter() - start
+        assert len(back) == n and all(a.nbytes == size for a in back)
+    finally:
+        peer.stop()
+    return {"np_in_GBps": n * size / t_in / 1e9, "np_out_GBps": n * size / t_out / 1e9}
+
+
 SCENARIOS: dict[str, Callable[[Peer, int], dict[str, float]]] = {
     "submit": sc_submit,
     "map": sc_map,
     "rtt": sc_rtt,
     "startup": sc_startup,
     "bytes": sc_bytes,
+    "numpy": sc_numpy,
 }
 
 # Table rows: (label, scenario, metric, higher is better, format)
@@ -434,6 +472,8 @@ ROWS: list[tuple[str, str, str, bool, str]] = [
     ("start + one task + shutdown (ms)", "startup", "startup_ms", False, "{:,.0f}"),
     ("1 MiB argument in (MB/s)", "bytes", "in_MBps", True, "{:,.0f}"),
     ("1 MiB result out (MB/s)", "bytes", "out_MBps", True, "{:,.0f}"),
+    ("8 MiB numpy array in (GB/s)", "numpy", "np_in_GBps", True, "{:,.2f}"),
+    ("8 MiB numpy array out (GB/s)", "numpy", "np_out_GBps", True, "{:,.2f}"),
 ]
 
 
