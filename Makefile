@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench soak clean
+.PHONY: demo test lint typecheck check bench soak docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak
+
+# The docs site (mkdocs.yml): strict, so a broken link or reference fails the build.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's end-of-life banner, which is not a warning
+# about the site.
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
