@@ -17,8 +17,9 @@ A conversation with one worker::
         | <------------- MemoryExceeded    |   above max_rss before a task: holds it, waits
         | -- Stop ---------------------->  |   finish what was sent, then exit 0
 
-Messages pickle as ``(class, field tuple)``: cheaper than the dataclass default, and the
-framing (:mod:`._wire`) pickles every frame with protocol 5.
+On the wire a message is the plain tuple ``(tag, *fields)`` (:func:`to_wire`), which the
+framing (:mod:`._wire`) pickles with protocol 5; elsewhere (an :class:`ErrorInfo` inside a
+result) messages pickle as ``(class, field tuple)``, cheaper than the dataclass default.
 """
 
 from __future__ import annotations
@@ -206,3 +207,55 @@ class LogRecorded(Message):
     lineno: int
     func_name: str | None
     exc_text: str | None
+
+
+# --- the wire form: a plain tuple ---------------------------------------------------------
+
+MESSAGES: tuple[type[Message], ...] = (
+    Configure,
+    RunTask,
+    CancelTask,
+    Stop,
+    WorkerReady,
+    InitFailed,
+    MemoryExceeded,
+    TaskStarted,
+    TaskFinished,
+    LogRecorded,
+)
+"""The messages that travel as frames; a message's tag is its index here."""
+
+
+def _builder(cls: type[Message]) -> Any:
+    """A function making a ``cls`` from its wire tuple ``(tag, *fields)`` without calling
+    ``__init__`` (a frozen dataclass's ``__init__`` costs most of a small message's
+    decoding): straight-line code setting each slot through its descriptor."""
+    names: tuple[str, ...] = cls.__match_args__  # type: ignore[attr-defined]
+    params = "".join(f", _s{i}=_s{i}" for i in range(len(names)))
+    body = [f"def build(t, _new=object.__new__, _cls=_cls{params}):", "    obj = _new(_cls)"]
+    body += [f"    _s{i}(obj, t[{i + 1}])" for i in range(len(names))]
+    body.append("    return obj")
+    scope: dict[str, Any] = {"_cls": cls}
+    scope.update({f"_s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
+    exec("\n".join(body), scope)
+    return scope["build"]
+
+
+_TAGS: dict[type[Message], tuple[int, Any]] = {
+    cls: (tag, _getter(cls.__match_args__))  # type: ignore[attr-defined]
+    for tag, cls in enumerate(MESSAGES)
+}
+_BUILDERS: tuple[Any, ...] = tuple(_builder(cls) for cls in MESSAGES)
+
+
+def to_wire(msg: Message) -> tuple[Any, ...]:
+    """``msg`` as the plain tuple ``(tag, *fields)`` that frames carry: a plain tuple
+    pickles and unpickles several times faster than a dataclass instance."""
+    tag, getter = _TAGS[type(msg)]
+    return (tag, *getter(msg))
+
+
+def from_wire(t: tuple[Any, ...]) -> Message:
+    """The message whose wire tuple is ``t`` (see :func:`to_wire`)."""
+    msg: Message = _BUILDERS[t[0]](t)
+    return msg

@@ -4,7 +4,7 @@ A frame is::
 
     !IHH        meta_len, n_inline, n_shared
     !Q * n      the size of each inline buffer
-    meta        a protocol-5 pickle of one :class:`~._messages.Message`
+    meta        a protocol-5 pickle of one :class:`~._messages.Message`, as a plain tuple
     buffers     the inline buffers' bytes, in order
 
 Small messages pickle whole into ``meta``. Large payloads travel beside it, never copied into
@@ -15,9 +15,10 @@ the pickle (:func:`attach`):
   which the message then holds as a writable ``memoryview`` (no copy after the kernel's);
 - *shared* buffers (:class:`SharedBuffer`, from ``SHARED_MIN`` bytes up) are copied once
   into an anonymous shared-memory file (Linux ``memfd``) whose descriptor rides on the frame
-  (``SCM_RIGHTS``); the receiver reads it into private memory and closes it at once. Such
-  a file has no name, so nothing can leak into ``/dev/shm``: the kernel frees it when its
-  last descriptor is closed, however the processes holding them end (a crash included).
+  (``SCM_RIGHTS``); the receiver maps it copy-on-write (private and writable; unmapped when
+  the value goes) and closes the descriptor at once. Such a file has no name, so nothing
+  can leak into ``/dev/shm``: the kernel frees it when its last descriptor and mapping go,
+  however the processes holding them end (a crash included).
 
 Frames queued during one event-loop iteration go out together (write coalescing), so a
 worker's result and its next ``TaskStarted`` share a syscall.
@@ -41,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._messages import Message, RunTask, TaskFinished
+from ._messages import Message, RunTask, TaskFinished, from_wire, to_wire
 
 __all__ = [
     "INLINE_MIN",
@@ -191,7 +192,7 @@ class _FramePickler(pickle.Pickler):
 
 
 class _FrameUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, buffers: list[Any], shared: list[bytearray]):
+    def __init__(self, file: io.BytesIO, buffers: list[Any], shared: list[Any]):
         super().__init__(file, buffers=buffers)
         self._shared = shared
 
@@ -214,7 +215,7 @@ def encode_frame(msg: Message) -> tuple[list[Any], list[int]]:
     inline: list[pickle.PickleBuffer] = []
     fds: list[int] = []
     try:
-        _FramePickler(out, inline, fds).dump(msg)
+        _FramePickler(out, inline, fds).dump(to_wire(msg))
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -240,7 +241,7 @@ def encode(msg: Message) -> bytes:
         if fds:
             raise ValueError("a frame with shared buffers cannot be encoded as bytes")
         return b"".join(parts)
-    data = pickle.dumps(msg, protocol=5)
+    data = pickle.dumps(to_wire(msg), protocol=5)
     if len(data) > MAX_META:
         raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
     return _HEADER.pack(len(data), 0, 0) + data
@@ -271,21 +272,24 @@ def _decode(
         buffers.append(bytearray(part) if copy else part)
         at += size
     if not n_shared:
-        msg: Message = pickle.loads(meta, buffers=buffers)
-        return msg
+        return from_wire(pickle.loads(meta, buffers=buffers))
     shared = [_read_shared(fds.popleft()) for _ in range(n_shared)]
-    msg = _FrameUnpickler(io.BytesIO(meta), buffers, shared).load()
-    return msg
+    return from_wire(_FrameUnpickler(io.BytesIO(meta), buffers, shared).load())
 
 
-def _read_shared(fd: int) -> bytearray:
-    """Read a received shared buffer into private, writable memory, and close its fd.
+def _read_shared(fd: int) -> Any:
+    """A received shared buffer as private, writable memory; its descriptor is closed.
 
-    One copy, rather than a mapping: Python's ``mmap`` keeps a descriptor of its own for as
-    long as the mapping lives, so every large value a caller holds would hold a descriptor.
+    Mapped copy-on-write where libc's ``mmap`` can be called directly (no copy: pages are
+    read in as they are touched), else read into a ``bytearray`` (one copy). Python's own
+    ``mmap`` is not used: it keeps a descriptor for as long as the mapping lives, so every
+    large value a caller holds would hold a descriptor.
     """
     try:
         size = os.fstat(fd).st_size
+        mapped = _map_private(fd, size)
+        if mapped is not None:
+            return mapped
         buf = bytearray(size)
         view = memoryview(buf)
         done = 0
@@ -295,9 +299,53 @@ def _read_shared(fd: int) -> bytearray:
                 raise OSError(f"shared buffer ended at {done} of {size} bytes")
             done += n
         view.release()
+        return buf
     finally:
         os.close(fd)
-    return buf
+
+
+_libc: Any = None  # ctypes' libc with mmap/munmap typed, once loaded (False: unavailable)
+
+
+def _map_private(fd: int, size: int) -> memoryview | None:
+    """``size`` bytes of ``fd`` mapped private and writable, unmapped when the last view
+    of them goes; None where libc cannot be called."""
+    global _libc
+    if _libc is None:
+        _libc = _load_libc()
+    if _libc is False:
+        return None
+    import ctypes
+    import weakref
+
+    addr = _libc.mmap(None, size, 0x1 | 0x2, 0x02, fd, 0)  # PROT_READ|WRITE, MAP_PRIVATE
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        raise OSError(ctypes.get_errno(), "mmap of a shared buffer failed")
+    region = (ctypes.c_char * size).from_address(addr)
+    unmap = weakref.finalize(region, _libc.munmap, addr, size)
+    unmap.atexit = False  # values may outlive the finalizers at exit: the kernel unmaps
+    return memoryview(region).cast("B")
+
+
+def _load_libc() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return False
+    return libc
 
 
 def read_frame_blocking(sock: socket.socket) -> Message | None:
@@ -422,7 +470,7 @@ class Channel:
             parts, fds = encode_frame(msg)
             self._queue(parts, fds)
             return
-        data = pickle.dumps(msg, protocol=5)
+        data = pickle.dumps(to_wire(msg), protocol=5)
         if len(data) > MAX_META:
             raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
         frame = _HEADER.pack(len(data), 0, 0) + data
@@ -598,7 +646,7 @@ class Channel:
                         if meta_len + _HEADER_SIZE < _BIG:
                             break
                     else:
-                        msg = pickle.loads(view[body:stop])
+                        msg = from_wire(pickle.loads(view[body:stop]))
                         pos = stop
                         self._on_message(msg)
                         if self._closed:

@@ -30,8 +30,8 @@ SIZES = {
 }
 
 
-def _memfds() -> list[str]:
-    """This process's open descriptors (and mappings) of osiiso_mp's shared-memory files."""
+def _memfd_descriptors() -> list[str]:
+    """This process's open descriptors of osiiso_mp's shared-memory files."""
     found = []
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -40,9 +40,18 @@ def _memfds() -> list[str]:
             continue
         if "memfd:osiiso_mp" in target:
             found.append(f"fd {fd}")
-    with open("/proc/self/maps") as maps:
-        found += [line.strip() for line in maps if "memfd:osiiso_mp" in line]
     return found
+
+
+def _memfd_mappings() -> list[str]:
+    """This process's mappings of osiiso_mp's shared-memory files (received values)."""
+    with open("/proc/self/maps") as maps:
+        return [line.strip() for line in maps if "memfd:osiiso_mp" in line]
+
+
+def _memfds() -> list[str]:
+    """Every descriptor and mapping of osiiso_mp's shared-memory files in this process."""
+    return _memfd_descriptors() + _memfd_mappings()
 
 
 def _dev_shm() -> set[str]:
@@ -171,8 +180,15 @@ def test_worker_killed_while_mapping_a_shared_buffer_leaks_nothing() -> None:
 
 def test_large_results_held_by_the_caller_hold_no_descriptor() -> None:
     # a caller may keep thousands of large results: none of them may pin a descriptor
-    with Executor(procs=2) as ex:
+    # (each is a private mapping, unmapped when the value goes)
+    with Executor(procs=2, result_ttl=0) as ex:
         held = [f.result(timeout=30) for f in [ex.submit(_ones, SHARED_MIN) for _ in range(40)]]
-        assert _memfds() == []
+        assert _memfd_descriptors() == []
+        ex.run()
     assert [int(a.sum()) for a in held] == [SHARED_MIN] * 40
     assert all(a.flags.writeable for a in held)
+    held[0][:] = 7  # copy-on-write: private to us
+    assert int(held[0].sum()) == 7 * SHARED_MIN
+    del held, ex
+    gc.collect()
+    assert _memfds() == []  # every mapping went with its value

@@ -10,13 +10,21 @@ import socket
 import pytest
 
 from osiiso_mp._runtime._messages import (
+    MESSAGES,
+    CancelTask,
+    Configure,
     ErrorInfo,
+    InitFailed,
+    LogRecorded,
+    MemoryExceeded,
     Message,
     RunTask,
     Stop,
     TaskFinished,
     TaskStarted,
     WorkerReady,
+    from_wire,
+    to_wire,
 )
 from osiiso_mp._runtime._wire import (
     INLINE_MIN,
@@ -40,6 +48,27 @@ def test_messages_pickle_round_trip_including_empty_ones() -> None:
     ]
     for msg in msgs:
         assert pickle.loads(pickle.dumps(msg, protocol=5)) == msg
+
+
+def test_every_message_survives_its_wire_form() -> None:
+    samples: dict[type[Message], Message] = {
+        Configure: Configure(0, 1, ("p",), "/", 1, None, 20, (("A", "b"),), (0,), 1, 1 << 30),
+        RunTask: RunTask(7, 1, 3, b"payload", False, None, False, (b"x",)),
+        CancelTask: CancelTask(4),
+        Stop: Stop(),
+        WorkerReady: WorkerReady(123),
+        InitFailed: InitFailed("boom", "tb", "setup"),
+        MemoryExceeded: MemoryExceeded(1 << 20),
+        TaskStarted: TaskStarted(1, 2.5),
+        TaskFinished: TaskFinished(7, "failed", b"x", None, 2.0, 0.5, 1, -4, ()),
+        LogRecorded: LogRecorded(None, "n", 20, "m", 1.0, "p.py", 3, None, None),
+    }
+    assert set(samples) == set(MESSAGES)
+    for msg in samples.values():
+        wire = to_wire(msg)
+        assert type(wire) is tuple
+        back = from_wire(pickle.loads(pickle.dumps(wire, protocol=5)))
+        assert type(back) is type(msg) and back == msg
 
 
 def test_blocking_reader_reads_frames_and_end_of_stream() -> None:
