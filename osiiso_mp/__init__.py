@@ -10,44 +10,101 @@ persistent uvloop worker processes, records every attempt, and hands back immuta
         squares = list(ex.map(lambda x: x * x, range(10)))
         summary = ex.run()
 
-This module only re-exports the public names (and gives the ``osiiso_mp`` logger a
-``NullHandler``, as a library should: logging configuration is the application's).
+This module only re-exports the public names, loading each on first use (and gives the
+``osiiso_mp`` logger a ``NullHandler``, as a library should: logging configuration is the
+application's).
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from ._async import AsyncExecutor, AsyncOptionsView, AsyncTaskGroup
-from ._errors import (
-    ClosedError,
-    ExecutionError,
-    MemoryLimitError,
-    OsiisoError,
-    QueueFullError,
-    RemoteError,
-    Retry,
-    SerializationError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-)
-from ._executor import Executor, OptionsView
-from ._future import TaskFuture
-from ._group import TaskGroup, pmap
-from ._options import TaskOptions
-from ._progress import ProgressEvent
-from ._records import (
-    Attempt,
-    PoolStats,
-    RunSummary,
-    RunTelemetry,
-    TaskInfo,
-    TaskResult,
-    WorkerSnapshot,
-    WorkerStats,
-)
-from ._resources import cpu_budget
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._async import AsyncExecutor, AsyncOptionsView, AsyncTaskGroup
+    from ._errors import (
+        ClosedError,
+        ExecutionError,
+        MemoryLimitError,
+        OsiisoError,
+        QueueFullError,
+        RemoteError,
+        Retry,
+        SerializationError,
+        TaskTimeoutError,
+        WorkerCrashedError,
+    )
+    from ._executor import Executor, OptionsView
+    from ._future import TaskFuture
+    from ._group import TaskGroup, pmap
+    from ._options import TaskOptions
+    from ._progress import ProgressEvent
+    from ._records import (
+        Attempt,
+        PoolStats,
+        RunSummary,
+        RunTelemetry,
+        TaskInfo,
+        TaskResult,
+        WorkerSnapshot,
+        WorkerStats,
+    )
+    from ._resources import cpu_budget
+
 logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
+
+# Public names load on first use (PEP 562): importing a worker module (osiiso_mp._runtime)
+# runs this file first, and workers and the fork server need none of the facades: loading
+# them all made every fresh interpreter spend ~150 ms importing what it never uses.
+_LAZY: dict[str, str] = {
+    "AsyncExecutor": "._async",
+    "AsyncOptionsView": "._async",
+    "AsyncTaskGroup": "._async",
+    "Attempt": "._records",
+    "ClosedError": "._errors",
+    "ExecutionError": "._errors",
+    "Executor": "._executor",
+    "MemoryLimitError": "._errors",
+    "OptionsView": "._executor",
+    "OsiisoError": "._errors",
+    "PoolStats": "._records",
+    "ProgressEvent": "._progress",
+    "QueueFullError": "._errors",
+    "RemoteError": "._errors",
+    "Retry": "._errors",
+    "RunSummary": "._records",
+    "RunTelemetry": "._records",
+    "SerializationError": "._errors",
+    "TaskFuture": "._future",
+    "TaskGroup": "._group",
+    "TaskInfo": "._records",
+    "TaskOptions": "._options",
+    "TaskResult": "._records",
+    "TaskTimeoutError": "._errors",
+    "WorkerCrashedError": "._errors",
+    "WorkerSnapshot": "._records",
+    "WorkerStats": "._records",
+    "cpu_budget": "._resources",
+    "pmap": "._group",
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and flag unknown names
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'osiiso_mp' has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AsyncExecutor",

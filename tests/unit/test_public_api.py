@@ -1,0 +1,41 @@
+"""The public names: each resolves, has a docstring, and loads only when first used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import osiiso_mp
+
+
+def test_every_public_name_resolves_with_a_docstring() -> None:
+    for name in osiiso_mp.__all__:
+        value = getattr(osiiso_mp, name)
+        if name != "__version__":
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+    assert set(dir(osiiso_mp)) >= set(osiiso_mp.__all__)
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    try:
+        osiiso_mp.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("no AttributeError")
+
+
+def test_worker_modules_do_not_load_the_facades() -> None:
+    # workers and the fork server import osiiso_mp._runtime (and so osiiso_mp itself):
+    # the executors, records and psutil must not come with it (fresh interpreters start
+    # faster), while `from osiiso_mp import Executor` still works as before
+    code = (
+        "import sys; from osiiso_mp._runtime import _worker_main, _forkserver; "
+        "heavy = [m for m in ('osiiso_mp._executor', 'osiiso_mp._async', "
+        "'osiiso_mp._records', 'psutil') if m in sys.modules]; "
+        "print(heavy); from osiiso_mp import Executor, TaskResult; print(Executor.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["[]", "Executor"]
