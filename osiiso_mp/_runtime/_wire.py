@@ -309,7 +309,7 @@ _libc: Any = None  # ctypes' libc with mmap/munmap typed, once loaded (False: un
 
 def _map_private(fd: int, size: int) -> memoryview | None:
     """``size`` bytes of ``fd`` mapped private and writable, unmapped when the last view
-    of them goes; None where libc cannot be called."""
+    of them goes; None where libc cannot be called or the mapping fails."""
     global _libc
     if _libc is None:
         _libc = _load_libc()
@@ -320,7 +320,7 @@ def _map_private(fd: int, size: int) -> memoryview | None:
 
     addr = _libc.mmap(None, size, 0x1 | 0x2, 0x02, fd, 0)  # PROT_READ|WRITE, MAP_PRIVATE
     if addr is None or addr == ctypes.c_void_p(-1).value:
-        raise OSError(ctypes.get_errno(), "mmap of a shared buffer failed")
+        return None  # out of mappings (vm.max_map_count) or address space: copy instead
     region = (ctypes.c_char * size).from_address(addr)
     unmap = weakref.finalize(region, _libc.munmap, addr, size)
     unmap.atexit = False  # values may outlive the finalizers at exit: the kernel unmaps

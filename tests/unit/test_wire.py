@@ -224,3 +224,19 @@ def test_whole_frame_encoding_and_blocking_reads_take_inline_buffers() -> None:
     with pytest.raises(ValueError, match="shared buffers"):
         encode(TaskFinished(1, "succeeded", blob, 1.0, 2.0, 0.0, 0, 0))
     blob.close()
+
+
+def test_shared_buffers_are_copied_where_they_cannot_be_mapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no callable libc (or mmap refused): the receiver reads the file into its own memory
+    from osiiso_mp._runtime import _wire
+
+    monkeypatch.setattr(_wire, "_libc", False)
+    before = _open_fds()
+    data = bytes(range(256)) * (SHARED_MIN // 256)
+    blob = SharedBuffer(data)
+    (got,) = _exchange([TaskFinished(1, "succeeded", blob, 1.0, 2.0, 0.0, 0, 0)], 1)
+    blob.close()
+    assert type(got.payload) is bytearray and got.payload == data  # type: ignore[attr-defined]
+    assert _open_fds() == before
