@@ -210,7 +210,7 @@ def encode_frame(msg: Message) -> tuple[list[Any], list[int]]:
     """One frame holding ``msg``: the buffers to write in order, and the descriptors to
     send with them (owned by the caller from now on: close them once sent)."""
     if not _carries(msg):
-        return [encode(msg)], []
+        return [_plain(msg)], []
     out = io.BytesIO()
     inline: list[pickle.PickleBuffer] = []
     fds: list[int] = []
@@ -241,6 +241,11 @@ def encode(msg: Message) -> bytes:
         if fds:
             raise ValueError("a frame with shared buffers cannot be encoded as bytes")
         return b"".join(parts)
+    return _plain(msg)
+
+
+def _plain(msg: Message) -> bytes:
+    """The frame of a message with nothing beside its pickle."""
     data = pickle.dumps(to_wire(msg), protocol=5)
     if len(data) > MAX_META:
         raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
@@ -466,49 +471,16 @@ class Channel:
         """Queue ``msg``; it goes out at the end of this loop iteration (or on :meth:`flush`)."""
         if self._closed:
             return
-        if type(msg) in _CARRIERS and (msg.buffers or type(msg.payload) is not bytes):  # type: ignore[attr-defined]
-            parts, fds = encode_frame(msg)
-            self._queue(parts, fds)
-            return
-        data = pickle.dumps(to_wire(msg), protocol=5)
-        if len(data) > MAX_META:
-            raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
-        frame = _HEADER.pack(len(data), 0, 0) + data
-        out = self._out
-        if out and not out[-1].started:
-            out[-1].bufs.append(frame)
-        else:
-            seg = _Segment()
-            seg.bufs.append(frame)
-            out.append(seg)
-        if not self._flush_scheduled and not self._writer_added:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue an already encoded frame (see :func:`encode`)."""
-        if self._closed:
-            return
-        out = self._out
-        if out and not out[-1].started:
-            out[-1].bufs.append(frame)
-        else:
-            seg = _Segment()
-            seg.bufs.append(frame)
-            out.append(seg)
-        if not self._flush_scheduled and not self._writer_added:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def _queue(self, parts: list[Any], fds: list[int]) -> None:
+        parts, fds = encode_frame(msg)
         out = self._out
         seg = out[-1] if out else None
         if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > _MAX_FDS):
             seg = _Segment()
             out.append(seg)
         seg.bufs.extend(parts)
-        seg.fds.extend(fds)
-        seg.plain = False
+        if len(parts) > 1:  # a frame with buffers beside its pickle
+            seg.plain = False
+            seg.fds.extend(fds)
         if not self._flush_scheduled and not self._writer_added:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
