@@ -26,7 +26,7 @@ import cloudpickle
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
 from ._messages import ErrorInfo
-from ._wire import INLINE_MIN, Blob, attach, attach_copy
+from ._wire import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, attach_copy
 
 Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
 
@@ -73,7 +73,15 @@ def _collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer
 
 
 def _pack(data: bytes, oob: list[pickle.PickleBuffer]) -> Packed:
-    return attach(data), tuple(attach_copy(buf) for buf in oob)
+    """The pickle and its out-of-band buffers as they travel: at most ``SHARED_PER_FRAME``
+    of them in shared memory (one descriptor each on the frame), the rest by the socket."""
+    blobs = []
+    shared = 0
+    for buf in oob:
+        blob = attach_copy(buf, shared=shared < SHARED_PER_FRAME - 1)
+        shared += type(blob) is SharedBuffer
+        blobs.append(blob)
+    return attach(data, shared=shared < SHARED_PER_FRAME), tuple(blobs)
 
 
 def dumps_task(

@@ -47,6 +47,7 @@ from ._messages import Message, RunTask, TaskFinished, from_wire, to_wire
 __all__ = [
     "INLINE_MIN",
     "SHARED_MIN",
+    "SHARED_PER_FRAME",
     "Channel",
     "SharedBuffer",
     "attach",
@@ -74,6 +75,9 @@ SHARED_MIN = 1 << 20
 """Buffers from this size travel in shared memory (Linux), below it through the socket."""
 
 _SHARED_LIVE_MAX = 256  # shared buffers a process may hold at once (one descriptor each)
+SHARED_PER_FRAME = 32
+"""Shared buffers one message may carry (their descriptors ride on one write); a payload's
+further large buffers go through the socket."""
 _CARRIERS = (RunTask, TaskFinished)  # the messages that may carry attached buffers
 
 
@@ -95,9 +99,9 @@ class SharedBuffer:
     _lock = threading.Lock()
 
     def __init__(self, data: Any) -> None:
+        self._fd = -1  # first: __del__ runs even if what follows raises
         view = memoryview(data).cast("B")
         self.nbytes = view.nbytes
-        self._fd = -1
         fd = os.memfd_create("osiiso_mp", os.MFD_CLOEXEC)
         try:
             done = 0
@@ -139,13 +143,13 @@ class SharedBuffer:
 Blob = Any  # bytes, or what attach() returns, or (received) a memoryview
 
 
-def attach(data: Any) -> Blob:
+def attach(data: Any, shared: bool = True) -> Blob:
     """``data`` (bytes-like, not mutated later), ready to travel: in the pickle when small,
-    beside it when large, in shared memory when very large (and room is left)."""
+    beside it when large, in shared memory when very large (and ``shared`` and room left)."""
     size = memoryview(data).nbytes
     if size < INLINE_MIN:
         return data
-    if size >= SHARED_MIN and shared_supported() and SharedBuffer.room():
+    if shared and size >= SHARED_MIN and shared_supported() and SharedBuffer.room():
         try:
             return SharedBuffer(data)
         except OSError:  # out of descriptors or memory for the file: the socket will do
@@ -153,14 +157,14 @@ def attach(data: Any) -> Blob:
     return pickle.PickleBuffer(data)
 
 
-def attach_copy(buf: pickle.PickleBuffer) -> Blob:
+def attach_copy(buf: pickle.PickleBuffer, shared: bool = True) -> Blob:
     """A snapshot of an out-of-band buffer from a payload's pickle (its owner may change it
-    once we return): in shared memory when large enough, else a private ``bytearray``
-    (``bytes`` cannot change: they travel as they are)."""
+    once we return): in shared memory when large enough (and ``shared``), else a private
+    ``bytearray`` (``bytes`` cannot change: they travel as they are)."""
     raw = buf.raw()
     if type(raw.obj) is bytes:
-        return attach(raw.obj)
-    if raw.nbytes >= SHARED_MIN and shared_supported() and SharedBuffer.room():
+        return attach(raw.obj, shared)
+    if shared and raw.nbytes >= SHARED_MIN and shared_supported() and SharedBuffer.room():
         try:
             return SharedBuffer(raw)
         except OSError:

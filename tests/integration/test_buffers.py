@@ -144,6 +144,24 @@ def test_many_shared_buffers_in_flight_beyond_the_descriptor_budget() -> None:
     assert _memfds() == []
 
 
+def _sums(*arrays: np.ndarray[Any, Any]) -> list[int]:
+    return [int(a.sum()) for a in arrays]
+
+
+def _copies(n: int, a: np.ndarray[Any, Any]) -> list[np.ndarray[Any, Any]]:
+    return [a + i for i in range(n)]
+
+
+def test_more_large_buffers_in_one_task_than_one_frame_shares() -> None:
+    # 70 arrays of 1 MiB each way, more descriptors than one write may carry: past
+    # SHARED_PER_FRAME, the rest travel by the socket
+    arrays = [np.full(SHARED_MIN, i, dtype=np.uint8) for i in range(70)]
+    with Executor(procs=1) as ex:
+        assert ex.submit(_sums, *arrays).result(timeout=60) == [i * SHARED_MIN for i in range(70)]
+        back = ex.submit(_copies, 70, arrays[1]).result(timeout=60)
+    assert [int(a[0]) for a in back] == [(1 + i) % 256 for i in range(70)]
+
+
 def test_worker_crash_with_shared_buffer_in_flight_is_retried_and_leaks_nothing(
     tmp_path: Any,
 ) -> None:
