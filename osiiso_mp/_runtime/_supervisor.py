@@ -761,23 +761,29 @@ class Supervisor:
         self._dispatch()
 
     def _send(self, w: _Worker, task: Task) -> None:
+        msg = RunTask(
+            task.seq,
+            len(task.attempts) + 1,
+            task.opts.priority,
+            task.payload,
+            task.is_async,
+            task.opts.timeout if task.is_async else None,
+            self._announce(task),
+            task.buffers,
+        )
+        try:
+            w.channel.send(msg)
+        except ValueError as exc:  # beyond what one frame can hold: it can never be sent
+            err = _SerializationError(
+                "arguments", "frame", str(exc), name=task.name, task_id=task.task_id
+            )
+            self._finish_failed(task, err)
+            return
         task.state = "queued"
         task.worker = w
         task.started_at = None
         w.add(task)
         w.assigned += 1
-        w.channel.send(
-            RunTask(
-                task.seq,
-                len(task.attempts) + 1,
-                task.opts.priority,
-                task.payload,
-                task.is_async,
-                task.opts.timeout if task.is_async else None,
-                self._announce(task),
-                task.buffers,
-            )
-        )
         limit = self.config.max_tasks_per_worker
         if limit is not None and w.assigned >= limit:
             self._retire(w)

@@ -281,8 +281,16 @@ class WorkerActor:
             delta,
             buffers,
         )
-        self._channel.send(done)
-        release((payload, *buffers))  # the frame holds its own descriptors
+        try:
+            self._channel.send(done)
+        except ValueError as exc:  # beyond what one frame can hold: report that instead
+            info = error_info(SerializationError("result", "frame", str(exc)))
+            report = pickle.dumps(info, protocol=5)
+            self._channel.send(
+                TaskFinished(msg.seq, "failed", report, start[0], finished_at, cpu, peak, delta)
+            )
+        finally:
+            release((payload, *buffers))  # a frame holds its own descriptors
 
     def _fail(
         self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed"

@@ -210,3 +210,34 @@ def test_large_results_held_by_the_caller_hold_no_descriptor() -> None:
     del held, ex
     gc.collect()
     assert _memfds() == []  # every mapping went with its value
+
+
+def _shrink_frames() -> None:
+    """Initializer: this worker's frames may hold only small pickles (a limit lowered so
+    that the over-the-limit path can be exercised without 4 GiB of data)."""
+    from osiiso_mp._runtime import _wire
+
+    _wire.MAX_META = 2_000
+
+
+def _many_small(n: int) -> list[int]:
+    return list(range(n))
+
+
+def test_a_message_beyond_the_frame_limits_fails_its_task_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from osiiso_mp import SerializationError
+    from osiiso_mp._runtime import _wire
+
+    with Executor(procs=1, initializer=_shrink_frames) as ex:
+        # a result over the worker's limit: the task fails, the worker carries on
+        with pytest.raises(SerializationError, match="result"):
+            ex.submit(_many_small, 3_000).result(timeout=30)
+        assert ex.submit(_many_small, 3).result(timeout=30) == [0, 1, 2]
+        # an argument over the supervisor's limit: the task fails, nothing is sent
+        monkeypatch.setattr(_wire, "MAX_META", 2_000)
+        with pytest.raises(SerializationError, match="arguments"):
+            ex.submit(len, list(range(3_000))).result(timeout=30)
+        monkeypatch.undo()
+        assert ex.submit(len, [1, 2]).result(timeout=30) == 2
