@@ -213,6 +213,10 @@ def test_values_raises_on_cancellation_alone(tmp_path: Path) -> None:
 def test_values_timeout_raises_timeout_error(tmp_path: Path) -> None:
     with Executor(procs=1) as ex:
         group = ex.group([(square, 2), (pid_then_sleep, str(tmp_path / "pid"), 30.0)])
+        # the first task done and the second running, whatever the machine's speed: only
+        # the second is unfinished when values() times out
+        assert group.futures[0].result(timeout=20) == 4
+        _read_pid(tmp_path / "pid")
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="did not finish within"):
             group.values(timeout=0.3)
