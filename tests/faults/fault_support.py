@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
+from process_support import gone as gone  # re-exported: fault tests import it from here
+from process_support import wait_for as wait_for
 
 from osiiso_mp import Executor, RunSummary, TaskFuture, TaskResult
 from osiiso_mp._errors import RemoteTraceback
@@ -72,14 +73,6 @@ def exit_with(code: int) -> None:
     os._exit(code)
 
 
-def gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
 def identity(x: Any) -> Any:
     return x
 
@@ -104,16 +97,6 @@ def remote_tb(exc: BaseException) -> str:
 def sleep_then_pid(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 def warm_pids(ex: Executor, n: int) -> list[int]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from process_support import gone, wait_for
 
 from osiiso_mp import Executor, MemoryLimitError, OsiisoError, TaskResult
 from osiiso_mp._resources import THREAD_ENV_VARS, ProcessRss, cpu_budget, thread_env
@@ -75,24 +75,6 @@ def thread_variables() -> dict[str, str | None]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 def record(fut_result: TaskResult | None) -> TaskResult:

@@ -1,0 +1,28 @@
+"""Helpers shared by every test suite that watches real processes (tests/ is on the
+import path: pytest puts the directory of tests/conftest.py there)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psutil
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``cond`` every 20 ms until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
