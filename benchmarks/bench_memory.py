@@ -3,7 +3,9 @@
 Runs N no-op tasks, then measures the Python memory held by what the executor retains for
 them: the batch's futures (with their TaskResult and Attempt records), and the records kept
 for lookups by id (``result_ttl``). Reported as bytes per task; ``run()`` then releases the
-batch, and a ``result_ttl=0`` executor keeps nothing else.
+batch, and a ``result_ttl=0`` executor keeps nothing else. The same is then measured for
+N items of one ``map(abs, ...)`` (chunked: values and timings kept compactly, records built
+on demand).
 
     python benchmarks/bench_memory.py [--tasks 20000]
 """
@@ -19,19 +21,24 @@ from osiiso_mp import Executor
 from osiiso_mp._bench import noop
 
 
-def held_per_task(tasks: int, result_ttl: float) -> tuple[float, float]:
+def held_per_task(tasks: int, result_ttl: float, use_map: bool = False) -> tuple[float, float]:
     """Bytes per finished task held before run(), and after run() released the batch."""
     with Executor(procs=2, result_ttl=result_ttl) as ex:
         for f in [ex.submit(noop) for _ in range(200)]:
             f.result()
+        list(ex.map(abs, range(1000)))
         ex.run()
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        futures = [ex.submit(noop) for _ in range(tasks)]
-        for f in futures:
-            f.result()
-        del futures  # only what the executor itself keeps
+        if use_map:
+            for _ in ex.map(abs, range(10**6, 10**6 + tasks)):  # ints not cached by CPython
+                pass
+        else:
+            futures = [ex.submit(noop) for _ in range(tasks)]
+            for f in futures:
+                f.result()
+            del futures  # only what the executor itself keeps
         time.sleep(0.2)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - base
@@ -47,12 +54,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=20_000)
     args = parser.parse_args()
-    for ttl in (300.0, 0.0):
-        before, after = held_per_task(args.tasks, ttl)
-        print(
-            f"result_ttl={ttl:g}: {before:,.0f} bytes/task held until run(); "
-            f"{after:,.0f} bytes/task after run() ({args.tasks:,} no-op tasks)"
-        )
+    for use_map in (False, True):
+        what = "items of map(abs, ...)" if use_map else "no-op tasks"
+        for ttl in (300.0, 0.0):
+            before, after = held_per_task(args.tasks, ttl, use_map)
+            print(
+                f"result_ttl={ttl:g}: {before:,.0f} bytes/task held until run(); "
+                f"{after:,.0f} bytes/task after run() ({args.tasks:,} {what})"
+            )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from ._executor import Executor
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
+from ._map import MapChunk
 from ._options import ExecutorConfig, TaskOptions, resolve_options
 from ._progress import ProgressArg
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
@@ -40,7 +41,9 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 
-async def _wait(futures: list[TaskFuture[Any]], timeout: float | None) -> set[TaskFuture[Any]]:
+async def _wait(
+    futures: list[TaskFuture[Any] | MapChunk], timeout: float | None
+) -> set[TaskFuture[Any] | MapChunk]:
     """Wait on the running loop until every future is done or ``timeout`` passes; return
     those not done. One loop wake-up for the whole list, from whichever thread finishes
     the last one."""

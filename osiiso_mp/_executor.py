@@ -22,8 +22,10 @@ import psutil
 from ._errors import ClosedError, QueueFullError, SerializationError
 from ._future import TaskFuture, task_info
 from ._group import A, TaskGroup, build_group
+from ._map import MapChunk, chunked_results
 from ._options import (
     FAIL_POLICIES,
+    HOOKS,
     ExecutorConfig,
     TaskOptions,
     build_config,
@@ -33,9 +35,11 @@ from ._options import (
 from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
+from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, Chunk
 from ._runtime._commands import Shutdown, Submit
+from ._runtime._policy import chunk_size
 from ._runtime._serialize import dumps_task
-from ._runtime._supervisor import Supervisor
+from ._runtime._supervisor import ChunkItem, Supervisor
 from ._runtime._task import Task
 from ._runtime._workers import Launcher
 
@@ -142,18 +146,31 @@ class _Submitter:
     ) -> Generator[R, None, None]:
         """Like :meth:`concurrent.futures.Executor.map`: values in input order, lazily.
 
-        Every element is its own task with its own :class:`TaskResult` (``chunksize`` is
-        accepted for compatibility; batching is the transport's job). Without ``buffersize``
-        every task is submitted at once, as in the standard library; with it, at most
-        ``buffersize`` tasks are outstanding, so huge or endless iterables stream in bounded
-        memory. ``timeout`` bounds the whole iteration, from this call. The first failure
-        raises when it is reached; closing the iterator early cancels what is left.
-        ``progress`` is as for :meth:`Executor.run`; the bar follows the tasks from the first
-        value asked for until the iterator ends (its total is unknown for an iterator
-        streamed with ``buffersize`` until the iterator is used up).
+        Every element is its own task with its own id and :class:`TaskResult`, in the run's
+        summary and in lookups by id. Batching is the transport's job: elements travel to
+        the workers in chunks, ``chunksize`` of them per message, or with ``chunksize=None``
+        as many as make about 10 ms of work once the callable's duration is known (at most
+        256 before, and always few enough that every worker gets several chunks).
+        ``chunksize=1`` sends each element on its own, as :meth:`submit` does; so do an
+        ``async def`` callable, a ``timeout`` option, a ``task_id`` option, hooks and
+        ``max_pending``, which need a task per message. Inside a chunk, an element that
+        raises fails alone (and is retried on its own, with ``retries``); a chunk whose
+        worker dies is run again element by element, so the one that crashes is named.
+
+        Without ``buffersize`` every element is submitted at once, as in the standard
+        library; with it, at most ``buffersize`` are outstanding, so huge or endless
+        iterables stream in bounded memory. ``timeout`` bounds the whole iteration, from
+        this call. The first failure raises when it is reached; closing the iterator early
+        cancels what is left. ``progress`` is as for :meth:`Executor.run`; the bar follows
+        the tasks from the first value asked for until the iterator ends (its total is
+        unknown for an iterator streamed with ``buffersize`` until the iterator is used up).
         """
-        if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
-            raise ValueError(f"chunksize must be a positive int, got {chunksize!r}")
+        if chunksize is not None and (
+            not isinstance(chunksize, int)
+            or isinstance(chunksize, bool)
+            or not 1 <= chunksize <= MAX_CHUNK
+        ):
+            raise ValueError(f"chunksize must be an int from 1 to {MAX_CHUNK}, got {chunksize!r}")
         if buffersize is not None and (
             not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
         ):
@@ -161,12 +178,43 @@ class _Submitter:
         tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
         end = None if timeout is None else time.monotonic() + timeout
         args_iter = zip(*iterables, strict=False)
+        if chunksize != 1 and self._ex._chunkable(self._opts, fn):
+            return self._map_chunked(fn, args_iter, chunksize, buffersize, end, tracker)
         submit = self.submit
         if buffersize is None:
             futures = deque(submit(fn, *a) for a in args_iter)
         else:
             futures = deque(submit(fn, *a) for a in itertools.islice(args_iter, buffersize))
         return _map_results(futures, args_iter if buffersize else None, submit, fn, end, tracker)
+
+    def _map_chunked(
+        self,
+        fn: Callable[..., Any],
+        args_iter: Iterator[tuple[Any, ...]],
+        chunksize: int | None,
+        buffersize: int | None,
+        end: float | None,
+        tracker: ProgressTracker | None,
+    ) -> Generator[Any, None, None]:
+        ex, opts = self._ex, self._opts
+
+        def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
+            return ex._submit_items(opts, fn, items)
+
+        procs = ex._config.procs
+        if buffersize is None:
+            items = list(args_iter)
+            size = chunksize or chunk_size(total=len(items), procs=procs, estimate=ex._estimate(fn))
+            entries: deque[Any] = deque()
+            for at in range(0, len(items), size):
+                entries.extend(submit_items(items[at : at + size]))
+            return chunked_results(entries, None, submit_items, None, end, tracker)
+        size = chunksize or chunk_size(
+            total=None, procs=procs, estimate=ex._estimate(fn), window=buffersize
+        )
+        size = min(size, buffersize)
+        batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
+        return chunked_results(deque(), batches, submit_items, buffersize, end, tracker)
 
     @overload
     def group(
@@ -297,7 +345,7 @@ class Executor(_Submitter, cf.Executor):
         self._parked: deque[TaskFuture[Any]] = deque()
         self._blocking_submit = True  # the async twin parks instead of blocking
         self._seq = itertools.count(1)
-        self._batch: list[TaskFuture[Any]] = []
+        self._batch: list[TaskFuture[Any] | MapChunk] = []
         self._prune_at = _BATCH_PRUNE_AT
         self._psutil_procs: dict[int, psutil.Process] = {}
         self._batch_respawns = 0
@@ -386,6 +434,79 @@ class Executor(_Submitter, cf.Executor):
         self._admit(fut, task, wait=self._blocking_submit)
         return fut
 
+    def _chunkable(self, opts: TaskOptions, fn: Callable[..., Any]) -> bool:
+        """May ``map`` send ``fn``'s items in chunks under ``opts``? Not when something
+        needs a task per message: a timeout (a kill per item), a fixed task id, an async
+        callable (they run concurrently), hooks (they take each task's future), or
+        ``max_pending`` (one slot per task)."""
+        config = self._config
+        return (
+            callable(fn)
+            and opts.timeout is None
+            and opts.task_id is None
+            and self._room is None
+            and not _is_async(fn)
+            and not any(getattr(config, hook) is not None for hook in HOOKS)
+        )
+
+    def _estimate(self, fn: Callable[..., Any]) -> float | None:
+        """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""
+        self._check_open()
+        name = _callable_name(fn)
+        sup = self._sup
+        try:
+            return sup.call(lambda: sup.estimate(name))
+        except ClosedError:
+            self._check_open()
+            raise
+
+    def _submit_items(
+        self, opts: TaskOptions, fn: Callable[..., Any], items: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Submit ``fn(*args)`` for each of ``items`` as one chunk: ``[MapChunk]``; or, when
+        they do not pickle together, one task each (so that the culprit fails alone)."""
+        if self._closed:
+            raise ClosedError("cannot submit: the executor is shut down")
+        broken = self._sup.broken
+        if broken is not None:
+            raise ClosedError(f"cannot submit: the executor is broken: {broken}")
+        try:
+            payload, buffers = dumps_task(fn, tuple(items), {})
+        except SerializationError:
+            return [self._submit(opts, fn, args, {}) for args in items]
+        fn_name = _callable_name(fn)
+        created_at = time.perf_counter()
+        chunk = Chunk(
+            prefix=new_task_id()[:PREFIX_LEN],
+            fn=fn,
+            args=items,
+            name=opts.name or fn_name,
+            fn_name=fn_name,
+            opts=opts,
+            created_at=created_at,
+        )
+        fut = MapChunk(self._sup, chunk)
+        task = Task(
+            seq=next(self._seq),
+            task_id=chunk.item_id(0),
+            name=chunk.name,
+            fn_name=fn_name + CHUNK_SUFFIX,
+            fut=fut,
+            opts=opts,
+            payload=payload,
+            buffers=buffers,
+            is_async=False,
+            error=None,
+            args=(),
+            kwargs={},
+            created_at=created_at,
+            enqueue_ms=int(time.time() * 1000),
+            chunk=chunk,
+        )
+        fut._task = task
+        self._post(fut, task)
+        return [fut]
+
     def _admit(self, fut: TaskFuture[Any], task: Task, *, wait: bool) -> None:
         """Hand the task to the supervisor, within ``max_pending``.
 
@@ -416,7 +537,7 @@ class Executor(_Submitter, cf.Executor):
             self._free_slot()
             raise
 
-    def _post(self, fut: TaskFuture[Any], task: Task) -> None:
+    def _post(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         with self._lock:
             self._check_open()
             self._sup.post(Submit(task))
@@ -428,7 +549,7 @@ class Executor(_Submitter, cf.Executor):
         if self._closed:
             raise ClosedError("cannot submit: the executor is shut down")
 
-    def _add_to_batch(self, fut: TaskFuture[Any], task: Task) -> None:
+    def _add_to_batch(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         if task.opts.detached:
             return
         with self._batch_lock:
@@ -499,9 +620,7 @@ class Executor(_Submitter, cf.Executor):
         doubles past what is left, so pruning costs amortised O(1) per task.
         """
         horizon = time.perf_counter() - self._config.result_ttl
-        self._batch = [
-            f for f in self._batch if f._record is None or f._record.finished_at > horizon
-        ]
+        self._batch = [f for f in self._batch if not _finished_before(f, horizon)]
         self._prune_at = max(_BATCH_PRUNE_AT, 2 * len(self._batch))
 
     def _wait_for_room(self, room: threading.Semaphore) -> None:
@@ -595,7 +714,13 @@ class Executor(_Submitter, cf.Executor):
         respawns = self._sup.replacements()
         with self._batch_lock:
             self._batch_respawns = respawns
-        records: list[TaskResult] = [f._record for f in run.batch if f._record is not None]
+        records: list[TaskResult] = []
+        for f in run.batch:
+            if isinstance(f, MapChunk):
+                if f.done():
+                    records.extend(f.records())
+            elif f._record is not None:
+                records.append(f._record)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:
@@ -611,7 +736,7 @@ class Executor(_Submitter, cf.Executor):
             summary.raise_for_errors()
         return summary
 
-    def _swap_fail_policy(self, policy: str, batch: list[TaskFuture[Any]]) -> str | None:
+    def _swap_fail_policy(self, policy: str, batch: list[TaskFuture[Any] | MapChunk]) -> str | None:
         """Set the supervisor's fail policy; return the one it replaced (None: unchanged).
 
         Switching to ``fail_first`` trips at once if the batch already holds a failure.
@@ -625,7 +750,7 @@ class Executor(_Submitter, cf.Executor):
             sup.fail_policy = policy
             if policy == "fail_first":
                 for fut in batch:
-                    record = fut._record
+                    record = fut.failed() if isinstance(fut, MapChunk) else fut._record
                     if record is not None and record.status == "failed":
                         sup.trip_fail_first(record)
                         break
@@ -659,13 +784,16 @@ class Executor(_Submitter, cf.Executor):
             return "not_found"
         if isinstance(found, TaskResult):
             return "complete"
-        return self._inspect(lambda: found.state)
+        state: str = self._inspect(lambda: found.state)
+        return state
 
     def info(self, task_id: str) -> TaskInfo | None:
         """A :class:`TaskInfo` snapshot of an unfinished task, else None."""
 
         def read() -> TaskInfo | None:
             found = self._sup.lookup(task_id)
+            if isinstance(found, ChunkItem):
+                return found.info()
             return task_info(found) if isinstance(found, Task) else None
 
         return self._inspect(read)
@@ -678,14 +806,22 @@ class Executor(_Submitter, cf.Executor):
         out). None for an unknown id or a record older than ``result_ttl``.
         """
 
-        def read() -> TaskFuture[Any] | TaskResult | None:
+        def read() -> Any:
             found = self._sup.lookup(task_id)
             return found.fut if isinstance(found, Task) else found
 
         found = self._inspect(read)
         if isinstance(found, TaskFuture):
             return found.task_result(timeout)
-        return found
+        if isinstance(found, ChunkItem):  # an item of a map chunk under way
+            fut = found.future
+            if timeout is None and not fut.done():
+                return None
+            done, _ = cf.wait([fut], timeout)
+            if not done:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout:g}s")
+            return fut.chunk.record(found.index)  # type: ignore[no-any-return]
+        return found  # type: ignore[no-any-return]
 
     def queue_size(self) -> int:
         """Tasks waiting to start, scheduled ones (delays, retry backoffs) included."""
@@ -717,7 +853,7 @@ class Executor(_Submitter, cf.Executor):
             del procs[pid]
         return PoolStats(workers=tuple(snapshots), **counts)
 
-    def _cancel_many(self, futures: list[TaskFuture[Any]], reason: str) -> None:
+    def _cancel_many(self, futures: list[TaskFuture[Any] | MapChunk], reason: str) -> None:
         tasks = [f._task for f in futures if f._task is not None]
         if not tasks:
             return
@@ -766,12 +902,21 @@ class Executor(_Submitter, cf.Executor):
 class _Run:
     """One ``run()`` in progress."""
 
-    batch: list[TaskFuture[Any]]
+    batch: list[TaskFuture[Any] | MapChunk]
     respawns_before: int
     previous_policy: str | None
     tracker: ProgressTracker | None
 
 
-def _must_complete(fut: TaskFuture[Any]) -> bool:
+def _finished_before(fut: Any, horizon: float) -> bool:
+    """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
+    if isinstance(fut, MapChunk):
+        finished = fut.finished_at
+        return finished is not None and finished <= horizon
+    record = fut._record
+    return record is not None and record.finished_at <= horizon
+
+
+def _must_complete(fut: TaskFuture[Any] | MapChunk) -> bool:
     task = fut._task
     return task is not None and task.opts.must_complete

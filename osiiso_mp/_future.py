@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import threading
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -114,17 +113,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
         parked_in = self._parked_in
         if parked_in is not None and parked_in._withdraw(self):
             return True
-        sup = self._sup
-        if threading.get_ident() == sup.thread_id:
-            return sup._cancel(task, "cancelled by the caller")
-        from ._runtime._commands import Cancel
-
-        reply: cf.Future[bool] = cf.Future()
-        try:
-            sup.post(Cancel(task, "cancelled by the caller", reply))
-        except ClosedError:
-            return self.cancelled()
-        return reply.result()
+        cancelled = self._sup.request_cancel(task, "cancelled by the caller")
+        return self.cancelled() if cancelled is None else cancelled
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await fut``: the value, or the task's exception raised."""

@@ -207,6 +207,14 @@ def _tqdm_class() -> Callable[..., Any] | None:
 _local = threading.local()  # .tracking: True while track_all() attaches callbacks
 
 
+def _records_of(fut: cf.Future[Any]) -> list[TaskResult]:
+    """The records a finished future stands for: a map chunk's items, else its own."""
+    records = getattr(fut, "records", None)
+    if callable(records):
+        return list(records())
+    return [_record_of(fut)]
+
+
 def _record_of(fut: cf.Future[Any]) -> TaskResult:
     """The record of a finished future: its ``_record``, else a stand-in from its outcome."""
     record = getattr(fut, "_record", None)
@@ -311,7 +319,7 @@ class ProgressTracker:
             if self._closed:
                 return
             self._pending.update(futs)
-            self._tracked += len(futs)
+            self._tracked += sum(getattr(f, "weight", 1) for f in futs)
             new_total = last and self._total != self._tracked
             if last:
                 self._total = self._tracked
@@ -339,7 +347,7 @@ class ProgressTracker:
         """
         if not fut.done():
             return
-        record = _record_of(fut)
+        records = _records_of(fut)
         display = self._display
         with self._lock:
             if self._closed:
@@ -349,8 +357,9 @@ class ProgressTracker:
                 self._callback_threads.add(threading.get_ident())
             if self._t0 is None:
                 self._open_locked()
-            self._counts[record.status] += 1
-            display.task_done(self, record)
+            for record in records:
+                self._counts[record.status] += 1
+                display.task_done(self, record)
             self._settled.notify_all()
         display.flush()
 

@@ -12,6 +12,8 @@ A conversation with one worker::
         | -- RunTask(seq=2) ------------>  |   the worker runs them in (priority, seq) order
         | <------------- TaskStarted(1)    |
         | <------------ TaskFinished(1)    |   value or exception, plus the attempt's telemetry
+        | -- RunTask(seq=3, chunk) ----->  |   a map chunk: one callable, many argument tuples
+        | <----------- ChunkFinished(3)    |   every item's value or error, and its timings
         | <-------------- LogRecorded      |   a log record, tagged with the running task
         | -- CancelTask(2) ------------->  |   dropped if not started: TaskFinished(cancelled)
         | <------------- MemoryExceeded    |   above max_rss before a task: holds it, waits
@@ -105,6 +107,7 @@ class RunTask(Message):
     timeout: float | None
     announce: bool = True  # flush TaskStarted before running (False: known short, no timeout)
     buffers: tuple[Any, ...] = ()  # the payload pickle's out-of-band buffers
+    chunk: bool = False  # the payload is ``(fn, [args, ...])``: run fn once per item, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,26 @@ class TaskFinished(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkFinished(Message):
+    """A chunk (a :class:`RunTask` with ``chunk=True``) ran every one of its items.
+
+    ``payload`` pickles ``(values, errors)``: one value per item (None where it failed) and
+    ``{index: ErrorInfo}`` for the items that raised or whose value could not be pickled.
+    ``clock`` holds ``n + 1`` ``time.perf_counter()`` readings packed as doubles (item ``i``
+    ran from ``clock[i]`` to ``clock[i + 1]``) and ``cpu`` the ``n`` items' CPU seconds;
+    ``peak_rss`` and ``rss_delta`` are measured over the whole chunk.
+    """
+
+    seq: int
+    payload: Any  # bytes, or an attached buffer (a memoryview once received)
+    clock: bytes
+    cpu: bytes
+    peak_rss: int
+    rss_delta: int
+    buffers: tuple[Any, ...] = ()  # the payload pickle's out-of-band buffers
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorInfo(Message):
     """A task's exception as it travels: the pickled exception when it pickles, and text.
 
@@ -196,7 +219,7 @@ class ErrorInfo(Message):
 class LogRecorded(Message):
     """A log record emitted in the worker, message already formatted (arguments applied in
     the worker, so that unpicklable arguments never travel). ``seq`` is the task that was
-    running, or None outside any task."""
+    running, or None outside any task (and ``item`` the item of a map chunk)."""
 
     seq: int | None
     name: str
@@ -207,6 +230,7 @@ class LogRecorded(Message):
     lineno: int
     func_name: str | None
     exc_text: str | None
+    item: int | None = None  # in a map chunk: the index of the item running
 
 
 # --- the wire form: a plain tuple ---------------------------------------------------------
@@ -222,6 +246,7 @@ MESSAGES: tuple[type[Message], ...] = (
     TaskStarted,
     TaskFinished,
     LogRecorded,
+    ChunkFinished,
 )
 """The messages that travel as frames; a message's tag is its index here."""
 

@@ -16,7 +16,14 @@ import heapq
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["DurationEstimates", "ReadyQueue", "TokenBucket", "may_prefetch", "retry_delay"]
+__all__ = [
+    "DurationEstimates",
+    "ReadyQueue",
+    "TokenBucket",
+    "chunk_size",
+    "may_prefetch",
+    "retry_delay",
+]
 
 T = TypeVar("T")
 
@@ -221,3 +228,41 @@ class TokenBucket:
             self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate
+
+
+CHUNK_SECONDS = 0.01  # work per map chunk when the callable's duration is known
+CHUNK_UNKNOWN = 256  # most items per chunk while the callable's duration is unknown
+CHUNK_MAX = 4096  # most items per chunk
+
+
+def chunk_size(
+    *,
+    total: int | None,
+    procs: int,
+    estimate: float | None,
+    window: int | None = None,
+) -> int:
+    """How many items of a ``map`` go to a worker in one message (``chunksize=None``).
+
+    - ``total``: the number of items, or None when they stream (``buffersize=window``).
+    - ``estimate``: seconds one call is expected to take, or None when unknown.
+
+    Enough items to fill about :data:`CHUNK_SECONDS` of work when the duration is known
+    (so a chunk's messages cost little beside its work, and long calls go one by one), at
+    most :data:`CHUNK_UNKNOWN` while it is not; and few enough that every worker gets
+    several chunks (4 each when the duration is known, 16 when not), so that the last
+    chunks leave no worker idle for long. Streaming, a chunk is at most a quarter of a
+    worker's share of the window. Always between 1 and :data:`CHUNK_MAX`.
+    """
+    procs = max(1, procs)
+    if estimate is None:
+        size = CHUNK_UNKNOWN
+        per_worker = 16
+    else:
+        size = round(CHUNK_SECONDS / max(estimate, 1e-7))
+        per_worker = 4
+    if total is not None:
+        size = min(size, total // (procs * per_worker))
+    if window is not None:
+        size = min(size, window // (procs * 4))
+    return max(1, min(size, CHUNK_MAX))

@@ -31,6 +31,7 @@ from ._wire import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, att
 Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
 
 __all__ = [
+    "dumps_chunk_values",
     "dumps_task",
     "dumps_value",
     "error_info",
@@ -147,6 +148,27 @@ def dumps_value(value: Any) -> Packed:
         raise SerializationError(
             "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
         ) from None
+
+
+def dumps_chunk_values(values: list[Any], errors: dict[int, ErrorInfo]) -> Packed:
+    """Pickle a chunk's outcomes, ``(values, errors)``, for :class:`ChunkFinished`.
+
+    A value that cannot be pickled fails only its own item: it is replaced by None and its
+    index gets a :class:`SerializationError` (stage "result") in ``errors``.
+    """
+    try:
+        return dumps_value((values, errors))
+    except SerializationError:
+        pass
+    for i, value in enumerate(values):
+        if i in errors:
+            continue
+        try:
+            dumps_value(value)
+        except SerializationError as exc:
+            errors[i] = error_info(exc)
+            values[i] = None
+    return dumps_value((values, errors))
 
 
 class _LargeBytes:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import itertools
 import logging
 import os
 import pickle
@@ -66,6 +67,7 @@ import socket
 import sys
 import threading
 import time
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -80,12 +82,15 @@ from .._errors import (
     format_bytes,
 )
 from .._errors import SerializationError as _SerializationError
+from .._future import task_info
 from .._options import HOOKS, ExecutorConfig
-from .._records import Attempt, Outcome, TaskResult
+from .._records import Attempt, Outcome, TaskInfo, TaskResult
 from .._resources import ProcessRss, thread_env
+from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
 from ._commands import Call, Cancel, Command, Shutdown, Submit
 from ._messages import (
     CancelTask,
+    ChunkFinished,
     Configure,
     ErrorInfo,
     InitFailed,
@@ -99,12 +104,12 @@ from ._messages import (
     WorkerReady,
 )
 from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
-from ._serialize import rebuild_exception
+from ._serialize import dumps_task, rebuild_exception
 from ._task import Task
 from ._wire import Channel, release
 from ._workers import Launcher, WorkerProcess, process_stopped
 
-__all__ = ["Supervisor"]
+__all__ = ["ChunkItem", "Supervisor"]
 
 log = logging.getLogger("osiiso_mp")
 
@@ -220,6 +225,11 @@ class Supervisor:
         self._finished: OrderedDict[str, tuple[float, TaskResult]] = OrderedDict()
         self.completed = 0
         self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
+        # map chunks by id prefix: unsettled ones (their transport task), and settled ones
+        # kept for lookups like records: prefix -> (expiry on time.monotonic(), chunk)
+        self._live_chunks: dict[str, Task] = {}
+        self._kept_chunks: OrderedDict[str, tuple[float, Chunk]] = OrderedDict()
+        self._split_seqs = itertools.count(-1, -1)  # items split off chunks go first
         self._workers: list[_Worker | None] = [None] * config.procs
         self.respawns = 0
         self.restarts = [0] * config.procs
@@ -301,6 +311,17 @@ class Supervisor:
         reply: cf.Future[Any] = cf.Future()
         self.post(Call(fn, reply))
         return reply.result(timeout)  # type: ignore[no-any-return]
+
+    def request_cancel(self, task: Task, reason: str) -> bool | None:
+        """Cancel ``task`` from any thread (see :meth:`_cancel`); None once stopped."""
+        if threading.get_ident() == self._thread.ident:
+            return self._cancel(task, reason)
+        reply: cf.Future[bool] = cf.Future()
+        try:
+            self.post(Cancel(task, reason, reply))
+        except ClosedError:
+            return None
+        return reply.result()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -387,6 +408,10 @@ class Supervisor:
             self._on_finished(w, msg)
             if self.config.max_rss is not None:
                 self._check_rss(w)
+        elif isinstance(msg, ChunkFinished):
+            self._on_chunk_finished(w, msg)
+            if self.config.max_rss is not None:
+                self._check_rss(w)
         elif isinstance(msg, TaskStarted):
             self._on_started(w, msg)
         elif isinstance(msg, WorkerReady):
@@ -413,6 +438,9 @@ class Supervisor:
         if not logger.isEnabledFor(msg.levelno):
             return
         task = None if msg.seq is None else w.sent.get(msg.seq)
+        task_id = None if task is None else task.task_id
+        if task is not None and task.chunk is not None and msg.item is not None:
+            task_id = task.chunk.item_id(msg.item)
         record = logging.makeLogRecord(
             {
                 "name": msg.name,
@@ -429,7 +457,7 @@ class Supervisor:
                 "exc_text": msg.exc_text,
                 "process": w.pid,
                 "processName": f"osiiso_mp-worker-{w.id}",
-                "task_id": None if task is None else task.task_id,
+                "task_id": task_id,
                 "task_name": None if task is None else task.name,
                 "worker": w.id,
                 "worker_pid": w.pid,
@@ -644,16 +672,19 @@ class Supervisor:
 
     def check_unique(self, task_id: str) -> None:
         """Raise ValueError if a task with ``task_id`` is still in flight."""
-        if task_id in self._by_id:
+        if task_id in self._by_id or self._unfinished_item(task_id):
             raise _duplicate_id(task_id)
 
     def _on_submit(self, task: Task) -> None:
         self._tasks[task.seq] = task
+        if task.chunk is not None:
+            self._live_chunks[task.chunk.prefix] = task
         refusal = self._refusal(task)
         if refusal is not None:
             self._finish_failed(task, refusal)
             return
-        self._by_id[task.task_id] = task
+        if task.chunk is None:
+            self._by_id[task.task_id] = task
         wait = task.opts.first_start_after(time.time())
         if wait:  # delay= / run_at=: wait on a timer, holding no worker
             self._schedule(task, wait)
@@ -662,7 +693,9 @@ class Supervisor:
 
     def _refusal(self, task: Task) -> BaseException | None:
         """Why a new task fails at once without an attempt, or None when it may run."""
-        if task.task_id in self._by_id:  # lost a race with another thread's same id
+        if task.chunk is None and (
+            task.task_id in self._by_id or self._unfinished_item(task.task_id)
+        ):  # lost a race with another thread's same id
             return _duplicate_id(task.task_id)
         if self._closing:
             return ClosedError(f"the executor is shut down{_task_suffix(task)}")
@@ -720,7 +753,11 @@ class Supervisor:
             best: _Worker | None = None
             for w in workers:
                 # send ahead only behind tasks known to be short (see DurationEstimates)
-                if task.is_async:
+                if task.chunk is not None:
+                    # one chunk ahead of the running one, behind chunks only: the pipe never
+                    # runs dry, and the last chunks are not stuck behind a busy worker
+                    depth = 2 if all(n.endswith(CHUNK_SUFFIX) for n in w.names) else 1
+                elif task.is_async:
                     depth = self.config.concurrency
                     if estimates.all_short(w.names):
                         depth += 1
@@ -770,6 +807,7 @@ class Supervisor:
             task.opts.timeout if task.is_async else None,
             self._announce(task),
             task.buffers,
+            task.chunk is not None,
         )
         try:
             w.channel.send(msg)
@@ -797,7 +835,7 @@ class Supervisor:
         be the one that killed it, unseen, and it must not do so again anonymously (each
         crash would requeue the whole batch and replace the worker, for ever).
         """
-        if task.is_async or task.opts.timeout is not None or task.suspect:
+        if task.is_async or task.opts.timeout is not None or task.suspect or task.chunk is not None:
             return True
         estimate = self._estimates.estimate(task.fn_name)
         return estimate is None or estimate >= _TINY
@@ -897,6 +935,184 @@ class Supervisor:
         self._record_attempt(task, w, msg, msg.outcome, _short_error(error))
         self._after_failure(task, error)
 
+    def _on_chunk_finished(self, w: _Worker, msg: ChunkFinished) -> None:
+        """A chunk ran: its items that succeeded end here, compactly; each failed item
+        becomes a task of its own, retried or finished as a single task would be."""
+        task = w.sent.get(msg.seq)
+        if task is None:
+            return
+        chunk = task.chunk
+        assert chunk is not None
+        self._detach(w, task)
+        w.done += chunk.n
+        if task.abandoned:
+            return
+        try:
+            values, errors = pickle.loads(msg.payload, buffers=msg.buffers)
+        except BaseException as exc:
+            err = _SerializationError(
+                "result",
+                type(exc).__name__,
+                f"unpickling failed in the parent: {exc}",
+                name=task.name,
+                task_id=task.task_id,
+            )
+            now = time.perf_counter()
+            started = task.started_at
+            task.attempts.append(
+                Attempt(
+                    number=len(task.attempts) + 1,
+                    worker=w.id,
+                    pid=w.pid,
+                    queued_for=max(0.0, (started or now) - task.queued_since),
+                    started_at=started,
+                    finished_at=now,
+                    duration=0.0 if started is None else max(0.0, now - started),
+                    cpu_time=0.0,
+                    peak_rss=msg.peak_rss,
+                    rss_delta=msg.rss_delta,
+                    outcome="failed",
+                    error=_short_error(err),
+                )
+            )
+            self._after_failure(task, err)
+            return
+        clock: array[float] = array("d")
+        clock.frombytes(msg.clock)
+        cpu: array[float] = array("d")
+        cpu.frombytes(msg.cpu)
+        if chunk.n:
+            self._estimates.observe(chunk.fn_name, (clock[-1] - clock[0]) / chunk.n)
+        chunk.ran(
+            values,
+            clock,
+            cpu,
+            worker=w.id,
+            pid=w.pid,
+            peak_rss=msg.peak_rss,
+            rss_delta=msg.rss_delta,
+            queued_since=task.queued_since,
+        )
+        self._end_transport(task)
+        self.completed += chunk.n - len(errors)
+        chunk.busy = True  # not settled before every failed item is handled
+        for i in sorted(errors):  # each is retried, or finished and handed to the chunk
+            error = rebuild_exception(errors[i])
+            item = self._split_item(task, i, [chunk.attempt(i, "failed", _short_error(error))])
+            self._after_failure(item, error)
+        chunk.busy = False
+        if not chunk.split and not chunk.settled:
+            self._settle_chunk(task)
+
+    def _end_transport(self, task: Task) -> None:
+        """A chunk's transport task is over (its items may live on as tasks of their own)."""
+        task.state = "complete"
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        self._tasks.pop(task.seq, None)
+        release((task.payload, *task.buffers))
+        task.payload = b""
+        task.buffers = ()
+
+    def _split_item(self, transport: Task, i: int, attempts: list[Attempt]) -> Task:
+        """Item ``i`` of a chunk becomes a task of its own, with the attempts it made in the
+        chunk: it is retried, or finished, as a single task; its record goes to the chunk.
+
+        Its payload is pickled again, from the callable and arguments ``map`` received.
+        """
+        chunk = transport.chunk
+        assert chunk is not None and chunk.args is not None
+        args = chunk.args[i]
+        error: BaseException | None = None
+        try:
+            payload, buffers = dumps_task(chunk.fn, args, {})
+        except _SerializationError as exc:
+            payload, buffers = b"", ()
+            error = exc
+        item = Task(
+            seq=next(self._split_seqs),
+            task_id=chunk.item_id(i),
+            name=chunk.name,
+            fn_name=chunk.fn_name,
+            fut=_ItemSink(self, transport, i),
+            opts=chunk.opts,
+            payload=payload,
+            buffers=buffers,
+            is_async=False,
+            error=error,
+            args=args,
+            kwargs={},
+            created_at=chunk.created_at,
+            enqueue_ms=transport.enqueue_ms,
+        )
+        item.attempts = attempts
+        item.first_started_at = next(
+            (a.started_at for a in attempts if a.started_at is not None), None
+        )
+        item.queued_since = time.perf_counter()
+        item.cancel_reason = transport.cancel_reason
+        chunk.split[i] = item
+        self._tasks[item.seq] = item
+        self._by_id[item.task_id] = item
+        return item
+
+    def _split_chunk(self, task: Task) -> None:
+        """A chunk was lost with its worker, at an item nobody knows: every item becomes a
+        task of its own, announced, so that a crash it causes again is put down to it."""
+        chunk = task.chunk
+        assert chunk is not None
+        self._end_transport(task)
+        for i in range(chunk.n):
+            item = self._split_item(task, i, [])
+            item.suspect = True
+            if item.error is not None:
+                self._finish_failed(item, item.error)
+            else:
+                self._enqueue(item)
+        if not chunk.split and not chunk.settled:
+            self._settle_chunk(task)
+
+    def _item_settled(self, transport: Task, i: int, record: TaskResult) -> None:
+        """An item split off a chunk has its record (from ``_finish``, through its sink)."""
+        chunk = transport.chunk
+        assert chunk is not None
+        chunk.split.pop(i, None)
+        chunk.outcome[i] = record
+        if transport.state == "complete" and not (chunk.split or chunk.settled or chunk.busy):
+            self._settle_chunk(transport)
+
+    def _end_chunk(self, task: Task, status: str, exc: BaseException | None, message: str) -> None:
+        """A chunk ends as a whole (cancelled, refused, failed before its items ran): every
+        item without an ending gets this one, with the chunk's attempts."""
+        chunk = task.chunk
+        assert chunk is not None
+        self._end_transport(task)
+        finished = task.attempts[-1].finished_at if task.attempts else time.perf_counter()
+        self.completed += chunk.end_all(
+            status, exc=exc, message=message, attempts=tuple(task.attempts), finished_at=finished
+        )
+        if not chunk.split:
+            self._settle_chunk(task)
+        if status == "failed" and self.fail_policy == "fail_first":
+            self.trip_fail_first(task)
+        self._maybe_finish_shutdown()
+
+    def _settle_chunk(self, task: Task) -> None:
+        """Every item of the chunk has ended: keep it for lookups, and wake its reader."""
+        chunk = task.chunk
+        assert chunk is not None
+        chunk.settle(time.perf_counter())
+        if self._live_chunks.get(chunk.prefix) is task:
+            del self._live_chunks[chunk.prefix]
+        now = time.monotonic()
+        self._expire(now)
+        ttl = self.config.result_ttl
+        if ttl > 0:
+            self._kept_chunks[chunk.prefix] = (now + ttl, chunk)
+        task.fut._settle_chunk()
+        self._maybe_finish_shutdown()
+
     # -- attempts, retries, records --------------------------------------------------------
 
     def _record_attempt(
@@ -940,6 +1156,9 @@ class Supervisor:
     ) -> None:
         """An attempt ended without a report from the worker (killed, crashed, cancelled);
         ``peak_rss`` is the worker's size when it was killed for memory, else unknown (0)."""
+        if task.chunk is not None and outcome != "cancelled":
+            self._split_chunk(task)
+            return
         started = task.started_at
         if started is not None:
             self._estimates.observe(task.fn_name, now - started)
@@ -1007,6 +1226,9 @@ class Supervisor:
         if task.state == "complete":  # pragma: no cover - the invariant says once
             log.error("osiiso_mp: task %s finished twice", task.task_id)
             return
+        if task.chunk is not None:
+            self._end_chunk(task, status, exc, message)
+            return
         task.state = "complete"
         if task.timer is not None:
             task.timer.cancel()
@@ -1059,14 +1281,19 @@ class Supervisor:
         ttl = self.config.result_ttl
         finished = self._finished
         now = time.monotonic()
-        while finished:
-            oldest = next(iter(finished.values()))
-            if oldest[0] > now:
-                break
-            finished.popitem(last=False)
+        self._expire(now)
         if ttl > 0:
             finished.pop(record.task_id, None)  # an id reused after it finished: newest wins
             finished[record.task_id] = (now + ttl, record)
+
+    def _expire(self, now: float) -> None:
+        """Forget the records and chunks whose time to live has run out."""
+        for kept in (self._finished, self._kept_chunks):
+            while kept:
+                oldest = next(iter(kept.values()))
+                if oldest[0] > now:
+                    break
+                kept.popitem(last=False)
 
     def replacements(self) -> int:
         """Workers replaced so far, counting those killed whose exit is not yet seen (their
@@ -1081,19 +1308,52 @@ class Supervisor:
                     pending += 1
         return self.respawns + pending
 
-    def lookup(self, task_id: str) -> Task | TaskResult | None:
-        """The unfinished task or the retained record with ``task_id`` (supervisor thread)."""
+    def lookup(self, task_id: str) -> Task | TaskResult | ChunkItem | None:
+        """The unfinished task or the retained record with ``task_id``, or for an item of a
+        map chunk still under way, a :class:`ChunkItem` (supervisor thread)."""
         task = self._by_id.get(task_id)
         if task is not None:
+            sink = task.fut
+            if type(sink) is _ItemSink:  # an item split off a chunk: the chunk answers
+                return ChunkItem(sink._transport, sink._i)
             return task
         entry = self._finished.get(task_id)
-        if entry is None or entry[0] <= time.monotonic():
+        if entry is not None:
+            return entry[1] if entry[0] > time.monotonic() else None
+        prefix = task_id[:PREFIX_LEN]
+        transport = self._live_chunks.get(prefix)
+        if transport is not None:
+            chunk = transport.chunk
+            assert chunk is not None
+            i = chunk.index_of(task_id)
+            if i is None:
+                return None
+            return chunk.record(i) or ChunkItem(transport, i)
+        kept = self._kept_chunks.get(prefix)
+        if kept is None or kept[0] <= time.monotonic():
             return None
-        return entry[1]
+        i = kept[1].index_of(task_id)
+        return None if i is None else kept[1].record(i)
+
+    def _unfinished_item(self, task_id: str) -> bool:
+        """Is ``task_id`` the id of a map item still under way?"""
+        transport = self._live_chunks.get(task_id[:PREFIX_LEN])
+        if transport is None or transport.chunk is None:
+            return False
+        i = transport.chunk.index_of(task_id)
+        return i is not None and transport.chunk.record(i) is None
+
+    def estimate(self, fn_name: str) -> float | None:
+        """Seconds one call of ``fn_name`` is expected to take, or None when unknown."""
+        return self._estimates.estimate(fn_name)
 
     def queue_size(self) -> int:
         """Tasks waiting to start: queued (sent ahead or not) and scheduled ones."""
-        return sum(1 for t in self._tasks.values() if t.state in ("queued", "scheduled"))
+        return sum(
+            1 if t.chunk is None else t.chunk.n
+            for t in self._tasks.values()
+            if t.state in ("queued", "scheduled")
+        )
 
     def snapshot(
         self,
@@ -1118,7 +1378,7 @@ class Supervisor:
         counts = {"pending": 0, "running": 0, "scheduled": 0}
         for t in self._tasks.values():
             key = "pending" if t.state == "queued" else t.state
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + (1 if t.chunk is None else t.chunk.n)
         counts["completed"] = self.completed
         return workers, counts
 
@@ -1142,7 +1402,17 @@ class Supervisor:
     # -- cancellation ----------------------------------------------------------------------
 
     def _cancel(self, task: Task, reason: str) -> bool:
-        """Cancel ``task`` now; False only when it had already finished."""
+        """Cancel ``task`` now; False only when it had already finished. For a map chunk:
+        every item of it that has not ended."""
+        chunk = task.chunk
+        if chunk is None:
+            return self._cancel_one(task, reason)
+        cancelled = self._cancel_one(task, reason)
+        for item in list(chunk.split.values()):
+            cancelled = self._cancel_one(item, reason) or cancelled
+        return cancelled
+
+    def _cancel_one(self, task: Task, reason: str) -> bool:
         if task.state == "complete":
             return False
         if task.seq not in self._tasks:  # not yet seen: the SubmitTask is still in the inbox
@@ -1232,6 +1502,70 @@ class Supervisor:
             self._loop.close()
         except Exception:  # pragma: no cover
             pass
+
+
+class ChunkItem:
+    """An item of a map chunk that is still under way, as :meth:`Supervisor.lookup` finds it:
+    its chunk's transport task and its index."""
+
+    __slots__ = ("index", "transport")
+
+    def __init__(self, transport: Task, index: int) -> None:
+        self.transport = transport
+        self.index = index
+
+    @property
+    def state(self) -> str:
+        """The item's state: its own task's when it left the chunk, else its chunk's."""
+        chunk = self.transport.chunk
+        assert chunk is not None
+        return (chunk.split.get(self.index) or self.transport).state
+
+    def info(self) -> TaskInfo | None:
+        """A :class:`TaskInfo` snapshot of the item (supervisor thread)."""
+        chunk = self.transport.chunk
+        assert chunk is not None
+        item = chunk.split.get(self.index)
+        if item is not None:
+            return task_info(item)
+        task = self.transport
+        if task.state == "complete" or chunk.args is None:
+            return None
+        w = task.worker
+        return TaskInfo(
+            task_id=chunk.item_id(self.index),
+            name=chunk.name,
+            fn_name=chunk.fn_name,
+            args=chunk.args[self.index],
+            kwargs={},
+            enqueue_time=task.enqueue_ms,
+            tries=len(task.attempts),
+            status=task.state,
+            scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
+            worker_pid=None if w is None or task.state != "running" else w.pid,
+        )
+
+    @property
+    def future(self) -> Any:
+        """The chunk's :class:`~osiiso_mp._map.MapChunk`."""
+        return self.transport.fut
+
+
+class _ItemSink:
+    """Stands for the future of an item split off a chunk: hands its record to the chunk."""
+
+    __slots__ = ("_i", "_sup", "_transport")
+
+    def __init__(self, sup: Supervisor, transport: Task, i: int) -> None:
+        self._sup = sup
+        self._transport = transport
+        self._i = i
+
+    def _settle(self, record: TaskResult) -> None:
+        self._sup._item_settled(self._transport, self._i, record)
+
+    def _settle_closed(self) -> None:  # pragma: no cover - split items are never submitted
+        raise AssertionError("an item split off a chunk was submitted")
 
 
 class _Cancelled(Exception):

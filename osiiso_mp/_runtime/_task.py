@@ -13,7 +13,7 @@ from .._options import TaskOptions
 from .._records import Attempt
 
 if TYPE_CHECKING:
-    from .._future import TaskFuture
+    from ._chunk import Chunk
 
 __all__ = ["State", "Task"]
 
@@ -29,6 +29,7 @@ class Task:
         "attempts",
         "buffers",
         "cancel_reason",
+        "chunk",
         "created_at",
         "enqueue_ms",
         "error",
@@ -58,7 +59,7 @@ class Task:
         task_id: str,
         name: str,
         fn_name: str,
-        fut: TaskFuture[Any],
+        fut: Any,
         opts: TaskOptions,
         payload: Any,
         buffers: tuple[Any, ...],
@@ -68,11 +69,16 @@ class Task:
         kwargs: dict[str, Any],
         created_at: float,
         enqueue_ms: int,
+        chunk: Chunk | None = None,
     ) -> None:
         self.seq = seq
+        # a map chunk's items (then this task only carries them: see _chunk), else None
+        self.chunk = chunk
         self.task_id = task_id
         self.name = name
         self.fn_name = fn_name
+        # what settles: its TaskFuture; a chunk's MapChunk; an item split off a chunk, a
+        # sink handing the record to the chunk (anything with _settle and _settle_closed)
         self.fut = fut
         self.opts = opts
         self.payload = payload  # the pickle, as it travels (see _wire.attach)

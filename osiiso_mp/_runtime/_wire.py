@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._messages import Message, RunTask, TaskFinished, from_wire, to_wire
+from ._messages import ChunkFinished, Message, RunTask, TaskFinished, from_wire, to_wire
 
 __all__ = [
     "INLINE_MIN",
@@ -78,7 +78,7 @@ _SHARED_LIVE_MAX = 256  # shared buffers a process may hold at once (one descrip
 SHARED_PER_FRAME = 32
 """Shared buffers one message may carry (their descriptors ride on one write); a payload's
 further large buffers go through the socket."""
-_CARRIERS = (RunTask, TaskFinished)  # the messages that may carry attached buffers
+_CARRIERS = (RunTask, TaskFinished, ChunkFinished)  # may carry attached buffers
 
 
 def shared_supported() -> bool:

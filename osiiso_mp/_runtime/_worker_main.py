@@ -35,12 +35,15 @@ import signal
 import socket
 import sys
 import time
+from array import array
 from typing import Any, NoReturn
 
 from .._errors import SerializationError
 from ._messages import (
     CancelTask,
+    ChunkFinished,
     Configure,
+    ErrorInfo,
     InitFailed,
     LogRecorded,
     MemoryExceeded,
@@ -51,7 +54,7 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._serialize import dumps_value, error_info
+from ._serialize import dumps_chunk_values, dumps_value, error_info
 from ._telemetry import Meter, Snapshot
 from ._wire import Channel, encode, read_frame_blocking, release
 
@@ -79,6 +82,18 @@ _current_seq: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 
+class _ChunkItem:
+    """The index of the map item running now (set by ``_run_chunk``), or None."""
+
+    __slots__ = ("index",)
+
+    def __init__(self) -> None:
+        self.index: int | None = None
+
+
+_chunk_item = _ChunkItem()
+
+
 class _ForwardingHandler(logging.Handler):
     """Sends the worker's log records to the supervisor, tagged with the running task."""
 
@@ -92,9 +107,10 @@ class _ForwardingHandler(logging.Handler):
             exc_text = record.exc_text
             if record.exc_info and not exc_text:
                 exc_text = self._formatter.formatException(record.exc_info)
+            seq = _current_seq.get()
             self._channel.send(
                 LogRecorded(
-                    _current_seq.get(),
+                    seq,
                     record.name,
                     record.levelno,
                     record.getMessage(),
@@ -103,6 +119,7 @@ class _ForwardingHandler(logging.Handler):
                     record.lineno,
                     record.funcName,
                     exc_text,
+                    None if seq is None else _chunk_item.index,
                 )
             )
         except Exception:  # a broken record must not fail the task that logged it
@@ -298,6 +315,9 @@ class WorkerActor:
         self._finish(msg, outcome, pickle.dumps(error_info(exc), protocol=5), start)
 
     def _run_sync(self, msg: RunTask) -> None:
+        if msg.chunk:
+            self._run_chunk(msg)
+            return
         start = self._begin(msg)
         try:
             fn, args, kwargs = pickle.loads(msg.payload, buffers=msg.buffers)
@@ -318,6 +338,64 @@ class WorkerActor:
             self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
             return
         self._deliver(msg, value, start)
+
+    def _run_chunk(self, msg: RunTask) -> None:
+        """Run a map chunk: ``fn(*args)`` for each item in order, each item's exception
+        caught and kept, then one :class:`ChunkFinished` with every outcome and timing."""
+        start = self._begin(msg)
+        try:
+            fn, items, _ = pickle.loads(msg.payload, buffers=msg.buffers)
+        except BaseException as exc:
+            err = SerializationError("unpickling", type(exc).__name__, str(exc))
+            self._fail(msg, err, start)
+            return
+        values: list[Any] = []
+        errors: dict[int, ErrorInfo] = {}
+        now, cpu_now = time.perf_counter, time.process_time
+        clock = array("d", (now(),))
+        cpu = array("d")
+        last = cpu_now()
+        token = _current_seq.set(msg.seq)
+        here = _chunk_item
+        try:
+            for i, args in enumerate(items):
+                here.index = i
+                try:
+                    value = fn(*args)
+                    if inspect.iscoroutine(value):
+                        value.close()
+                        raise TypeError(
+                            f"{getattr(fn, '__qualname__', fn)!r} returned a coroutine: map "
+                            "an async callable with chunksize=1, or make it async def"
+                        )
+                except BaseException as exc:  # as for a task: the item fails, not the worker
+                    value = None
+                    errors[i] = error_info(exc)
+                values.append(value)
+                clock.append(now())
+                spent = cpu_now()
+                cpu.append(spent - last)
+                last = spent
+        finally:
+            here.index = None
+            _current_seq.reset(token)
+            self._reap_spawned(msg.seq)
+        _, _, peak, delta = self._meter.measure(start)
+        try:
+            payload, buffers = dumps_chunk_values(values, errors)
+        except SerializationError as exc:  # pragma: no cover - every part is picklable
+            self._fail(msg, exc, start)
+            return
+        try:
+            self._channel.send(
+                ChunkFinished(
+                    msg.seq, payload, clock.tobytes(), cpu.tobytes(), peak, delta, buffers
+                )
+            )
+        except ValueError as exc:  # beyond what one frame can hold: fail the chunk whole
+            self._fail(msg, SerializationError("result", "frame", str(exc)), start)
+        finally:
+            release((payload, *buffers))
 
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
         try:

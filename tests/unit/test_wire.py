@@ -12,6 +12,7 @@ import pytest
 from osiiso_mp._runtime._messages import (
     MESSAGES,
     CancelTask,
+    ChunkFinished,
     Configure,
     ErrorInfo,
     InitFailed,
@@ -53,7 +54,7 @@ def test_messages_pickle_round_trip_including_empty_ones() -> None:
 def test_every_message_survives_its_wire_form() -> None:
     samples: dict[type[Message], Message] = {
         Configure: Configure(0, 1, ("p",), "/", 1, None, 20, (("A", "b"),), (0,), 1, 1 << 30),
-        RunTask: RunTask(7, 1, 3, b"payload", False, None, False, (b"x",)),
+        RunTask: RunTask(7, 1, 3, b"payload", False, None, False, (b"x",), True),
         CancelTask: CancelTask(4),
         Stop: Stop(),
         WorkerReady: WorkerReady(123),
@@ -61,7 +62,8 @@ def test_every_message_survives_its_wire_form() -> None:
         MemoryExceeded: MemoryExceeded(1 << 20),
         TaskStarted: TaskStarted(1, 2.5),
         TaskFinished: TaskFinished(7, "failed", b"x", None, 2.0, 0.5, 1, -4, ()),
-        LogRecorded: LogRecorded(None, "n", 20, "m", 1.0, "p.py", 3, None, None),
+        LogRecorded: LogRecorded(5, "n", 20, "m", 1.0, "p.py", 3, None, None, 2),
+        ChunkFinished: ChunkFinished(9, b"v", b"\0" * 16, b"\0" * 8, 1 << 20, -4, (b"y",)),
     }
     assert set(samples) == set(MESSAGES)
     for msg in samples.values():

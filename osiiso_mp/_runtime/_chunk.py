@@ -1,0 +1,266 @@
+"""The items of one ``map`` chunk: one callable, many argument tuples, one record each.
+
+``Executor.map`` sends its items to the workers in chunks (see :func:`._policy.chunk_size`):
+one :class:`~._task.Task` carries a chunk's callable and argument tuples to a worker, which
+runs the items in order and answers with one :class:`~._messages.ChunkFinished`. Every item
+is still a task of its own, with its own id and :class:`~osiiso_mp.TaskResult`; what the
+chunk saves is the per-task machinery (a future, a message, a record built eagerly):
+
+- an item that succeeded is kept compactly (its value, and its slice of the chunk's
+  clock and CPU readings) and its record is built only when somebody asks for it;
+- an item that failed, and may be retried, leaves the chunk: it becomes a task of its own
+  (``split``), whose first attempt is the one it made in the chunk;
+- when the chunk is lost with its worker, the position of the item that caused it is
+  unknown, so every item becomes a task of its own, announced (see ``Task.suspect``): the
+  item that crashes again is then named, and the others run once more;
+- when the chunk ends as a whole (cancelled, refused, failed before any item ran), each
+  unfinished item gets the same ending.
+
+Item ids are a random 28-hex-digit prefix (a uuid4's first 28 digits) followed by the item's
+index in four hex digits, so that they look like every other id and are found by prefix.
+
+The supervisor thread writes a chunk until it is settled (``settled``), after which it is
+only read, from any thread (records are built on demand, and not kept).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING, Any
+
+from .._options import TaskOptions
+from .._records import Attempt, TaskResult
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+__all__ = ["CHUNK_SUFFIX", "MAX_CHUNK", "PREFIX_LEN", "Chunk"]
+
+PREFIX_LEN = 28
+MAX_CHUNK = 0x10000  # four hex digits of index
+CHUNK_SUFFIX = " [map chunk]"  # marks a chunk's transport task among a worker's callables
+
+
+class Chunk:
+    """One chunk's items and how each of them ended."""
+
+    __slots__ = (
+        "args",
+        "busy",
+        "clock",
+        "cpu",
+        "created_at",
+        "finished_at",
+        "fn",
+        "fn_name",
+        "n",
+        "name",
+        "opts",
+        "outcome",
+        "peak_rss",
+        "pid",
+        "prefix",
+        "queued_since",
+        "rss_share",
+        "settled",
+        "split",
+        "values",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        fn: Any,
+        args: list[tuple[Any, ...]],
+        name: str,
+        fn_name: str,
+        opts: TaskOptions,
+        created_at: float,
+    ) -> None:
+        self.prefix = prefix
+        self.fn: Any = fn  # dropped once settled; kept to run an item on its own again
+        self.args: list[tuple[Any, ...]] | None = args  # dropped once settled
+        self.n = len(args)
+        self.name = name
+        self.fn_name = fn_name
+        self.opts = opts
+        self.created_at = created_at
+        # the compact outcome, once the chunk ran: values and per-item readings
+        self.values: list[Any] | None = None
+        self.clock: array[float] | None = None  # n + 1 perf_counter readings
+        self.cpu: array[float] | None = None
+        self.worker = 0
+        self.pid: int | None = None
+        self.peak_rss = 0
+        self.rss_share = 0
+        self.queued_since = created_at
+        # index -> the final record of an item that did not end compactly
+        self.outcome: dict[int, TaskResult] = {}
+        self.split: dict[int, Task] = {}  # index -> the item's own task, while unfinished
+        self.finished_at = 0.0  # when the last item ended (set when settled)
+        self.settled = False
+        self.busy = False  # its failed items are being handed out: do not settle yet
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def item_id(self, i: int) -> str:
+        """The task id of item ``i``."""
+        return f"{self.prefix}{i:04x}"
+
+    def index_of(self, task_id: str) -> int | None:
+        """The index of the item whose id is ``task_id`` (its prefix already matched)."""
+        tail = task_id[PREFIX_LEN:]
+        if len(tail) != 4:
+            return None
+        try:
+            i = int(tail, 16)
+        except ValueError:
+            return None
+        return i if 0 <= i < self.n and self.item_id(i) == task_id else None
+
+    # -- outcomes (supervisor thread) ------------------------------------------------------
+
+    def ran(
+        self,
+        values: list[Any],
+        clock: array[float],
+        cpu: array[float],
+        *,
+        worker: int,
+        pid: int | None,
+        peak_rss: int,
+        rss_delta: int,
+        queued_since: float,
+    ) -> None:
+        """Keep what a worker reported for the whole chunk."""
+        self.values = values
+        self.clock = clock
+        self.cpu = cpu
+        self.worker = worker
+        self.pid = pid
+        self.peak_rss = peak_rss
+        self.rss_share = int(rss_delta / self.n) if self.n else 0
+        self.queued_since = queued_since
+
+    def attempt(self, i: int, outcome: Any = "succeeded", error: str = "") -> Attempt:
+        """Item ``i``'s attempt inside the chunk (after :meth:`ran`)."""
+        clock, cpu = self.clock, self.cpu
+        assert clock is not None and cpu is not None
+        start, end = clock[i], clock[i + 1]
+        return Attempt(
+            number=1,
+            worker=self.worker,
+            pid=self.pid,
+            queued_for=max(0.0, start - self.queued_since),
+            started_at=start,
+            finished_at=end,
+            duration=max(0.0, end - start),
+            cpu_time=cpu[i],
+            peak_rss=self.peak_rss,
+            rss_delta=self.rss_share,
+            outcome=outcome,
+            error=error,
+        )
+
+    def unfinished(self) -> list[int]:
+        """Indices of the items without an ending yet (none ends compactly before
+        :meth:`ran`)."""
+        if self.values is not None:
+            return [i for i in self.split]
+        return [i for i in range(self.n) if i not in self.outcome and i not in self.split]
+
+    def end_all(
+        self,
+        status: str,
+        *,
+        exc: BaseException | None,
+        message: str,
+        attempts: tuple[Attempt, ...],
+        finished_at: float,
+    ) -> int:
+        """Give every item that has no ending yet, and no task of its own, the same
+        ending; returns how many. (Never after :meth:`ran`: items then end one by one.)"""
+        if self.values is not None:
+            return 0
+        count = 0
+        for i in range(self.n):
+            if i in self.outcome or i in self.split:
+                continue
+            first = next((a.started_at for a in attempts if a.started_at is not None), None)
+            self.outcome[i] = TaskResult(
+                task_id=self.item_id(i),
+                name=self.name,
+                status=status,  # type: ignore[arg-type]
+                exception=exc,
+                attempts=len(attempts),
+                priority=self.opts.priority,
+                must_complete=self.opts.must_complete,
+                group_id=self.opts.group_id,
+                detached=self.opts.detached,
+                created_at=self.created_at,
+                started_at=first,
+                finished_at=finished_at,
+                duration=0.0 if first is None else max(0.0, finished_at - first),
+                message=message,
+                metadata=self.opts.metadata,
+                attempt_log=attempts,
+            )
+            count += 1
+        return count
+
+    def settle(self, finished_at: float) -> None:
+        """Every item has ended: from now on the chunk is only read."""
+        self.finished_at = finished_at
+        self.fn = None
+        self.args = None
+        self.settled = True
+
+    # -- records (any thread once settled) -------------------------------------------------
+
+    def record(self, i: int) -> TaskResult | None:
+        """Item ``i``'s record, or None while it has not ended.
+
+        Built anew on each call from the compact outcome (equal each time), so that a
+        chunk kept for lookups holds its values and readings, not records.
+        """
+        record = self.outcome.get(i)
+        if record is None:
+            if self.values is None or i in self.split:
+                return None
+            attempt = self.attempt(i)
+            return TaskResult(
+                task_id=self.item_id(i),
+                name=self.name,
+                status="succeeded",
+                value=self.values[i],
+                attempts=1,
+                priority=self.opts.priority,
+                must_complete=self.opts.must_complete,
+                group_id=self.opts.group_id,
+                detached=self.opts.detached,
+                created_at=self.created_at,
+                started_at=attempt.started_at,
+                finished_at=attempt.finished_at,
+                duration=attempt.duration,
+                metadata=self.opts.metadata,
+                attempt_log=(attempt,),
+            )
+        return record
+
+    def records(self) -> list[TaskResult]:
+        """Every item's record, in order (the chunk must be settled)."""
+        out = []
+        for i in range(self.n):
+            record = self.record(i)
+            assert record is not None
+            out.append(record)
+        return out
+
+    def failures(self) -> int:
+        """How many items failed."""
+        return sum(1 for r in self.outcome.values() if r.status == "failed")

@@ -1,0 +1,111 @@
+"""Map chunks without processes: how big they are, item ids, and records built on demand."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+
+from osiiso_mp import TaskOptions
+from osiiso_mp._runtime._chunk import MAX_CHUNK, PREFIX_LEN, Chunk
+from osiiso_mp._runtime._policy import CHUNK_MAX, CHUNK_UNKNOWN, chunk_size
+
+# -- chunk_size ---------------------------------------------------------------------------
+
+
+def test_unknown_duration_is_capped_and_spread_over_workers() -> None:
+    assert chunk_size(total=200_000, procs=2, estimate=None) == CHUNK_UNKNOWN
+    # 16 chunks per worker at least: 1,000 items on 2 workers -> 31 per chunk
+    assert chunk_size(total=1_000, procs=2, estimate=None) == 31
+    assert chunk_size(total=10, procs=16, estimate=None) == 1
+
+
+def test_known_duration_fills_about_ten_milliseconds() -> None:
+    assert chunk_size(total=10**6, procs=2, estimate=0.001) == 10
+    assert chunk_size(total=10**6, procs=2, estimate=1e-5) == 1000
+    assert chunk_size(total=10**7, procs=2, estimate=1e-9) == CHUNK_MAX
+    assert chunk_size(total=10**6, procs=2, estimate=0.5) == 1  # long calls go one by one
+    # 4 chunks per worker at least
+    assert chunk_size(total=800, procs=2, estimate=1e-6) == 100
+
+
+def test_streaming_window_bounds_the_chunk() -> None:
+    assert chunk_size(total=None, procs=2, estimate=1e-6, window=64) == 8
+    assert chunk_size(total=None, procs=2, estimate=None, window=10**6) == CHUNK_UNKNOWN
+    assert chunk_size(total=None, procs=4, estimate=None, window=3) == 1
+
+
+@pytest.mark.parametrize("total", [0, 1, 7, 10**9])
+@pytest.mark.parametrize("estimate", [None, 0.0, 1e-6, 1.0, 1e6])
+def test_always_between_one_and_the_maximum(total: int, estimate: float | None) -> None:
+    size = chunk_size(total=total, procs=3, estimate=estimate)
+    assert 1 <= size <= CHUNK_MAX <= MAX_CHUNK
+
+
+# -- Chunk ----------------------------------------------------------------------------------
+
+
+def _chunk(n: int) -> Chunk:
+    return Chunk(
+        prefix="0123456789abcdef0123456789ab",
+        fn=abs,
+        args=[(i,) for i in range(n)],
+        name="abs",
+        fn_name="abs",
+        opts=TaskOptions(group_id="g", metadata={"k": 1}, priority=2),
+        created_at=10.0,
+    )
+
+
+def test_item_ids_are_the_prefix_and_a_four_digit_index() -> None:
+    chunk = _chunk(300)
+    ids = [chunk.item_id(i) for i in range(300)]
+    assert len(set(ids)) == 300 and all(len(i) == 32 for i in ids)
+    assert all(i[:PREFIX_LEN] == chunk.prefix for i in ids)
+    assert [chunk.index_of(i) for i in ids] == list(range(300))
+    assert chunk.index_of(chunk.prefix + "012c") is None  # 300: past the end
+    assert chunk.index_of(chunk.prefix + "zzzz") is None
+    assert chunk.index_of(chunk.prefix + "00001") is None
+    assert chunk.index_of(chunk.prefix + "00A0") is None  # not the canonical spelling
+
+
+def test_records_are_built_from_the_compact_outcome() -> None:
+    chunk = _chunk(3)
+    assert chunk.record(0) is None and chunk.unfinished() == [0, 1, 2]
+    clock = array("d", [20.0, 20.5, 21.0, 23.0])
+    cpu = array("d", [0.25, 0.5, 1.5])
+    chunk.ran(
+        [5, 6, 7],
+        clock,
+        cpu,
+        worker=1,
+        pid=99,
+        peak_rss=1000,
+        rss_delta=300,
+        queued_since=19.0,
+    )
+    assert chunk.unfinished() == []
+    chunk.settle(23.0)
+    record = chunk.record(2)
+    assert record is not None
+    assert (record.task_id, record.value, record.status) == (chunk.item_id(2), 7, "succeeded")
+    assert (record.started_at, record.finished_at, record.duration) == (21.0, 23.0, 2.0)
+    assert (record.group_id, record.metadata, record.priority) == ("g", {"k": 1}, 2)
+    (attempt,) = record.attempt_log
+    assert attempt.queued_for == 2.0 and attempt.cpu_time == 1.5
+    assert (attempt.worker, attempt.pid, attempt.peak_rss, attempt.rss_delta) == (1, 99, 1000, 100)
+    assert chunk.record(2) == record and chunk.record(2) is not record  # built on demand
+    assert [r.value for r in chunk.records()] == [5, 6, 7]
+    # the arguments and the callable are let go once settled
+    assert chunk.args is None and chunk.fn is None
+
+
+def test_ending_all_items_at_once() -> None:
+    chunk = _chunk(4)
+    err = RuntimeError("refused")
+    assert chunk.end_all("failed", exc=err, message="refused", attempts=(), finished_at=12.0) == 4
+    chunk.settle(12.0)
+    records = chunk.records()
+    assert [r.status for r in records] == ["failed"] * 4
+    assert all(r.exception is err and r.attempts == 0 for r in records)
+    assert chunk.failures() == 4
