@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import reprlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import ExecutionError
+from ._slots import slot_builder
 
 if TYPE_CHECKING:
     from ._render import SVG
@@ -158,6 +159,14 @@ class TaskResult:
         elif self.message:
             parts.append(f"message={_safe_repr(self.message, short=True)}")
         return f"TaskResult({', '.join(parts)})"
+
+
+make_attempt: Callable[..., Attempt] = slot_builder(Attempt, [f.name for f in fields(Attempt)])
+"""``Attempt(...)`` with every field given, several times faster (records made per task)."""
+make_result: Callable[..., TaskResult] = slot_builder(
+    TaskResult, [f.name for f in fields(TaskResult)]
+)
+"""``TaskResult(...)`` with every field given, several times faster."""
 
 
 @dataclass(frozen=True, slots=True)

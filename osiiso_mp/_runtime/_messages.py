@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, ClassVar, Literal
 
+from .._slots import slot_builder
+
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 
 
@@ -254,16 +256,8 @@ MESSAGES: tuple[type[Message], ...] = (
 def _builder(cls: type[Message]) -> Any:
     """A function making a ``cls`` from its wire tuple ``(tag, *fields)`` without calling
     ``__init__`` (a frozen dataclass's ``__init__`` costs most of a small message's
-    decoding): straight-line code setting each slot through its descriptor."""
-    names: tuple[str, ...] = cls.__match_args__  # type: ignore[attr-defined]
-    params = "".join(f", _s{i}=_s{i}" for i in range(len(names)))
-    body = [f"def build(t, _new=object.__new__, _cls=_cls{params}):", "    obj = _new(_cls)"]
-    body += [f"    _s{i}(obj, t[{i + 1}])" for i in range(len(names))]
-    body.append("    return obj")
-    scope: dict[str, Any] = {"_cls": cls}
-    scope.update({f"_s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
-    exec("\n".join(body), scope)
-    return scope["build"]
+    decoding)."""
+    return slot_builder(cls, cls.__match_args__, tuple_offset=1)  # type: ignore[attr-defined]
 
 
 _TAGS: dict[type[Message], tuple[int, Any]] = {

@@ -84,7 +84,7 @@ from .._errors import (
 from .._errors import SerializationError as _SerializationError
 from .._future import task_info
 from .._options import HOOKS, ExecutorConfig
-from .._records import Attempt, Outcome, TaskInfo, TaskResult
+from .._records import Attempt, Outcome, TaskInfo, TaskResult, make_attempt, make_result
 from .._resources import ProcessRss, thread_env
 from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
 from ._commands import Call, Cancel, Command, Shutdown, Submit
@@ -1122,7 +1122,7 @@ class Supervisor:
         if started is not None:
             self._estimates.observe(task.fn_name, msg.finished_at - started)
         task.attempts.append(
-            Attempt(
+            make_attempt(
                 number=len(task.attempts) + 1,
                 worker=w.id,
                 pid=w.pid,
@@ -1137,6 +1137,7 @@ class Supervisor:
                 rss_delta=msg.rss_delta,
                 outcome=outcome,
                 error=error,
+                exit_code=None,
             )
         )
         if task.first_started_at is None and started is not None:
@@ -1240,10 +1241,10 @@ class Supervisor:
         finished = task.attempts[-1].finished_at if task.attempts else now
         first = task.first_started_at
         opts = task.opts
-        record = TaskResult(
+        record = make_result(
             task_id=task.task_id,
             name=task.name,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             value=value,
             exception=exc,
             attempts=len(task.attempts),

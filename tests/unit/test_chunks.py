@@ -96,6 +96,7 @@ def test_records_are_built_from_the_compact_outcome() -> None:
     assert (attempt.worker, attempt.pid, attempt.peak_rss, attempt.rss_delta) == (1, 99, 1000, 100)
     assert chunk.record(2) == record and chunk.record(2) is not record  # built on demand
     assert [r.value for r in chunk.records()] == [5, 6, 7]
+    assert chunk.records() == [chunk.record(i) for i in range(3)]  # one loop, same records
     # the arguments and the callable are let go once settled
     assert chunk.args is None and chunk.fn is None
 
