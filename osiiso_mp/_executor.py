@@ -201,20 +201,32 @@ class _Submitter:
         def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
             return ex._submit_items(opts, fn, items)
 
-        procs = ex._config.procs
         if buffersize is None:
-            items = list(args_iter)
-            size = chunksize or chunk_size(total=len(items), procs=procs, estimate=ex._estimate(fn))
-            entries: deque[Any] = deque()
-            for at in range(0, len(items), size):
-                entries.extend(submit_items(items[at : at + size]))
+            entries = self._submit_all(fn, args_iter, chunksize)
             return chunked_results(entries, None, submit_items, None, end, tracker)
         size = chunksize or chunk_size(
-            total=None, procs=procs, estimate=ex._estimate(fn), window=buffersize
+            total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
         )
         size = min(size, buffersize)
         batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
         return chunked_results(deque(), batches, submit_items, buffersize, end, tracker)
+
+    def _submit_all(
+        self, fn: Callable[..., Any], args_iter: Iterable[tuple[Any, ...]], chunksize: int | None
+    ) -> deque[Any]:
+        """Submit ``fn(*args)`` for every tuple, in chunks when it may be: the
+        :class:`MapChunk` and :class:`TaskFuture` entries, in input order."""
+        ex, opts = self._ex, self._opts
+        if chunksize == 1 or not ex._chunkable(opts, fn):
+            return deque(ex._submit(opts, fn, args, {}) for args in args_iter)
+        items = list(args_iter)
+        size = chunksize or chunk_size(
+            total=len(items), procs=ex._config.procs, estimate=ex._estimate(fn)
+        )
+        entries: deque[Any] = deque()
+        for at in range(0, len(items), size):
+            entries.extend(ex._submit_items(opts, fn, items[at : at + size]))
+        return entries
 
     @overload
     def group(

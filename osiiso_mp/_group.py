@@ -329,23 +329,24 @@ def pmap(
 ) -> list[Any]:
     """``fn(item)`` for every item, on a fresh pool of ``procs`` workers; values in input order.
 
-    A one-shot helper: it starts an :class:`Executor`, runs the items as one group, and shuts
-    the pool down. ``options`` are :class:`TaskOptions` fields for every task
-    (``pmap(f, xs, retries=2, timeout=10)``); unknown names raise ``TypeError`` and bad
-    values ``ValueError``, before any worker starts. Any failed or cancelled task raises
-    :class:`ExecutionError` (``.results`` holds their records). ``progress`` is as for
-    ``Executor.run``.
+    A one-shot helper: it starts an :class:`Executor`, submits every item as ``map`` does
+    (in chunks, each item its own task), waits for all of them, and shuts the pool down.
+    ``options`` are :class:`TaskOptions` fields for every task (``pmap(f, xs, retries=2,
+    timeout=10)``); unknown names raise ``TypeError`` and bad values ``ValueError``, before
+    any worker starts. Any failed or cancelled task raises :class:`ExecutionError`
+    (``.results`` holds their records). ``progress`` is as for ``Executor.run``.
     """
     from ._executor import Executor
+    from ._map import collect_values
 
     tracker = progress_tracker(progress, desc="osiiso_mp pmap")  # validate it first too
     TaskOptions().replace(**options)  # validate before starting any worker
     with Executor(procs=procs) as ex:
-        group = ex.options(**options).group(fn, iterable)
+        entries = ex.options(**options)._submit_all(fn, ((item,) for item in iterable), None)
         try:
             if tracker:
-                tracker.track_all(group, last=True)
-            return group.values()
+                tracker.track_all(entries, last=True)
+            return collect_values(entries)
         finally:
             if tracker:
                 tracker.close()

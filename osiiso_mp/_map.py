@@ -12,19 +12,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClosedError
 from ._progress import ProgressTracker
-from ._records import TaskResult
+from ._records import RunSummary, TaskResult
 from ._runtime._chunk import Chunk
 
 if TYPE_CHECKING:
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
-__all__ = ["MapChunk", "chunked_results"]
+__all__ = ["MapChunk", "chunked_results", "collect_values"]
 
 R = TypeVar("R")
 
@@ -164,6 +164,35 @@ def chunked_results(
             entry.cancel()
         if tracker:
             tracker.close()
+
+
+def collect_values(entries: Iterable[Entry]) -> list[Any]:
+    """Wait for every entry; their values in input order.
+
+    Raises :class:`ExecutionError` if any task failed or was cancelled: its ``.results``
+    holds those records in input order (as ``TaskGroup.values`` does).
+    """
+    entries = list(entries)
+    cf.wait(entries)
+    values: list[Any] = []
+    bad: list[TaskResult] = []
+    for entry in entries:
+        if isinstance(entry, MapChunk):
+            chunk = entry.chunk
+            if not chunk.outcome and chunk.values is not None:
+                values.extend(chunk.values)
+                continue
+            records = chunk.records()
+        else:
+            records = [entry._record]
+        for record in records:
+            if record.status == "succeeded":
+                values.append(record.value)
+            else:
+                bad.append(record)
+    if bad:
+        RunSummary(results=tuple(bad), duration=0.0).raise_for_errors(include_cancelled=True)
+    return values
 
 
 def _weight(entry: Entry) -> int:

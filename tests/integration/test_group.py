@@ -415,6 +415,21 @@ def test_pmap_accepts_options(tmp_path: Path) -> None:
         pmap(flaky, [str(tmp_path / f"d{i}") for i in range(3)], procs=2)
 
 
+def reciprocal(x: int) -> float:
+    return 1 / x
+
+
+@pytest.mark.timeout(60)
+def test_pmap_sends_chunks_and_reports_every_failure() -> None:
+    xs = list(range(-5000, 5000))
+    assert pmap(square, xs, procs=2) == [x * x for x in xs]
+    with pytest.raises(ExecutionError, match=r"^1 task\(s\) failed$") as info:
+        pmap(reciprocal, xs, procs=2)
+    (record,) = info.value.results
+    assert isinstance(record.exception, ZeroDivisionError)
+    assert record.attempt_log[0].outcome == "failed"
+
+
 @pytest.mark.timeout(30)
 def test_pmap_rejects_unknown_and_bad_options() -> None:
     with pytest.raises(TypeError):
