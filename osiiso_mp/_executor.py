@@ -17,8 +17,6 @@ from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable, 
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-import psutil
-
 from ._errors import ClosedError, QueueFullError, SerializationError
 from ._future import TaskFuture, task_info
 from ._group import A, TaskGroup, build_group
@@ -359,7 +357,7 @@ class Executor(_Submitter, cf.Executor):
         self._seq = itertools.count(1)
         self._batch: list[TaskFuture[Any] | MapChunk] = []
         self._prune_at = _BATCH_PRUNE_AT
-        self._psutil_procs: dict[int, psutil.Process] = {}
+        self._psutil_procs: dict[int, Any] = {}  # pid -> psutil.Process, for stats()
         self._batch_respawns = 0
         self._closed = False
         self._room = (
@@ -844,6 +842,8 @@ class Executor(_Submitter, cf.Executor):
         done, RSS, CPU and restarts; and the pending, running, scheduled and completed
         task counts."""
         workers, counts = self._inspect(self._sup.snapshot)
+        import psutil  # only here: it costs start-up time to import
+
         procs = self._psutil_procs
         snapshots = []
         for slot, pid, state, current, done, restarts in workers:

@@ -25,7 +25,6 @@ and ask it for workers::
 
 from __future__ import annotations
 
-import asyncio
 import os
 import selectors
 import signal
@@ -36,8 +35,12 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._workers import BOOTSTRAP, kill_group, package_root, reap_group_first
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["ForkServer", "ForkServerLauncher", "serve"]
 

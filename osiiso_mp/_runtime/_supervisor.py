@@ -28,6 +28,10 @@ Data flow::
   could not be taken back for an idle worker. A better priority task may still overtake
   what a worker holds (:func:`may_prefetch`). Sync tasks known to take under 1 ms, without
   a timeout, are sent unannounced and run in batches (see ``_announce``).
+- ``map`` hands over chunks: one task carrying a callable and many argument tuples, whose
+  items keep their own ids and records (:mod:`._chunk`). A failed item leaves its chunk as
+  a task of its own (retried or finished); a chunk lost with its worker becomes one
+  announced task per item; a chunk cancelled or refused ends every item that has not.
 - Large payloads travel beside the message pickles, out of band, and from 1 MiB in shared
   memory (:mod:`._wire`); a task's shared buffers are closed when its record is made.
 - Worker processes are watched with pidfds: an exit is noticed at once, the worker's pipe is

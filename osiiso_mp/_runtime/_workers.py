@@ -14,12 +14,14 @@ the server kills every worker's group when the user process dies.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "BOOTSTRAP",

@@ -39,3 +39,20 @@ def test_worker_modules_do_not_load_the_facades() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["[]", "Executor"]
+
+
+def test_looking_up_an_executor_starts_the_fork_server_early() -> None:
+    # `import osiiso_mp` starts nothing; looking up Executor launches the process's fork
+    # server (so that it boots while the facades import), and executors then use that one
+    code = (
+        "import psutil, osiiso_mp; me = psutil.Process(); print(len(me.children())); "
+        "from osiiso_mp import Executor; "
+        "from osiiso_mp._runtime._forkserver import ForkServer; "
+        "early = ForkServer._instance.pid; print([p.pid for p in me.children()] == [early]); "
+        "ex = Executor(procs=1); print(ex.submit(abs, -3).result(timeout=30)); "
+        "print(ex._sup._launcher._server.pid == early); ex.shutdown()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["0", "True", "3", "True"]
