@@ -1,0 +1,67 @@
+"""Task payloads: the plain-pickle fast path makes exactly what cloudpickle would."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from osiiso_mp._bench import noop
+from osiiso_mp._runtime import _serialize
+from osiiso_mp._runtime._serialize import _plain_call, dumps_task
+
+
+def _cloud(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    data: bytes = cloudpickle.dumps((fn, args, kwargs), protocol=5)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs"),
+    [
+        (noop, (), {}),
+        (noop, (1, 2.5, "s", b"b", True, None), {"k": 3}),
+        (abs, (-3,), {}),
+        (pickle.dumps, (b"x" * 100_000,), {}),  # large bytes: in band either way
+    ],
+)
+def test_plain_calls_take_the_fast_path_with_the_same_bytes(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    assert _plain_call(fn, args, kwargs)
+    payload, buffers = dumps_task(fn, args, kwargs)
+    assert buffers == () and payload == _cloud(fn, args, kwargs)
+    assert pickle.loads(payload) == (fn, args, kwargs)
+
+
+def test_what_cloudpickle_must_handle_does_not_take_the_fast_path() -> None:
+    k = 2
+
+    def closure(x: int) -> int:
+        return x * k
+
+    assert not _plain_call(lambda: 1, (), {})
+    assert not _plain_call(closure, (1,), {})
+    assert not _plain_call(noop, ([1, 2],), {})  # a list: not a plain argument type
+    assert not _plain_call(noop, (), {"k": (1,)})
+    assert not _plain_call(print.__self__, (), {})  # type: ignore[attr-defined]  # a module
+    fn, args, _ = pickle.loads(dumps_task(closure, (4,), {})[0])
+    assert fn(*args) == 8
+
+
+def test_a_function_no_longer_where_its_module_says_falls_back() -> None:
+    # the cache says "by reference", but the module now holds another object under the
+    # name: plain pickle refuses, and cloudpickle pickles it by value instead
+    def moved(x: int) -> int:
+        return x + 1
+
+    moved.__module__ = noop.__module__
+    moved.__qualname__ = "noop"
+    _serialize._BY_REFERENCE[id(moved)] = moved
+    try:
+        fn, args, _ = pickle.loads(dumps_task(moved, (1,), {})[0])
+        assert fn(*args) == 2
+    finally:
+        del _serialize._BY_REFERENCE[id(moved)]
