@@ -874,7 +874,8 @@ class Supervisor:
                 self._kill_settling(w, time.perf_counter(), "a cancelled task had started there")
             return
         task.state = "running"
-        self._hook("on_start", task.fut)
+        if self._hooks:
+            self._hook("on_start", task.fut)
         timeout = task.opts.timeout
         if timeout is not None:
             delay = msg.started_at + timeout - time.perf_counter()
@@ -1146,7 +1147,8 @@ class Supervisor:
         )
         if task.first_started_at is None and started is not None:
             task.first_started_at = started
-        self._hook("on_attempt", task.attempts[-1])
+        if self._hooks:
+            self._hook("on_attempt", task.attempts[-1])
 
     def _attempt_over(
         self,
@@ -1184,7 +1186,8 @@ class Supervisor:
                 exit_code=exit_code,
             )
         )
-        self._hook("on_attempt", task.attempts[-1])
+        if self._hooks:
+            self._hook("on_attempt", task.attempts[-1])
         if outcome == "cancelled":
             self._finish(task, "cancelled", message=str(exc))
         else:
@@ -1208,7 +1211,8 @@ class Supervisor:
         task.worker = None
         task.started_at = None
         task.queued_since = time.perf_counter()  # the retry's wait (backoff included) begins
-        self._hook("on_retry", task.fut, exc)
+        if self._hooks:
+            self._hook("on_retry", task.fut, exc)
         if task.state == "complete":  # the hook cancelled it
             return
         if delay <= 0:
@@ -1269,7 +1273,8 @@ class Supervisor:
         task.buffers = ()
         self._retain(record)
         task.fut._settle(record)
-        self._hook("on_complete", record)
+        if self._hooks:
+            self._hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
             self.trip_fail_first(task)
         self._maybe_finish_shutdown()
