@@ -8,6 +8,7 @@ N items of one ``map(abs, ...)`` (chunked: values and timings kept compactly, re
 on demand).
 
     python benchmarks/bench_memory.py [--tasks 20000]
+    python benchmarks/bench_memory.py --stream 10000000   # a streamed map's RSS over time
 """
 
 from __future__ import annotations
@@ -49,11 +50,36 @@ def held_per_task(tasks: int, result_ttl: float, use_map: bool = False) -> tuple
     return held / tasks, after_run / tasks
 
 
+def stream(items: int, buffersize: int = 4096) -> None:
+    """Stream ``map(abs, ...)`` over ``items`` ints with ``result_ttl=0`` and print the
+    parent's resident memory every tenth of the way (it must level off, not grow)."""
+    import psutil
+
+    me = psutil.Process()
+    step = max(1, items // 10)
+    start = time.perf_counter()
+    with Executor(procs=2, result_ttl=0) as ex:
+        for i, value in enumerate(ex.map(abs, range(-items, 0), buffersize=buffersize)):
+            if value != items - i:
+                raise AssertionError(f"item {i}: {value}")
+            if (i + 1) % step == 0:
+                elapsed = time.perf_counter() - start
+                print(
+                    f"{i + 1:>12,} items  {elapsed:6.1f} s  {(i + 1) / elapsed:>9,.0f} items/s  "
+                    f"RSS {me.memory_info().rss / 2**20:7.1f} MiB",
+                    flush=True,
+                )
+
+
 def main() -> None:
     """Print bytes per task for the default retention and for result_ttl=0."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--stream", type=int, default=0, help="stream a map of this many items")
     args = parser.parse_args()
+    if args.stream:
+        stream(args.stream)
+        return
     for use_map in (False, True):
         what = "items of map(abs, ...)" if use_map else "no-op tasks"
         for ttl in (300.0, 0.0):

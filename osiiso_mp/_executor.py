@@ -20,7 +20,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 from ._errors import ClosedError, QueueFullError, SerializationError
 from ._future import TaskFuture, task_info
 from ._group import A, TaskGroup, build_group
-from ._map import MapChunk, chunked_results
+from ._map import MapChunk, chunked_results, weight_of
 from ._options import (
     FAIL_POLICIES,
     HOOKS,
@@ -350,12 +350,13 @@ class Executor(_Submitter, cf.Executor):
         self._opts = self._config.default_options
         self._ex = self
         self._lock = threading.Lock()  # orders posts with the closed flag
-        self._batch_lock = threading.Lock()  # guards _batch and _prune_at
+        self._batch_lock = threading.Lock()  # guards _batch, _batch_weight and _prune_at
         self._admit_lock = threading.Lock()  # guards _parked against freed slots
         self._parked: deque[TaskFuture[Any]] = deque()
         self._blocking_submit = True  # the async twin parks instead of blocking
         self._seq = itertools.count(1)
         self._batch: list[TaskFuture[Any] | MapChunk] = []
+        self._batch_weight = 0  # the tasks in _batch (a map chunk counts its items)
         self._prune_at = _BATCH_PRUNE_AT
         self._psutil_procs: dict[int, Any] = {}  # pid -> psutil.Process, for stats()
         self._batch_respawns = 0
@@ -564,7 +565,8 @@ class Executor(_Submitter, cf.Executor):
             return
         with self._batch_lock:
             self._batch.append(fut)
-            if len(self._batch) >= self._prune_at:
+            self._batch_weight += weight_of(fut)
+            if self._batch_weight >= self._prune_at:
                 self._prune_batch()
 
     def _slot_done(self, _: object) -> None:
@@ -625,13 +627,15 @@ class Executor(_Submitter, cf.Executor):
     def _prune_batch(self) -> None:
         """Bound the memory of a batch nobody summarises (a server never calling run()).
 
-        Called with the batch lock held once the batch reaches ``_prune_at`` tasks: records that
-        finished more than ``result_ttl`` seconds ago are dropped from it. The threshold then
-        doubles past what is left, so pruning costs amortised O(1) per task.
+        Called with the batch lock held once the batch holds ``_prune_at`` tasks (a map
+        chunk counts its items): records that finished more than ``result_ttl`` seconds ago
+        are dropped from it. The threshold then doubles past what is left, so pruning costs
+        amortised O(1) per task.
         """
         horizon = time.perf_counter() - self._config.result_ttl
         self._batch = [f for f in self._batch if not _finished_before(f, horizon)]
-        self._prune_at = max(_BATCH_PRUNE_AT, 2 * len(self._batch))
+        self._batch_weight = sum(weight_of(f) for f in self._batch)
+        self._prune_at = max(_BATCH_PRUNE_AT, 2 * self._batch_weight)
 
     def _wait_for_room(self, room: threading.Semaphore) -> None:
         """Take a ``max_pending`` slot, waiting up to ``submit_timeout``."""
@@ -695,6 +699,7 @@ class Executor(_Submitter, cf.Executor):
         tracker = progress_tracker(progress, desc=desc)  # before the batch is taken
         with self._batch_lock:
             batch, self._batch = self._batch, []
+            self._batch_weight = 0
             self._prune_at = _BATCH_PRUNE_AT
             respawns_before = self._batch_respawns
         previous = self._swap_fail_policy(policy, batch)
@@ -713,6 +718,7 @@ class Executor(_Submitter, cf.Executor):
         self._cancel_many(unfinished, "cancelled: run() was interrupted")
         with self._batch_lock:
             self._batch[:0] = run.batch
+            self._batch_weight += sum(weight_of(f) for f in run.batch)
 
     def _end_run(self, run: _Run) -> None:
         if run.previous_policy is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
-__all__ = ["MapChunk", "chunked_results", "collect_values"]
+__all__ = ["MapChunk", "chunked_results", "collect_values", "weight_of"]
 
 R = TypeVar("R")
 
@@ -110,7 +110,7 @@ def chunked_results(
     ``entries`` until its values are handed over, so that an exception here (a timeout, an
     item's error, Ctrl-C) or closing the generator cancels it with the rest.
     """
-    outstanding = sum(_weight(e) for e in entries)
+    outstanding = sum(weight_of(e) for e in entries)
     try:
         if tracker:
             tracker.track_all(entries, last=more is None)
@@ -195,5 +195,6 @@ def collect_values(entries: Iterable[Entry]) -> list[Any]:
     return values
 
 
-def _weight(entry: Entry) -> int:
+def weight_of(entry: Entry) -> int:
+    """How many tasks a batch entry stands for: a chunk's items, else one."""
     return entry.chunk.n if isinstance(entry, MapChunk) else 1
