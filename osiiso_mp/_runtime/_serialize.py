@@ -97,9 +97,11 @@ def dumps_task(
     """
     if _plain_call(fn, args, kwargs):
         try:
-            return pickle.dumps((fn, args, kwargs), protocol=5), ()
+            data = pickle.dumps((fn, args, kwargs), protocol=5)
         except Exception:  # not the object its module holds now, say: as below
             pass
+        else:  # a large pickle (a big bytes argument) still travels beside the frame
+            return _pack(data, []) if out_of_band else (data, ())
     oob: list[pickle.PickleBuffer] = []
     try:
         if not out_of_band:

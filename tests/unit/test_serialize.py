@@ -11,6 +11,7 @@ import pytest
 from osiiso_mp._bench import noop
 from osiiso_mp._runtime import _serialize
 from osiiso_mp._runtime._serialize import _plain_call, dumps_task
+from osiiso_mp._runtime._wire import SharedBuffer, release, shared_supported
 
 
 def _cloud(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -31,9 +32,18 @@ def test_plain_calls_take_the_fast_path_with_the_same_bytes(
     fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     assert _plain_call(fn, args, kwargs)
+    plain, buffers = dumps_task(fn, args, kwargs, out_of_band=False)
+    assert buffers == () and plain == _cloud(fn, args, kwargs)
     payload, buffers = dumps_task(fn, args, kwargs)
-    assert buffers == () and payload == _cloud(fn, args, kwargs)
-    assert pickle.loads(payload) == (fn, args, kwargs)
+    assert buffers == () and bytes(memoryview(payload)) == plain
+    assert pickle.loads(memoryview(payload)) == (fn, args, kwargs)
+
+
+def test_a_large_plain_payload_still_travels_beside_the_frame() -> None:
+    # a pickle of 1 MiB or more goes to shared memory, as cloudpickle's payloads do
+    payload, _ = dumps_task(noop, (b"x" * (2 << 20),), {})
+    assert type(payload) is SharedBuffer or not shared_supported()
+    release((payload,))
 
 
 def test_what_cloudpickle_must_handle_does_not_take_the_fast_path() -> None:
