@@ -150,8 +150,9 @@ class _Submitter:
         as many as make about 10 ms of work once the callable's duration is known (at most
         256 before, and always few enough that every worker gets several chunks).
         ``chunksize=1`` sends each element on its own, as :meth:`submit` does; so do an
-        ``async def`` callable, a ``timeout`` option, a ``task_id`` option, hooks and
-        ``max_pending``, which need a task per message. Inside a chunk, an element that
+        ``async def`` callable, a ``timeout`` option, a ``task_id`` option, hooks,
+        ``max_pending``, ``rate`` and ``max_tasks_per_worker``, which need a task per
+        message. Inside a chunk, an element that
         raises fails alone (and is retried on its own, with ``retries``); a chunk whose
         worker dies is run again element by element, so the one that crashes is named.
 
@@ -448,14 +449,17 @@ class Executor(_Submitter, cf.Executor):
     def _chunkable(self, opts: TaskOptions, fn: Callable[..., Any]) -> bool:
         """May ``map`` send ``fn``'s items in chunks under ``opts``? Not when something
         needs a task per message: a timeout (a kill per item), a fixed task id, an async
-        callable (they run concurrently), hooks (they take each task's future), or
-        ``max_pending`` (one slot per task)."""
+        callable (they run concurrently), hooks (they take each task's future),
+        ``max_pending`` (one slot per task), ``rate`` (one token per task start) or
+        ``max_tasks_per_worker`` (a worker recycled after so many tasks)."""
         config = self._config
         return (
             callable(fn)
             and opts.timeout is None
             and opts.task_id is None
             and self._room is None
+            and config.rate is None
+            and config.max_tasks_per_worker is None
             and not _is_async(fn)
             and not any(getattr(config, hook) is not None for hook in HOOKS)
         )

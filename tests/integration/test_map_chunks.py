@@ -315,6 +315,19 @@ def test_chunksize_one_and_async_callables_send_one_task_each() -> None:
         ex.run()
 
 
+@pytest.mark.parametrize(
+    "config", [{"rate": 10_000}, {"max_tasks_per_worker": 5}, {"max_pending": 100}]
+)
+def test_per_task_limits_send_one_task_each(config: dict[str, Any]) -> None:
+    # rate counts task starts, max_tasks_per_worker tasks per worker, max_pending
+    # unfinished tasks: a chunk would run many tasks for one
+    with Executor(procs=2, **config) as ex:
+        gen = ex.map(double, range(20))
+        assert _chunks(gen) == []
+        assert list(gen) == [2 * x for x in range(20)]
+        assert ex.run().total_submitted == 20
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, 0x10001])
 def test_bad_chunksize_is_refused(bad: object) -> None:
     with Executor(procs=1) as ex, pytest.raises(ValueError, match="chunksize"):
