@@ -95,8 +95,8 @@ class RunTask(Message):
     ``is_async`` says the callable is a coroutine function (it then runs concurrently with
     other async tasks); ``timeout`` is enforced inside the worker for async tasks only, since
     a sync attempt past its timeout is killed with its worker by the supervisor.
-    ``announce=False`` lets the worker run a sync task without first flushing its
-    ``TaskStarted`` (it travels with the result): the supervisor sends that only for tasks
+    ``announce=False`` lets the worker run a sync task without a ``TaskStarted`` (its start
+    travels in its ``TaskFinished``): the supervisor sends that only for tasks
     without a timeout whose callable is known to take well under a millisecond, which need
     no mid-run kill, so that such tasks can be run and answered in batches.
     """
@@ -107,7 +107,7 @@ class RunTask(Message):
     payload: Any  # bytes, or an attached buffer (a memoryview once received)
     is_async: bool
     timeout: float | None
-    announce: bool = True  # flush TaskStarted before running (False: known short, no timeout)
+    announce: bool = True  # flush TaskStarted before running (False: no TaskStarted at all)
     buffers: tuple[Any, ...] = ()  # the payload pickle's out-of-band buffers
     chunk: bool = False  # the payload is ``(fn, [args, ...])``: run fn once per item, in order
 

@@ -831,15 +831,22 @@ class Supervisor:
             self._retire(w)
 
     def _announce(self, task: Task) -> bool:
-        """Must the worker flush TaskStarted before running ``task``? Yes, unless it is a
-        sync task without a timeout whose callable is known to take under a millisecond:
-        such a task needs no mid-run kill, and its start can travel with its result.
+        """Must the worker announce ``task`` (flush TaskStarted) before running it? Yes,
+        unless it is a sync task without a timeout whose callable is known to take under a
+        millisecond: such a task needs no mid-run kill, and its start travels in its
+        TaskFinished (no TaskStarted at all). An ``on_start`` hook needs every start.
 
         A task that was held by a worker that died is always announced from then on: it may
         be the one that killed it, unseen, and it must not do so again anonymously (each
         crash would requeue the whole batch and replace the worker, for ever).
         """
-        if task.is_async or task.opts.timeout is not None or task.suspect or task.chunk is not None:
+        if (
+            task.is_async
+            or task.opts.timeout is not None
+            or task.suspect
+            or task.chunk is not None
+            or "on_start" in self._hooks
+        ):
             return True
         estimate = self._estimates.estimate(task.fn_name)
         return estimate is None or estimate >= _TINY

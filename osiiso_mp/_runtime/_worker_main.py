@@ -10,7 +10,9 @@ variables (``inner_threads``), its CPU affinity and niceness, runs the initializ
 - A sync task runs inline, one at a time. Its :class:`TaskStarted` is flushed to the pipe
   *before* it runs, so the supervisor knows what is running when it needs to time it out,
   cancel it, or explain a crash. Between two sync tasks the loop turns once, so new messages
-  (a cancellation, a better-priority task) are read.
+  (a cancellation, a better-priority task) are read. A task sent *unannounced* (known
+  tiny, no timeout) gets no TaskStarted: its start travels in its TaskFinished, and such
+  tasks run back to back for up to 1 ms per loop turn, their results written together.
 - ``async def`` tasks run as asyncio tasks, up to ``concurrency`` at once.
 - With ``max_rss`` set, the worker reads its own resident size before it starts each task;
   above the cap it starts nothing more, reports :class:`MemoryExceeded` and waits to be
@@ -273,9 +275,10 @@ class WorkerActor:
 
     def _begin(self, msg: RunTask) -> Snapshot:
         start = self._meter.snapshot()
-        self._channel.send(TaskStarted(msg.seq, start[0]))
         if msg.announce:  # the supervisor must know it runs before it runs (timeouts, kills)
+            self._channel.send(TaskStarted(msg.seq, start[0]))
             self._channel.flush()
+        # else its start travels in its TaskFinished only
         return start
 
     def _finish(

@@ -94,3 +94,29 @@ def test_cancelling_batched_tasks_gives_each_one_record() -> None:
     assert summary.cancelled == len(cancelled)
     assert summary.succeeded == 2000 - len(cancelled)
     assert all(f.result(timeout=1) == i * 2 for i, f in enumerate(futs) if not f.cancelled())
+
+
+def test_batched_tasks_send_no_start_but_keep_their_start_times() -> None:
+    # unannounced tasks get no TaskStarted: their start comes with their result
+    with Executor(procs=2) as ex:
+        _warm(ex)
+        futs = [ex.submit(tiny, i) for i in range(500)]
+        for fut in futs:
+            fut.result(timeout=30)
+        summary = ex.run()
+    for record in summary.results:
+        (attempt,) = record.attempt_log
+        assert attempt.started_at is not None and record.started_at == attempt.started_at
+        assert record.created_at <= attempt.started_at <= attempt.finished_at
+
+
+def test_an_on_start_hook_sees_every_start_of_a_tiny_callable() -> None:
+    started: list[str] = []
+    with Executor(procs=2, on_start=lambda fut: started.append(fut.task_id)) as ex:
+        _warm(ex)
+        started.clear()
+        futs = [ex.submit(tiny, i) for i in range(300)]
+        for fut in futs:
+            fut.result(timeout=30)
+        ex.run()
+    assert sorted(started) == sorted(f.task_id for f in futs)
