@@ -18,8 +18,9 @@ import argparse
 import time
 import timeit
 
-from osiiso_mp import Attempt, Executor, TaskResult
+from osiiso_mp import Executor
 from osiiso_mp._bench import noop
+from osiiso_mp._records import make_attempt, make_result
 from osiiso_mp._runtime._telemetry import Meter
 
 
@@ -42,11 +43,17 @@ def worker_side_us() -> float:
 def supervisor_side_us() -> float:
     """Building one Attempt and one TaskResult, as the supervisor does per task."""
 
-    def records() -> None:
-        a = Attempt(1, 0, 123, 0.001, 1.0, 1.1, 0.1, 0.05, 1 << 20, 0, "succeeded")
-        TaskResult(
-            "0" * 32, "noop", "succeeded", None, None, 1, 3, False, None, False,
-            0.9, 1.0, 1.1, 0.1, "", None, (a,),
+    def records() -> None:  # the constructors the supervisor uses, with keywords as there
+        a = make_attempt(
+            number=1, worker=0, pid=123, queued_for=0.001, started_at=1.0, finished_at=1.1,
+            duration=0.1, cpu_time=0.05, peak_rss=1 << 20, rss_delta=0, outcome="succeeded",
+            error="", exit_code=None,
+        )  # fmt: skip
+        make_result(
+            task_id="0" * 32, name="noop", status="succeeded", value=None, exception=None,
+            attempts=1, priority=3, must_complete=False, group_id=None, detached=False,
+            created_at=0.9, started_at=1.0, finished_at=1.1, duration=0.1, message="",
+            metadata=None, attempt_log=(a,),
         )  # fmt: skip
 
     return per_call_us(records)
