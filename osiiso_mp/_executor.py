@@ -133,6 +133,18 @@ class _Submitter:
         """
         return self._ex._submit(self._opts, fn, args, kwargs)
 
+    @overload
+    def map(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: ProgressArg = None,
+    ) -> Generator[R, None, None]: ...
+
+    @overload
     def map(
         self,
         fn: Callable[..., R],
@@ -141,7 +153,17 @@ class _Submitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
-    ) -> Generator[R, None, None]:
+    ) -> Generator[R, None, None]: ...
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+        progress: ProgressArg = None,
+    ) -> Generator[Any, None, None]:
         """Like :meth:`concurrent.futures.Executor.map`: values in input order, lazily.
 
         Every element is its own task with its own id and :class:`TaskResult`, in the run's

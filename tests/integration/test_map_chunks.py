@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +306,7 @@ def test_chunksize_one_and_async_callables_send_one_task_each() -> None:
         gen = ex.map(double, range(10), chunksize=1)
         assert _chunks(gen) == []
         assert list(gen) == [2 * x for x in range(10)]
-        agen: Iterator[Any] = ex.map(coro, range(10))  # values: what the coroutines return
+        agen = ex.map(coro, range(10))  # typed by what the coroutines return
         assert _chunks(agen) == []
         assert list(agen) == list(range(10))
         gen = ex.options(timeout=30).map(double, range(10))
@@ -331,7 +330,7 @@ def test_per_task_limits_send_one_task_each(config: dict[str, Any]) -> None:
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, 0x10001])
 def test_bad_chunksize_is_refused(bad: object) -> None:
     with Executor(procs=1) as ex, pytest.raises(ValueError, match="chunksize"):
-        ex.map(double, range(3), chunksize=bad)  # type: ignore[arg-type]
+        ex.map(double, range(3), chunksize=bad)  # type: ignore[call-overload]
 
 
 def test_result_ttl_zero_keeps_no_item_for_lookups() -> None:
