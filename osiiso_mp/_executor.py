@@ -90,6 +90,20 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return name if isinstance(name, str) else type(fn).__qualname__
 
 
+def _estimate_key(fn: Callable[..., Any], name: str) -> str:
+    """What the supervisor's duration estimates know ``fn`` by: its name, or for a lambda
+    its name and where it is defined (every lambda is called ``"<lambda>"``, and a quick
+    one must not make a slow one look quick)."""
+    if not name.endswith("<lambda>"):
+        return name
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return name
+    return f"{name} {code.co_filename}:{code.co_firstlineno}"
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     if (
         type(fn) is types.FunctionType
@@ -436,6 +450,7 @@ class Executor(_Submitter, cf.Executor):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
         fn_name = _callable_name(fn)
         name = opts.name or fn_name
+        key = _estimate_key(fn, fn_name)
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
@@ -451,6 +466,7 @@ class Executor(_Submitter, cf.Executor):
             task_id=task_id,
             name=name,
             fn_name=fn_name,
+            key=key,
             fut=fut,
             opts=opts,
             payload=payload,
@@ -489,10 +505,10 @@ class Executor(_Submitter, cf.Executor):
     def _estimate(self, fn: Callable[..., Any]) -> float | None:
         """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""
         self._check_open()
-        name = _callable_name(fn)
+        key = _estimate_key(fn, _callable_name(fn))
         sup = self._sup
         try:
-            return sup.call(lambda: sup.estimate(name))
+            return sup.call(lambda: sup.estimate(key))
         except ClosedError:
             self._check_open()
             raise
@@ -521,13 +537,15 @@ class Executor(_Submitter, cf.Executor):
             fn_name=fn_name,
             opts=opts,
             created_at=created_at,
+            key=_estimate_key(fn, fn_name),
         )
         fut = MapChunk(self._sup, chunk)
         task = Task(
             seq=next(self._seq),
             task_id=chunk.item_id(0),
             name=chunk.name,
-            fn_name=fn_name + CHUNK_SUFFIX,
+            fn_name=fn_name,
+            key=chunk.key + CHUNK_SUFFIX,
             fut=fut,
             opts=opts,
             payload=payload,

@@ -53,6 +53,7 @@ class Chunk:
         "finished_at",
         "fn",
         "fn_name",
+        "key",
         "n",
         "name",
         "opts",
@@ -78,6 +79,7 @@ class Chunk:
         fn_name: str,
         opts: TaskOptions,
         created_at: float,
+        key: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.fn: Any = fn  # dropped once settled; kept to run an item on its own again
@@ -85,6 +87,7 @@ class Chunk:
         self.n = len(args)
         self.name = name
         self.fn_name = fn_name
+        self.key = key or fn_name  # the callable's key for duration estimates (Task.key)
         self.opts = opts
         self.created_at = created_at
         # the compact outcome, once the chunk ran: values and per-item readings

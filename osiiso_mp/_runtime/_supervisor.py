@@ -173,14 +173,14 @@ class _Worker:
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
         self.unstarted: dict[int, Task] = {}  # seq -> task, sent but not started
         # Kept in step with sent/unstarted, so that dispatch costs O(1) per worker:
-        self.names: dict[str, int] = {}  # fn_name -> how many of the sent tasks call it
+        self.names: dict[str, int] = {}  # task key -> how many of the sent tasks call it
         self.worst: tuple[int, int] | None = None  # max (priority, seq) among unstarted
 
     def add(self, task: Task) -> None:
         """``task`` was sent to this worker."""
         self.sent[task.seq] = task
         self.unstarted[task.seq] = task
-        self.names[task.fn_name] = self.names.get(task.fn_name, 0) + 1
+        self.names[task.key] = self.names.get(task.key, 0) + 1
         key = (task.opts.priority, task.seq)
         if self.worst is None or key > self.worst:
             self.worst = key
@@ -196,11 +196,11 @@ class _Worker:
         """``task`` is no longer held by this worker."""
         if self.sent.pop(task.seq, None) is None:
             return
-        count = self.names[task.fn_name] - 1
+        count = self.names[task.key] - 1
         if count:
-            self.names[task.fn_name] = count
+            self.names[task.key] = count
         else:
-            del self.names[task.fn_name]
+            del self.names[task.key]
         if self.unstarted.pop(task.seq, None) is not None:
             self._left_waiting(task)
 
@@ -753,7 +753,7 @@ class Supervisor:
             entry = queue.peek()
             assert entry is not None
             task = entry[2]
-            own = None if task.is_async else estimates.longest((task.fn_name,))
+            own = None if task.is_async else estimates.longest((task.key,))
             best: _Worker | None = None
             for w in workers:
                 # send ahead only behind tasks known to be short (see DurationEstimates)
@@ -848,7 +848,7 @@ class Supervisor:
             or "on_start" in self._hooks
         ):
             return True
-        estimate = self._estimates.estimate(task.fn_name)
+        estimate = self._estimates.estimate(task.key)
         return estimate is None or estimate >= _TINY
 
     def _retire(self, w: _Worker) -> None:
@@ -994,7 +994,7 @@ class Supervisor:
         cpu: array[float] = array("d")
         cpu.frombytes(msg.cpu)
         if chunk.n:
-            self._estimates.observe(chunk.fn_name, (clock[-1] - clock[0]) / chunk.n)
+            self._estimates.observe(chunk.key, (clock[-1] - clock[0]) / chunk.n)
         chunk.ran(
             values,
             clock,
@@ -1047,6 +1047,7 @@ class Supervisor:
             task_id=chunk.item_id(i),
             name=chunk.name,
             fn_name=chunk.fn_name,
+            key=chunk.key,
             fut=_ItemSink(self, transport, i),
             opts=chunk.opts,
             payload=payload,
@@ -1132,7 +1133,7 @@ class Supervisor:
     ) -> None:
         started = msg.started_at
         if started is not None:
-            self._estimates.observe(task.fn_name, msg.finished_at - started)
+            self._estimates.observe(task.key, msg.finished_at - started)
         task.attempts.append(
             make_attempt(
                 number=len(task.attempts) + 1,
@@ -1175,7 +1176,7 @@ class Supervisor:
             return
         started = task.started_at
         if started is not None:
-            self._estimates.observe(task.fn_name, now - started)
+            self._estimates.observe(task.key, now - started)
         task.attempts.append(
             Attempt(
                 number=len(task.attempts) + 1,
@@ -1360,9 +1361,10 @@ class Supervisor:
         i = transport.chunk.index_of(task_id)
         return i is not None and transport.chunk.record(i) is None
 
-    def estimate(self, fn_name: str) -> float | None:
-        """Seconds one call of ``fn_name`` is expected to take, or None when unknown."""
-        return self._estimates.estimate(fn_name)
+    def estimate(self, key: str) -> float | None:
+        """Seconds one call of the callable known as ``key`` (a task's ``key``) is expected
+        to take, or None when unknown."""
+        return self._estimates.estimate(key)
 
     def queue_size(self) -> int:
         """Tasks waiting to start: queued (sent ahead or not) and scheduled ones."""

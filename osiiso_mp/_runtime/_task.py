@@ -37,6 +37,7 @@ class Task:
         "fn_name",
         "fut",
         "is_async",
+        "key",
         "kwargs",
         "name",
         "opts",
@@ -70,6 +71,7 @@ class Task:
         created_at: float,
         enqueue_ms: int,
         chunk: Chunk | None = None,
+        key: str | None = None,
     ) -> None:
         self.seq = seq
         # a map chunk's items (then this task only carries them: see _chunk), else None
@@ -77,6 +79,9 @@ class Task:
         self.task_id = task_id
         self.name = name
         self.fn_name = fn_name
+        # what duration estimates and pipelining know the callable by: its name, or for a
+        # lambda its name and where it is defined (every lambda is called "<lambda>")
+        self.key = key or fn_name
         # what settles: its TaskFuture; a chunk's MapChunk; an item split off a chunk, a
         # sink handing the record to the chunk (anything with _settle and _settle_closed)
         self.fut = fut

@@ -340,3 +340,17 @@ def test_result_ttl_zero_keeps_no_item_for_lookups() -> None:
         assert summary.succeeded == 50
         assert ex.status(summary.results[0].task_id) == "not_found"
         assert ex.stats().completed == 50
+
+
+def test_each_lambda_has_its_own_duration_estimate() -> None:
+    # every lambda is called "<lambda>": a quick one must not make a slow one look quick
+    with Executor(procs=2) as ex:
+        assert list(ex.map(lambda x: x + 1, range(2000))) == list(range(1, 2001))
+        quick = ex._estimate(lambda x: x)  # defined elsewhere: unknown
+        assert quick is None
+        gen = ex.map(lambda x: time.sleep(x) or x, [0.001] * 64)
+        # unknown duration: at most 64 // (2 workers x 16) = 2 per chunk, not the quick
+        # lambda's thousands
+        assert {c.chunk.n for c in _chunks(gen)} == {2}
+        assert list(gen) == [0.001] * 64
+        ex.run()
