@@ -18,17 +18,15 @@ Works under the standard library's event loop and under uvloop.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._executor import Executor
+from ._executor import Executor, OptionsView
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
-from ._map import MapChunk
+from ._map import MapChunk, check_map_sizes, values_of
 from ._options import ExecutorConfig, TaskOptions, resolve_options
 from ._progress import ProgressArg
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
@@ -133,42 +131,60 @@ class _AsyncSubmitter:
         """
         return self._aex._ex._submit(self._opts, fn, args, kwargs)
 
-    async def map(
+    @overload
+    def map(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> AsyncIterator[R]: ...
+
+    @overload
+    def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],
         timeout: float | None = None,
+        chunksize: int | None = None,
         buffersize: int | None = None,
-    ) -> AsyncIterator[R]:
+    ) -> AsyncIterator[R]: ...
+
+    async def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> AsyncIterator[Any]:
         """``async for value in ex.map(fn, xs)``: values in input order.
 
-        Each element is its own task. Without ``buffersize`` everything is submitted when
-        iteration starts; with it, at most ``buffersize`` tasks are outstanding. ``timeout``
-        bounds the whole iteration. The first failure raises when reached; leaving the loop
-        early (or a cancellation) cancels what is left.
+        Each element is its own task with its own record; elements travel in chunks as for
+        :meth:`Executor.map` (``chunksize`` as there; an ``async def`` callable sends each
+        element on its own). Without ``buffersize`` everything is submitted when iteration
+        starts; with it, at most ``buffersize`` elements are outstanding. ``timeout`` bounds
+        the whole iteration. The first failure raises when reached; leaving the loop early
+        (or a cancellation) cancels what is left.
         """
-        if buffersize is not None and (
-            not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
-        ):
-            raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
+        check_map_sizes(chunksize, buffersize)
         end = None if timeout is None else time.monotonic() + timeout
-        args_iter = zip(*iterables, strict=False)
-        first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
-        futures = deque(self.submit(fn, *a) for a in first)
+        view = OptionsView(self._aex._ex, self._opts)
+        window = view._map_window(fn, zip(*iterables, strict=False), chunksize, buffersize)
         try:
-            while futures:
-                if buffersize is not None:
-                    nxt = next(args_iter, None)
-                    if nxt is not None:
-                        futures.append(self.submit(fn, *nxt))
-                fut = futures[0]  # stays queued until consumed, so cancelling covers it
+            while True:
+                window.refill()
+                if not window.entries:
+                    return
+                head = window.entries[0]  # stays until consumed, so cancelling covers it
                 left = None if end is None else max(0.0, end - time.monotonic())
-                value = await asyncio.wait_for(asyncio.wrap_future(fut), left)
-                futures.popleft()
-                yield value
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(head)), left)
+                window.pop()
+                for value in values_of(head):
+                    yield value
         finally:
-            for fut in futures:
-                fut.cancel()
+            window.cancel_rest()
 
 
 class AsyncTaskGroup(Generic[T]):

@@ -20,7 +20,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 from ._errors import ClosedError, QueueFullError, SerializationError
 from ._future import TaskFuture, task_info
 from ._group import A, TaskGroup, build_group
-from ._map import MapChunk, chunked_results, weight_of
+from ._map import MapChunk, MapWindow, check_map_sizes, map_results, weight_of
 from ._options import (
     FAIL_POLICIES,
     HOOKS,
@@ -33,7 +33,7 @@ from ._options import (
 from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
-from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, Chunk
+from ._runtime._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
 from ._runtime._commands import Shutdown, Submit
 from ._runtime._policy import chunk_size
 from ._runtime._serialize import dumps_task
@@ -200,51 +200,41 @@ class _Submitter:
         the tasks from the first value asked for until the iterator ends (its total is
         unknown for an iterator streamed with ``buffersize`` until the iterator is used up).
         """
-        if chunksize is not None and (
-            not isinstance(chunksize, int)
-            or isinstance(chunksize, bool)
-            or not 1 <= chunksize <= MAX_CHUNK
-        ):
-            raise ValueError(f"chunksize must be an int from 1 to {MAX_CHUNK}, got {chunksize!r}")
-        if buffersize is not None and (
-            not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
-        ):
-            raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
+        check_map_sizes(chunksize, buffersize)
         tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
         end = None if timeout is None else time.monotonic() + timeout
-        args_iter = zip(*iterables, strict=False)
-        if chunksize != 1 and self._ex._chunkable(self._opts, fn):
-            return self._map_chunked(fn, args_iter, chunksize, buffersize, end, tracker)
-        submit = self.submit
-        if buffersize is None:
-            futures = deque(submit(fn, *a) for a in args_iter)
-        else:
-            futures = deque(submit(fn, *a) for a in itertools.islice(args_iter, buffersize))
-        return _map_results(futures, args_iter if buffersize else None, submit, fn, end, tracker)
+        window = self._map_window(fn, zip(*iterables, strict=False), chunksize, buffersize)
+        return map_results(window, end, tracker)
 
-    def _map_chunked(
+    def _map_window(
         self,
         fn: Callable[..., Any],
         args_iter: Iterator[tuple[Any, ...]],
         chunksize: int | None,
         buffersize: int | None,
-        end: float | None,
-        tracker: ProgressTracker | None,
-    ) -> Generator[Any, None, None]:
+    ) -> MapWindow:
+        """Submit a ``map``'s elements (all of them, or the first ``buffersize`` when
+        streaming): in chunks when it may be, else one task each."""
         ex, opts = self._ex, self._opts
+        chunked = chunksize != 1 and ex._chunkable(opts, fn)
 
         def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
-            return ex._submit_items(opts, fn, items)
+            if chunked:
+                return ex._submit_items(opts, fn, items)
+            return [ex._submit(opts, fn, args, {}) for args in items]
 
         if buffersize is None:
-            entries = self._submit_all(fn, args_iter, chunksize)
-            return chunked_results(entries, None, submit_items, None, end, tracker)
-        size = chunksize or chunk_size(
-            total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
-        )
+            return MapWindow(self._submit_all(fn, args_iter, chunksize), None, submit_items, None)
+        size = 1
+        if chunked:
+            size = chunksize or chunk_size(
+                total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
+            )
         size = min(size, buffersize)
         batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
-        return chunked_results(deque(), batches, submit_items, buffersize, end, tracker)
+        window = MapWindow(deque(), batches, submit_items, buffersize)
+        window.refill()  # the first window is submitted now, as without buffersize
+        return window
 
     def _submit_all(
         self, fn: Callable[..., Any], args_iter: Iterable[tuple[Any, ...]], chunksize: int | None
@@ -305,39 +295,6 @@ class _Submitter:
         ``TypeError`` before anything is submitted; an empty group is valid.
         """
         return build_group(self._ex, self._opts, fn_or_calls, iterable, group_id)
-
-
-def _map_results(
-    futures: deque[TaskFuture[R]],
-    more: Iterator[tuple[Any, ...]] | None,
-    submit: Callable[..., TaskFuture[R]],
-    fn: Callable[..., R],
-    end: float | None,
-    tracker: ProgressTracker | None = None,
-) -> Generator[R, None, None]:
-    try:
-        if tracker:
-            tracker.track_all(futures, last=more is None)
-        while futures:
-            if more is not None:
-                nxt = next(more, None)
-                if nxt is not None:
-                    futures.append(submit(fn, *nxt))
-                    if tracker:
-                        tracker.track(futures[-1])
-                elif tracker:
-                    tracker.track_all((), last=True)  # input used up: the total is known
-            # the future waited on stays in the deque until it has a value, so that an
-            # exception here (a timeout, the task's error, Ctrl-C) cancels it with the rest
-            fut = futures[0]
-            value = fut.result() if end is None else fut.result(end - time.monotonic())
-            futures.popleft()
-            yield value
-    finally:
-        for fut in futures:
-            fut.cancel()
-        if tracker:
-            tracker.close()
 
 
 class OptionsView(_Submitter):

@@ -1,10 +1,12 @@
-"""``Executor.map`` in chunks: many items per message, one record per item.
+"""``map`` in chunks: many items per message, one record per item.
 
 ``map`` cuts its items into chunks (:func:`._runtime._policy.chunk_size`, or ``chunksize``)
 and submits each chunk as one :class:`MapChunk`; the items keep their own ids and records
-(see :mod:`._runtime._chunk`). The values come back in input order through
-:func:`chunked_results`. Items that cannot be pickled together are submitted one by one
-instead, so that the one at fault fails alone.
+(see :mod:`._runtime._chunk`). A :class:`MapWindow` holds what is in flight (and streams
+more in with ``buffersize``); the values come back in input order through
+:func:`map_results` (``Executor.map``; ``AsyncExecutor.map`` awaits the same window).
+Items that cannot be pickled together are submitted one by one instead, so that the one at
+fault fails alone; so are the items of a map that needs one task per message.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._errors import ClosedError
 from ._progress import ProgressTracker
 from ._records import RunSummary, TaskResult
-from ._runtime._chunk import Chunk
+from ._runtime._chunk import MAX_CHUNK, Chunk
 
 if TYPE_CHECKING:
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
-__all__ = ["MapChunk", "chunked_results", "collect_values", "weight_of"]
+__all__ = [
+    "MapChunk",
+    "MapWindow",
+    "check_map_sizes",
+    "collect_values",
+    "map_results",
+    "values_of",
+    "weight_of",
+]
 
 R = TypeVar("R")
 
@@ -93,75 +103,113 @@ class MapChunk(cf.Future[None]):
 
 
 Entry = Any  # a MapChunk, or a TaskFuture for an item submitted on its own
+Items = list[tuple[Any, ...]]
 
 
-def chunked_results(
-    entries: deque[Entry],
-    more: Iterator[list[tuple[Any, ...]]] | None,
-    submit_items: Callable[[list[tuple[Any, ...]]], list[Entry]],
-    window: int | None,
-    end: float | None,
-    tracker: ProgressTracker | None = None,
-) -> Generator[Any, None, None]:
-    """The values of ``entries`` in input order, as ``map`` yields them.
+class MapWindow:
+    """The entries of one ``map`` in flight, in input order, and (streaming) where more
+    come from: batches of argument tuples from ``more``, submitted by ``submit_items``
+    while fewer than ``window`` items are outstanding.
 
-    Streaming (``more`` not None), chunks of items are taken from ``more`` and submitted
-    (``submit_items``) while fewer than ``window`` items are outstanding. An entry stays in
-    ``entries`` until its values are handed over, so that an exception here (a timeout, an
-    item's error, Ctrl-C) or closing the generator cancels it with the rest.
+    An entry stays here until its values are handed over, so that an exception in the
+    reader (a timeout, an item's error, Ctrl-C) or closing it cancels it with the rest.
     """
-    outstanding = sum(weight_of(e) for e in entries)
+
+    def __init__(
+        self,
+        entries: deque[Entry],
+        more: Iterator[Items] | None,
+        submit_items: Callable[[Items], list[Entry]],
+        window: int | None,
+    ) -> None:
+        self.entries = entries
+        self.more = more
+        self._submit_items = submit_items
+        self._window = window
+        self._outstanding = sum(weight_of(e) for e in entries)
+
+    def refill(self) -> list[Entry]:
+        """Submit from ``more`` up to the window; the entries added. When ``more`` runs out
+        it becomes None."""
+        added: list[Entry] = []
+        more = self.more
+        if more is None:
+            return added
+        assert self._window is not None
+        while self._outstanding < self._window:
+            batch = next(more, None)
+            if batch is None:
+                self.more = None
+                break
+            new = self._submit_items(batch)
+            added.extend(new)
+            self.entries.extend(new)
+            self._outstanding += len(batch)
+        return added
+
+    def pop(self) -> Entry:
+        """The first entry, taken out (its values are about to be handed over)."""
+        head = self.entries.popleft()
+        self._outstanding -= weight_of(head)
+        return head
+
+    def cancel_rest(self) -> None:
+        """Cancel every entry still here."""
+        for entry in self.entries:
+            entry.cancel()
+
+
+def values_of(entry: Entry) -> Iterator[Any]:
+    """The values of a finished entry, in input order; an item's error (or cancellation)
+    is raised at its place, after the values before it."""
+    if not isinstance(entry, MapChunk):
+        yield entry.result()
+        return
+    chunk = entry.chunk
+    outcome = chunk.outcome
+    values = chunk.values
+    if not outcome:
+        assert values is not None
+        yield from values
+        return
+    for i in range(chunk.n):
+        record = outcome.get(i)
+        if record is None:
+            assert values is not None
+            yield values[i]
+        elif record.status == "succeeded":
+            yield record.value
+        elif record.status == "failed":
+            assert record.exception is not None
+            raise record.exception
+        else:
+            raise cf.CancelledError(record.message)
+
+
+def map_results(
+    win: MapWindow, end: float | None, tracker: ProgressTracker | None = None
+) -> Generator[Any, None, None]:
+    """The values of a ``map``, in input order, as ``Executor.map`` yields them."""
     try:
         if tracker:
-            tracker.track_all(entries, last=more is None)
-        while entries or more is not None:
-            if more is not None:
-                assert window is not None
-                while outstanding < window:
-                    batch = next(more, None)
-                    if batch is None:
-                        more = None
-                        if tracker:
-                            tracker.track_all((), last=True)  # input used up: total known
-                        break
-                    added = submit_items(batch)
-                    entries.extend(added)
-                    outstanding += len(batch)
-                    if tracker:
-                        tracker.track_all(added)
-            if not entries:
-                break
-            head = entries[0]
-            if isinstance(head, MapChunk):
-                if end is None:
-                    head.result()
-                else:
-                    head.result(end - time.monotonic())
-                chunk = head.chunk
-                outcome = chunk.outcome
-                values = chunk.values
-                entries.popleft()
-                outstanding -= chunk.n
-                for i in range(chunk.n):
-                    record = outcome.get(i)
-                    if record is None:
-                        assert values is not None
-                        yield values[i]
-                    elif record.status == "succeeded":
-                        yield record.value
-                    elif record.status == "failed":
-                        assert record.exception is not None
-                        raise record.exception
-                    else:
-                        raise cf.CancelledError(record.message)
+            tracker.track_all(win.entries, last=win.more is None)
+        while True:
+            added = win.refill()
+            if tracker and added:
+                tracker.track_all(added)
+            if tracker and win.more is None:
+                tracker.track_all((), last=True)  # input used up: the total is known
+            if not win.entries:
+                return
+            head = win.entries[0]
+            if end is None:
+                head.exception()  # waits; the head's own error is raised below, in place
             else:
-                value = head.result() if end is None else head.result(end - time.monotonic())
-                entries.popleft()
-                outstanding -= 1
-                yield value
+                head.exception(end - time.monotonic())
+            win.pop()
+            yield from values_of(head)
     finally:
-        for entry in entries:
-            entry.cancel()
+        win.cancel_rest()
         if tracker:
             tracker.close()
 
@@ -193,6 +241,20 @@ def collect_values(entries: Iterable[Entry]) -> list[Any]:
     if bad:
         RunSummary(results=tuple(bad), duration=0.0).raise_for_errors(include_cancelled=True)
     return values
+
+
+def check_map_sizes(chunksize: int | None, buffersize: int | None) -> None:
+    """Raise ``ValueError`` for a ``chunksize`` or ``buffersize`` that ``map`` refuses."""
+    if chunksize is not None and (
+        not isinstance(chunksize, int)
+        or isinstance(chunksize, bool)
+        or not 1 <= chunksize <= MAX_CHUNK
+    ):
+        raise ValueError(f"chunksize must be an int from 1 to {MAX_CHUNK}, got {chunksize!r}")
+    if buffersize is not None and (
+        not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
+    ):
+        raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
 
 
 def weight_of(entry: Entry) -> int:

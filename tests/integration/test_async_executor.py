@@ -106,6 +106,39 @@ def test_map_and_as_completed(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -
     arun(main())
 
 
+def odd_fails(x: int) -> int:
+    if x == 777:
+        raise ValueError("777")
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_map_sends_chunks_with_a_record_per_element(
+    arun: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
+    async def main() -> None:
+        async with AsyncExecutor(procs=2) as ex:
+            values = [v async for v in ex.map(square, range(5000), chunksize=100)]
+            assert values == [i * i for i in range(5000)]
+            summary = await ex.run()
+            assert summary.total_submitted == 5000 and summary.succeeded == 5000
+            assert len({r.task_id for r in summary.results}) == 5000
+            # elements of one chunk ran back to back in one worker
+            assert len({r.attempt_log[0].pid for r in summary.results[:100]}) == 1
+            got = []
+            with pytest.raises(ValueError, match="777"):
+                async for value in ex.map(odd_fails, range(2000), chunksize=50):
+                    got.append(value)
+            assert got == list(range(777))
+            streamed = [v async for v in ex.map(square, range(3000), buffersize=64)]
+            assert streamed == [i * i for i in range(3000)]
+            await ex.run()
+            # an async def callable goes one element per message, and still works
+            assert [v async for v in ex.map(async_square, range(5))] == [0, 1, 4, 9, 16]
+
+    arun(main())
+
+
 @pytest.mark.timeout(30)
 def test_cancelling_the_awaiting_task_kills_the_running_attempt(
     arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path

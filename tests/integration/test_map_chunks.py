@@ -69,9 +69,8 @@ def unpicklable_value(x: int) -> object:
 
 def _chunks(gen: object) -> list[MapChunk]:
     """The MapChunks a map generator holds (to check it really chunked)."""
-    local = gen.gi_frame.f_locals  # type: ignore[attr-defined]
-    held = local["entries"] if "entries" in local else local["futures"]  # the per-task path
-    return [e for e in held if isinstance(e, MapChunk)]
+    window = gen.gi_frame.f_locals["win"]  # type: ignore[attr-defined]
+    return [e for e in window.entries if isinstance(e, MapChunk)]
 
 
 def test_values_records_and_ids_per_item() -> None:
@@ -348,7 +347,7 @@ def test_each_lambda_has_its_own_duration_estimate() -> None:
         assert list(ex.map(lambda x: x + 1, range(2000))) == list(range(1, 2001))
         quick = ex._estimate(lambda x: x)  # defined elsewhere: unknown
         assert quick is None
-        gen = ex.map(lambda x: time.sleep(x) or x, [0.001] * 64)
+        gen = ex.map(lambda x: slow(x) and x, [0.001] * 64)
         # unknown duration: at most 64 // (2 workers x 16) = 2 per chunk, not the quick
         # lambda's thousands
         assert {c.chunk.n for c in _chunks(gen)} == {2}
