@@ -26,3 +26,9 @@ def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
+
+
+def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """:func:`wait_for` ``cond``, failing the test with ``what`` when it never holds."""
+    if not wait_for(cond, timeout):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 import psutil
 import pytest
+from process_support import wait_until
 
 from osiiso_mp import (
     ClosedError,
@@ -156,20 +157,12 @@ async def async_pid_then_sleep(pid_file: str, seconds: float) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
 def _wait_running(fut: TaskFuture[Any]) -> None:
-    _wait_until(lambda: fut.status() == "running", f"task {fut.name!r} to be running")
+    wait_until(lambda: fut.status() == "running", f"task {fut.name!r} to be running")
 
 
 def _read_pid(pid_file: Path) -> int:
-    _wait_until(pid_file.exists, f"{pid_file} to be written")
+    wait_until(pid_file.exists, f"{pid_file} to be written")
     return int(pid_file.read_text())
 
 
@@ -467,7 +460,7 @@ def test_two_workers_run_two_long_tasks_at_once(start_method: str, tmp_path: Pat
         try:
             a = ex.submit(gated, str(gate), str(tmp_path / "pid_a"))
             b = ex.submit(gated, str(gate), str(tmp_path / "pid_b"))
-            _wait_until(
+            wait_until(
                 lambda: (tmp_path / "pid_a").exists() and (tmp_path / "pid_b").exists(),
                 "both tasks to start on the two workers",
                 timeout=3.0,
@@ -488,7 +481,7 @@ def test_idle_worker_takes_work_queued_behind_a_long_task(tmp_path: Path) -> Non
             short = ex.submit(sleep_return, 0.2, "short")
             waiting = ex.submit(gated, str(gate), str(tmp_path / "pid_waiting"))
             assert short.result(timeout=10) == "short"
-            _wait_until(
+            wait_until(
                 lambda: (tmp_path / "pid_waiting").exists(),
                 "the third task to start on the idle worker",
                 timeout=3.0,
@@ -526,7 +519,7 @@ def test_main_script_lambdas_without_guard(start_method: str, tmp_path: Path) ->
     assert pids
     assert os.getpid() not in pids
     # the script has exited: its workers are gone too
-    _wait_until(lambda: all(_pid_gone(p) for p in pids), "the script's workers to exit", 2.0)
+    wait_until(lambda: all(_pid_gone(p) for p in pids), "the script's workers to exit", 2.0)
 
 
 # ===================================================================== 3. async def tasks
@@ -713,7 +706,7 @@ def test_cancel_running_sync_task_kills_its_worker(start_method: str, tmp_path: 
         assert record.status == "cancelled"
         assert record.attempts == 1
         assert record.attempt_log[0].outcome == "cancelled"
-        _wait_until(lambda: not psutil.pid_exists(pid), "the cancelled task's worker to die", 2)
+        wait_until(lambda: not psutil.pid_exists(pid), "the cancelled task's worker to die", 2)
         nxt = ex.submit(get_pid)
         assert nxt.result(timeout=10) != pid  # a replacement worker ran it
         assert fut.cancel() is True  # cancelling again: still cancelled
@@ -1066,7 +1059,7 @@ def test_exception_in_block_force_cancels(start_method: str, tmp_path: Path) -> 
     assert _record(long, 0).status == "cancelled"
     assert all(f.cancelled() for f in queued)
     assert [_record(f, 0).status for f in queued] == ["cancelled"] * 3
-    _wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to be gone", 2)
+    wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to be gone", 2)
 
 
 # ===================================================================== 10. shutdown()
@@ -1111,7 +1104,7 @@ def test_shutdown_kill_stops_running_tasks_now(start_method: str, tmp_path: Path
             record = _record(fut, 0)
             assert record.status == "cancelled"
             assert "shutdown" in record.message
-        _wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to exit", 2)
+        wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to exit", 2)
         with pytest.raises(ClosedError):
             ex.submit(add, 1, 1)
     finally:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import psutil
 import pytest
+from process_support import wait_until
 
 from osiiso_mp import (
     ExecutionError,
@@ -93,21 +93,13 @@ def flaky(counter: str) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _wait_until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
 def _warm_up(ex: Executor) -> None:
     """Keep every worker busy once, so that all are up before the timing-sensitive part."""
     ex.group(sleep_return, [0.2] * ex.procs).values(timeout=20)
 
 
 def _read_pid(pid_file: Path) -> int:
-    _wait_until(pid_file.exists, f"{pid_file} to be written")
+    wait_until(pid_file.exists, f"{pid_file} to be written")
     return int(pid_file.read_text())
 
 
@@ -267,7 +259,7 @@ def test_wait_timeout_leaves_unfinished_tasks_out_and_running(tmp_path: Path) ->
             ]
         )
         _read_pid(tmp_path / "pid")
-        _wait_until(lambda: group.futures[0].done() and group.futures[2].done(), "the short tasks")
+        wait_until(lambda: group.futures[0].done() and group.futures[2].done(), "the short tasks")
         summary = group.wait(timeout=0.2)
         assert summary.timed_out
         assert summary.status_word == "TIMED OUT"
@@ -343,7 +335,7 @@ def test_cancel_kills_the_running_task_and_cancels_the_queued_ones(tmp_path: Pat
         assert [cast(Any, r).status for r in records] == ["cancelled"] * 4
         assert all(f.cancelled() for f in group)
         assert group.cancel() == 0  # nothing left to cancel
-        _wait_until(lambda: not psutil.pid_exists(pid) or _is_zombie(pid), "the worker to die")
+        wait_until(lambda: not psutil.pid_exists(pid) or _is_zombie(pid), "the worker to die")
         # the worker was replaced: the executor still runs tasks
         assert ex.submit(square, 6).result(timeout=10) == 36
         summary = group.wait(timeout=10)
