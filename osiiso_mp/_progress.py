@@ -347,8 +347,11 @@ class ProgressTracker:
         """
         if not fut.done():
             return
-        records = _records_of(fut)
         display = self._display
+        # a map chunk is counted from its compact outcome, unless every record is reported
+        chunk = getattr(fut, "chunk", None)
+        bulk = chunk is not None and display.kind != "callback"
+        records = [] if bulk else _records_of(fut)
         with self._lock:
             if self._closed:
                 return
@@ -357,6 +360,13 @@ class ProgressTracker:
                 self._callback_threads.add(threading.get_ident())
             if self._t0 is None:
                 self._open_locked()
+            if bulk:
+                assert chunk is not None
+                issues = [r for r in chunk.outcome.values() if r.status != "succeeded"]
+                self._counts["succeeded"] += chunk.n - len(issues)
+                for record in issues:
+                    self._counts[record.status] += 1
+                display.tasks_done(self, chunk.n, issues)
             for record in records:
                 self._counts[record.status] += 1
                 display.task_done(self, record)
@@ -414,6 +424,11 @@ class _Display(Protocol):
 
     def task_done(self, tracker: ProgressTracker, record: TaskResult) -> None: ...
 
+    def tasks_done(self, tracker: ProgressTracker, n: int, issues: list[TaskResult]) -> None:
+        """``n`` tasks finished at once (a map chunk), ``issues`` the records of those that
+        failed or were cancelled. Not called on the callback display, which reports each
+        record."""
+
     def set_total(self, total: int) -> None: ...
 
     def final(self, event: ProgressEvent) -> None: ...
@@ -448,6 +463,9 @@ class _CallbackDisplay:
         event = tracker._event(record, False)
         with self._lock:
             self._queue.append(event)
+
+    def tasks_done(self, tracker: ProgressTracker, n: int, issues: list[TaskResult]) -> None:
+        raise AssertionError("a callback is given every record, one by one")
 
     def set_total(self, total: int) -> None:
         pass
@@ -547,6 +565,17 @@ class _TqdmDisplay:
         except Exception:
             log.debug("tqdm progress bar update failed", exc_info=True)
 
+    def tasks_done(self, tracker: ProgressTracker, n: int, issues: list[TaskResult]) -> None:
+        if self._bar is None:
+            return
+        try:
+            if issues:
+                c = tracker._counts
+                self._postfix(c["failed"], c["cancelled"])
+            self._bar.update(n)
+        except Exception:
+            log.debug("tqdm progress bar update failed", exc_info=True)
+
     def set_total(self, total: int) -> None:
         if self._bar is None:
             return
@@ -621,6 +650,9 @@ class _TextDisplay:
         self._ticker.start()
 
     def task_done(self, tracker: ProgressTracker, record: TaskResult) -> None:
+        self._dirty = True
+
+    def tasks_done(self, tracker: ProgressTracker, n: int, issues: list[TaskResult]) -> None:
         self._dirty = True
 
     def set_total(self, total: int) -> None:

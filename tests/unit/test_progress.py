@@ -17,11 +17,13 @@ import re
 import sys
 import threading
 import time
+from array import array
 from typing import Any
 
 import pytest
 
 from osiiso_mp import _progress
+from osiiso_mp._options import TaskOptions
 from osiiso_mp._progress import (
     ProgressEvent,
     ProgressTracker,
@@ -29,6 +31,7 @@ from osiiso_mp._progress import (
     sized_total,
 )
 from osiiso_mp._records import TaskResult
+from osiiso_mp._runtime._chunk import Chunk
 
 TEXT_LINE = re.compile(
     r"demo: \|[# ]{20}\| (\d+)/(\d+) done \((\d+) ok, (\d+) failed, (\d+) cancelled\) \d+\.\ds"
@@ -615,3 +618,67 @@ def test_sized_total() -> None:
     assert sized_total([x for x in range(3)] for _ in range(1)) == 3
     assert sized_total(()) is None
     assert sized_total([{}]) == 0
+
+
+def _ended_chunk(n: int, failed: int, cancelled: int) -> cf.Future[None]:
+    """A done future standing for a map chunk of ``n`` elements, as a MapChunk does."""
+    chunk = Chunk(
+        prefix="f" * 28,
+        fn=abs,
+        args=[(i,) for i in range(n)],
+        name="abs",
+        fn_name="abs",
+        opts=TaskOptions(),
+        created_at=0.0,
+    )
+    for i in range(failed):
+        chunk.outcome[i] = TaskResult(task_id=chunk.item_id(i), name="abs", status="failed")
+    for i in range(failed, failed + cancelled):
+        chunk.outcome[i] = TaskResult(task_id=chunk.item_id(i), name="abs", status="cancelled")
+    chunk.ran([0] * n, array("d", range(n + 1)), array("d", [0.0] * n),
+              worker=0, pid=1, peak_rss=0, rss_delta=0, queued_since=0.0)  # fmt: skip
+    chunk.settle(float(n))
+
+    class Done(cf.Future[None]):
+        weight = n
+
+        def records(self) -> list[TaskResult]:
+            return chunk.records()
+
+    fut = Done()
+    fut.chunk = chunk  # type: ignore[attr-defined]
+    fut.set_result(None)
+    return fut
+
+
+@pytest.mark.parametrize("use_tqdm", [True, False])
+def test_a_bar_counts_a_chunk_without_building_its_records(use_tqdm: bool) -> None:
+    out = io.StringIO()
+    tracker = progress_tracker(True, use_tqdm=use_tqdm, file=out)
+    assert tracker is not None
+    fut = _ended_chunk(500, failed=2, cancelled=1)
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("a bar must not build a chunk's records")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Chunk, "record", refuse)
+        patch.setattr(Chunk, "records", refuse)
+        tracker.track_all([fut], last=True)
+    snap = tracker.snapshot()
+    assert (snap.done, snap.total, snap.succeeded, snap.failed, snap.cancelled) == (
+        500, 500, 497, 2, 1,
+    )  # fmt: skip
+    tracker.close()
+    assert "500" in out.getvalue()
+
+
+def test_a_callback_gets_an_event_per_element_of_a_chunk() -> None:
+    events = Events()
+    tracker = progress_tracker(events)
+    assert tracker is not None
+    tracker.track_all([_ended_chunk(20, failed=1, cancelled=0)], last=True)
+    tracker.close()
+    per_task = [e for e in events.events if not e.final]
+    assert len(per_task) == 20 and per_task[-1].done == 20 and per_task[-1].failed == 1
+    assert {e.result.status for e in per_task if e.result} == {"succeeded", "failed"}
