@@ -33,12 +33,13 @@ from ._options import (
 from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
-from ._runtime._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
+from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, Chunk
 from ._runtime._commands import Shutdown, Submit
 from ._runtime._policy import chunk_size
 from ._runtime._serialize import dumps_task
 from ._runtime._supervisor import ChunkItem, Supervisor
 from ._runtime._task import Task
+from ._runtime._wire import blob_size, release
 from ._runtime._workers import Launcher
 
 __all__ = ["Executor", "OptionsView"]
@@ -50,6 +51,8 @@ _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 
 # A batch longer than this drops records older than result_ttl (see Executor._prune_batch).
 _BATCH_PRUNE_AT = 10_000
+# The pickled size a map chunk aims to stay under when chunksize is not given.
+_CHUNK_BYTES = 16 << 20
 
 
 @atexit.register
@@ -184,7 +187,8 @@ class _Submitter:
         summary and in lookups by id. Batching is the transport's job: elements travel to
         the workers in chunks, ``chunksize`` of them per message, or with ``chunksize=None``
         as many as make about 10 ms of work once the callable's duration is known (at most
-        256 before, and always few enough that every worker gets several chunks).
+        256 before, always few enough that every worker gets several chunks, and about
+        16 MiB pickled at most).
         ``chunksize=1`` sends each element on its own, as :meth:`submit` does; so do an
         ``async def`` callable, a ``timeout`` option, a ``task_id`` option, hooks,
         ``max_pending``, ``rate`` and ``max_tasks_per_worker``, which need a task per
@@ -227,8 +231,14 @@ class _Submitter:
             return MapWindow(self._submit_all(fn, args_iter, chunksize), None, submit_items, None)
         size = 1
         if chunked:
-            size = chunksize or chunk_size(
-                total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
+            first = next(args_iter, None)
+            if first is not None:
+                args_iter = itertools.chain((first,), args_iter)
+            size = chunksize or min(
+                chunk_size(
+                    total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
+                ),
+                MAX_CHUNK if first is None else ex._chunk_room(fn, first),
             )
         size = min(size, buffersize)
         batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
@@ -245,8 +255,11 @@ class _Submitter:
         if chunksize == 1 or not ex._chunkable(opts, fn):
             return deque(ex._submit(opts, fn, args, {}) for args in args_iter)
         items = list(args_iter)
-        size = chunksize or chunk_size(
-            total=len(items), procs=ex._config.procs, estimate=ex._estimate(fn)
+        if not items:
+            return deque()
+        size = chunksize or min(
+            chunk_size(total=len(items), procs=ex._config.procs, estimate=ex._estimate(fn)),
+            ex._chunk_room(fn, items[0]),
         )
         entries: deque[Any] = deque()
         for at in range(0, len(items), size):
@@ -458,6 +471,20 @@ class Executor(_Submitter, cf.Executor):
             and not _is_async(fn)
             and not any(getattr(config, hook) is not None for hook in HOOKS)
         )
+
+    def _chunk_room(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+        """How many elements like ``args`` fit in a chunk of about :data:`_CHUNK_BYTES`
+        pickled (from one element pickled as a probe): a map over large arrays then sends
+        a few per message, not hundreds, which one worker would have to hold at once."""
+        try:
+            payload, buffers = dumps_task(fn, (args,), {})
+        except SerializationError:
+            return MAX_CHUNK  # the chunk will not pickle either: it goes element by element
+        try:
+            size = sum(blob_size(blob) for blob in (payload, *buffers))
+        finally:
+            release((payload, *buffers))
+        return max(1, _CHUNK_BYTES // max(1, size))
 
     def _estimate(self, fn: Callable[..., Any]) -> float | None:
         """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""

@@ -51,6 +51,7 @@ __all__ = [
     "Channel",
     "SharedBuffer",
     "attach",
+    "blob_size",
     "attach_copy",
     "encode",
     "encode_frame",
@@ -170,6 +171,13 @@ def attach_copy(buf: pickle.PickleBuffer, shared: bool = True) -> Blob:
         except OSError:
             pass
     return pickle.PickleBuffer(bytearray(raw))
+
+
+def blob_size(blob: Blob) -> int:
+    """The size in bytes of what ``blob`` carries."""
+    if type(blob) is SharedBuffer:
+        return blob.nbytes
+    return memoryview(blob).nbytes
 
 
 def release(blobs: Any) -> None:

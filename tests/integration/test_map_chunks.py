@@ -353,3 +353,25 @@ def test_each_lambda_has_its_own_duration_estimate() -> None:
         assert {c.chunk.n for c in _chunks(gen)} == {2}
         assert list(gen) == [0.001] * 64
         ex.run()
+
+
+def size_of(data: bytes) -> int:
+    return len(data)
+
+
+def test_chunks_of_large_elements_stay_small() -> None:
+    # elements of 1 MiB: about 16 MiB per chunk, not the 256 elements (256 MiB) that the
+    # element count alone would allow; an explicit chunksize is taken as given
+    blob = b"x" * (1 << 20)
+    with Executor(procs=2) as ex:
+        gen = ex.map(size_of, [blob] * 200)
+        sizes = [c.chunk.n for c in _chunks(gen)]
+        assert sum(sizes) == 200 and max(sizes) <= 16 and len(sizes) >= 13
+        assert list(gen) == [1 << 20] * 200
+        streamed = ex.map(size_of, iter([blob] * 100), buffersize=100)
+        assert max(c.chunk.n for c in _chunks(streamed)) <= 16
+        assert list(streamed) == [1 << 20] * 100
+        given = ex.map(size_of, [blob] * 40, chunksize=40)
+        assert [c.chunk.n for c in _chunks(given)] == [40]
+        assert list(given) == [1 << 20] * 40
+        ex.run()
