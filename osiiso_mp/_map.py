@@ -191,14 +191,16 @@ def map_results(
 ) -> Generator[Any, None, None]:
     """The values of a ``map``, in input order, as ``Executor.map`` yields them."""
     try:
+        total_known = win.more is None
         if tracker:
-            tracker.track_all(win.entries, last=win.more is None)
+            tracker.track_all(win.entries, last=total_known)
         while True:
             added = win.refill()
             if tracker and added:
                 tracker.track_all(added)
-            if tracker and win.more is None:
+            if tracker and not total_known and win.more is None:
                 tracker.track_all((), last=True)  # input used up: the total is known
+            total_known = win.more is None
             if not win.entries:
                 return
             head = win.entries[0]
