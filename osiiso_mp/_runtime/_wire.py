@@ -35,6 +35,7 @@ import asyncio
 import io
 import os
 import pickle
+import select
 import socket
 import struct
 import threading
@@ -503,6 +504,22 @@ class Channel:
         if self._closed or self._writer_added:
             return  # the writer callback goes on once the kernel has room
         self._write()
+
+    def flush_blocking(self) -> None:
+        """Write everything queued before returning, waiting for room when the kernel has
+        none. :meth:`flush` leaves what does not fit to the writer callback, which cannot
+        run while sync code holds the loop: a worker uses this so that a task's start is
+        out before the task runs (else a crash would be put down to the task before it),
+        and its last results before it exits."""
+        self._flush_scheduled = False
+        poller: select.poll | None = None
+        while self._out and not self._closed:
+            self._write()
+            if self._out and not self._closed:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self._fd, select.POLLOUT)
+                poller.poll(1000)
 
     def _write(self) -> None:
         out = self._out

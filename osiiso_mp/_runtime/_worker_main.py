@@ -270,14 +270,14 @@ class WorkerActor:
             return False
         self._over_limit = True
         self._channel.send(MemoryExceeded(rss))
-        self._channel.flush()
+        self._channel.flush_blocking()
         return True
 
     def _begin(self, msg: RunTask) -> Snapshot:
         start = self._meter.snapshot()
         if msg.announce:  # the supervisor must know it runs before it runs (timeouts, kills)
             self._channel.send(TaskStarted(msg.seq, start[0]))
-            self._channel.flush()
+            self._channel.flush_blocking()  # out before it runs, even with the pipe full
         # else its start travels in its TaskFinished only
         return start
 
@@ -445,7 +445,7 @@ class WorkerActor:
             self._schedule_pump()
 
     def _exit(self) -> None:
-        self._channel.flush()
+        self._channel.flush_blocking()  # every result out before the exit
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -124,3 +124,25 @@ def test_soak_with_injected_faults() -> None:
         time.sleep(0.05)
     assert open_fds() <= fds_before, "descriptors leaked"
     assert threading.active_count() <= threads_before, "threads leaked"
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(max(120, TASKS // 200))
+def test_soak_map_chunks_with_injected_faults() -> None:
+    # map sends its elements in chunks: five times as many elements as the submit soak,
+    # with 1% raising and 0.1% ending their worker mid-chunk (no hangs: a chunk has no
+    # per-element timeout); every element must still get its own matching record
+    n = TASKS * 5
+    kinds = ["ok" if k == "hang" else k for k in plan(n, seed=20261123)]
+    with Executor(procs=2, result_ttl=0) as ex:
+        for f in [ex.submit(soak_task, -1, "ok") for _ in range(200)]:
+            f.result(timeout=30)
+        ex.run()
+        ex.map(soak_task, range(n), kinds)  # submitted at once; the values are not read
+        summary = ex.run()
+    assert summary.total_submitted == n
+    assert len({r.task_id for r in summary.results}) == n, "one record per element"
+    for i, (record, kind) in enumerate(zip(summary.results, kinds, strict=True)):
+        check(record, i, kind)
+    assert summary.failed == kinds.count("raise") + kinds.count("exit")
+    assert summary.respawns >= kinds.count("exit")
