@@ -161,16 +161,19 @@ class TaskFuture(cf.Future[T], Generic[T]):
         return self._record if self.done() else None
 
 
-def task_info(task: Task) -> TaskInfo | None:
-    """Snapshot of an unfinished task (runs on the supervisor thread)."""
+def task_info(
+    task: Task, *, task_id: str | None = None, args: tuple[Any, ...] | None = None
+) -> TaskInfo | None:
+    """Snapshot of an unfinished task (runs on the supervisor thread). ``task_id`` and
+    ``args`` name one item of a map chunk that ``task`` carries."""
     if task.state == "complete":
         return None
     w = task.worker
     return TaskInfo(
-        task_id=task.task_id,
+        task_id=task.task_id if task_id is None else task_id,
         name=task.name,
         fn_name=task.fn_name,
-        args=task.args,
+        args=task.args if args is None else args,
         kwargs=dict(task.kwargs),
         enqueue_time=task.enqueue_ms,
         tries=len(task.attempts),

@@ -676,7 +676,7 @@ class Supervisor:
 
     def check_unique(self, task_id: str) -> None:
         """Raise ValueError if a task with ``task_id`` is still in flight."""
-        if task_id in self._by_id or self._unfinished_item(task_id):
+        if isinstance(self.lookup(task_id), (Task, ChunkItem)):
             raise _duplicate_id(task_id)
 
     def _on_submit(self, task: Task) -> None:
@@ -697,8 +697,8 @@ class Supervisor:
 
     def _refusal(self, task: Task) -> BaseException | None:
         """Why a new task fails at once without an attempt, or None when it may run."""
-        if task.chunk is None and (
-            task.task_id in self._by_id or self._unfinished_item(task.task_id)
+        if task.chunk is None and isinstance(
+            self.lookup(task.task_id), (Task, ChunkItem)
         ):  # lost a race with another thread's same id
             return _duplicate_id(task.task_id)
         if self._closing:
@@ -969,22 +969,15 @@ class Supervisor:
                 name=task.name,
                 task_id=task.task_id,
             )
-            now = time.perf_counter()
-            started = task.started_at
             task.attempts.append(
-                Attempt(
-                    number=len(task.attempts) + 1,
-                    worker=w.id,
-                    pid=w.pid,
-                    queued_for=max(0.0, (started or now) - task.queued_since),
-                    started_at=started,
-                    finished_at=now,
-                    duration=0.0 if started is None else max(0.0, now - started),
-                    cpu_time=0.0,
+                _unreported_attempt(
+                    task,
+                    w,
+                    "failed",
+                    _short_error(err),
+                    time.perf_counter(),
                     peak_rss=msg.peak_rss,
                     rss_delta=msg.rss_delta,
-                    outcome="failed",
-                    error=_short_error(err),
                 )
             )
             self._after_failure(task, err)
@@ -1013,8 +1006,7 @@ class Supervisor:
             item = self._split_item(task, i, [chunk.attempt(i, "failed", _short_error(error))])
             self._after_failure(item, error)
         chunk.busy = False
-        if not chunk.split and not chunk.settled:
-            self._settle_chunk(task)
+        self._settle_chunk_if_done(task)
 
     def _end_transport(self, task: Task) -> None:
         """A chunk's transport task is over (its items may live on as tasks of their own)."""
@@ -1083,8 +1075,7 @@ class Supervisor:
                 self._finish_failed(item, item.error)
             else:
                 self._enqueue(item)
-        if not chunk.split and not chunk.settled:
-            self._settle_chunk(task)
+        self._settle_chunk_if_done(task)
 
     def _item_settled(self, transport: Task, i: int, record: TaskResult) -> None:
         """An item split off a chunk has its record (from ``_finish``, through its sink)."""
@@ -1092,8 +1083,7 @@ class Supervisor:
         assert chunk is not None
         chunk.split.pop(i, None)
         chunk.outcome[i] = record
-        if transport.state == "complete" and not (chunk.split or chunk.settled or chunk.busy):
-            self._settle_chunk(transport)
+        self._settle_chunk_if_done(transport)
 
     def _end_chunk(self, task: Task, status: str, exc: BaseException | None, message: str) -> None:
         """A chunk ends as a whole (cancelled, refused, failed before its items ran): every
@@ -1105,16 +1095,19 @@ class Supervisor:
         self.completed += chunk.end_all(
             status, exc=exc, message=message, attempts=tuple(task.attempts), finished_at=finished
         )
-        if not chunk.split:
-            self._settle_chunk(task)
+        self._settle_chunk_if_done(task)
         if status == "failed" and self.fail_policy == "fail_first":
             self.trip_fail_first(task)
         self._maybe_finish_shutdown()
 
-    def _settle_chunk(self, task: Task) -> None:
-        """Every item of the chunk has ended: keep it for lookups, and wake its reader."""
+    def _settle_chunk_if_done(self, task: Task) -> None:
+        """Settle the chunk ``task`` carries once every item has ended: its transport is
+        over, no item lives on as a task of its own, and no failed item is being handed
+        out. Then keep it for lookups, and wake its reader."""
         chunk = task.chunk
         assert chunk is not None
+        if task.state != "complete" or chunk.split or chunk.settled or chunk.busy:
+            return
         chunk.settle(time.perf_counter())
         if self._live_chunks.get(chunk.prefix) is task:
             del self._live_chunks[chunk.prefix]
@@ -1174,24 +1167,12 @@ class Supervisor:
         if task.chunk is not None and outcome != "cancelled":
             self._split_chunk(task)
             return
-        started = task.started_at
-        if started is not None:
-            self._estimates.observe(task.key, now - started)
+        if task.started_at is not None:
+            self._estimates.observe(task.key, now - task.started_at)
+        error = str(exc) if isinstance(exc, _Cancelled) else _short_error(exc)
         task.attempts.append(
-            Attempt(
-                number=len(task.attempts) + 1,
-                worker=w.id,
-                pid=w.pid,
-                queued_for=max(0.0, (started if started is not None else now) - task.queued_since),
-                started_at=started,
-                finished_at=now,
-                duration=0.0 if started is None else max(0.0, now - started),
-                cpu_time=0.0,
-                peak_rss=peak_rss,
-                rss_delta=0,
-                outcome=outcome,
-                error=str(exc) if isinstance(exc, _Cancelled) else _short_error(exc),
-                exit_code=exit_code,
+            _unreported_attempt(
+                task, w, outcome, error, now, exit_code=exit_code, peak_rss=peak_rss
             )
         )
         if self._hooks:
@@ -1352,14 +1333,6 @@ class Supervisor:
             return None
         i = kept[1].index_of(task_id)
         return None if i is None else kept[1].record(i)
-
-    def _unfinished_item(self, task_id: str) -> bool:
-        """Is ``task_id`` the id of a map item still under way?"""
-        transport = self._live_chunks.get(task_id[:PREFIX_LEN])
-        if transport is None or transport.chunk is None:
-            return False
-        i = transport.chunk.index_of(task_id)
-        return i is not None and transport.chunk.record(i) is None
 
     def estimate(self, key: str) -> float | None:
         """Seconds one call of the callable known as ``key`` (a task's ``key``) is expected
@@ -1547,21 +1520,10 @@ class ChunkItem:
         item = chunk.split.get(self.index)
         if item is not None:
             return task_info(item)
-        task = self.transport
-        if task.state == "complete" or chunk.args is None:
+        if chunk.args is None:  # settled
             return None
-        w = task.worker
-        return TaskInfo(
-            task_id=chunk.item_id(self.index),
-            name=chunk.name,
-            fn_name=chunk.fn_name,
-            args=chunk.args[self.index],
-            kwargs={},
-            enqueue_time=task.enqueue_ms,
-            tries=len(task.attempts),
-            status=task.state,
-            scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
-            worker_pid=None if w is None or task.state != "running" else w.pid,
+        return task_info(
+            self.transport, task_id=chunk.item_id(self.index), args=chunk.args[self.index]
         )
 
     @property
@@ -1585,6 +1547,37 @@ class _ItemSink:
 
     def _settle_closed(self) -> None:  # pragma: no cover - split items are never submitted
         raise AssertionError("an item split off a chunk was submitted")
+
+
+def _unreported_attempt(
+    task: Task,
+    w: _Worker,
+    outcome: Outcome,
+    error: str,
+    now: float,
+    *,
+    exit_code: int | None = None,
+    peak_rss: int = 0,
+    rss_delta: int = 0,
+) -> Attempt:
+    """``task``'s attempt on ``w``, ended at ``now`` without the worker's own figures for
+    it (killed, crashed, cancelled, or a report that could not be read): no CPU time."""
+    started = task.started_at
+    return Attempt(
+        number=len(task.attempts) + 1,
+        worker=w.id,
+        pid=w.pid,
+        queued_for=max(0.0, (started if started is not None else now) - task.queued_since),
+        started_at=started,
+        finished_at=now,
+        duration=0.0 if started is None else max(0.0, now - started),
+        cpu_time=0.0,
+        peak_rss=peak_rss,
+        rss_delta=rss_delta,
+        outcome=outcome,
+        error=error,
+        exit_code=exit_code,
+    )
 
 
 class _Cancelled(Exception):
