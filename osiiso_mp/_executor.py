@@ -228,18 +228,14 @@ class _Submitter:
             return [ex._submit(opts, fn, args, {}) for args in items]
 
         if buffersize is None:
-            return MapWindow(self._submit_all(fn, args_iter, chunksize), None, submit_items, None)
+            entries = self._submit_all(fn, args_iter, chunksize, chunked=chunked)
+            return MapWindow(entries, None, submit_items, None)
         size = 1
         if chunked:
             first = next(args_iter, None)
             if first is not None:
                 args_iter = itertools.chain((first,), args_iter)
-            size = chunksize or min(
-                chunk_size(
-                    total=None, procs=ex._config.procs, estimate=ex._estimate(fn), window=buffersize
-                ),
-                MAX_CHUNK if first is None else ex._chunk_room(fn, first),
-            )
+                size = chunksize or self._chunk_size(fn, first, window=buffersize)
         size = min(size, buffersize)
         batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
         window = MapWindow(deque(), batches, submit_items, buffersize)
@@ -247,24 +243,45 @@ class _Submitter:
         return window
 
     def _submit_all(
-        self, fn: Callable[..., Any], args_iter: Iterable[tuple[Any, ...]], chunksize: int | None
+        self,
+        fn: Callable[..., Any],
+        args_iter: Iterable[tuple[Any, ...]],
+        chunksize: int | None,
+        *,
+        chunked: bool | None = None,
     ) -> deque[Any]:
-        """Submit ``fn(*args)`` for every tuple, in chunks when it may be: the
-        :class:`MapChunk` and :class:`TaskFuture` entries, in input order."""
+        """Submit ``fn(*args)`` for every tuple, in chunks when it may be (``chunked``, when
+        the caller has already decided): the :class:`MapChunk` and :class:`TaskFuture`
+        entries, in input order."""
         ex, opts = self._ex, self._opts
-        if chunksize == 1 or not ex._chunkable(opts, fn):
+        if chunked is None:
+            chunked = chunksize != 1 and ex._chunkable(opts, fn)
+        if not chunked:
             return deque(ex._submit(opts, fn, args, {}) for args in args_iter)
         items = list(args_iter)
         if not items:
             return deque()
-        size = chunksize or min(
-            chunk_size(total=len(items), procs=ex._config.procs, estimate=ex._estimate(fn)),
-            ex._chunk_room(fn, items[0]),
-        )
+        size = chunksize or self._chunk_size(fn, items[0], total=len(items))
         entries: deque[Any] = deque()
         for at in range(0, len(items), size):
             entries.extend(ex._submit_items(opts, fn, items[at : at + size]))
         return entries
+
+    def _chunk_size(
+        self,
+        fn: Callable[..., Any],
+        first: tuple[Any, ...],
+        *,
+        total: int | None = None,
+        window: int | None = None,
+    ) -> int:
+        """Elements per chunk when ``chunksize`` is not given: the policy's size for the
+        callable's estimated duration, within the bytes one element like ``first`` takes."""
+        ex = self._ex
+        by_time = chunk_size(
+            total=total, procs=ex._config.procs, estimate=ex._estimate(fn), window=window
+        )
+        return min(by_time, ex._chunk_room(fn, first))
 
     @overload
     def group(
@@ -411,11 +428,7 @@ class Executor(_Submitter, cf.Executor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> TaskFuture[Any]:
-        if self._closed:
-            raise ClosedError("cannot submit: the executor is shut down")
-        broken = self._sup.broken
-        if broken is not None:
-            raise ClosedError(f"cannot submit: the executor is broken: {broken}")
+        self._check_submittable()
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
         fn_name = _callable_name(fn)
@@ -502,11 +515,7 @@ class Executor(_Submitter, cf.Executor):
     ) -> list[Any]:
         """Submit ``fn(*args)`` for each of ``items`` as one chunk: ``[MapChunk]``; or, when
         they do not pickle together, one task each (so that the culprit fails alone)."""
-        if self._closed:
-            raise ClosedError("cannot submit: the executor is shut down")
-        broken = self._sup.broken
-        if broken is not None:
-            raise ClosedError(f"cannot submit: the executor is broken: {broken}")
+        self._check_submittable()
         try:
             payload, buffers = dumps_task(fn, tuple(items), {})
         except SerializationError:
@@ -587,6 +596,13 @@ class Executor(_Submitter, cf.Executor):
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("cannot submit: the executor is shut down")
+
+    def _check_submittable(self) -> None:
+        """Raise :class:`ClosedError` when the executor is shut down or broken."""
+        self._check_open()
+        broken = self._sup.broken
+        if broken is not None:
+            raise ClosedError(f"cannot submit: the executor is broken: {broken}")
 
     def _add_to_batch(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         if task.opts.detached:
