@@ -15,7 +15,7 @@ import concurrent.futures as cf
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ClosedError
 from ._progress import ProgressTracker
@@ -35,8 +35,6 @@ __all__ = [
     "values_of",
     "weight_of",
 ]
-
-R = TypeVar("R")
 
 
 class MapChunk(cf.Future[None]):

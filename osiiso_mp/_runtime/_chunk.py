@@ -106,9 +106,6 @@ class Chunk:
         self.settled = False
         self.busy = False  # its failed items are being handed out: do not settle yet
 
-    def __len__(self) -> int:
-        return self.n
-
     # -- ids -------------------------------------------------------------------------------
 
     def item_id(self, i: int) -> str:
@@ -170,13 +167,6 @@ class Chunk:
             error=error,
             exit_code=None,
         )
-
-    def unfinished(self) -> list[int]:
-        """Indices of the items without an ending yet (none ends compactly before
-        :meth:`ran`)."""
-        if self.values is not None:
-            return [i for i in self.split]
-        return [i for i in range(self.n) if i not in self.outcome and i not in self.split]
 
     def end_all(
         self,
@@ -312,7 +302,3 @@ class Chunk:
                 )  # fmt: skip
             append(record)
         return out
-
-    def failures(self) -> int:
-        """How many items failed."""
-        return sum(1 for r in self.outcome.values() if r.status == "failed")

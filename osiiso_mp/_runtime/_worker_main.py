@@ -317,17 +317,26 @@ class WorkerActor:
     ) -> None:
         self._finish(msg, outcome, pickle.dumps(error_info(exc), protocol=5), start)
 
+    def _unpickle(self, msg: RunTask, start: Snapshot) -> tuple[Any, Any, Any] | None:
+        """The ``(fn, args, kwargs)`` of a sync task (``(fn, items, {})`` for a chunk); None
+        when they cannot be unpickled, after failing the task at stage "unpickling"."""
+        try:
+            loaded: tuple[Any, Any, Any] = pickle.loads(msg.payload, buffers=msg.buffers)
+        except BaseException as exc:
+            err = SerializationError("unpickling", type(exc).__name__, str(exc))
+            self._fail(msg, err, start)
+            return None
+        return loaded
+
     def _run_sync(self, msg: RunTask) -> None:
         if msg.chunk:
             self._run_chunk(msg)
             return
         start = self._begin(msg)
-        try:
-            fn, args, kwargs = pickle.loads(msg.payload, buffers=msg.buffers)
-        except BaseException as exc:
-            err = SerializationError("unpickling", type(exc).__name__, str(exc))
-            self._fail(msg, err, start)
+        loaded = self._unpickle(msg, start)
+        if loaded is None:
             return
+        fn, args, kwargs = loaded
         token = _current_seq.set(msg.seq)
         try:
             value = fn(*args, **kwargs)
@@ -346,12 +355,10 @@ class WorkerActor:
         """Run a map chunk: ``fn(*args)`` for each item in order, each item's exception
         caught and kept, then one :class:`ChunkFinished` with every outcome and timing."""
         start = self._begin(msg)
-        try:
-            fn, items, _ = pickle.loads(msg.payload, buffers=msg.buffers)
-        except BaseException as exc:
-            err = SerializationError("unpickling", type(exc).__name__, str(exc))
-            self._fail(msg, err, start)
+        loaded = self._unpickle(msg, start)
+        if loaded is None:
             return
+        fn, items, _ = loaded
         values: list[Any] = []
         errors: dict[int, ErrorInfo] = {}
         now, cpu_now = time.perf_counter, time.process_time
