@@ -25,6 +25,14 @@ def test_unknown_names_raise_attribute_error() -> None:
         raise AssertionError("no AttributeError")
 
 
+def _printed_by(code: str) -> list[str]:
+    """The words ``code`` prints, run in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return out.stdout.split()
+
+
 def test_worker_modules_do_not_load_the_facades() -> None:
     # workers and the fork server import osiiso_mp._runtime (and so osiiso_mp itself):
     # the executors, records and psutil must not come with it (fresh interpreters start
@@ -35,10 +43,7 @@ def test_worker_modules_do_not_load_the_facades() -> None:
         "'osiiso_mp._records', 'psutil') if m in sys.modules]; "
         "print(heavy); from osiiso_mp import Executor, TaskResult; print(Executor.__name__)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.split() == ["[]", "Executor"]
+    assert _printed_by(code) == ["[]", "Executor"]
 
 
 def test_looking_up_an_executor_starts_the_fork_server_early() -> None:
@@ -52,7 +57,4 @@ def test_looking_up_an_executor_starts_the_fork_server_early() -> None:
         "ex = Executor(procs=1); print(ex.submit(abs, -3).result(timeout=30)); "
         "print(ex._sup._launcher._server.pid == early); ex.shutdown()"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.split() == ["0", "True", "3", "True"]
+    assert _printed_by(code) == ["0", "True", "3", "True"]
