@@ -426,6 +426,13 @@ class Channel:
     ``on_message`` is called for each frame received, in order; ``on_closed`` once, when the
     peer closes its end or the socket fails. Sends made during one loop iteration are
     coalesced into one write at the end of it; :meth:`flush` writes immediately.
+
+    A peer that dies leaves what it sent in our receive queue, and the kernel reports its
+    death first to whichever call comes next: a write fails (``EPIPE``), or a read fails
+    once (``ECONNRESET``) with data still queued behind it. Neither ends the channel: a
+    failed write only stops sending, and reading goes on to the real end of file, so that
+    every frame the peer sent before it died is delivered (a worker's last result, the
+    start of the task that killed it).
     """
 
     __slots__ = (
@@ -445,6 +452,7 @@ class Channel:
         "_rbuf",
         "_rview",
         "_sock",
+        "_write_failed",
         "_writer_added",
     )
 
@@ -472,6 +480,7 @@ class Channel:
         self._out: deque[_Segment] = deque()
         self._flush_scheduled = False
         self._writer_added = False
+        self._write_failed = False  # the peer is gone: send nothing more, read what is left
         self._closed = False
         loop.add_reader(self._fd, self._on_readable)
 
@@ -482,7 +491,7 @@ class Channel:
 
     def send(self, msg: Message) -> None:
         """Queue ``msg``; it goes out at the end of this loop iteration (or on :meth:`flush`)."""
-        if self._closed:
+        if self._closed or self._write_failed:
             return
         parts, fds = encode_frame(msg)
         out = self._out
@@ -540,7 +549,7 @@ class Channel:
             except (BlockingIOError, InterruptedError):
                 sent = -1
             except OSError:
-                self.close()
+                self._stop_writing()
                 return
             if sent < 0:
                 if not self._writer_added:
@@ -569,6 +578,20 @@ class Channel:
             self._writer_added = False
             self._loop.remove_writer(self._fd)
 
+    def _stop_writing(self) -> None:
+        """A write failed (the peer is gone): drop what is queued, keep reading."""
+        self._write_failed = True
+        self._drop_queued()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+
+    def _drop_queued(self) -> None:
+        for seg in self._out:
+            for fd in seg.fds:
+                os.close(fd)
+        self._out.clear()
+
     def _on_writable(self) -> None:
         if not self._closed:
             self._write()
@@ -590,6 +613,8 @@ class Channel:
                 n, ancdata, flags, _ = self._sock.recvmsg_into([self._rview], _ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return False
+        except ConnectionResetError:
+            return True  # the peer died: reported once, what it sent is still queued
         except OSError:
             n, ancdata, flags = 0, [], 0
         if ancdata:
@@ -695,10 +720,7 @@ class Channel:
         self._sock.close()
         self._buf = bytearray()
         self._big = None
-        for seg in self._out:
-            for fd in seg.fds:
-                os.close(fd)
-        self._out.clear()
+        self._drop_queued()
         while self._fds_in:
             os.close(self._fds_in.popleft())
         self._on_closed()
