@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import _random
 import atexit
 import concurrent.futures as cf
 import functools
 import inspect
 import itertools
-import random
 import threading
 import time
 import types
@@ -75,7 +75,8 @@ def _graceful_stop(sup: Supervisor) -> None:
         pass
 
 
-_getrandbits = random.Random().getrandbits  # seeded from os.urandom once
+# seeded from os.urandom once; the C class, since random.py costs start-up time
+_getrandbits = _random.Random().getrandbits
 
 
 def new_task_id() -> str:

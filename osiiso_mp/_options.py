@@ -14,9 +14,7 @@ names the option concerned.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import multiprocessing.context
 import numbers
 import os
 import sys
@@ -125,6 +123,8 @@ def _check_bool(name: str, value: object) -> bool:
 
 def _suggest(name: str, valid: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when ``name`` looks like a typo of a valid name, else ``""``."""
+    import difflib  # only on the error path: it costs start-up time
+
     close = difflib.get_close_matches(name, list(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -793,7 +793,8 @@ def _context_start_method(ctx: object) -> object:
     ``multiprocessing.get_context()`` (the default context) would otherwise set the global
     start method as a side effect of being asked; ``None`` comes back for it when unset.
     """
-    if isinstance(ctx, multiprocessing.context.DefaultContext):
+    context = sys.modules.get("multiprocessing.context")  # not imported: not its context
+    if context is not None and isinstance(ctx, context.DefaultContext):
         return ctx.get_start_method(allow_none=True)
     get = getattr(ctx, "get_start_method", None)
     if not callable(get):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -679,6 +678,8 @@ class _TextDisplay:
             return
         text = _line(self._desc, event)
         if self._tty:
+            import shutil  # here: importing it costs start-up time, and few draw on a tty
+
             try:
                 columns = shutil.get_terminal_size().columns
             except Exception:

@@ -12,7 +12,6 @@ Nothing here does I/O except :meth:`RunSummary.display`, which prints.
 
 from __future__ import annotations
 
-import json
 import reprlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, fields
@@ -521,6 +520,8 @@ class RunSummary:
 
     def to_json(self, **json_kwargs: Any) -> str:
         """:meth:`to_dict` as JSON text; ``json_kwargs`` go to :func:`json.dumps`."""
+        import json  # here: importing it costs start-up time
+
         return json.dumps(self.to_dict(), **json_kwargs)
 
     # -- notebooks (rendering lives in _render, imported on first use) --------------------
@@ -561,6 +562,8 @@ def _type_name(exc: BaseException) -> str:
 def _jsonable(obj: Any) -> Any:
     """``obj`` as JSON-native data when it converts, else its repr."""
     try:
+        import json
+
         return json.loads(json.dumps(obj, allow_nan=False))
     except (TypeError, ValueError, RecursionError):
         return _safe_repr(obj)

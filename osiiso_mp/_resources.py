@@ -24,7 +24,6 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 __all__ = [
@@ -433,6 +432,8 @@ def parse_size(value: int | str) -> int:
             f"unknown size unit {unit!r} in {value!r}; "
             "use B, kB, MB, GB, TB, PB or KiB, MiB, GiB, TiB, PiB"
         )
+    from fractions import Fraction  # here: importing it costs start-up time
+
     size = int(Fraction(number) * _UNITS[unit_key])  # exact, then rounded down
     if size <= 0:
         raise ValueError(f"size must be at least 1 byte, got {value!r}")

@@ -57,6 +57,8 @@ _BOOTSTRAP = (
 def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     """Main loop of the fork server, serving the control socket ``fd``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import uvloop  # noqa: F401  (each worker's main() imports it: loaded once, here)
+
     from . import _worker_main  # preload what every worker imports
 
     ctl = socket.socket(fileno=fd)
