@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .._slots import frozen_class
 from ._task import Task
 
 __all__ = ["Call", "Cancel", "Command", "Shutdown", "Submit"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Submit:
     """Take ownership of a new task and queue it."""
 
     task: Task
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Cancel:
     """Cancel a task (running ones included); replies True unless it had already finished."""
 
@@ -32,7 +32,7 @@ class Cancel:
     reply: cf.Future[bool]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Call:
     """Run ``fn`` on the supervisor thread (a consistent read of its state) and reply."""
 
@@ -40,7 +40,7 @@ class Call:
     reply: cf.Future[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Shutdown:
     """Stop taking work; optionally cancel what has not started, or kill everything now.
 

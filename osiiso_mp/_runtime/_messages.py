@@ -1,4 +1,4 @@
-"""The wire protocol between the supervisor and its workers: one frozen dataclass per message.
+"""The wire protocol between the supervisor and its workers: one frozen class per message.
 
 Commands (supervisor -> worker) are verbs; events (worker -> supervisor) are past tense.
 This module imports only the standard library: both ends of the pipe load it.
@@ -21,16 +21,15 @@ A conversation with one worker::
 
 On the wire a message is the plain tuple ``(tag, *fields)`` (:func:`to_wire`), which the
 framing (:mod:`._wire`) pickles with protocol 5; elsewhere (an :class:`ErrorInfo` inside a
-result) messages pickle as ``(class, field tuple)``, cheaper than the dataclass default.
+result) messages pickle as ``(class, field tuple)``, cheaper than pickling the instance.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from operator import attrgetter
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from .._slots import slot_builder
+from .._slots import frozen_class, slot_builder
 
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 
@@ -39,31 +38,16 @@ class Message:
     """Base of every message: pickles as the class and its fields in order."""
 
     __slots__ = ()
-    _fields_getter: ClassVar[attrgetter[Any]]
+    __values__: ClassVar[Callable[[Any], tuple[Any, ...]]]  # set by frozen_class
 
     def __reduce__(self) -> tuple[Any, ...]:
-        getter = type(self).__dict__.get("_fields_getter")
-        if getter is None:
-            names = type(self).__match_args__  # type: ignore[attr-defined]
-            getter = _getter(names)
-            type.__setattr__(type(self), "_fields_getter", getter)
-        return (type(self), getter(self))
-
-
-def _getter(names: tuple[str, ...]) -> Any:
-    """A callable returning the tuple of ``names``' values (attrgetter, fixed for 0 or 1)."""
-    if not names:
-        return lambda obj: ()
-    if len(names) == 1:
-        get = attrgetter(names[0])
-        return lambda obj: (get(obj),)
-    return attrgetter(*names)
+        return (type(self), type(self).__values__(self))
 
 
 # --- supervisor -> worker: commands -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Configure(Message):
     """First frame a worker reads: where it is and how to set itself up.
 
@@ -86,7 +70,7 @@ class Configure(Message):
     max_rss: int | None = None  # bytes, or None: no memory cap
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class RunTask(Message):
     """Run one attempt of a task. ``payload`` is cloudpickled ``(fn, args, kwargs)``, whose
     large out-of-band buffers (a numpy array's data, say) travel in ``buffers``; both may be
@@ -112,14 +96,14 @@ class RunTask(Message):
     chunk: bool = False  # the payload is ``(fn, [args, ...])``: run fn once per item, in order
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class CancelTask(Message):
     """Drop the task if it has not started; cancel it inside the worker if it is async."""
 
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class Stop(Message):
     """Finish the tasks already sent, then exit cleanly."""
 
@@ -127,14 +111,14 @@ class Stop(Message):
 # --- worker -> supervisor: events ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class WorkerReady(Message):
     """The worker is configured and its initializer (if any) succeeded."""
 
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class InitFailed(Message):
     """The worker could not be set up; it exits after sending this. ``stage`` says what
     failed: ``"initializer"`` (it raised) or ``"setup"`` (CPU affinity or niceness)."""
@@ -144,7 +128,7 @@ class InitFailed(Message):
     stage: str = "initializer"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class MemoryExceeded(Message):
     """The worker found itself above ``max_rss`` (``rss`` bytes) before starting a task.
 
@@ -155,7 +139,7 @@ class MemoryExceeded(Message):
     rss: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class TaskStarted(Message):
     """An attempt began (``started_at`` is ``time.perf_counter()`` in the worker)."""
 
@@ -163,7 +147,7 @@ class TaskStarted(Message):
     started_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class TaskFinished(Message):
     """An attempt ended, with its telemetry.
 
@@ -183,7 +167,7 @@ class TaskFinished(Message):
     buffers: tuple[Any, ...] = ()  # the value pickle's out-of-band buffers
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class ChunkFinished(Message):
     """A chunk (a :class:`RunTask` with ``chunk=True``) ran every one of its items.
 
@@ -203,7 +187,7 @@ class ChunkFinished(Message):
     buffers: tuple[Any, ...] = ()  # the payload pickle's out-of-band buffers
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class ErrorInfo(Message):
     """A task's exception as it travels: the pickled exception when it pickles, and text.
 
@@ -217,7 +201,7 @@ class ErrorInfo(Message):
     pickled: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_class
 class LogRecorded(Message):
     """A log record emitted in the worker, message already formatted (arguments applied in
     the worker, so that unpicklable arguments never travel). ``seq`` is the task that was
@@ -255,14 +239,13 @@ MESSAGES: tuple[type[Message], ...] = (
 
 def _builder(cls: type[Message]) -> Any:
     """A function making a ``cls`` from its wire tuple ``(tag, *fields)`` without calling
-    ``__init__`` (a frozen dataclass's ``__init__`` costs most of a small message's
+    ``__init__`` (a frozen class's ``__init__`` costs most of a small message's
     decoding)."""
     return slot_builder(cls, cls.__match_args__, tuple_offset=1)  # type: ignore[attr-defined]
 
 
 _TAGS: dict[type[Message], tuple[int, Any]] = {
-    cls: (tag, _getter(cls.__match_args__))  # type: ignore[attr-defined]
-    for tag, cls in enumerate(MESSAGES)
+    cls: (tag, cls.__values__) for tag, cls in enumerate(MESSAGES)
 }
 _BUILDERS: tuple[Any, ...] = tuple(_builder(cls) for cls in MESSAGES)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import heapq
 import inspect
 import logging
@@ -63,15 +64,26 @@ from ._wire import Channel, encode, read_frame_blocking, release
 __all__ = ["main"]
 
 
+def _libc() -> Any:
+    """The C library, for prctl (Linux only; else None). Loaded on import, so that the
+    fork server does it once for all the workers it forks."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to SIGKILL us when our parent dies (Linux), then check it is alive."""
-    if sys.platform.startswith("linux"):
+    if _LIBC is not None:
         try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
+            _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except AttributeError:
             pass
     if os.getppid() != parent_pid:  # the parent died before the prctl took effect
         os._exit(0)
