@@ -427,12 +427,13 @@ class Channel:
     peer closes its end or the socket fails. Sends made during one loop iteration are
     coalesced into one write at the end of it; :meth:`flush` writes immediately.
 
-    A peer that dies leaves what it sent in our receive queue, and the kernel reports its
-    death first to whichever call comes next: a write fails (``EPIPE``), or a read fails
-    once (``ECONNRESET``) with data still queued behind it. Neither ends the channel: a
-    failed write only stops sending, and reading goes on to the real end of file, so that
-    every frame the peer sent before it died is delivered (a worker's last result, the
-    start of the task that killed it).
+    A peer that dies leaves what it sent in our receive queue. A write to it fails
+    (``EPIPE``) while that queue may still be unread: a failed write only stops sending,
+    and reading goes on to the end of file, so that every frame the peer sent before it
+    died is delivered (a worker's last result, the start of the task that killed it). A
+    peer that died with our frames unread also makes one read fail with ``ECONNRESET``;
+    Linux reports it only once the queue is empty, but reading on to the end of file does
+    not depend on that.
     """
 
     __slots__ = (
@@ -579,18 +580,16 @@ class Channel:
             self._loop.remove_writer(self._fd)
 
     def _stop_writing(self) -> None:
-        """A write failed (the peer is gone): drop what is queued, keep reading."""
+        """Send nothing more: drop what is queued (closing the descriptors it carried) and
+        stop waiting for room. A failed write does only this; reading goes on."""
         self._write_failed = True
-        self._drop_queued()
-        if self._writer_added:
-            self._writer_added = False
-            self._loop.remove_writer(self._fd)
-
-    def _drop_queued(self) -> None:
         for seg in self._out:
             for fd in seg.fds:
                 os.close(fd)
         self._out.clear()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
 
     def _on_writable(self) -> None:
         if not self._closed:
@@ -714,13 +713,10 @@ class Channel:
             return
         self._closed = True
         self._loop.remove_reader(self._fd)
-        if self._writer_added:
-            self._loop.remove_writer(self._fd)
-            self._writer_added = False
+        self._stop_writing()
         self._sock.close()
         self._buf = bytearray()
         self._big = None
-        self._drop_queued()
         while self._fds_in:
             os.close(self._fds_in.popleft())
         self._on_closed()
