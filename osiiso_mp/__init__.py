@@ -112,6 +112,12 @@ _STARTS_POOLS = frozenset({"Executor", "AsyncExecutor", "pmap"})
 
 
 def _start_fork_server() -> None:
+    import sys
+
+    if "osiiso_mp._runtime._forkserver" not in sys.modules:  # none can be running yet:
+        from ._runtime._boot import prelaunch  # launch it before importing the client side
+
+        prelaunch()
     from ._runtime._forkserver import ForkServer
 
     try:

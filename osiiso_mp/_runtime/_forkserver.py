@@ -26,18 +26,18 @@ and ask it for workers::
 from __future__ import annotations
 
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._workers import BOOTSTRAP, kill_group, package_root, reap_group_first
+from ._boot import launch, package_root, take_early
+from ._workers import BOOTSTRAP, kill_group, reap_group_first
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,10 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["ForkServer", "ForkServerLauncher", "serve"]
 
 _REPLY = struct.Struct("!cqq")  # kind, pid, exit code
-_BOOTSTRAP = (
-    "import sys; sys.path.insert(0, {root!r}); "
-    "from osiiso_mp._runtime._forkserver import serve; serve({fd})"
-)
+_IDLE_MS = 200  # the server imports what can wait once no request came for this long
 
 
 # --- server side ---------------------------------------------------------------------------
@@ -56,6 +53,7 @@ _BOOTSTRAP = (
 
 def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     """Main loop of the fork server, serving the control socket ``fd``."""
+    _close_inherited(keep=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop  # noqa: F401  (each worker's main() imports it: loaded once, here)
 
@@ -68,9 +66,9 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
-    sel = selectors.DefaultSelector()
-    sel.register(ctl, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
+    poller = select.poll()  # not selectors: that module is import time the server can skip
+    poller.register(fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
 
     def reap() -> None:
         while children:
@@ -90,9 +88,20 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
             kill_group(pid)
         os._exit(0)
 
+    idle_import = True  # cloudpickle: not on the way to the first workers, but preloaded
     while True:
-        for key, _ in sel.select():
-            if key.fileobj is not ctl:
+        try:
+            ready = poller.poll(_IDLE_MS if idle_import else None)
+        except InterruptedError:  # pragma: no cover - poll is retried after signals (PEP 475)
+            continue
+        if not ready and idle_import:  # quiet for a while: later workers get it preloaded
+            idle_import = False
+            try:
+                import cloudpickle  # noqa: F401
+            except ImportError:  # pragma: no cover - a dependency; a worker reports it
+                pass
+        for ready_fd, _ in ready:
+            if ready_fd != fd:
                 os.read(wake_r, 4096)
                 reap()
                 continue
@@ -119,7 +128,6 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
                     os.setsid()
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    sel.close()
                     ctl.close()
                     os.close(wake_r)
                     os.close(wake_w)
@@ -130,6 +138,25 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
             children.add(pid)
             ctl.sendall(_REPLY.pack(b"P", pid, 0))
         reap()
+
+
+def _close_inherited(keep: int) -> None:  # pragma: no cover - runs in the server process
+    """Close every descriptor but stdin, stdout, stderr and ``keep``: the user process's
+    inheritable descriptors (``posix_spawn`` passes them all on) must not live on in the
+    server and its workers, where a pipe's write end would keep its reader from seeing
+    end-of-file."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        return
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, closed already
+                pass
 
 
 # --- client side ---------------------------------------------------------------------------
@@ -152,17 +179,10 @@ class ForkServer:
 
     def __init__(self) -> None:
         self.owner_pid = os.getpid()
-        ours, theirs = socket.socketpair()
-        fd = theirs.fileno()
-        self._popen = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP.format(root=package_root(), fd=fd)],
-            pass_fds=(fd,),
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-        )
-        theirs.close()
-        self.pid = self._popen.pid
-        self._ctl = ours
+        early = take_early()  # launched as Executor was looked up, to boot while we import
+        pid, ours = launch() if early is None else early
+        self.pid = pid
+        self._ctl = socket.socket(fileno=ours.detach())
         self._lock = threading.Lock()
         self._replies: deque[tuple[threading.Event, list[int]]] = deque()
         self._watchers: dict[
@@ -239,7 +259,10 @@ class ForkServer:
             done.set()
         for watcher in watchers:
             _notify(watcher, None)
-        self._popen.wait()
+        try:
+            os.waitpid(self.pid, 0)  # reap it
+        except ChildProcessError:  # reaped by someone else (a SIGCHLD handler, say)
+            pass
 
 
 def _notify(

@@ -13,6 +13,10 @@
 - An exception that cannot be pickled, or whose pickle cannot be rebuilt in the parent,
   becomes a :class:`~osiiso_mp.RemoteError` with the type name, message and traceback text.
   The remote traceback is attached as ``__cause__`` in every case.
+
+cloudpickle is imported where it is first needed, not with this module: the fork server
+preloads this module for every worker, and a worker that only runs importable functions
+with plain values never needs it (unpickling a callable sent by value imports it anyway).
 """
 
 from __future__ import annotations
@@ -22,9 +26,6 @@ import traceback
 import types
 from collections.abc import Callable
 from typing import Any
-
-import cloudpickle
-from cloudpickle.cloudpickle import _should_pickle_by_reference
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
 from ._messages import ErrorInfo
@@ -103,6 +104,8 @@ def dumps_task(
         else:  # a large pickle (a big bytes argument) still travels beside the frame
             return _pack(data, []) if out_of_band else (data, ())
     oob: list[pickle.PickleBuffer] = []
+    import cloudpickle
+
     try:
         if not out_of_band:
             return cloudpickle.dumps((fn, args, kwargs), protocol=5), ()
@@ -145,6 +148,8 @@ def _plain_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if _BY_REFERENCE.get(id(fn)) is fn:
         return True
     kind = type(fn)
+    from cloudpickle.cloudpickle import _should_pickle_by_reference
+
     try:
         by_reference = kind is types.BuiltinFunctionType or (
             kind is types.FunctionType and _should_pickle_by_reference(fn)
@@ -158,6 +163,8 @@ def _plain_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 
 def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
     """The first argument that does not pickle on its own (or the args tuple)."""
+    import cloudpickle
+
     for arg in (*args, *kwargs.values()):
         try:
             cloudpickle.dumps(arg, protocol=5)
@@ -183,6 +190,8 @@ def dumps_value(value: Any) -> Packed:
     except BaseException:  # fall back to pickling by value
         oob.clear()
     try:
+        import cloudpickle
+
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=_collector(oob))
         return _pack(data, oob)
     except BaseException as exc:
@@ -236,6 +245,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
         pickled = pickle.dumps(exc, protocol=5)
     except BaseException:
         try:
+            import cloudpickle
+
             pickled = cloudpickle.dumps(exc, protocol=5)
         except BaseException:
             pickled = None

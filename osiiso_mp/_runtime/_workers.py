@@ -28,15 +28,9 @@ __all__ = [
     "Launcher",
     "WorkerProcess",
     "kill_group",
-    "package_root",
     "process_stopped",
     "reap_group_first",
 ]
-
-
-def package_root() -> str:
-    """The directory holding the ``osiiso_mp`` package (put on a fresh worker's sys.path)."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class WorkerProcess(Protocol):

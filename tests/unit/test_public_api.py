@@ -35,12 +35,13 @@ def _printed_by(code: str) -> list[str]:
 
 def test_worker_modules_do_not_load_the_facades() -> None:
     # workers and the fork server import osiiso_mp._runtime (and so osiiso_mp itself):
-    # the executors, records and psutil must not come with it (fresh interpreters start
-    # faster), while `from osiiso_mp import Executor` still works as before
+    # the executors, records, psutil and cloudpickle (needed only for what plain pickle
+    # cannot do) must not come with it (fresh interpreters start faster), while
+    # `from osiiso_mp import Executor` still works as before
     code = (
         "import sys; from osiiso_mp._runtime import _worker_main, _forkserver; "
         "heavy = [m for m in ('osiiso_mp._executor', 'osiiso_mp._async', "
-        "'osiiso_mp._records', 'psutil') if m in sys.modules]; "
+        "'osiiso_mp._records', 'psutil', 'cloudpickle') if m in sys.modules]; "
         "print(heavy); from osiiso_mp import Executor, TaskResult; print(Executor.__name__)"
     )
     assert _printed_by(code) == ["[]", "Executor"]
@@ -58,3 +59,17 @@ def test_looking_up_an_executor_starts_the_fork_server_early() -> None:
         "print(ex._sup._launcher._server.pid == early); ex.shutdown()"
     )
     assert _printed_by(code) == ["0", "True", "3", "True"]
+
+
+def test_the_fork_server_keeps_no_inheritable_descriptor_of_the_user_process() -> None:
+    # the server is started with posix_spawn, which passes on every inheritable descriptor:
+    # it closes them, so a pipe's reader here still sees end-of-file when we close our
+    # write end (and neither the server nor its workers hold it open)
+    code = (
+        "import os, select; r, w = os.pipe(); os.set_inheritable(w, True); "
+        "from osiiso_mp import Executor; ex = Executor(procs=1); "
+        "print(ex.submit(abs, -2).result(timeout=30)); os.close(w); "
+        "ready, _, _ = select.select([r], [], [], 10); "
+        "print(bool(ready) and os.read(r, 1) == b''); ex.shutdown()"
+    )
+    assert _printed_by(code) == ["2", "True"]
