@@ -10,8 +10,8 @@ neither, and only where every field is given.
 :func:`frozen_class` makes the internal messages and commands: what
 ``@dataclass(frozen=True, slots=True)`` makes, for a class of plain fields, at a fraction of
 its import-time cost (the dataclass decorator compiles six methods per class; this compiles
-``__init__`` only). Both the user process and the fork server create these classes on the
-way to the first task.
+``__init__`` only, when the class is first used). Both the user process and the fork server
+create these classes on the way to the first task.
 Public records stay dataclasses (``dataclasses.fields`` and ``replace`` work on them).
 """
 
@@ -72,8 +72,9 @@ def frozen_class(cls: _C) -> _C:
     raises :class:`AttributeError`. Base classes must declare no fields (``__slots__ =
     ()``); ``ClassVar`` annotations are not fields.
 
-    Only ``__init__`` is compiled (it is on the hot path: messages are made per task);
-    the other methods are shared functions reading ``__values__``."""
+    Only ``__init__`` is compiled (it is on the hot path: messages are made per task), on
+    the class's first construction; the other methods are shared functions reading
+    ``__values__``."""
     own = inspect.get_annotations(cls)  # this class's own, as written (strings, here)
     names = tuple(n for n, t in own.items() if not str(t).startswith(_CLASS_VARS))
     defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
@@ -92,15 +93,28 @@ def frozen_class(cls: _C) -> _C:
     )
     new: Any = type(cls)(cls.__name__, cls.__bases__, body)
     new.__qualname__ = cls.__qualname__
-    params = "".join(f", {n}=_d_{n}" if n in defaults else f", {n}" for n in names)
-    source = [f"def __init__(self{params}):"]
-    source += [f"    _s_{n}(self, {n})" for n in names] or ["    pass"]
-    scope: dict[str, Any] = {f"_d_{n}": v for n, v in defaults.items()}
-    scope.update({f"_s_{n}": getattr(new, n).__set__ for n in names})
-    exec("\n".join(source), scope)
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    type.__setattr__(new, "__init__", init)
+
+    def compile_init() -> Callable[..., None]:
+        params = "".join(f", {n}=_d_{n}" if n in defaults else f", {n}" for n in names)
+        source = [f"def __init__(self{params}):"]
+        source += [f"    _s_{n}(self, {n})" for n in names] or ["    pass"]
+        scope: dict[str, Any] = {f"_d_{n}": v for n, v in defaults.items()}
+        scope.update({f"_s_{n}": getattr(new, n).__set__ for n in names})
+        exec("\n".join(source), scope)
+        init: Callable[..., None] = scope["__init__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        return init
+
+    def first_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Compiled on first use: most classes are made at import and never or rarely
+        # built, and import time is start-up time. Two threads racing here both install
+        # an equivalent function.
+        init = compile_init()
+        type.__setattr__(new, "__init__", init)
+        init(self, *args, **kwargs)
+
+    first_init.__qualname__ = f"{cls.__qualname__}.__init__"
+    type.__setattr__(new, "__init__", first_init)
     return new  # type: ignore[no-any-return]
 
 

@@ -247,7 +247,23 @@ def _builder(cls: type[Message]) -> Any:
 _TAGS: dict[type[Message], tuple[int, Any]] = {
     cls: (tag, cls.__values__) for tag, cls in enumerate(MESSAGES)
 }
-_BUILDERS: tuple[Any, ...] = tuple(_builder(cls) for cls in MESSAGES)
+
+
+def _first_build(tag: int) -> Callable[[tuple[Any, ...]], Message]:
+    """Builds the builder of ``MESSAGES[tag]`` on first use, then hands over to it: import
+    time is start-up time, and a process decodes only some kinds of message."""
+
+    def first(t: tuple[Any, ...]) -> Message:
+        build = _BUILDERS[tag] = _builder(MESSAGES[tag])
+        msg: Message = build(t)
+        return msg
+
+    return first
+
+
+_BUILDERS: list[Callable[[tuple[Any, ...]], Message]] = [
+    _first_build(tag) for tag in range(len(MESSAGES))
+]
 
 
 def to_wire(msg: Message) -> tuple[Any, ...]:

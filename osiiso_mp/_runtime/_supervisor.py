@@ -403,6 +403,7 @@ class Supervisor:
                 max_rss=self.config.max_rss,
             )
         )
+        w.channel.flush()  # now: the first workers start before the loop runs
         proc.watch(self._loop, lambda code, w=w: self._on_exit(w, code))  # type: ignore[misc]
 
     def _on_message(self, w: _Worker, msg: Message) -> None:

@@ -72,3 +72,21 @@ def test_messages_pickle_as_class_and_fields() -> None:
         cls, values = msg.__reduce__()
         assert cls is type(msg) and values == type(msg).__values__(msg)
         assert pickle.loads(pickle.dumps(msg, protocol=5)) == msg
+
+
+def test_the_first_construction_checks_its_arguments_as_later_ones_do() -> None:
+    # __init__ is compiled on the class's first construction: a first call with bad
+    # arguments raises as any call would, and leaves the class usable
+    @frozen_class
+    class Pair:
+        left: int
+        right: int = 0
+
+    with pytest.raises(TypeError):
+        Pair(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Pair(wrong=1)  # type: ignore[call-arg]
+    assert (Pair(1).left, Pair(1).right, Pair(right=5, left=4).right) == (1, 0, 5)
+    with pytest.raises(TypeError):
+        Pair()  # type: ignore[call-arg]
+    assert Pair.__init__.__qualname__.endswith("Pair.__init__")
