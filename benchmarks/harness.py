@@ -34,40 +34,17 @@ if HERE not in sys.path:
 
 MIB = 1 << 20
 
+
 # --------------------------------------------------------------------------- tasks
-# Workers unpickle these as ``harness.<name>``: the children run with HERE on PYTHONPATH.
-
-
-def noop() -> None:
-    """Nothing at all."""
-
-
-def nbytes(data: bytes) -> int:
-    """Take a buffer in, send a small answer back."""
-    return len(data)
-
-
-def make_bytes(n: int) -> bytes:
-    """Send a buffer of ``n`` bytes back."""
-    return b"\x01" * n
-
-
-def array_nbytes(a: Any) -> int:
-    """Take an array in, read one value per 4 KiB page (a pool that maps the data rather
-    than copying it pays for its page faults here), send a small answer back."""
-    a[:: 4096 // a.itemsize].sum()
-    return int(a.nbytes)
-
-
-def make_array(n: int) -> Any:
-    """Send a float64 array of ``n`` bytes back (the caller touches every page of it)."""
-    import numpy as np
-
-    return np.ones(n // 8)
-
-
 def _tasks() -> Any:
-    """This module imported as ``harness`` so that pickles name ``harness.noop`` etc."""
+    """The module of the task callables (pickles name ``bench_tasks.noop`` etc.)."""
+    import bench_tasks
+
+    return bench_tasks
+
+
+def _harness() -> Any:
+    """This module imported as ``harness``: what a forkserver child can name."""
     import harness
 
     return harness
@@ -285,7 +262,7 @@ class BarePipe(Peer):
         self.workers: list[Any] = []
         for _ in range(self.procs):
             parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_tasks()._bare_worker, args=(child,), daemon=True)
+            p = ctx.Process(target=_harness()._bare_worker, args=(child,), daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
@@ -483,8 +460,8 @@ ROWS: list[tuple[str, str, str, bool, str]] = [
 
 def run_one(peer_name: str, scenario: str, procs: int, n: int) -> None:
     """Child mode: run one scenario once and print one JSON line."""
-    peer = _tasks().PEERS[peer_name](procs)
-    values = _tasks().SCENARIOS[scenario](peer, n)
+    peer = _harness().PEERS[peer_name](procs)
+    values = _harness().SCENARIOS[scenario](peer, n)
     print(json.dumps({"ok": True, "values": values}), flush=True)
 
 
@@ -566,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import osiiso_mp
 
     compileall.compile_dir(os.path.dirname(osiiso_mp.__file__), quiet=1)
+    compileall.compile_file(os.path.join(HERE, "bench_tasks.py"), quiet=1)
 
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     print(f"command: {command}")
