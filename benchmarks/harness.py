@@ -10,6 +10,8 @@ arrays in / out.
 
 Every (peer, scenario, repeat) runs in its own ``python harness.py --one ...`` process that
 prints one JSON line; a failure or timeout is recorded as an error and the run goes on.
+Repeats go round robin (repeat k of every peer, then repeat k + 1), so that a machine whose
+speed drifts during the run slows every peer alike.
 osiiso_mp runs with its telemetry on (a record per task), as always.
 """
 
@@ -562,27 +564,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_all = time.perf_counter()
     for scenario in scenarios:
         full, quick = SIZES.get(scenario, (1, 1))
+        runs: dict[str, list[dict[str, float]]] = {peer: [] for peer in peers}
+        errs: dict[str, list[str]] = {peer: [] for peer in peers}
+        took: dict[str, float] = dict.fromkeys(peers, 0.0)
         for peer in peers:
             n = quick if args.quick else full
             if scenario == "map" and peer in SLOW_MAP_PEERS:
                 n = min(n, SLOW_MAP_CAP // (10 if args.quick else 1))
             sizes[(peer, scenario)] = n
-            runs: list[dict[str, float]] = []
-            errs: list[str] = []
-            t0 = time.perf_counter()
-            for _ in range(args.repeats):
-                r = _child(peer, scenario, args.procs, n, timeout)
+        # Round robin: repeat k of every peer, then repeat k + 1. This VM's speed drifts
+        # by tens of percent over minutes; interleaving spreads the drift over every peer
+        # instead of handing each peer its own stretch of it.
+        for _ in range(args.repeats):
+            for peer in peers:
+                t0 = time.perf_counter()
+                r = _child(peer, scenario, args.procs, sizes[(peer, scenario)], timeout)
+                took[peer] += time.perf_counter() - t0
                 if r.get("ok"):
-                    runs.append(r["values"])
+                    runs[peer].append(r["values"])
                 else:
-                    errs.append(str(r.get("error")))
-            raw.setdefault(scenario, {})[peer] = {"runs": runs, "errors": errs, "n": n}
-            status = f"{len(runs)}/{args.repeats} ok" + (f", {errs[0]}" if errs else "")
-            took = time.perf_counter() - t0
-            print(f"  {scenario:<8} {peer:<20} n={n:<7} {took:6.1f} s  {status}")
-            if errs:
-                failed = f"{len(errs)} of {args.repeats} runs failed"
-                errors.append(f"{peer} / {scenario}: {failed}: {errs[0]}")
+                    errs[peer].append(str(r.get("error")))
+        for peer in peers:
+            n = sizes[(peer, scenario)]
+            raw.setdefault(scenario, {})[peer] = {"runs": runs[peer], "errors": errs[peer], "n": n}
+            status = f"{len(runs[peer])}/{args.repeats} ok" + (
+                f", {errs[peer][0]}" if errs[peer] else ""
+            )
+            print(f"  {scenario:<8} {peer:<20} n={n:<7} {took[peer]:6.1f} s  {status}")
+            if errs[peer]:
+                failed = f"{len(errs[peer])} of {args.repeats} runs failed"
+                errors.append(f"{peer} / {scenario}: {failed}: {errs[peer][0]}")
     print(f"total {time.perf_counter() - t_all:.0f} s\n")
 
     # The table: one row per figure, one column per peer, then the ratios.
