@@ -65,6 +65,7 @@ import asyncio
 import concurrent.futures as cf
 import itertools
 import logging
+import math
 import os
 import pickle
 import socket
@@ -233,6 +234,7 @@ class Supervisor:
         # kept for lookups like records: prefix -> (expiry on time.monotonic(), chunk)
         self._live_chunks: dict[str, Task] = {}
         self._kept_chunks: OrderedDict[str, tuple[float, Chunk]] = OrderedDict()
+        self._next_expiry = math.inf  # the earliest expiry in either: nothing is due before
         self._split_seqs = itertools.count(-1, -1)  # items split off chunks go first
         self._workers: list[_Worker | None] = [None] * config.procs
         self.respawns = 0
@@ -698,8 +700,10 @@ class Supervisor:
 
     def _refusal(self, task: Task) -> BaseException | None:
         """Why a new task fails at once without an attempt, or None when it may run."""
-        if task.chunk is None and isinstance(
-            self.lookup(task.task_id), (Task, ChunkItem)
+        if (
+            task.opts.task_id is not None  # an id of the caller's; ours are random uuid4s
+            and task.chunk is None
+            and isinstance(self.lookup(task.task_id), (Task, ChunkItem))
         ):  # lost a race with another thread's same id
             return _duplicate_id(task.task_id)
         if self._closing:
@@ -1114,9 +1118,7 @@ class Supervisor:
             del self._live_chunks[chunk.prefix]
         now = time.monotonic()
         self._expire(now)
-        ttl = self.config.result_ttl
-        if ttl > 0:
-            self._kept_chunks[chunk.prefix] = (now + ttl, chunk)
+        self._keep(self._kept_chunks, chunk.prefix, chunk, now)
         task.fut._settle_chunk()
         self._maybe_finish_shutdown()
 
@@ -1278,22 +1280,36 @@ class Supervisor:
         the front: expiry is a pop from the left, amortised O(1) per task.
         """
         self.completed += 1
-        ttl = self.config.result_ttl
-        finished = self._finished
         now = time.monotonic()
         self._expire(now)
+        self._keep(self._finished, record.task_id, record, now)
+
+    def _keep(
+        self, kept: OrderedDict[str, tuple[float, Any]], key: str, item: Any, now: float
+    ) -> None:
+        """Keep ``item`` in ``kept`` under ``key`` for ``result_ttl`` seconds (0: not at all)."""
+        ttl = self.config.result_ttl
         if ttl > 0:
-            finished.pop(record.task_id, None)  # an id reused after it finished: newest wins
-            finished[record.task_id] = (now + ttl, record)
+            kept.pop(key, None)  # an id reused after it finished: newest wins
+            expiry = now + ttl
+            kept[key] = (expiry, item)
+            if expiry < self._next_expiry:
+                self._next_expiry = expiry
 
     def _expire(self, now: float) -> None:
-        """Forget the records and chunks whose time to live has run out."""
+        """Forget the records and chunks whose time to live has run out (a comparison
+        with the earliest expiry when none has: this runs once per finished task)."""
+        if now < self._next_expiry:
+            return
+        heads = []
         for kept in (self._finished, self._kept_chunks):
             while kept:
                 oldest = next(iter(kept.values()))
                 if oldest[0] > now:
+                    heads.append(oldest[0])
                     break
                 kept.popitem(last=False)
+        self._next_expiry = min(heads, default=math.inf)
 
     def replacements(self) -> int:
         """Workers replaced so far, counting those killed whose exit is not yet seen (their

@@ -126,6 +126,27 @@ def test_records_age_out_after_result_ttl() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
+    # lookups hide an expired record at once; the supervisor drops it (and an expired map
+    # chunk) from memory when the next task finishes after its expiry
+    ex = Executor(procs=1, result_ttl=0.3)
+    try:
+        first = ex.submit(abs, -1)
+        assert first.result(timeout=10) == 1
+        assert list(ex.map(abs, [-1, -2, -3], chunksize=3)) == [1, 2, 3]
+        sup = ex._sup
+        held = sup.call(lambda: (list(sup._finished), len(sup._kept_chunks)))
+        assert held == ([first.task_id], 1)
+        time.sleep(0.5)
+        second = ex.submit(abs, -2)
+        assert second.result(timeout=10) == 2
+        held = sup.call(lambda: (list(sup._finished), len(sup._kept_chunks)))
+        assert held == ([second.task_id], 0)
+    finally:
+        ex.shutdown()
+
+
+@pytest.mark.timeout(30)
 def test_lookups_after_shutdown_use_the_retained_records() -> None:
     with Executor(procs=1) as ex:
         fut = ex.submit(abs, -2)
