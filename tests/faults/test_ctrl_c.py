@@ -26,7 +26,14 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -
             break
         if line.startswith(prefix):
             return line.strip()
-    raise AssertionError(f"no {prefix!r} line from the script (exit {proc.poll()})")
+    err = ""
+    try:  # at end of file the script is exiting: wait for it, then read why
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc.poll() is not None and proc.stderr is not None:
+        err = proc.stderr.read()  # a stalled script's stacks (faulthandler), or its traceback
+    raise AssertionError(f"no {prefix!r} line from the script (exit {proc.poll()})\n{err}")
 
 
 @pytest.mark.timeout(90)

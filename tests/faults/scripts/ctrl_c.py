@@ -5,11 +5,16 @@ prints what became of the tasks and checks that the executor is still usable (as
 notebook kernel's would be), then interrupts again inside a `with` block.
 """
 
+import faulthandler
 import os
 import sys
 import time
 
 from osiiso_mp import Executor
+
+# A run takes a few seconds; one that stalls dumps every thread's stack to stderr and exits
+# well inside the test's 90 s timeout, so that the failure says where it hung.
+faulthandler.dump_traceback_later(45, exit=True)
 
 ex = Executor(procs=2, start_method=sys.argv[1])
 

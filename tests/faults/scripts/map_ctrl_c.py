@@ -5,11 +5,16 @@ prints every map task's final status and how long ``run()`` took to collect them
 being waited on when Ctrl-C came must be cancelled (killed) like the others.
 """
 
+import faulthandler
 import sys
 import threading
 import time
 
 from osiiso_mp import Executor
+
+# A run takes a few seconds; one that stalls dumps every thread's stack to stderr and exits
+# well inside the test's 60 s timeout, so that the failure says where it hung.
+faulthandler.dump_traceback_later(30, exit=True)
 
 ex = Executor(procs=2, start_method=sys.argv[1])
 
