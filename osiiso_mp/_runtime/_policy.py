@@ -137,7 +137,7 @@ class DurationEstimates:
 
     __slots__ = ("_est", "_limit", "alpha", "short")
 
-    def __init__(self, short: float = 0.005, alpha: float = 0.3, limit: int = 4096) -> None:
+    def __init__(self, short: float = 0.05, alpha: float = 0.3, limit: int = 4096) -> None:
         self.short = short
         self.alpha = alpha
         self._limit = limit

@@ -60,6 +60,7 @@ __all__ = [
     "shared_supported",
 ]
 
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)  # a plain int: IntFlag's & runs Python code per read
 _HEADER = struct.Struct("!IHH")
 _HEADER_SIZE = _HEADER.size
 _SIZE = struct.Struct("!Q")
@@ -618,7 +619,7 @@ class Channel:
             n, ancdata, flags = 0, [], 0
         if ancdata:
             _take_fds(ancdata, self._fds_in)
-        if flags & socket.MSG_CTRUNC:  # pragma: no cover - more descriptors than we allow
+        if flags & _MSG_CTRUNC:  # pragma: no cover - more descriptors than we allow
             self.close()
             return False
         if not n:

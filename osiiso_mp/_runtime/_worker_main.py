@@ -261,9 +261,16 @@ class WorkerActor:
             del self._waiting[job.msg.seq]
             self._run_sync(job.msg)
             if job.msg.announce:
-                if heap:
-                    self._schedule_pump()
-                break
+                if self._async:  # async tasks need the loop: let it run
+                    if heap:
+                        self._schedule_pump()
+                    break
+                # Read what came while this one ran (a task sent ahead, a cancel, a better
+                # task) and go on at once: the next start's flush carries this task's result
+                # too, so the supervisor wakes once for both, and the worker does not idle
+                # for a turn of the loop.
+                self._channel.drain()
+                continue
             # a known-tiny task: run the next ones in this turn too, for up to 1 ms, and
             # send their results in one write
             if not batch_end:

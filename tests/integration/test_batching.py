@@ -4,11 +4,16 @@ Once a callable is known to take well under a millisecond, its tasks (sync, no t
 sent unannounced: the worker runs them back to back for up to 1 ms and sends their starts
 and results in one write. Each must still get exactly one record with its own outcome, and
 a crash in the middle of a batch must be put down to the task that caused it.
+
+A callable known to be short (under 50 ms) but not tiny is announced, and a worker running
+one is sent one more: a cancel or a better task that comes meanwhile still counts.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +125,65 @@ def test_an_on_start_hook_sees_every_start_of_a_tiny_callable() -> None:
             fut.result(timeout=30)
         ex.run()
     assert sorted(started) == sorted(f.task_id for f in futs)
+
+
+# -- tasks sent ahead behind announced ones ------------------------------------------------
+
+
+def nap(seconds: float, marker: str = "") -> float:
+    """Sleep; leave ``marker`` (a path) behind when given, to show that it ran."""
+    time.sleep(seconds)
+    if marker:
+        with open(marker, "w") as f:
+            f.write("ran")
+    return seconds
+
+
+def _known_medium(ex: Executor) -> None:
+    """Make ``nap`` known to take about 10 ms: announced (not tiny), yet short enough that a
+    worker is sent one more behind the one it runs."""
+    for fut in [ex.submit(nap, 0.01) for _ in range(6)]:
+        fut.result(timeout=30)
+    estimate = ex._sup.call(lambda: ex._sup._estimates.estimate("nap"))
+    assert estimate is not None and _TINY < estimate < 0.05
+
+
+def test_a_task_sent_ahead_is_cancelled_before_it_starts(tmp_path: Path) -> None:
+    # B waits in the worker behind A; cancelling B while A runs must stop it from ever
+    # starting (the worker reads the cancel before it goes on), and the worker goes on
+    marker = tmp_path / "b-ran"
+    with Executor(procs=1) as ex:
+        _known_medium(ex)
+        a = ex.submit(nap, 0.5)
+        b = ex.submit(nap, 0.01, str(marker))
+        deadline = time.monotonic() + 10
+        while a.status() != "running" or not ex._sup.call(
+            lambda: b._task is not None and b._task.worker is not None
+        ):
+            assert time.monotonic() < deadline, "B was not sent ahead behind A"
+            time.sleep(0.005)
+        assert b.cancel()
+        assert a.result(timeout=30) == 0.5
+        assert b.cancelled()
+        record = b.task_result()
+        assert record is not None and record.status == "cancelled"
+        assert ex.submit(nap, 0.01).result(timeout=30) == 0.01  # the worker goes on
+        assert not marker.exists()
+
+
+def test_a_better_task_overtakes_one_sent_ahead() -> None:
+    # B (priority 5) waits in the worker behind A; D (priority 1) comes later and is sent
+    # there too: when A ends, D starts before B
+    with Executor(procs=1) as ex:
+        _known_medium(ex)
+        a = ex.submit(nap, 0.4)
+        b = ex.options(priority=5).submit(nap, 0.01)
+        while a.status() != "running":
+            time.sleep(0.005)
+        d = ex.options(priority=1).submit(nap, 0.01)
+        for fut in (a, b, d):
+            fut.result(timeout=30)
+        rb, rd = b.task_result(), d.task_result()
+        assert rb is not None and rd is not None
+        assert rb.started_at is not None and rd.started_at is not None
+        assert rd.started_at < rb.started_at

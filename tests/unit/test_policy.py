@@ -150,3 +150,12 @@ def test_pipeline_depth_scales_with_known_short_tasks() -> None:
     est.observe("instant", 0.0)
     assert est.pipeline_depth(["instant"]) == 64  # capped
     assert est.pipeline_depth([]) == 64
+
+
+def test_by_default_a_worker_is_sent_one_more_behind_tasks_under_50_ms() -> None:
+    est = DurationEstimates()
+    est.observe("medium", 0.02)
+    est.observe("slow", 0.08)
+    assert est.pipeline_depth(["medium"]) == 2  # one waits while one runs: no idle turn
+    assert est.pipeline_depth(["slow"]) == 1  # never queued behind a slow one
+    assert est.pipeline_depth(["medium", "slow"]) == 1
