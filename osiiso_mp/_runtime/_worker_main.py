@@ -275,6 +275,7 @@ class WorkerActor:
             # send their results in one write
             if not batch_end:
                 batch_end = time.perf_counter() + _BATCH_BUDGET
+        self._channel.flush()  # the results of this turn, now rather than a loop turn later
         if self._stopping and not self._waiting and not self._async:
             self._exit()
 
