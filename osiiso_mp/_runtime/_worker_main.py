@@ -239,6 +239,7 @@ class WorkerActor:
         self._pump_scheduled = False
         heap = self._heap
         batch_end = 0.0  # set once a sync task ran in this turn
+        unsent = False  # an announced task's result is queued, not yet written
         while heap:
             job = heap[0][2]
             if job.dropped:
@@ -259,6 +260,12 @@ class WorkerActor:
                 break
             heapq.heappop(heap)
             del self._waiting[job.msg.seq]
+            if unsent and not job.msg.announce:
+                # out before this one runs unannounced: should it crash the worker, the
+                # result must not be lost with it (the crash would be put down to the
+                # announced task, which the supervisor saw start and never finish)
+                self._channel.flush_blocking()
+            unsent = False  # an announced start writes it with its TaskStarted
             self._run_sync(job.msg)
             if job.msg.announce:
                 if self._async:  # async tasks need the loop: let it run
@@ -269,6 +276,7 @@ class WorkerActor:
                 # task) and go on at once: the next start's flush carries this task's result
                 # too, so the supervisor wakes once for both, and the worker does not idle
                 # for a turn of the loop.
+                unsent = True
                 self._channel.drain()
                 continue
             # a known-tiny task: run the next ones in this turn too, for up to 1 ms, and

@@ -187,3 +187,19 @@ def test_a_better_task_overtakes_one_sent_ahead() -> None:
         assert rb is not None and rd is not None
         assert rb.started_at is not None and rd.started_at is not None
         assert rd.started_at < rb.started_at
+
+
+def test_an_announced_result_is_out_before_a_task_sent_ahead_crashes_the_worker() -> None:
+    # A (announced) runs with B (known-tiny, so unannounced) sent ahead behind it; B kills
+    # the worker. A's result must have left before B ran: A succeeds, the crash is B's.
+    with Executor(procs=1) as ex:
+        _warm(ex)
+        _known_medium(ex)
+        a = ex.submit(nap, 0.3)
+        while a.status() != "running":
+            time.sleep(0.005)
+        b = ex.submit(tiny, 7, 0, 7)
+        assert a.result(timeout=30) == 0.3
+        with pytest.raises(WorkerCrashedError):
+            b.result(timeout=30)
+        assert ex.submit(tiny, 1).result(timeout=30) == 2
