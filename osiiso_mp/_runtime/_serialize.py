@@ -98,10 +98,20 @@ def dumps_task(
     """
     if _plain_call(fn, args, kwargs):
         try:
+            if out_of_band and _has_large_bytes(args, kwargs):
+                # pickle would copy them into the pickle first: send them as buffers, copied
+                # once, straight into what travels (they unpickle as bytes)
+                oob_plain: list[pickle.PickleBuffer] = []
+                data = pickle.dumps(
+                    (fn, *_large_bytes_out_of_band(args, kwargs)),
+                    protocol=5,
+                    buffer_callback=_collector(oob_plain),
+                )
+                return _pack(data, oob_plain)
             data = pickle.dumps((fn, args, kwargs), protocol=5)
         except Exception:  # not the object its module holds now, say: as below
             pass
-        else:  # a large pickle (a big bytes argument) still travels beside the frame
+        else:
             return _pack(data, []) if out_of_band else (data, ())
     oob: list[pickle.PickleBuffer] = []
     import cloudpickle
@@ -219,6 +229,25 @@ def dumps_chunk_values(values: list[Any], errors: dict[int, ErrorInfo]) -> Packe
             errors[i] = error_info(exc)
             values[i] = None
     return dumps_value((values, errors))
+
+
+def _has_large_bytes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Is one of the arguments ``bytes`` of ``INLINE_MIN`` bytes or more?"""
+    for arg in (*args, *kwargs.values()) if kwargs else args:
+        if type(arg) is bytes and len(arg) >= INLINE_MIN:
+            return True
+    return False
+
+
+def _large_bytes_out_of_band(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` with each large ``bytes`` wrapped to pickle out of band."""
+
+    def wrap(arg: Any) -> Any:
+        return _LargeBytes(arg) if type(arg) is bytes and len(arg) >= INLINE_MIN else arg
+
+    return tuple(map(wrap, args)), {k: wrap(v) for k, v in kwargs.items()}
 
 
 class _LargeBytes:

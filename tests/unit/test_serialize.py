@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from typing import Any
 
@@ -25,7 +26,7 @@ def _cloud(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         (noop, (), {}),
         (noop, (1, 2.5, "s", b"b", True, None), {"k": 3}),
         (abs, (-3,), {}),
-        (pickle.dumps, (b"x" * 100_000,), {}),  # large bytes: in band either way
+        (pickle.dumps, (b"x" * 1000,), {}),
     ],
 )
 def test_plain_calls_take_the_fast_path_with_the_same_bytes(
@@ -39,11 +40,31 @@ def test_plain_calls_take_the_fast_path_with_the_same_bytes(
     assert pickle.loads(memoryview(payload)) == (fn, args, kwargs)
 
 
-def test_a_large_plain_payload_still_travels_beside_the_frame() -> None:
-    # a pickle of 1 MiB or more goes to shared memory, as cloudpickle's payloads do
-    payload, _ = dumps_task(noop, (b"x" * (2 << 20),), {})
-    assert type(payload) is SharedBuffer or not shared_supported()
-    release((payload,))
+def test_large_bytes_arguments_travel_beside_the_pickle_and_unpickle_as_bytes() -> None:
+    # pickle would copy large bytes into the pickle: on the fast path they go out of band
+    # (copied once, into what travels), positional or keyword, and come back as bytes
+    big, mid = b"x" * (2 << 20), b"y" * 100_000
+    payload, buffers = dumps_task(pickle.dumps, (big, 1), {"protocol": 5, "data": mid})
+    try:
+        assert len(bytes(memoryview(payload))) < 1000  # the pickle holds neither
+        assert len(buffers) == 2
+        assert type(buffers[0]) is SharedBuffer or not shared_supported()  # 2 MiB: shared
+        views = [_as_view(b) for b in buffers]
+        fn, args, kwargs = pickle.loads(memoryview(payload), buffers=views)
+        assert fn is pickle.dumps and args == (big, 1) and kwargs == {"protocol": 5, "data": mid}
+        assert type(args[0]) is bytes and type(kwargs["data"]) is bytes
+    finally:
+        release((payload, *buffers))
+    # without out-of-band buffers (the initializer's frame) it all stays in the pickle
+    plain, none = dumps_task(pickle.dumps, (big,), {}, out_of_band=False)
+    assert none == () and plain == _cloud(pickle.dumps, (big,), {})
+
+
+def _as_view(blob: Any) -> Any:
+    """What the receiver gets for a blob: its bytes (a shared one read from its file)."""
+    if type(blob) is SharedBuffer:
+        return os.pread(blob.fileno(), blob.nbytes, 0)
+    return memoryview(blob)
 
 
 def test_what_cloudpickle_must_handle_does_not_take_the_fast_path() -> None:
