@@ -49,13 +49,32 @@ def launch() -> tuple[int, _socket.socket]:
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, fd, target),
         ]
-        pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
+        try:
+            pid = os.posix_spawn(
+                sys.executable, argv, os.environ, file_actions=actions, setsid=True
+            )
+        except (AttributeError, NotImplementedError):  # no posix_spawn, or no setsid in it
+            pid = _popen(fd)
     except BaseException:
         ours.close()
         raise
     finally:
         theirs.close()
     return pid, ours
+
+
+def _popen(fd: int) -> int:
+    """:func:`launch` where ``posix_spawn`` cannot start a session: through ``subprocess``
+    (slower to import), which the server's exit is then reaped through as well."""
+    import subprocess
+
+    argv = [sys.executable, "-c", SERVER_BOOTSTRAP.format(root=package_root(), fd=fd)]
+    proc = subprocess.Popen(argv, pass_fds=(fd,), start_new_session=True, stdin=subprocess.DEVNULL)
+    _popens[proc.pid] = proc  # subprocess keeps its own record of the child: keep the object
+    return proc.pid
+
+
+_popens: dict[int, object] = {}  # pid -> Popen, for the servers started by _popen
 
 
 def prelaunch() -> None:

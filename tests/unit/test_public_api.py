@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
+
 import osiiso_mp
+from osiiso_mp._runtime import _boot
 
 
 def test_every_public_name_resolves_with_a_docstring() -> None:
@@ -73,3 +77,22 @@ def test_the_fork_server_keeps_no_inheritable_descriptor_of_the_user_process() -
         "print(bool(ready) and os.read(r, 1) == b''); ex.shutdown()"
     )
     assert _printed_by(code) == ["2", "True"]
+
+
+@pytest.mark.timeout(60)
+def test_the_server_starts_through_subprocess_where_posix_spawn_cannot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a platform whose posix_spawn cannot start a session: the server is started through
+    # subprocess instead, still in a session of its own, and still exits at end-of-file
+    def no_setsid(*args: object, **kwargs: object) -> int:
+        raise NotImplementedError("no POSIX_SPAWN_SETSID here")
+
+    monkeypatch.setattr(os, "posix_spawn", no_setsid)
+    pid, ours = _boot.launch()
+    try:
+        assert os.getsid(pid) == pid
+    finally:
+        ours.close()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
