@@ -33,6 +33,11 @@ def package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _server_argv(fd: int) -> list[str]:
+    """The command line of a fork server serving the control socket ``fd``."""
+    return [sys.executable, "-c", SERVER_BOOTSTRAP.format(root=package_root(), fd=fd)]
+
+
 def launch() -> tuple[int, _socket.socket]:
     """Start a fork server process; return its pid and our end of its control socket.
 
@@ -44,7 +49,7 @@ def launch() -> tuple[int, _socket.socket]:
     try:
         fd = theirs.fileno()
         target = 3 if fd != 3 else 4  # dup2 onto another number clears close-on-exec
-        argv = [sys.executable, "-c", SERVER_BOOTSTRAP.format(root=package_root(), fd=target)]
+        argv = _server_argv(target)
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, fd, target),
@@ -68,8 +73,9 @@ def _popen(fd: int) -> int:
     (slower to import), which the server's exit is then reaped through as well."""
     import subprocess
 
-    argv = [sys.executable, "-c", SERVER_BOOTSTRAP.format(root=package_root(), fd=fd)]
-    proc = subprocess.Popen(argv, pass_fds=(fd,), start_new_session=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _server_argv(fd), pass_fds=(fd,), start_new_session=True, stdin=subprocess.DEVNULL
+    )
     _popens[proc.pid] = proc  # subprocess keeps its own record of the child: keep the object
     return proc.pid
 

@@ -192,9 +192,7 @@ def dumps_value(value: Any) -> Packed:
     fail the task, not end the worker (workers ignore SIGINT, so nothing else is lost).
     """
     oob: list[pickle.PickleBuffer] = []
-    if type(value) is bytes and len(value) >= INLINE_MIN:
-        # large bytes are pickled in band by pickle (one more copy): send them as a buffer
-        value = _LargeBytes(value)
+    value = _bytes_out_of_band(value)
     try:
         return _pack(pickle.dumps(value, protocol=5, buffer_callback=_collector(oob)), oob)
     except BaseException:  # fall back to pickling by value
@@ -231,23 +229,29 @@ def dumps_chunk_values(values: list[Any], errors: dict[int, ErrorInfo]) -> Packe
     return dumps_value((values, errors))
 
 
+def _is_large_bytes(obj: Any) -> bool:
+    """Is ``obj`` ``bytes`` of ``INLINE_MIN`` bytes or more? pickle copies such bytes into
+    the pickle (one copy more than a buffer beside it costs)."""
+    return type(obj) is bytes and len(obj) >= INLINE_MIN
+
+
+def _bytes_out_of_band(obj: Any) -> Any:
+    """``obj``, wrapped to pickle as an out-of-band buffer when it is large bytes."""
+    return _LargeBytes(obj) if _is_large_bytes(obj) else obj
+
+
 def _has_large_bytes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Is one of the arguments ``bytes`` of ``INLINE_MIN`` bytes or more?"""
-    for arg in (*args, *kwargs.values()) if kwargs else args:
-        if type(arg) is bytes and len(arg) >= INLINE_MIN:
-            return True
-    return False
+    """Is one of the arguments large bytes?"""
+    return any(map(_is_large_bytes, args)) or any(map(_is_large_bytes, kwargs.values()))
 
 
 def _large_bytes_out_of_band(
     args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``args`` and ``kwargs`` with each large ``bytes`` wrapped to pickle out of band."""
-
-    def wrap(arg: Any) -> Any:
-        return _LargeBytes(arg) if type(arg) is bytes and len(arg) >= INLINE_MIN else arg
-
-    return tuple(map(wrap, args)), {k: wrap(v) for k, v in kwargs.items()}
+    return tuple(map(_bytes_out_of_band, args)), {
+        k: _bytes_out_of_band(v) for k, v in kwargs.items()
+    }
 
 
 class _LargeBytes:
