@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._errors import (
         ClosedError,
         ExecutionError,
+        InternalError,
         MemoryLimitError,
         OsiisoError,
         QueueFullError,
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "ClosedError": "._errors",
     "ExecutionError": "._errors",
     "Executor": "._executor",
+    "InternalError": "._errors",
     "MemoryLimitError": "._errors",
     "OptionsView": "._executor",
     "OsiisoError": "._errors",
@@ -138,6 +140,7 @@ __all__ = [
     "ClosedError",
     "ExecutionError",
     "Executor",
+    "InternalError",
     "MemoryLimitError",
     "OptionsView",
     "OsiisoError",

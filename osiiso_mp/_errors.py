@@ -12,6 +12,7 @@
           +-- MemoryLimitError          the worker went above max_rss (.limit, .rss)
           +-- SerializationError        a callable, argument or result could not be pickled
           +-- RemoteError               stand-in for a remote exception that cannot be rebuilt
+          +-- InternalError             osiiso_mp's own code failed in a worker handling the task
           +-- Retry                     raised *by a task* to ask for another attempt
 
 A failed task's exception is its own original type whenever it can be rebuilt in the parent;
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClosedError",
     "ExecutionError",
+    "InternalError",
     "MemoryLimitError",
     "OsiisoError",
     "QueueFullError",
@@ -129,10 +131,20 @@ class TaskTimeoutError(OsiisoError, TimeoutError):
         return (_rebuild, (type(self), (self.timeout,), kw))
 
 
+# The status a worker exits with when its own machinery failed beyond reporting it to the
+# supervisor (EX_SOFTWARE in sysexits.h); the worker prints the traceback to its stderr first.
+INTERNAL_ERROR_EXIT = 70
+
+
 def describe_exit(exit_code: int | None) -> str:
     """Human text for a worker's exit code (negative numbers are signals)."""
     if exit_code is None:
         return "exit status unknown"
+    if exit_code == INTERNAL_ERROR_EXIT:
+        return (
+            f"exit code {exit_code} (an internal error in osiiso_mp's worker, or os._exit"
+            f"({exit_code}) in the task; the worker's stderr has the traceback)"
+        )
     if exit_code < 0:
         import signal
 
@@ -208,12 +220,10 @@ class MemoryLimitError(OsiisoError):
         return (_rebuild, (type(self), (self.limit, self.rss), kw))
 
 
-class SerializationError(OsiisoError):
-    """A callable, an argument, a result or an exception could not be (un)pickled.
-
-    ``stage`` says where: ``"callable"``, ``"arguments"``, ``"result"``, ``"unpickling"``;
-    ``type_name`` names the offending type where it is known.
-    """
+class _StagedError(OsiisoError):
+    """An error at a named stage of a task's path, about an exception of another type:
+    ``stage``, ``type_name`` and ``detail``, and the task's ``name`` and ``task_id`` when
+    known. Subclasses say what went wrong in ``_what(stage)``."""
 
     def __init__(
         self,
@@ -224,18 +234,32 @@ class SerializationError(OsiisoError):
         name: str | None = None,
         task_id: str | None = None,
     ) -> None:
-        super().__init__(
-            f"cannot serialize the {stage}{_for_task(name, task_id)}: {type_name}: {detail}"
-        )
+        super().__init__(f"{self._what(stage)}{_for_task(name, task_id)}: {type_name}: {detail}")
         self.stage = stage
         self.type_name = type_name
         self.detail = detail
         self.name = name
         self.task_id = task_id
 
+    @staticmethod
+    def _what(stage: str) -> str:
+        raise NotImplementedError
+
     def __reduce__(self) -> tuple[Any, ...]:
         kw = {"name": self.name, "task_id": self.task_id}
         return (_rebuild, (type(self), (self.stage, self.type_name, self.detail), kw))
+
+
+class SerializationError(_StagedError):
+    """A callable, an argument, a result or an exception could not be (un)pickled.
+
+    ``stage`` says where: ``"callable"``, ``"arguments"``, ``"result"``, ``"unpickling"``;
+    ``type_name`` names the offending type where it is known.
+    """
+
+    @staticmethod
+    def _what(stage: str) -> str:
+        return f"cannot serialize the {stage}"
 
 
 class RemoteError(OsiisoError):
@@ -252,6 +276,21 @@ class RemoteError(OsiisoError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.type_name, self.message, self.traceback))
+
+
+class InternalError(_StagedError):
+    """osiiso_mp's own code failed inside the worker while it handled the task.
+
+    Not the task's own exception: a bug in osiiso_mp or in what it relies on (the event loop,
+    the measurement, the serializer). The attempt fails with this error instead of hanging,
+    and the worker carries on. ``stage`` says where it happened (``"starting"``,
+    ``"running"`` or ``"reporting"`` the task); ``type_name`` and ``detail`` give the
+    original exception, whose worker traceback is attached as ``__cause__``.
+    """
+
+    @staticmethod
+    def _what(stage: str) -> str:
+        return f"internal error in the worker while {stage} the task"
 
 
 class Retry(OsiisoError):

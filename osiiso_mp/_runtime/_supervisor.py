@@ -79,6 +79,7 @@ from typing import Any, TypeVar
 
 from .._errors import (
     ClosedError,
+    InternalError,
     MemoryLimitError,
     OsiisoError,
     Retry,
@@ -953,6 +954,12 @@ class Supervisor:
             cause = error.__cause__
             error = TaskTimeoutError(
                 error.timeout, name=task.name, task_id=task.task_id, killed=False
+            )
+            error.__cause__ = cause
+        elif isinstance(error, InternalError):
+            cause = error.__cause__  # the worker knew no names: name the task here
+            error = InternalError(
+                error.stage, error.type_name, error.detail, name=task.name, task_id=task.task_id
             )
             error.__cause__ = cause
         self._record_attempt(task, w, msg, msg.outcome, _short_error(error))

@@ -17,6 +17,13 @@ variables (``inner_threads``), its CPU affinity and niceness, runs the initializ
 - With ``max_rss`` set, the worker reads its own resident size before it starts each task;
   above the cap it starts nothing more, reports :class:`MemoryExceeded` and waits to be
   replaced, so a worker left above the cap by one task never begins the next.
+- An exception in the worker's own code (never the task's) ends the task it was handling
+  with an :class:`~osiiso_mp.InternalError` naming it, and the worker carries on. Should
+  even that report fail, or the failure lie outside any one task, the worker prints the
+  traceback to its stderr and exits with status 70 (``INTERNAL_ERROR_EXIT``); the supervisor
+  then treats it as a crash and replaces it. A worker that fails to start after its
+  initializer reports :class:`InitFailed`, like an initializer that raises. No task waits
+  for ever on a worker that broke.
 - The worker ignores SIGINT (Ctrl-C belongs to the parent), dies with its parent
   (``PR_SET_PDEATHSIG`` on Linux, and end-of-file on its pipe everywhere), and on
   :class:`Stop` finishes what it holds and exits with status 0.
@@ -38,10 +45,11 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from array import array
 from typing import Any, NoReturn
 
-from .._errors import SerializationError
+from .._errors import INTERNAL_ERROR_EXIT, InternalError, SerializationError
 from ._messages import (
     CancelTask,
     ChunkFinished,
@@ -57,7 +65,7 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._serialize import dumps_chunk_values, dumps_value, error_info
+from ._serialize import dumps_chunk_values, dumps_value, error_info, type_name
 from ._telemetry import Meter, Snapshot
 from ._wire import Channel, encode, read_frame_blocking, release
 
@@ -140,6 +148,56 @@ class _ForwardingHandler(logging.Handler):
             self.handleError(record)
 
 
+# Where in a task's path each of the actor's methods works, for InternalError.stage: the
+# innermost of these on the failing traceback names the stage.
+_STAGES = {
+    "_begin": "starting",
+    "_unpickle": "starting",
+    "_start_async": "starting",
+    "_task_factory": "starting",
+    "_spawn_await": "starting",
+    "_run_sync": "running",
+    "_run_chunk": "running",
+    "_reap_spawned": "running",
+    "_await": "running",
+    "_deliver": "reporting",
+    "_deliver_chunk": "reporting",
+    "_finish": "reporting",
+    "_fail": "reporting",
+}
+
+
+def _stage_of(exc: BaseException) -> str:
+    """The stage of a task's path in which ``exc`` was raised (see ``_STAGES``)."""
+    stage = "handling"
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == __file__ and code.co_name in _STAGES:
+            stage = _STAGES[code.co_name]
+        tb = tb.tb_next
+    return stage
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _fatal(exc: BaseException, where: str) -> NoReturn:
+    """The worker's own machinery failed outside any one task, or could not report a task's
+    failure: print why to stderr and exit with ``INTERNAL_ERROR_EXIT``. The supervisor sees
+    a crash: the running tasks fail (or are retried), those sent ahead run elsewhere."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+        os.write(2, f"osiiso_mp worker {os.getpid()}: internal error {where}:\n{text}".encode())
+    except BaseException:
+        pass
+    os._exit(INTERNAL_ERROR_EXIT)
+
+
 _BATCH_BUDGET = 0.001  # seconds of unannounced (known-tiny) sync tasks run per loop turn
 
 
@@ -180,16 +238,19 @@ class WorkerActor:
         self._channel.send(WorkerReady(os.getpid()))
 
     def _task_factory(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        coro: Any,
-        context: contextvars.Context | None = None,
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Task[Any]:
-        """Create a task, remembering which attempt (if any) started it. The factory runs
-        in the creator's context, where ``_current_seq`` names the running attempt."""
-        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+        """Create a task, remembering which attempt (if any) started it.
+
+        asyncio's documented factory interface: ``(loop, coro, **kwargs)``, every keyword
+        passed on to the task (``name``, ``context``, and since 3.13 ``eager_start``; later
+        versions may add more). The factory runs in the creator's context, where
+        ``_current_seq`` names the running attempt, unless a ``context`` is given.
+        """
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        context: contextvars.Context | None = kwargs.get("context")
         seq = _current_seq.get() if context is None else context.get(_current_seq)
-        if seq is not None:
+        if seq is not None and not task.done():  # an eager task may be done already
             spawned = self._spawned.setdefault(seq, set())
             spawned.add(task)
             task.add_done_callback(spawned.discard)
@@ -203,22 +264,26 @@ class WorkerActor:
     # -- inbox -----------------------------------------------------------------------------
 
     def _on_message(self, msg: Message) -> None:
-        if isinstance(msg, RunTask):
-            job = _Job(msg)
-            self._waiting[msg.seq] = job
-            heapq.heappush(self._heap, (msg.priority, msg.seq, job))
-        elif isinstance(msg, CancelTask):
-            self._cancel(msg.seq)
-        elif isinstance(msg, Stop):
-            self._stopping = True
-        self._schedule_pump()
+        try:
+            if isinstance(msg, RunTask):
+                job = _Job(msg)
+                self._waiting[msg.seq] = job
+                heapq.heappush(self._heap, (msg.priority, msg.seq, job))
+            elif isinstance(msg, CancelTask):
+                self._cancel(msg.seq)
+            elif isinstance(msg, Stop):
+                self._stopping = True
+            self._schedule_pump()
+        except BaseException as exc:  # a message half taken in: what this worker holds is unsure
+            _fatal(exc, f"taking in {type(msg).__name__}")
 
     def _cancel(self, seq: int) -> None:
         job = self._waiting.pop(seq, None)
         if job is not None:
             job.dropped = True
-            now = self._meter.snapshot()
-            self._channel.send(TaskFinished(seq, "cancelled", b"", None, now[0], 0.0, now[3], 0))
+            # never started: no telemetry (the supervisor records none for it)
+            done = TaskFinished(seq, "cancelled", b"", None, time.perf_counter(), 0.0, 0, 0)
+            self._channel.send(done)
             return
         task = self._async.get(seq)
         if task is not None:
@@ -237,6 +302,13 @@ class WorkerActor:
 
     def _pump(self) -> None:
         self._pump_scheduled = False
+        try:
+            self._run_held()
+        except BaseException as exc:  # outside any one task (those are caught in _run_held)
+            _fatal(exc, "while scheduling tasks")
+
+    def _run_held(self) -> None:
+        """Start what the worker holds, best first, as far as the rules below allow."""
         heap = self._heap
         batch_end = 0.0  # set once a sync task ran in this turn
         unsent = False  # an announced task's result is queued, not yet written
@@ -245,14 +317,25 @@ class WorkerActor:
             if job.dropped:
                 heapq.heappop(heap)
                 continue
-            if self._max_rss is not None and self._above_max_rss():
-                break
+            if self._max_rss is not None:
+                try:
+                    over = self._above_max_rss()
+                except BaseException as exc:  # the measurement failed: this task cannot start
+                    heapq.heappop(heap)
+                    del self._waiting[job.msg.seq]
+                    self._internal_error(job.msg, exc, "starting")
+                    continue
+                if over:
+                    break
             if job.msg.is_async:
                 if len(self._async) >= self._concurrency:
                     break
                 heapq.heappop(heap)
                 del self._waiting[job.msg.seq]
-                self._start_async(job.msg)
+                try:
+                    self._start_async(job.msg)
+                except BaseException as exc:
+                    self._internal_error(job.msg, exc)
                 continue
             if batch_end and (job.msg.announce or time.perf_counter() > batch_end):
                 # let the loop read new messages (and send results) before this one
@@ -266,7 +349,10 @@ class WorkerActor:
                 # announced task, which the supervisor saw start and never finish)
                 self._channel.flush_blocking()
             unsent = False  # an announced start writes it with its TaskStarted
-            self._run_sync(job.msg)
+            try:
+                self._run_sync(job.msg)
+            except BaseException as exc:  # the task's own exceptions are caught inside
+                self._internal_error(job.msg, exc)
             if job.msg.announce:
                 if self._async:  # async tasks need the loop: let it run
                     if heap:
@@ -300,6 +386,25 @@ class WorkerActor:
         self._channel.send(MemoryExceeded(rss))
         self._channel.flush_blocking()
         return True
+
+    def _internal_error(self, msg: RunTask, exc: BaseException, stage: str | None = None) -> None:
+        """Our own code raised while handling ``msg``: end the task with an
+        :class:`InternalError` naming the exception. Built from nothing the failure may
+        have broken (no meter, no error_info); should even this fail, the worker exits.
+
+        The supervisor keeps the first report of an attempt, so a failure after the task's
+        result was queued changes nothing for it."""
+        try:
+            err = InternalError(stage or _stage_of(exc), type_name(exc), _describe(exc))
+            text = "".join(traceback.format_exception(exc))
+            info = ErrorInfo(type_name(err), str(err), text, pickle.dumps(err, protocol=5))
+            now = time.perf_counter()
+            payload = pickle.dumps(info, protocol=5)
+            self._channel.send(TaskFinished(msg.seq, "failed", payload, now, now, 0.0, 0, 0))
+            self._async.pop(msg.seq, None)
+        except BaseException as again:
+            again.__context__ = exc
+            _fatal(again, "while reporting an internal error")
 
     def _begin(self, msg: RunTask) -> Snapshot:
         start = self._meter.snapshot()
@@ -375,7 +480,7 @@ class WorkerActor:
             _current_seq.reset(token)
             self._reap_spawned(msg.seq)
         if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
-            self._async[msg.seq] = self._loop.create_task(self._await(msg, value, start))
+            self._spawn_await(msg, value, start)
             return
         self._deliver(msg, value, start)
 
@@ -418,6 +523,18 @@ class WorkerActor:
             here.index = None
             _current_seq.reset(token)
             self._reap_spawned(msg.seq)
+        self._deliver_chunk(msg, start, values, errors, clock, cpu)
+
+    def _deliver_chunk(
+        self,
+        msg: RunTask,
+        start: Snapshot,
+        values: list[Any],
+        errors: dict[int, ErrorInfo],
+        clock: array[float],
+        cpu: array[float],
+    ) -> None:
+        """Send a chunk's outcomes and timings in one :class:`ChunkFinished`."""
         _, _, peak, delta = self._meter.measure(start)
         try:
             payload, buffers = dumps_chunk_values(values, errors)
@@ -451,32 +568,48 @@ class WorkerActor:
         except BaseException as exc:
             self._fail(msg, exc, start)
             return
-        self._async[msg.seq] = self._loop.create_task(self._await(msg, coro, start))
+        self._spawn_await(msg, coro, start)
+
+    def _spawn_await(self, msg: RunTask, coro: Any, start: Snapshot) -> None:
+        """Run the task's coroutine as an asyncio task; should that fail, close both
+        coroutines (never awaited, never warned about) and let the caller report it."""
+        waiter = self._await(msg, coro, start)
+        try:
+            self._async[msg.seq] = self._loop.create_task(waiter)
+        except BaseException:
+            waiter.close()
+            coro.close()
+            raise
 
     async def _await(self, msg: RunTask, coro: Any, start: Snapshot) -> None:
         _current_seq.set(msg.seq)  # this asyncio task runs in a copy of the context
         try:
-            if msg.timeout is None:
-                value = await coro
-            else:
-                async with asyncio.timeout(msg.timeout) as scope:
+            try:
+                if msg.timeout is None:
                     value = await coro
-        except asyncio.CancelledError:
-            self._finish(msg, "cancelled", b"", start)
-        except TimeoutError as exc:
-            if msg.timeout is not None and scope.expired():
-                from .._errors import TaskTimeoutError
+                else:
+                    async with asyncio.timeout(msg.timeout) as scope:
+                        value = await coro
+            except asyncio.CancelledError:
+                self._finish(msg, "cancelled", b"", start)
+            except TimeoutError as exc:
+                if msg.timeout is not None and scope.expired():
+                    from .._errors import TaskTimeoutError
 
-                self._fail(msg, TaskTimeoutError(msg.timeout, killed=False), start, "timed_out")
-            else:
+                    timed_out = TaskTimeoutError(msg.timeout, killed=False)
+                    self._fail(msg, timed_out, start, "timed_out")
+                else:
+                    self._fail(msg, exc, start)
+            except BaseException as exc:
                 self._fail(msg, exc, start)
-        except BaseException as exc:
-            self._fail(msg, exc, start)
-        else:
-            self._deliver(msg, value, start)
+            else:
+                self._deliver(msg, value, start)
+            finally:
+                self._async.pop(msg.seq, None)
+                self._reap_spawned(msg.seq)
+        except BaseException as exc:  # our own reporting failed (the task's are caught above)
+            self._internal_error(msg, exc)
         finally:
-            self._async.pop(msg.seq, None)
-            self._reap_spawned(msg.seq)
             self._schedule_pump()
 
     def _exit(self) -> None:
@@ -547,10 +680,21 @@ def main(fd: int) -> None:
     sock.setblocking(True)
     cfg = _configure(sock)
     _initialize(sock, cfg)
-    import uvloop
+    try:
+        import uvloop
 
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    actor = WorkerActor(loop, sock, cfg)
-    actor.start()
-    loop.run_forever()
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        actor = WorkerActor(loop, sock, cfg)
+        actor.start()
+    except BaseException as exc:  # our own start-up failed: say so, as a failed setup
+        sock.setblocking(True)
+        info = error_info(exc)
+        error = f"internal error starting the worker: {info.type_name}: {info.message}"
+        sock.sendall(encode(InitFailed(error, info.traceback, "setup")))
+        os._exit(3)
+    try:
+        loop.run_forever()
+    except BaseException as exc:
+        _fatal(exc, "in the event loop")
+    _fatal(RuntimeError("the event loop stopped"), "in the event loop")

@@ -280,3 +280,54 @@ def test_async_group(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
             assert [r.status for r in partial.results] == ["cancelled", "cancelled"]
 
     arun(main())
+
+
+# --- async callables on every supported Python ----------------------------------------------
+
+
+async def square_now(x: int) -> int:
+    """The example of the 3.13 report: it hung there (the worker's task factory refused
+    3.13's keyword arguments, so the coroutine never ran)."""
+    return x * x
+
+
+_LABEL: Any = None  # a ContextVar, made in the worker (a ContextVar does not pickle)
+
+
+async def spawn_with_task_keywords() -> tuple[str, str, str]:
+    """Start child tasks with every keyword ``create_task`` takes on this Python (``name``,
+    ``context``, and ``eager_start`` where there is one): the worker's task factory must
+    accept and pass on each of them."""
+    import contextvars
+    import sys
+
+    global _LABEL
+    _LABEL = contextvars.ContextVar("label", default="unset")
+
+    async def child() -> str:
+        label: str = _LABEL.get()
+        return label
+
+    ctx = contextvars.copy_context()
+    ctx.run(_LABEL.set, "from the given context")
+    named = asyncio.create_task(child(), name="named-child")
+    given = asyncio.get_running_loop().create_task(child(), context=ctx)
+    extra: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 14) else {}
+    eager = asyncio.get_running_loop().create_task(child(), **extra)
+    assert named.get_name() == "named-child"
+    return await named, await given, await eager
+
+
+@pytest.mark.timeout(30)
+def test_async_callables_run_on_this_python() -> None:
+    from osiiso_mp import Executor
+
+    with Executor(procs=1) as ex:
+        assert ex.submit(square_now, 3).result(timeout=10) == 9
+        assert ex.submit(spawn_with_task_keywords).result(timeout=10) == (
+            "unset",
+            "from the given context",
+            "unset",
+        )
+        summary = ex.run(timeout=10)
+    assert summary.succeeded == 2 and summary.failed == 0
