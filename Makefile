@@ -1,5 +1,7 @@
 # The two set-up commands in the README: `make demo` and `make test`. Both create .venv and
 # install the package with its dev extra first, so they work on a fresh machine.
+# Another Python in a virtualenv of its own: `make test PYTHON=python3.13 VENV=.venv-3.13`
+# (.ci/run does this for every Python the package supports).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -43,4 +45,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist site *.egg-info
+	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache build dist site *.egg-info
