@@ -176,7 +176,7 @@ def task_info(
         args=task.args if args is None else args,
         kwargs=dict(task.kwargs),
         enqueue_time=task.enqueue_ms,
-        tries=len(task.attempts),
+        tries=len(task.attempts) + (task.state == "running"),  # the running one counts
         status=task.state,
         scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
         worker_pid=None if w is None or task.state != "running" else w.pid,

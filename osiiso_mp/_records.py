@@ -15,13 +15,15 @@ from __future__ import annotations
 import reprlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._errors import ExecutionError
 from ._slots import slot_builder
 
 if TYPE_CHECKING:
     from ._render import SVG
+
+K = TypeVar("K")
 
 __all__ = [
     "Attempt",
@@ -178,7 +180,9 @@ class TaskInfo:
         fn_name: the qualified name of the task's callable.
         args, kwargs: the arguments it was submitted with.
         enqueue_time: when it was submitted, in epoch milliseconds.
-        tries: attempts made so far.
+        tries: attempts picked up so far, the running one included (as in ArdiQ: 1 while
+            the first attempt runs, 1 while the task waits for its retry, 2 during the
+            second attempt).
         status: ``"queued"``, ``"scheduled"`` or ``"running"``.
         scheduled_at: when a scheduled task becomes due (epoch milliseconds), else None.
         worker_pid: the pid of the worker running it, else None.
@@ -333,7 +337,9 @@ class RunSummary:
     """Every record of one run (``Executor.run()`` / ``wait()``), with counters and views.
 
     ``results`` are in submission order; detached tasks are not in it. ``ok`` is True when no
-    task failed and the run did not time out (cancellations alone keep it True).
+    task failed or was cancelled and the run did not time out. The summary is frozen, and
+    so are its views: ``values``, ``errors``, ``successes()``, ``cancellations()`` and the
+    groups of ``by_name()`` and ``by_group()`` are tuples.
     """
 
     results: tuple[TaskResult, ...]
@@ -360,8 +366,8 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        """True when no task failed and the run did not time out."""
-        return self.failed == 0 and not self.timed_out
+        """True if no task failed or was cancelled and the run did not time out."""
+        return self.failed == 0 and self.cancelled == 0 and not self.timed_out
 
     @property
     def status_word(self) -> str:
@@ -371,14 +377,14 @@ class RunSummary:
         return "PASSED" if self.ok else "COMPLETED WITH ERRORS"
 
     @property
-    def values(self) -> list[Any]:
+    def values(self) -> tuple[Any, ...]:
         """The values of the succeeded tasks, in submission order."""
-        return [r.value for r in self.results if r.status == "succeeded"]
+        return tuple(r.value for r in self.results if r.status == "succeeded")
 
     @property
-    def errors(self) -> list[TaskResult]:
+    def errors(self) -> tuple[TaskResult, ...]:
         """The failed records, in submission order."""
-        return [r for r in self.results if r.status == "failed"]
+        return self._with_status("failed")
 
     @property
     def telemetry(self) -> RunTelemetry:
@@ -389,32 +395,29 @@ class RunSummary:
             return built
         return self._telemetry
 
-    def successes(self) -> list[TaskResult]:
+    def successes(self) -> tuple[TaskResult, ...]:
         """The succeeded records, in submission order."""
-        return [r for r in self.results if r.status == "succeeded"]
+        return self._with_status("succeeded")
 
-    def cancellations(self) -> list[TaskResult]:
+    def cancellations(self) -> tuple[TaskResult, ...]:
         """The cancelled records, in submission order."""
-        return [r for r in self.results if r.status == "cancelled"]
+        return self._with_status("cancelled")
+
+    def _with_status(self, status: str) -> tuple[TaskResult, ...]:
+        return tuple(r for r in self.results if r.status == status)
 
     def by_task_id(self) -> dict[str, TaskResult]:
         """The records keyed by task id."""
         return {r.task_id: r for r in self.results}
 
-    def by_name(self) -> dict[str, list[TaskResult]]:
-        """The records grouped by task name, names in order of first appearance."""
-        out: dict[str, list[TaskResult]] = {}
-        for r in self.results:
-            out.setdefault(r.name, []).append(r)
-        return out
+    def by_name(self) -> dict[str, tuple[TaskResult, ...]]:
+        """The records grouped by task name (tuples), names in order of first appearance."""
+        return _grouped(self.results, lambda r: r.name)
 
-    def by_group(self) -> dict[Hashable | None, list[TaskResult]]:
-        """The records grouped by ``group_id`` (ungrouped ones under None), in order of first
-        appearance."""
-        out: dict[Hashable | None, list[TaskResult]] = {}
-        for r in self.results:
-            out.setdefault(r.group_id, []).append(r)
-        return out
+    def by_group(self) -> dict[Hashable | None, tuple[TaskResult, ...]]:
+        """The records grouped by ``group_id`` (tuples; ungrouped ones under None), in order
+        of first appearance."""
+        return _grouped(self.results, lambda r: r.group_id)
 
     def raise_for_errors(self, *, include_cancelled: bool = False) -> None:
         """Raise :class:`ExecutionError` when a task failed (or, if asked, was cancelled).
@@ -447,7 +450,7 @@ class RunSummary:
         ):
             lines.append(f"  {label:<12}: {value}")
         lines.append(_BAR)
-        failures = self.errors
+        failures = self.errors  # cancelled tasks are counted above, not listed
         if failures:
             lines.append("  Failures:")
             for r in failures:
@@ -590,3 +593,13 @@ def _result_dict(r: TaskResult) -> dict[str, Any]:
         attempt_log=[_fields_dict(a) for a in r.attempt_log],
     )
     return out
+
+
+def _grouped(
+    results: Iterable[TaskResult], key: Callable[[TaskResult], K]
+) -> dict[K, tuple[TaskResult, ...]]:
+    """``results`` grouped by ``key``, keys in order of first appearance, groups as tuples."""
+    out: dict[K, list[TaskResult]] = {}
+    for r in results:
+        out.setdefault(key(r), []).append(r)
+    return {k: tuple(group) for k, group in out.items()}

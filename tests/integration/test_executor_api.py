@@ -261,7 +261,7 @@ def test_map_keeps_input_order_with_several_iterables(start_method: str) -> None
         summary = ex.run()
     # every element is its own task with its own record
     assert summary.total_submitted == 5 + 5
-    assert summary.values == ["a", "b", "c", "d", "e", 100, 102, 104, 106, 108]
+    assert summary.values == ("a", "b", "c", "d", "e", 100, 102, 104, 106, 108)
 
 
 def test_map_raises_first_failure_when_reached() -> None:
@@ -636,6 +636,7 @@ def test_status_info_and_task_result_through_the_lifecycle(tmp_path: Path) -> No
         info = fut.info()
         assert info is not None
         assert info.status == "running"
+        assert info.tries == 1  # the running attempt counts (ArdiQ's rule)
         assert info.worker_pid == pid
         assert fut.task_result() is None
         with pytest.raises(TimeoutError):
@@ -650,6 +651,33 @@ def test_status_info_and_task_result_through_the_lifecycle(tmp_path: Path) -> No
         assert fut.info() is None
         assert fut.task_result() is record
         assert record.attempt_log[0].pid == pid
+
+
+def fail_once_then_gated(marker: str, gate: str, pid_file: str) -> int:
+    """Fail the first attempt; on the next, write our pid and wait for ``gate``."""
+    if not os.path.exists(marker):
+        _write_atomic(marker, "failed once")
+        raise ValueError("first attempt fails")
+    return gated(gate, pid_file=pid_file)
+
+
+@pytest.mark.timeout(30)
+def test_info_counts_the_running_attempt_as_a_try(tmp_path: Path) -> None:
+    gate, pid_file = tmp_path / "gate", tmp_path / "pid"
+    with Executor(procs=1) as ex:
+        fut = ex.options(retries=1, retry_delay=2.0).submit(
+            fail_once_then_gated, str(tmp_path / "marker"), str(gate), str(pid_file)
+        )
+        wait_until(lambda: fut.status() == "scheduled", "the retry to be scheduled")
+        waiting = fut.info()
+        assert waiting is not None and (waiting.status, waiting.tries) == ("scheduled", 1)
+        _read_pid(pid_file)
+        _wait_running(fut)
+        second = fut.info()
+        assert second is not None and (second.status, second.tries) == ("running", 2)
+        gate.touch()
+        record = _record(fut)
+        assert record.status == "succeeded" and record.attempts == 2
 
 
 @pytest.mark.timeout(20)
@@ -825,8 +853,8 @@ def test_labels_are_carried_onto_the_record() -> None:
     assert record.metadata == meta
     assert _record(plain).group_id is None
     assert _record(plain).metadata is None
-    assert summary.by_group() == {"batch-7": [record], None: [_record(plain)]}
-    assert summary.by_name()["parse"] == [record]
+    assert summary.by_group() == {"batch-7": (record,), None: (_record(plain),)}
+    assert summary.by_name()["parse"] == (record,)
 
 
 def test_detached_tasks_run_but_are_left_out_of_the_summary() -> None:
@@ -857,9 +885,9 @@ def test_run_summarises_each_batch_in_submission_order() -> None:
         s2 = ex.run()
         s3 = ex.run()
     assert [r.task_id for r in s1.results] == [f.task_id for f in batch1]
-    assert s1.values == ["a", "b", 2]
+    assert s1.values == ("a", "b", 2)
     assert [r.task_id for r in s2.results] == [f.task_id for f in batch2]
-    assert s2.values == ["c", "d"]
+    assert s2.values == ("c", "d")
     assert (s1.total_submitted, s2.total_submitted, s3.total_submitted) == (3, 2, 0)
     assert s1.ok and s2.ok and s3.ok
 
@@ -900,7 +928,8 @@ def test_run_strict_does_not_raise_for_cancellations_alone() -> None:
         summary = ex.run(strict=True)
     assert ok.result() == 2
     assert (summary.succeeded, summary.cancelled, summary.failed) == (1, 1, 0)
-    assert summary.ok
+    assert not summary.ok  # a cancellation is not ok, though strict raises for failures only
+    assert summary.status_word == "COMPLETED WITH ERRORS"
 
 
 @pytest.mark.timeout(20)

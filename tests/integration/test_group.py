@@ -231,10 +231,10 @@ def test_wait_summarises_the_group_in_input_order() -> None:
         assert summary.total_submitted == 4
         assert (summary.succeeded, summary.failed, summary.cancelled) == (3, 1, 0)
         assert not summary.ok
-        assert summary.values == [3, 2, 1]
+        assert summary.values == (3, 2, 1)
         assert [r.task_id for r in summary.results] == [f.task_id for f in group]
         assert list(summary.by_group()) == ["batch-7"]
-        assert summary.by_group()["batch-7"] == list(summary.results)
+        assert summary.by_group()["batch-7"] == summary.results
         assert summary.procs == 3
         assert summary.respawns == 0
         records = summary.results
@@ -267,7 +267,7 @@ def test_wait_timeout_leaves_unfinished_tasks_out_and_running(tmp_path: Path) ->
             group.futures[0].task_id,
             group.futures[2].task_id,
         ]
-        assert summary.values == [4, 9]
+        assert summary.values == (4, 9)
         # a timed-out wait does not cancel
         long = group.futures[1]
         assert not long.done()

@@ -80,7 +80,7 @@ def test_values_records_and_ids_per_item() -> None:
         assert list(gen) == [2 * x for x in range(1000)]
         summary = ex.run()
     assert summary.total_submitted == 1000 and summary.succeeded == 1000
-    assert summary.values == [2 * x for x in range(1000)]
+    assert summary.values == tuple(2 * x for x in range(1000))
     ids = [r.task_id for r in summary.results]
     assert len(set(ids)) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

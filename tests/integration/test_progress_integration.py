@@ -210,7 +210,7 @@ def test_run_with_a_bad_progress_raises_and_keeps_the_batch() -> None:
         run = ex.run
         with pytest.raises(TypeError, match="progress"):
             run(progress="yes")  # type: ignore[arg-type]  # deliberate misuse
-        assert ex.run().values == [9]
+        assert ex.run().values == (9,)
 
 
 def test_run_timeout_counts_the_cancelled_tasks() -> None:

@@ -218,13 +218,47 @@ def test_timed_out_without_failures_is_not_ok() -> None:
     assert "Failures" not in summary.report()
 
 
-def test_cancellations_alone_keep_ok() -> None:
+def test_cancellations_make_ok_false_without_raising() -> None:
+    # osiiso: "True if no failures, cancellations, or timeouts" (test_ok_false_when_cancelled)
     summary = RunSummary(
         (result("a", "x", "succeeded"), result("b", "y", "cancelled")), duration=1.0
     )
-    assert summary.ok
-    assert summary.status_word == "PASSED"
-    summary.raise_for_errors()  # cancellations alone do not raise
+    assert not summary.ok
+    assert summary.status_word == "COMPLETED WITH ERRORS"
+    report = summary.report()
+    assert "Run Summary: COMPLETED WITH ERRORS" in report
+    assert "  Cancelled   : 1" in report
+    assert "Failures" not in report  # the failures block lists failed tasks only
+    assert summary.to_dict()["ok"] is False
+    assert summary.to_dict()["status"] == "COMPLETED WITH ERRORS"
+    assert "Run Summary: COMPLETED WITH ERRORS" in summary._repr_html_()
+    summary.raise_for_errors()  # cancellations alone raise only when asked to
+    with pytest.raises(ExecutionError, match="cancelled"):
+        summary.raise_for_errors(include_cancelled=True)
+
+
+def test_a_run_whose_every_task_was_cancelled_is_not_ok() -> None:
+    summary = RunSummary(
+        (result("a", "x", "cancelled"), result("b", "y", "cancelled")), duration=1.0
+    )
+    assert not summary.ok
+    assert summary.report().splitlines()[1] == "  Run Summary: COMPLETED WITH ERRORS"
+    assert summary.values == () and summary.errors == ()
+
+
+def test_views_are_tuples() -> None:
+    summary = example_summary()
+    views = (
+        summary.values,
+        summary.errors,
+        summary.successes(),
+        summary.cancellations(),
+        *summary.by_name().values(),
+        *summary.by_group().values(),
+    )
+    assert all(type(view) is tuple for view in views)
+    assert summary.cancellations() == ()
+    assert summary.by_group()[("h", 1)] == (summary.results[4],)
 
 
 def test_failure_without_message_has_no_message_line() -> None:
@@ -244,10 +278,10 @@ def test_counters_and_lookups() -> None:
         2,
         0,
     )
-    assert summary.values == [1, 3, 5]
+    assert summary.values == (1, 3, 5)
     assert [r.task_id for r in summary.errors] == ["t2", "t4"]
     assert [r.task_id for r in summary.successes()] == ["t1", "t3", "t5"]
-    assert summary.cancellations() == []
+    assert summary.cancellations() == ()
     assert list(summary.by_task_id()) == ["t1", "t2", "t3", "t4", "t5"]
     assert summary.by_task_id()["t4"].name == "parse-data"
     assert {k: [r.task_id for r in v] for k, v in summary.by_name().items()}["save"] == ["t5"]
@@ -258,7 +292,7 @@ def test_values_keep_submission_order() -> None:
         tuple(result(f"t{i}", "f", "succeeded" if i % 2 else "failed", value=i) for i in range(6)),
         duration=1.0,
     )
-    assert summary.values == [1, 3, 5]
+    assert summary.values == (1, 3, 5)
 
 
 def test_by_group_puts_ungrouped_under_none() -> None:
