@@ -294,6 +294,11 @@ class AsyncExecutor(_AsyncSubmitter):
         return self._ex.procs
 
     @property
+    def _max_workers(self) -> int:
+        """``procs`` under ``ProcessPoolExecutor``'s attribute name."""
+        return self._ex.procs
+
+    @property
     def config(self) -> ExecutorConfig:
         """The validated configuration."""
         return self._ex.config

@@ -19,16 +19,25 @@ A failed task's exception is its own original type whenever it can be rebuilt in
 the remote traceback is attached as ``__cause__`` (a :class:`RemoteTraceback`). Every message
 says what happened and, where known, to which task.
 
+So that code written for ``ProcessPoolExecutor`` catches them: ``WorkerCrashedError`` is also
+a ``concurrent.futures.process.BrokenProcessPool``, ``RemoteTraceback`` a
+``concurrent.futures.process._RemoteTraceback``, and ``SerializationError`` a
+``pickle.PicklingError`` at a pickling stage (``pickle.UnpicklingError`` at ``"unpickling"``).
+The first two live in ``_pool_errors`` and load on first use (that module imports
+``concurrent.futures.process``, which workers never need).
+
 Every error here pickles and unpickles to an equal error, because several of them are raised
 in a worker and travel back to the parent.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._pool_errors import RemoteTraceback, WorkerCrashedError
     from ._records import TaskResult
 
 __all__ = [
@@ -60,21 +69,6 @@ def _for_task(name: str | None, task_id: str | None) -> str:
 
 class OsiisoError(Exception):
     """Root of every exception osiiso_mp raises on its own account."""
-
-
-class RemoteTraceback(Exception):
-    """The traceback text of an exception raised in a worker.
-
-    Attached as the ``__cause__`` of the exception a failed task re-raises in the parent, so
-    that the worker's traceback prints below the parent's.
-    """
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
 
 
 class ExecutionError(OsiisoError):
@@ -156,35 +150,6 @@ def describe_exit(exit_code: int | None) -> str:
     return f"exit code {exit_code}"
 
 
-class WorkerCrashedError(OsiisoError):
-    """The worker process running the attempt died (``os._exit``, a segfault, SIGKILL, OOM).
-
-    ``exit_code`` is the process exit code, or minus the signal number that killed it.
-    """
-
-    def __init__(
-        self,
-        exit_code: int | None,
-        *,
-        pid: int | None = None,
-        name: str | None = None,
-        task_id: str | None = None,
-    ) -> None:
-        who = f"worker {pid}" if pid is not None else "worker"
-        super().__init__(
-            f"{who} died while running the task{_for_task(name, task_id)}: "
-            f"{describe_exit(exit_code)}"
-        )
-        self.exit_code = exit_code
-        self.pid = pid
-        self.name = name
-        self.task_id = task_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        kw = {"pid": self.pid, "name": self.name, "task_id": self.task_id}
-        return (_rebuild, (type(self), (self.exit_code,), kw))
-
-
 def format_bytes(n: float) -> str:
     """Bytes as a short human figure (``"1.50 GiB"``)."""
     size = float(n)
@@ -254,12 +219,38 @@ class SerializationError(_StagedError):
     """A callable, an argument, a result or an exception could not be (un)pickled.
 
     ``stage`` says where: ``"callable"``, ``"arguments"``, ``"result"``, ``"unpickling"``;
-    ``type_name`` names the offending type where it is known.
+    ``type_name`` names the offending type where it is known. At a pickling stage it is also
+    a ``pickle.PicklingError``, at ``"unpickling"`` a ``pickle.UnpicklingError``, so that
+    code written for ``ProcessPoolExecutor`` catches it.
     """
+
+    def __new__(cls, stage: str, *args: Any, **kwargs: Any) -> SerializationError:
+        if cls is SerializationError:  # the pickle module's error for the stage, too
+            cls = _UnpicklingStageError if stage == "unpickling" else _PicklingStageError
+        return super().__new__(cls, stage, *args, **kwargs)
 
     @staticmethod
     def _what(stage: str) -> str:
         return f"cannot serialize the {stage}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kw = {"name": self.name, "task_id": self.task_id}
+        return (_rebuild, (SerializationError, (self.stage, self.type_name, self.detail), kw))
+
+
+class _PicklingStageError(SerializationError, pickle.PicklingError):
+    """A :class:`SerializationError` at a pickling stage (``"callable"``, ``"arguments"``,
+    ``"result"``): also a ``pickle.PicklingError``. Named ``SerializationError`` wherever
+    a type name is shown; ``SerializationError(...)`` builds it."""
+
+
+class _UnpicklingStageError(SerializationError, pickle.UnpicklingError):
+    """A :class:`SerializationError` at stage ``"unpickling"``: also a
+    ``pickle.UnpicklingError``. Named ``SerializationError`` wherever a type name is shown."""
+
+
+for _cls in (_PicklingStageError, _UnpicklingStageError):
+    _cls.__name__ = _cls.__qualname__ = "SerializationError"
 
 
 class RemoteError(OsiisoError):
@@ -317,3 +308,15 @@ class Retry(OsiisoError):
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], kw: dict[str, Any]) -> BaseException:
     """Unpickle helper for errors with keyword-only constructor arguments."""
     return cls(*args, **kw)
+
+
+_POOL_ERRORS = ("RemoteTraceback", "WorkerCrashedError")
+
+
+def __getattr__(name: str) -> Any:
+    """Load the errors whose bases come from ``concurrent.futures.process`` on first use."""
+    if name in _POOL_ERRORS:
+        from . import _pool_errors
+
+        return getattr(_pool_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

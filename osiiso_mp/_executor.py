@@ -407,6 +407,12 @@ class Executor(_Submitter, cf.Executor):
         return self._config.procs
 
     @property
+    def _max_workers(self) -> int:
+        """``procs`` under ``ProcessPoolExecutor``'s attribute name, which tools such as
+        ``dask.compute(scheduler=ex)`` read to size themselves."""
+        return self._config.procs
+
+    @property
     def config(self) -> ExecutorConfig:
         """The validated configuration."""
         return self._config

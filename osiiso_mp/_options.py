@@ -745,6 +745,9 @@ def build_config(
     procs_name, procs_value = _alias(("procs", procs), ("max_workers", kwargs.get("max_workers")))
     if procs_value is None:
         procs_value = cpu_budget()
+    if _is_int(procs_value) and int(cast(numbers.Integral, procs_value)) < 1:
+        # the standard library's words, which code written for ProcessPoolExecutor may match
+        raise ValueError(f"{procs_name} must be greater than 0, got {procs_value!r}")
     n_procs = _check_int(procs_name, procs_value, minimum=1, requirement="an int >= 1")
 
     mp_context = kwargs.get("mp_context")

@@ -370,12 +370,12 @@ def test_procs_and_max_workers_are_aliases() -> None:
 @pytest.mark.parametrize(
     ("procs", "kwargs", "exc", "text"),
     [
-        (0, {}, ValueError, "procs must be an int >= 1, got 0"),
+        (0, {}, ValueError, "procs must be greater than 0, got 0"),
         (-2, {}, ValueError, "procs"),
         (True, {}, TypeError, "procs"),
         (2.0, {}, TypeError, "procs"),
         ("4", {}, TypeError, "procs"),
-        (None, {"max_workers": 0}, ValueError, "max_workers must be an int >= 1, got 0"),
+        (None, {"max_workers": 0}, ValueError, "max_workers must be greater than 0, got 0"),
         (None, {"max_workers": "3"}, TypeError, "max_workers"),
     ],
 )
