@@ -1,12 +1,15 @@
 """Shared fixtures: every test that starts workers must leave no process behind.
 
 The fork server (one per test process, shared by every executor, by design) is not a leak;
-its children (the workers) are.
+its children (the workers) are. Nor is multiprocessing's resource tracker, which the standard
+library starts once per process when a test makes a lock or a queue of a forkserver or spawn
+context, and which lives until the process ends.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +24,11 @@ def _leftovers() -> list[psutil.Process]:
     me = psutil.Process()
     server = ForkServer._instance
     server_pid = server.pid if server is not None and server.alive else None
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    tracker_pid = None if tracker is None else tracker._resource_tracker._pid
     out = []
     for proc in me.children(recursive=True):
-        if proc.pid == server_pid:
+        if proc.pid in (server_pid, tracker_pid):
             continue
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:

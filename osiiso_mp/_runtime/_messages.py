@@ -68,6 +68,11 @@ class Configure(Message):
     cpu_affinity: tuple[int, ...] | None = None  # this slot's CPUs, or None: leave as is
     nice: int | None = None  # increment passed to os.nice, or None
     max_rss: int | None = None  # bytes, or None: no memory cap
+    # the parent's multiprocessing authkey: manager proxies in tasks connect with it
+    authkey: bytes = b""
+    # descriptors the initializer's arguments refer to (pipes and shared memory of
+    # multiprocessing objects, see _inherit): PassedFd when sent, int descriptors received
+    inherited: tuple[Any, ...] = ()
 
 
 @frozen_class

@@ -112,7 +112,7 @@ from ._messages import (
 from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
 from ._serialize import dumps_task, rebuild_exception
 from ._task import Task
-from ._wire import Channel, release
+from ._wire import Channel, PassedFd, release
 from ._workers import Launcher, WorkerProcess, process_stopped
 
 __all__ = ["ChunkItem", "Supervisor"]
@@ -257,11 +257,15 @@ class Supervisor:
             else TokenBucket(config.rate, config.burst, time.monotonic())
         )
         self._rate_timer: asyncio.TimerHandle | None = None
-        self._initializer = (
-            None
-            if config.initializer is None
-            else _dumps_initializer(config.initializer, config.initargs)
-        )
+        # the initializer, pickled once, and the descriptors its arguments' multiprocessing
+        # objects need (kept open until teardown: every worker started gets them)
+        self._initializer: bytes | None = None
+        self._inherited: tuple[PassedFd, ...] = ()
+        if config.initializer is not None:
+            self._initializer, inherited = _dumps_initializer(
+                config.initializer, config.initargs
+            )
+            self._inherited = tuple(map(PassedFd, inherited))
         self._env = thread_env(config.inner_threads, config.procs)
         self._rss_timer: asyncio.TimerHandle | None = None
         self._live_timer: asyncio.TimerHandle | None = None
@@ -410,6 +414,8 @@ class Supervisor:
                 ),
                 nice=self.config.nice,
                 max_rss=self.config.max_rss,
+                authkey=_authkey(),
+                inherited=self._inherited,
             )
         )
         w.channel.flush()  # now: the first workers start before the loop runs
@@ -1504,6 +1510,9 @@ class Supervisor:
             if w is not None and w.rss is not None:
                 w.rss.close()
         self._launcher.close()
+        for passed in self._inherited:
+            os.close(passed.fd)
+        self._inherited = ()
         with self._post_lock:
             self._stopped.set()
             leftovers = list(self._inbox)
@@ -1637,10 +1646,26 @@ def _task_suffix(task: Task) -> str:
     return f" (task {task.name!r}, id {task.task_id})"
 
 
-def _dumps_initializer(init: Callable[..., object], initargs: tuple[Any, ...]) -> bytes:
-    """Pickle the initializer once; every worker unpickles and calls it."""
+def _dumps_initializer(
+    init: Callable[..., object], initargs: tuple[Any, ...]
+) -> tuple[bytes, list[int]]:
+    """Pickle the initializer once, every worker unpickles and calls it; with the
+    descriptors that multiprocessing objects among ``initargs`` hand to each worker (see
+    ``_inherit``: they travel as process arguments do for ``ProcessPoolExecutor``)."""
+    from ._inherit import dumps_inherited
     from ._serialize import dumps_task
 
-    data, _ = dumps_task(init, initargs, {}, out_of_band=False)
-    assert type(data) is bytes
-    return data
+    def dumps() -> bytes:
+        data, _ = dumps_task(init, initargs, {}, out_of_band=False)
+        assert type(data) is bytes
+        return bytes(data)
+
+    return dumps_inherited(dumps, (init, initargs, {}))
+
+
+def _authkey() -> bytes:
+    """This process's multiprocessing authkey, which workers take (as a child process of
+    ours would inherit it) so that manager proxies in tasks' arguments and results connect."""
+    from multiprocessing import process
+
+    return bytes(process.current_process().authkey)

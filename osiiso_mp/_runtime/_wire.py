@@ -20,6 +20,10 @@ the pickle (:func:`attach`):
   can leak into ``/dev/shm``: the kernel frees it when its last descriptor and mapping go,
   however the processes holding them end (a crash included).
 
+A frame may also hand descriptors to the peer (:class:`PassedFd`: the pipes and shared memory
+of the multiprocessing objects in an initializer's arguments); they ride on the frame the
+same way, and arrive as plain descriptors the receiver owns.
+
 Frames queued during one event-loop iteration go out together (write coalescing), so a
 worker's result and its next ``TaskStarted`` share a syscall.
 
@@ -43,13 +47,22 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._messages import ChunkFinished, Message, RunTask, TaskFinished, from_wire, to_wire
+from ._messages import (
+    ChunkFinished,
+    Configure,
+    Message,
+    RunTask,
+    TaskFinished,
+    from_wire,
+    to_wire,
+)
 
 __all__ = [
     "INLINE_MIN",
     "SHARED_MIN",
     "SHARED_PER_FRAME",
     "Channel",
+    "PassedFd",
     "SharedBuffer",
     "attach",
     "blob_size",
@@ -143,6 +156,20 @@ class SharedBuffer:
         raise TypeError("a SharedBuffer only travels inside a frame (see _wire.encode_frame)")
 
 
+class PassedFd:
+    """A descriptor to hand to the peer inside a frame. The frame sends a duplicate, so
+    whoever made this keeps its own descriptor (and closes it when done); the peer receives
+    a plain ``int`` descriptor of its own in this object's place."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a PassedFd only travels inside a frame (see _wire.encode_frame)")
+
+
 Blob = Any  # bytes, or what attach() returns, or (received) a memoryview
 
 
@@ -191,8 +218,9 @@ def release(blobs: Any) -> None:
 
 class _FramePickler(pickle.Pickler):
     """Pickles a message with its large buffers out of band: inline ones through
-    ``buffer_callback``, shared ones as persistent ids (their descriptors are dup'ed, so
-    the frame owns what it sends whatever its owner does next)."""
+    ``buffer_callback``, shared ones (and passed descriptors, tagged) as persistent ids
+    (their descriptors are dup'ed, so the frame owns what it sends whatever its owner does
+    next)."""
 
     def __init__(self, file: io.BytesIO, inline: list[pickle.PickleBuffer], fds: list[int]):
         super().__init__(file, protocol=5, buffer_callback=inline.append)
@@ -202,19 +230,29 @@ class _FramePickler(pickle.Pickler):
         if type(obj) is SharedBuffer:
             self._fds.append(os.dup(obj.fileno()))
             return len(self._fds) - 1
+        if type(obj) is PassedFd:
+            self._fds.append(os.dup(obj.fd))
+            return ("fd", len(self._fds) - 1)
         return None
 
 
 class _FrameUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, buffers: list[Any], shared: list[Any]):
+    """Rebuilds a message from its frame: each descriptor received is mapped as a shared
+    buffer, or handed over as it is where a :class:`PassedFd` was sent."""
+
+    def __init__(self, file: io.BytesIO, buffers: list[Any], fds: list[int]):
         super().__init__(file, buffers=buffers)
-        self._shared = shared
+        self._fds = fds
 
     def persistent_load(self, pid: Any) -> Any:
-        return self._shared[pid]
+        if type(pid) is tuple:
+            return self._fds[pid[1]]
+        return _read_shared(self._fds[pid])
 
 
 def _carries(msg: Message) -> bool:
+    if type(msg) is Configure:
+        return bool(msg.inherited)
     return type(msg) in _CARRIERS and (
         bool(msg.buffers) or type(msg.payload) is not bytes  # type: ignore[attr-defined]
     )
@@ -278,7 +316,8 @@ def _decode(
 
     Inline buffers are copied out when ``copy`` (the frame sits in a reused buffer), else
     handed over as writable slices of ``view``. Shared buffers are mapped from the next
-    ``n_shared`` received descriptors.
+    ``n_shared`` received descriptors (or those descriptors handed over, where they were
+    passed as :class:`PassedFd`).
     """
     meta_len, n_inline, n_shared = shape
     sizes = struct.unpack_from(f"!{n_inline}Q", view, pos) if n_inline else ()
@@ -292,8 +331,8 @@ def _decode(
         at += size
     if not n_shared:
         return from_wire(pickle.loads(meta, buffers=buffers))
-    shared = [_read_shared(fds.popleft()) for _ in range(n_shared)]
-    return from_wire(_FrameUnpickler(io.BytesIO(meta), buffers, shared).load())
+    received = [fds.popleft() for _ in range(n_shared)]
+    return from_wire(_FrameUnpickler(io.BytesIO(meta), buffers, received).load())
 
 
 def _read_shared(fd: int) -> Any:
@@ -368,29 +407,32 @@ def _load_libc() -> Any:
 
 
 def read_frame_blocking(sock: socket.socket) -> Message | None:
-    """Read exactly one frame (without shared buffers) from a blocking socket; None on a
-    clean end of stream."""
-    header = _recv_exactly(sock, _HEADER_SIZE)
+    """Read exactly one frame from a blocking socket, with the descriptors it carries;
+    None on a clean end of stream."""
+    fds: deque[int] = deque()
+    header = _recv_exactly(sock, _HEADER_SIZE, fds)
     if header is None:
         return None
     shape = _HEADER.unpack(header)
     meta_len, n_inline, n_shared = shape
-    if n_shared:
-        raise ValueError("a blocking read cannot receive shared buffers")
-    sizes = _recv_exactly(sock, 8 * n_inline) if n_inline else b""
+    sizes = _recv_exactly(sock, 8 * n_inline, fds) if n_inline else b""
     if sizes is None:
         return None
     rest = meta_len + sum(struct.unpack(f"!{n_inline}Q", sizes))
-    body = _recv_exactly(sock, rest)
-    if body is None:
+    body = _recv_exactly(sock, rest, fds)
+    if body is None or len(fds) < n_shared:
+        for fd in fds:
+            os.close(fd)
         return None
-    return _decode(memoryview(sizes + body), 0, shape, deque(), copy=True)
+    return _decode(memoryview(sizes + body), 0, shape, fds, copy=True)
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+def _recv_exactly(sock: socket.socket, n: int, fds: deque[int]) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk, ancdata, _, _ = sock.recvmsg(n - len(buf), _ANC_SIZE)
+        if ancdata:
+            _take_fds(ancdata, fds)
         if not chunk:
             return None
         buf += chunk

@@ -47,6 +47,7 @@ import sys
 import time
 import traceback
 from array import array
+from multiprocessing import process as mp_process  # loaded once in the fork server
 from typing import Any, NoReturn
 
 from .._errors import INTERNAL_ERROR_EXIT, InternalError, SerializationError
@@ -633,6 +634,8 @@ def _configure(sock: socket.socket) -> Configure:
     if not isinstance(msg, Configure):
         os._exit(0)  # the supervisor went away before configuring us
     _die_with_parent(msg.parent_pid)
+    if msg.authkey:  # as a child process of the user's would have it: proxies connect
+        mp_process.current_process().authkey = msg.authkey
     sys.path[:] = list(msg.sys_path)
     try:
         os.chdir(msg.cwd)
@@ -665,6 +668,10 @@ def _initialize(sock: socket.socket, cfg: Configure) -> None:
     if cfg.initializer is None:
         return
     try:
+        if cfg.inherited:  # the descriptors of the multiprocessing objects in initargs
+            from ._inherit import receive
+
+            receive(cfg.inherited)
         init, initargs, initkwargs = pickle.loads(cfg.initializer)
         init(*initargs, **initkwargs)
     except BaseException as exc:

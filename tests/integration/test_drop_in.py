@@ -7,6 +7,9 @@ methods.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
+import multiprocessing
 import os
 import pickle
 import threading
@@ -138,3 +141,106 @@ def test_dask_sizes_itself_from_max_workers() -> None:
         x = da.arange(100, chunks=10)
         (total,) = compute((x * x).sum(), scheduler=ex)  # type: ignore[no-untyped-call]
     assert total == sum(i * i for i in range(100))
+
+
+# --- multiprocessing objects: manager proxies in tasks, inherited objects in initargs --------
+
+
+def produce(q: Any, n: int) -> Any:
+    """Put ``n`` items on a manager queue proxy and hand the proxy back."""
+    for i in range(n):
+        q.put((os.getpid(), i))
+    return q
+
+
+@pytest.mark.timeout(60)
+def test_manager_proxies_travel_in_arguments_and_results(start_method: str) -> None:
+    with multiprocessing.Manager() as manager, Executor(procs=1, start_method=start_method) as ex:
+        q = manager.Queue()
+        shared = manager.dict()
+        back = ex.submit(produce, q, 3).result(timeout=30)
+        got = [q.get(timeout=10) for _ in range(3)]
+        assert [i for _, i in got] == [0, 1, 2]
+        assert got[0][0] != os.getpid()  # put there by the worker
+        assert back.qsize() == 0  # the proxy it returned works here
+        ex.submit(shared.__setitem__, "k", "v").result(timeout=30)
+        assert shared["k"] == "v"
+
+
+_INHERITED: dict[str, Any] = {}
+
+
+def setup_logging(queue: Any) -> None:
+    """The logging cookbook's initializer: records go to the parent through a queue."""
+    handler = logging.handlers.QueueHandler(queue)
+    logger = logging.getLogger("drop_in.worker")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def log_something(text: str) -> int:
+    logging.getLogger("drop_in.worker").info("%s from %d", text, os.getpid())
+    return os.getpid()
+
+
+@pytest.mark.timeout(60)
+def test_the_logging_cookbooks_queue_in_initargs_serves_replacements_too(
+    start_method: str,
+) -> None:
+    ctx = multiprocessing.get_context(start_method)
+    queue = ctx.Queue()
+    with Executor(procs=1, mp_context=ctx, initializer=setup_logging, initargs=(queue,)) as ex:
+        first = ex.submit(log_something, "hello").result(timeout=30)
+        record = queue.get(timeout=10)
+        assert record.getMessage() == f"hello from {first}"
+        assert isinstance(ex.submit(die).exception(timeout=30), BrokenProcessPool)
+        second = ex.submit(log_something, "again").result(timeout=30)
+        assert second != first  # a replacement, set up from the same initargs
+        assert queue.get(timeout=10).getMessage() == f"again from {second}"
+    queue.close()
+    queue.join_thread()
+
+
+def keep_shared(objects: dict[str, Any]) -> None:
+    _INHERITED.update(objects)
+
+
+def use_shared() -> tuple[int, float]:
+    o = _INHERITED
+    with o["lock"]:
+        o["value"].value += 1
+    with o["rlock"], o["rlock"]:  # re-entrant
+        o["array"][0] = 42.5
+    with o["semaphore"]:
+        pass
+    with o["condition"]:
+        o["condition"].notify_all()
+    o["event"].set()
+    return os.getpid(), o["array"][1]
+
+
+@pytest.mark.timeout(60)
+def test_locks_events_and_shared_values_in_initargs(start_method: str) -> None:
+    ctx = multiprocessing.get_context(start_method)
+    objects = {
+        "lock": ctx.Lock(),
+        "rlock": ctx.RLock(),
+        "event": ctx.Event(),
+        "semaphore": ctx.Semaphore(2),
+        "condition": ctx.Condition(),
+        "value": ctx.Value("i", 10),
+        "array": ctx.Array("d", [0.0, 7.25]),
+    }
+    with Executor(procs=2, mp_context=ctx, initializer=keep_shared, initargs=(objects,)) as ex:
+        results = [ex.submit(use_shared).result(timeout=30) for _ in range(4)]
+    assert all(second == 7.25 for _, second in results)
+    assert objects["value"].value == 14  # type: ignore[attr-defined]
+    assert objects["array"][0] == 42.5  # type: ignore[index]
+    assert objects["event"].is_set()  # type: ignore[attr-defined]
+
+
+def test_a_lock_of_the_fork_context_is_refused_with_the_way_out() -> None:
+    lock = multiprocessing.get_context("fork").Lock()
+    with pytest.raises(ValueError, match=r"'fork' context.*get_context\('forkserver'\)"):
+        Executor(procs=1, initializer=keep_shared, initargs=({"lock": lock},))
