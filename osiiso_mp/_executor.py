@@ -55,9 +55,36 @@ _BATCH_PRUNE_AT = 10_000
 _CHUNK_BYTES = 16 << 20
 
 
+_exiting = False  # the main thread has finished: no new tasks (as ProcessPoolExecutor)
+
+
+def _wait_all_at_exit() -> None:
+    """The main thread has finished: as ``ProcessPoolExecutor`` does, refuse new tasks and
+    wait for every executor still open to finish what was submitted to it. Runs before
+    atexit handlers (with the threads' own exit hooks); Ctrl-C stops the wait, and the
+    atexit handler below then stops what is left."""
+    global _exiting
+    _exiting = True
+    sups = list(_live)
+    for sup in sups:
+        try:
+            sup.post(Shutdown(cancel_pending=False, kill=False, reply=None))
+        except ClosedError:
+            continue
+    for sup in sups:
+        sup.join()
+
+
+try:  # where concurrent.futures hooks in too: before non-daemon threads are joined
+    threading._register_atexit(_wait_all_at_exit)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - every supported Python has it
+    atexit.register(_wait_all_at_exit)
+
+
 @atexit.register
 def _stop_all_at_exit() -> None:
-    """Interpreter exit: force-stop every executor still alive, without hanging."""
+    """Interpreter exit, after the wait above (or its interruption): force-stop every
+    executor still alive, without hanging."""
     for sup in list(_live):
         try:
             sup.post(Shutdown(cancel_pending=True, kill=True, reply=None))
@@ -601,7 +628,9 @@ class Executor(_Submitter, cf.Executor):
             fut.add_done_callback(self._slot_done)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or _exiting:
+            if _exiting:  # the standard library's words
+                raise ClosedError("cannot schedule new futures after interpreter shutdown")
             raise ClosedError("cannot submit: the executor is shut down")
 
     def _check_submittable(self) -> None:

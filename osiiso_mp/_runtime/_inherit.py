@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["InheritedFd", "dumps_inherited", "receive"]
 
@@ -99,7 +99,7 @@ def _dumps_spawning(call: tuple[Any, ...]) -> bytes:
     import cloudpickle
 
     class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
-        dispatch_table = ChainMap(
+        dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
             ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
             cloudpickle.CloudPickler.dispatch_table,
         )

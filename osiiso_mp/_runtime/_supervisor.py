@@ -262,9 +262,7 @@ class Supervisor:
         self._initializer: bytes | None = None
         self._inherited: tuple[PassedFd, ...] = ()
         if config.initializer is not None:
-            self._initializer, inherited = _dumps_initializer(
-                config.initializer, config.initargs
-            )
+            self._initializer, inherited = _dumps_initializer(config.initializer, config.initargs)
             self._inherited = tuple(map(PassedFd, inherited))
         self._env = thread_env(config.inner_threads, config.procs)
         self._rss_timer: asyncio.TimerHandle | None = None

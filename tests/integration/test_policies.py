@@ -263,24 +263,30 @@ def test_hooks_are_called_in_the_parent_with_the_right_arguments(
 
 EXIT_SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, pathlib, sys, time
     from osiiso_mp import Executor
 
-    ex = Executor(procs=2, start_method=sys.argv[1])
+    def write_later(path):
+        time.sleep(1.0)
+        pathlib.Path(path).write_text(str(os.getpid()))
+
+    ex = Executor(procs=2, start_method=sys.argv[1])  # never shut down, no with block
     pids = [ex.submit(os.getpid).result(timeout=30) for _ in range(4)]
     print(" ".join(str(p) for p in set(pids)), flush=True)
-    ex.submit(time.sleep, 60)  # still running when the interpreter exits
-    ex.submit(time.sleep, 60)
-    ex.submit(time.sleep, 60)  # still queued
+    for name in ("a", "b", "c"):  # two still running when the script ends, one queued
+        ex.submit(write_later, name)
     """
 )
 
 
 @pytest.mark.timeout(60)
-def test_never_shut_down_executor_is_cleaned_up_at_exit(tmp_path: Path, start_method: str) -> None:
+def test_the_interpreter_waits_for_submitted_tasks_at_exit(
+    tmp_path: Path, start_method: str
+) -> None:
+    """As with ProcessPoolExecutor: a script that submits work and ends without shutdown()
+    still gets its work done, then leaves no worker behind."""
     script = tmp_path / "never_shut_down.py"
     script.write_text(EXIT_SCRIPT)
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(script), start_method],
         capture_output=True,
@@ -290,7 +296,7 @@ def test_never_shut_down_executor_is_cleaned_up_at_exit(tmp_path: Path, start_me
     )
     assert proc.returncode == 0
     assert proc.stderr == ""
-    assert time.monotonic() - started < 20
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == "") == ["a", "b", "c"]
     pids = [int(p) for p in proc.stdout.split()]
     assert pids
     deadline = time.monotonic() + 3
@@ -298,3 +304,37 @@ def test_never_shut_down_executor_is_cleaned_up_at_exit(tmp_path: Path, start_me
         time.sleep(0.05)
     left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert not left, f"workers {left} outlived their interpreter"
+
+
+SUBMIT_AFTER_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import threading, time
+    from osiiso_mp import Executor
+
+    ex = Executor(procs=1)
+    assert ex.submit(abs, -1).result(timeout=30) == 1
+
+    def late():  # a non-daemon thread that outlives the main thread
+        threading.main_thread().join()
+        time.sleep(0.5)
+        try:
+            ex.submit(abs, -2)
+        except RuntimeError as exc:
+            print(type(exc).__name__, exc, flush=True)
+
+    threading.Thread(target=late).start()
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_submit_after_interpreter_shutdown_raises_runtime_error(tmp_path: Path) -> None:
+    script = tmp_path / "submit_after_exit.py"
+    script.write_text(SUBMIT_AFTER_EXIT_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=50, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        "ClosedError cannot schedule new futures after interpreter shutdown\n"
+    ), proc.stderr
