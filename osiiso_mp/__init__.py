@@ -99,33 +99,9 @@ if not TYPE_CHECKING:  # type checkers see the imports above, and flag unknown n
             raise AttributeError(f"module 'osiiso_mp' has no attribute {name!r}")
         import importlib
 
-        if name in _STARTS_POOLS:
-            _start_fork_server()
-
         value = getattr(importlib.import_module(module, __name__), name)
         globals()[name] = value
         return value
-
-
-# Looking up one of these means a pool is about to start: the process's fork server (every
-# executor's workers come from it) is launched first, so that it boots on another core while
-# the rest of osiiso_mp is imported.
-_STARTS_POOLS = frozenset({"Executor", "AsyncExecutor", "pmap"})
-
-
-def _start_fork_server() -> None:
-    import sys
-
-    if "osiiso_mp._runtime._forkserver" not in sys.modules:  # none can be running yet:
-        from ._runtime._boot import prelaunch  # launch it before importing the client side
-
-        prelaunch()
-    from ._runtime._forkserver import ForkServer
-
-    try:
-        ForkServer.get()
-    except OSError:  # it is started again, and the error raised, when a pool needs it
-        pass
 
 
 def __dir__() -> list[str]:

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._boot import launch, package_root, take_early
+from ._boot import launch, package_root
 from ._workers import BOOTSTRAP, kill_group, reap_group_first
 
 if TYPE_CHECKING:
@@ -88,6 +88,9 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
             kill_group(pid)
         os._exit(0)
 
+    # the parent died (PR_SET_PDEATHSIG, see _boot) or someone asks us to stop
+    signal.signal(signal.SIGTERM, lambda *_: quit_all())
+
     idle_import = True  # cloudpickle: not on the way to the first workers, but preloaded
     while True:
         try:
@@ -128,6 +131,7 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
                     os.setsid()
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's, not ours
                     ctl.close()
                     os.close(wake_r)
                     os.close(wake_w)
@@ -179,8 +183,7 @@ class ForkServer:
 
     def __init__(self) -> None:
         self.owner_pid = os.getpid()
-        early = take_early()  # launched as Executor was looked up, to boot while we import
-        pid, ours = launch() if early is None else early
+        pid, ours = launch()
         self.pid = pid
         self._ctl = socket.socket(fileno=ours.detach())
         self._lock = threading.Lock()

@@ -51,18 +51,20 @@ def test_worker_modules_do_not_load_the_facades() -> None:
     assert _printed_by(code) == ["[]", "Executor"]
 
 
-def test_looking_up_an_executor_starts_the_fork_server_early() -> None:
-    # `import osiiso_mp` starts nothing; looking up Executor launches the process's fork
-    # server (so that it boots while the facades import), and executors then use that one
+def test_nothing_starts_before_the_first_executor() -> None:
+    # `import osiiso_mp` and looking up every public name start no process and no thread;
+    # the first executor starts the process's fork server, and the next one uses it too
     code = (
-        "import psutil, osiiso_mp; me = psutil.Process(); print(len(me.children())); "
+        "import threading, psutil, osiiso_mp; me = psutil.Process(); "
+        "names = [getattr(osiiso_mp, n) for n in osiiso_mp.__all__]; "
+        "print(len(me.children()), threading.active_count()); "
         "from osiiso_mp import Executor; "
-        "from osiiso_mp._runtime._forkserver import ForkServer; "
-        "early = ForkServer._instance.pid; print([p.pid for p in me.children()] == [early]); "
         "ex = Executor(procs=1); print(ex.submit(abs, -3).result(timeout=30)); "
-        "print(ex._sup._launcher._server.pid == early); ex.shutdown()"
+        "server = ex._sup._launcher._server.pid; ex.shutdown(); "
+        "ex = Executor(procs=1); print(ex.submit(abs, -4).result(timeout=30)); "
+        "print(ex._sup._launcher._server.pid == server); ex.shutdown()"
     )
-    assert _printed_by(code) == ["0", "True", "3", "True"]
+    assert _printed_by(code) == ["0", "1", "3", "4", "True"]
 
 
 def test_the_fork_server_keeps_no_inheritable_descriptor_of_the_user_process() -> None:
