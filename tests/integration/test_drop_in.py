@@ -112,8 +112,8 @@ def test_serialization_errors_keep_their_name_and_pickle_as_they_are() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_the_remote_traceback_is_the_standard_librarys_class() -> None:
-    with Executor(procs=1) as ex:
+def test_the_remote_traceback_is_the_standard_librarys_class(start_method: str) -> None:
+    with Executor(procs=1, start_method=start_method) as ex:
         exc = ex.submit(fail).exception(timeout=30)
     assert isinstance(exc, KeyError)
     assert isinstance(exc.__cause__, _RemoteTraceback)
@@ -130,11 +130,11 @@ def test_max_workers_is_checked_with_the_standard_librarys_words() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_dask_sizes_itself_from_max_workers() -> None:
+def test_dask_sizes_itself_from_max_workers(start_method: str) -> None:
     import dask.array as da
     from dask.base import compute, get_scheduler
 
-    with Executor(procs=2) as ex:
+    with Executor(max_workers=2, start_method=start_method) as ex:
         assert ex._max_workers == 2 == ex.procs
         scheduler = get_scheduler(scheduler=ex)  # type: ignore[no-untyped-call]
         assert scheduler.args[1] == 2  # dask's num_workers, read from _max_workers

@@ -308,10 +308,10 @@ def test_the_interpreter_waits_for_submitted_tasks_at_exit(
 
 SUBMIT_AFTER_EXIT_SCRIPT = textwrap.dedent(
     """
-    import threading, time
+    import sys, threading, time
     from osiiso_mp import Executor
 
-    ex = Executor(procs=1)
+    ex = Executor(procs=1, start_method=sys.argv[1])
     assert ex.submit(abs, -1).result(timeout=30) == 1
 
     def late():  # a non-daemon thread that outlives the main thread
@@ -328,11 +328,17 @@ SUBMIT_AFTER_EXIT_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.timeout(60)
-def test_submit_after_interpreter_shutdown_raises_runtime_error(tmp_path: Path) -> None:
+def test_submit_after_interpreter_shutdown_raises_runtime_error(
+    tmp_path: Path, start_method: str
+) -> None:
     script = tmp_path / "submit_after_exit.py"
     script.write_text(SUBMIT_AFTER_EXIT_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=50, cwd=tmp_path
+        [sys.executable, str(script), start_method],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (
