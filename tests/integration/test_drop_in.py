@@ -7,6 +7,7 @@ methods.
 
 from __future__ import annotations
 
+import gc
 import logging
 import logging.handlers
 import multiprocessing
@@ -200,6 +201,8 @@ def test_the_logging_cookbooks_queue_in_initargs_serves_replacements_too(
         assert queue.get(timeout=10).getMessage() == f"again from {second}"
     queue.close()
     queue.join_thread()
+    del queue
+    gc.collect()  # its locks, now (see the end of the next test)
 
 
 def keep_shared(objects: dict[str, Any]) -> None:
@@ -238,6 +241,10 @@ def test_locks_events_and_shared_values_in_initargs(start_method: str) -> None:
     assert objects["value"].value == 14  # type: ignore[attr-defined]
     assert objects["array"][0] == 42.5  # type: ignore[index]
     assert objects["event"].is_set()  # type: ignore[attr-defined]
+    # collected now: later, inside a call into multiprocessing's resource tracker (another
+    # test making a lock), their finalizers would call it reentrantly (an error on 3.13)
+    del objects
+    gc.collect()
 
 
 def test_a_lock_of_the_fork_context_is_refused_with_the_way_out() -> None:
