@@ -61,7 +61,7 @@ def test_status_and_info_through_a_tasks_life(tmp_path: Path) -> None:
         info = ex.info(blocker.task_id)
         assert info is not None and info.status == "running" and info.worker_pid == pid
         assert info.fn_name == "hold" and info.args == (str(gate), str(started))
-        assert info.tries == 0 and info.enqueue_time <= time.time() * 1000
+        assert info.tries == 1 and info.enqueue_time <= time.time() * 1000
         queued_info = queued.info()
         assert queued_info is not None and queued_info.status == "queued"
         assert queued_info.worker_pid is None and queued_info.name == "second"
