@@ -237,10 +237,10 @@ class ValueReleasedError(OsiisoError):
     ) -> None:
         budget = "no budget" if limit is None else format_bytes(limit)
         super().__init__(
-            f"the value of the task{_for_task(name, task_id)} was released: the executor "
-            f"keeps finished tasks' values for run() and lookups within retain_bytes "
-            f"({budget}) and let the oldest go; its record stays. Read values as tasks "
-            "finish (fut.result(), map) or raise retain_bytes (None keeps every value)"
+            f"value released{_for_task(name, task_id)}: finished tasks' values are kept for "
+            f"run() and lookups by id within retain_bytes ({budget}), and this one was among "
+            "the oldest past it; its record stays. Read values as tasks finish "
+            "(fut.result(), map) or raise retain_bytes (None keeps every value)"
         )
         self.limit = limit
         self.name = name
