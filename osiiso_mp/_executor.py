@@ -33,7 +33,7 @@ from ._options import (
 from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
-from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, Chunk
+from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._commands import Shutdown, Submit
 from ._runtime._policy import chunk_size
 from ._runtime._retention import Holder
@@ -385,7 +385,9 @@ class Executor(_Submitter, cf.Executor):
         self._admit_lock = threading.Lock()  # guards _parked against freed slots
         self._parked: deque[TaskFuture[Any]] = deque()
         self._blocking_submit = True  # the async twin parks instead of blocking
-        self._seq = itertools.count(1)
+        # task seqs are SEQ_STEP apart: the items a map chunk leaves unrun take the seqs
+        # between its own and the next, so that they run in order, before later tasks
+        self._seq = itertools.count(SEQ_STEP, SEQ_STEP)
         # what run() will summarise: a task's Task (which lets go of its future once the
         # task has finished, and keeps its record) or a map chunk's MapChunk
         self._batch: list[Task | MapChunk] = []

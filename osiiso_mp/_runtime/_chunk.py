@@ -39,10 +39,11 @@ from ._retention import ChunkValues, StoredValue, handout
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["CHUNK_SUFFIX", "MAX_CHUNK", "PREFIX_LEN", "Chunk"]
+__all__ = ["CHUNK_SUFFIX", "MAX_CHUNK", "PREFIX_LEN", "SEQ_STEP", "Chunk"]
 
 PREFIX_LEN = 28
 MAX_CHUNK = 0x10000  # four hex digits of index
+SEQ_STEP = MAX_CHUNK + 1  # between two tasks' seqs: room for one chunk's items, in order
 CHUNK_SUFFIX = " [map chunk]"  # marks a chunk's transport task among a worker's callables
 # a chunk's values pickled in at most this many bytes are unpickled at once for a summary's
 # records (cheaper than making each on its first read); larger ones when first read
@@ -152,8 +153,9 @@ class Chunk:
         rss_delta: int,
         queued_since: float,
     ) -> None:
-        """Keep what a worker reported for the whole chunk: ``stored``, its pickle of
-        ``(values, errors)`` as received, and the readings."""
+        """Keep what a worker reported for the chunk: ``stored``, its pickle of
+        ``(values, errors)`` as received, and the readings, for the items it ran (all of
+        them, or the first ones: the others then run as tasks of their own)."""
         self.stored = stored
         self.clock = clock
         self.cpu = cpu

@@ -999,14 +999,17 @@ class Supervisor:
 
     def _on_chunk_finished(self, w: _Worker, msg: ChunkFinished) -> None:
         """A chunk ran: its items that succeeded end here, compactly; each failed item
-        becomes a task of its own, retried or finished as a single task would be."""
+        becomes a task of its own, retried or finished as a single task would be. Items
+        the worker did not run (it stops a chunk whose values grow large) go on their own
+        too, so that their values come, and wait for the map's reader, one at a time."""
         task = w.sent.get(msg.seq)
         if task is None:
             return
         chunk = task.chunk
         assert chunk is not None
         self._detach(w, task)
-        w.done += chunk.n
+        ran = len(msg.clock) // 8 - 1  # the items the worker ran (clock: one more reading)
+        w.done += ran
         if task.abandoned:
             return
         try:
@@ -1036,8 +1039,8 @@ class Supervisor:
         clock.frombytes(msg.clock)
         cpu: array[float] = array("d")
         cpu.frombytes(msg.cpu)
-        if chunk.n:
-            self._estimates.observe(chunk.key, (clock[-1] - clock[0]) / chunk.n)
+        if ran:
+            self._estimates.observe(chunk.key, (clock[-1] - clock[0]) / ran)
         stored = StoredValue(msg.payload, msg.buffers)
         chunk.ran(
             stored,
@@ -1049,17 +1052,27 @@ class Supervisor:
             rss_delta=msg.rss_delta,
             queued_since=task.queued_since,
         )
+        if ran < chunk.n:
+            values.extend([None] * (chunk.n - ran))
         task.fut._deliver(values)  # the values go to the map reading them
         chunk.holds = self._holds(chunk.opts)
         if chunk.holds:
             self._budget.keep(chunk, stored.nbytes)
         self._end_transport(task)
-        self.completed += chunk.n - len(errors)
+        self.completed += ran - len(errors)
         chunk.busy = True  # not settled before every failed item is handled
         for i in sorted(errors):  # each is retried, or finished and handed to the chunk
             error = rebuild_exception(errors[i])
             item = self._split_item(task, i, [chunk.attempt(i, "failed", _short_error(error))])
             self._after_failure(item, error)
+        for i in range(ran, chunk.n):  # not run: each goes on its own, where the chunk was
+            # (its seq and the next task's are SEQ_STEP apart), so that the chunk a map reads
+            # first completes first, and values wait for their reader as little as they can
+            item = self._split_item(task, i, [], seq=task.seq + 1 + i)
+            if item.error is not None:
+                self._finish_failed(item, item.error)
+            else:
+                self._enqueue(item)
         chunk.busy = False
         self._settle_chunk_if_done(task)
 
@@ -1074,9 +1087,13 @@ class Supervisor:
         task.payload = b""
         task.buffers = ()
 
-    def _split_item(self, transport: Task, i: int, attempts: list[Attempt]) -> Task:
+    def _split_item(
+        self, transport: Task, i: int, attempts: list[Attempt], *, seq: int | None = None
+    ) -> Task:
         """Item ``i`` of a chunk becomes a task of its own, with the attempts it made in the
         chunk: it is retried, or finished, as a single task; its record goes to the chunk.
+        It goes before every task submitted, the last split first, unless ``seq`` says
+        where.
 
         Its payload is pickled again, from the callable and arguments ``map`` received.
         """
@@ -1090,7 +1107,7 @@ class Supervisor:
             payload, buffers = b"", ()
             error = exc
         item = Task(
-            seq=next(self._split_seqs),
+            seq=next(self._split_seqs) if seq is None else seq,
             task_id=chunk.item_id(i),
             name=chunk.name,
             fn_name=chunk.fn_name,
