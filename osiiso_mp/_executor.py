@@ -799,7 +799,7 @@ class Executor(_Submitter, cf.Executor):
         for entry in run.batch:
             if entry.done():  # every entry has finished, unless the executor broke
                 records.extend(entry.records())
-        self._sup.batch_let_go([_holder(entry) for entry in run.batch])
+        self._sup.batch_let_go([_holder(entry) for entry in run.batch], wait=True)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:

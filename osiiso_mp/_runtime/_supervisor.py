@@ -1384,17 +1384,25 @@ class Supervisor:
             task.holds = self._holds(task.opts)
             self._budget.keep(task, kept_size)
 
-    def batch_let_go(self, holders: list[Holder]) -> None:
+    def batch_let_go(self, holders: list[Holder], *, wait: bool = False) -> None:
         """The batch no longer holds these entries (``run()`` summarised them, or they
         were pruned): their values count only while lookups still keep them. Any thread;
-        nothing to do once stopped (no value arrives any more)."""
+        ``wait``: return once done (else it is posted). Once stopped, done here."""
         if not holders:
             return
         values = self._budget
+
+        def let_go() -> None:
+            values.let_go_all(holders, IN_BATCH)
+
         try:
-            self.post(Call(lambda: values.let_go_all(holders, IN_BATCH), cf.Future()))
+            if wait:
+                self.call(let_go)
+            else:
+                self.post(Call(let_go, cf.Future()))
         except ClosedError:
-            pass
+            self.join()  # stopped: nothing else touches its state any more
+            let_go()
 
     def _keep(self, kept: OrderedDict[str, Any], key: str, item: Any, now: float) -> None:
         """Keep ``item`` (a finished :class:`Task` or a :class:`Chunk`: it has an ``expiry``)
