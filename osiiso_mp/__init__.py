@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         Retry,
         SerializationError,
         TaskTimeoutError,
+        ValueReleasedError,
         WorkerCrashedError,
     )
     from ._executor import Executor, OptionsView
@@ -83,6 +84,7 @@ _LAZY: dict[str, str] = {
     "TaskOptions": "._options",
     "TaskResult": "._records",
     "TaskTimeoutError": "._errors",
+    "ValueReleasedError": "._errors",
     "WorkerCrashedError": "._errors",
     "WorkerSnapshot": "._records",
     "WorkerStats": "._records",
@@ -134,6 +136,7 @@ __all__ = [
     "TaskOptions",
     "TaskResult",
     "TaskTimeoutError",
+    "ValueReleasedError",
     "WorkerCrashedError",
     "WorkerSnapshot",
     "WorkerStats",

@@ -177,12 +177,15 @@ class _AsyncSubmitter:
                 window.refill()
                 if not window.entries:
                     return
-                head = window.entries[0]  # stays until consumed, so cancelling covers it
+                # the head stays in the window until consumed, so cancelling covers it
                 left = None if end is None else max(0.0, end - time.monotonic())
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(head)), left)
-                window.pop()
-                for value in values_of(head):
-                    yield value
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(window.entries[0])), left)
+                values = values_of(window.pop())
+                while True:  # no name holds a value while the caller has it (so it can go)
+                    try:
+                        yield next(values)
+                    except StopIteration:
+                        break
         finally:
             window.cancel_rest()
 
@@ -352,10 +355,10 @@ class AsyncExecutor(_AsyncSubmitter):
         ex = self._ex
         run = ex._start_run(fail_policy, progress, "osiiso_mp run")
         try:
-            not_done = await _wait(run.batch, timeout)
+            not_done = await _wait(run.futures, timeout)
             if not_done:
                 ex._cancel_on_timeout(run, not_done)
-                await _wait(run.batch, None)
+                await _wait(run.futures, None)
         except BaseException:
             ex._abort_run(run)
             raise

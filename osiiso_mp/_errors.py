@@ -10,6 +10,7 @@
           +-- TaskTimeoutError          an attempt ran past its timeout (also a TimeoutError)
           +-- WorkerCrashedError        the worker running the attempt died (.exit_code)
           +-- MemoryLimitError          the worker went above max_rss (.limit, .rss)
+          +-- ValueReleasedError        a finished task's value was let go under retain_bytes
           +-- SerializationError        a callable, argument or result could not be pickled
           +-- RemoteError               stand-in for a remote exception that cannot be rebuilt
           +-- InternalError             osiiso_mp's own code failed in a worker handling the task
@@ -52,6 +53,7 @@ __all__ = [
     "Retry",
     "SerializationError",
     "TaskTimeoutError",
+    "ValueReleasedError",
     "WorkerCrashedError",
 ]
 
@@ -183,6 +185,35 @@ class MemoryLimitError(OsiisoError):
     def __reduce__(self) -> tuple[Any, ...]:
         kw = {"name": self.name, "task_id": self.task_id}
         return (_rebuild, (type(self), (self.limit, self.rss), kw))
+
+
+class ValueReleasedError(OsiisoError):
+    """The value of a finished task was released: the executor keeps finished tasks' values
+    (for ``run()`` and lookups by id) within its ``retain_bytes`` budget, and lets the oldest
+    go past it. The task's record stays, with its status and telemetry; only its ``value``
+    cannot be read.
+
+    ``limit`` is the budget in bytes. Read values as tasks finish (``fut.result()``,
+    ``map``), or give the executor a larger ``retain_bytes`` (``None``: no budget).
+    """
+
+    def __init__(
+        self, limit: int | None, *, name: str | None = None, task_id: str | None = None
+    ) -> None:
+        budget = "no budget" if limit is None else format_bytes(limit)
+        super().__init__(
+            f"value released{_for_task(name, task_id)}: finished tasks' values are kept for "
+            f"run() and lookups by id within retain_bytes ({budget}), and this one was among "
+            "the oldest past it; its record stays. Read values as tasks finish "
+            "(fut.result(), map) or raise retain_bytes (None keeps every value)"
+        )
+        self.limit = limit
+        self.name = name
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kw = {"name": self.name, "task_id": self.task_id}
+        return (_rebuild, (type(self), (self.limit,), kw))
 
 
 class _StagedError(OsiisoError):

@@ -33,9 +33,10 @@ from ._options import (
 from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
-from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, Chunk
+from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._commands import Shutdown, Submit
 from ._runtime._policy import chunk_size
+from ._runtime._retention import Holder
 from ._runtime._serialize import dumps_task
 from ._runtime._supervisor import ChunkItem, Supervisor
 from ._runtime._task import Task
@@ -391,10 +392,15 @@ class Executor(_Submitter, cf.Executor):
     - every unfinished task, with its arguments, until it finishes;
     - each finished task's :class:`TaskResult`, for lookups by id (``status``, ``info``,
       ``task_result``), for ``result_ttl`` seconds (default 300) after it finished;
-    - the futures of the batch, until ``run()`` summarises them. Once the batch reaches
+    - the records of the batch, until ``run()`` summarises them. Once the batch reaches
       10,000 tasks, those whose record finished more than ``result_ttl`` ago are dropped
       from it, so an executor that never calls ``run()`` keeps bounded memory;
-    - a :class:`TaskFuture` keeps its own record for as long as you keep the future.
+    - the values in those records, in the serialized form they came in from the worker,
+      within ``retain_bytes`` (default 256 MiB): past it the oldest are released (their
+      records stay; reading such a value raises :class:`ValueReleasedError`);
+    - a value handed to you is yours: a :class:`TaskFuture` keeps its value and its own
+      record for as long as you keep the future, and ``map`` lets go of each value as it
+      yields it. The executor holds no reference to a value you have dropped.
     """
 
     def __init__(self, procs: int | None = None, **config: Any) -> None:
@@ -406,8 +412,12 @@ class Executor(_Submitter, cf.Executor):
         self._admit_lock = threading.Lock()  # guards _parked against freed slots
         self._parked: deque[TaskFuture[Any]] = deque()
         self._blocking_submit = True  # the async twin parks instead of blocking
-        self._seq = itertools.count(1)
-        self._batch: list[TaskFuture[Any] | MapChunk] = []
+        # task seqs are SEQ_STEP apart: the items a map chunk leaves unrun take the seqs
+        # between its own and the next, so that they run in order, before later tasks
+        self._seq = itertools.count(SEQ_STEP, SEQ_STEP)
+        # what run() will summarise: a task's Task (which lets go of its future once the
+        # task has finished, and keeps its record) or a map chunk's MapChunk
+        self._batch: list[Task | MapChunk] = []
         self._batch_weight = 0  # the tasks in _batch (a map chunk counts its items)
         self._prune_at = _BATCH_PRUNE_AT
         self._psutil_procs: dict[int, Any] = {}  # pid -> psutil.Process, for stats()
@@ -643,9 +653,10 @@ class Executor(_Submitter, cf.Executor):
     def _add_to_batch(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         if task.opts.detached:
             return
+        entry = fut if type(fut) is MapChunk else task
         with self._batch_lock:
-            self._batch.append(fut)
-            self._batch_weight += weight_of(fut)
+            self._batch.append(entry)
+            self._batch_weight += weight_of(entry)
             if self._batch_weight >= self._prune_at:
                 self._prune_batch()
 
@@ -713,9 +724,17 @@ class Executor(_Submitter, cf.Executor):
         amortised O(1) per task.
         """
         horizon = time.perf_counter() - self._config.result_ttl
-        self._batch = [f for f in self._batch if not _finished_before(f, horizon)]
-        self._batch_weight = sum(weight_of(f) for f in self._batch)
+        kept: list[Task | MapChunk] = []
+        dropped: list[Holder] = []
+        for entry in self._batch:
+            if _finished_before(entry, horizon):
+                dropped.append(_holder(entry))
+            else:
+                kept.append(entry)
+        self._batch = kept
+        self._batch_weight = sum(weight_of(f) for f in kept)
         self._prune_at = max(_BATCH_PRUNE_AT, 2 * self._batch_weight)
+        self._sup.batch_let_go(dropped)
 
     def _wait_for_room(self, room: threading.Semaphore) -> None:
         """Take a ``max_pending`` slot, waiting up to ``submit_timeout``."""
@@ -757,10 +776,10 @@ class Executor(_Submitter, cf.Executor):
         """
         run = self._start_run(fail_policy, progress, "osiiso_mp run")
         try:
-            _, not_done = cf.wait(run.batch, timeout)
+            _, not_done = cf.wait(run.futures, timeout)
             if not_done:
                 self._cancel_on_timeout(run, not_done)
-                cf.wait(run.batch)
+                cf.wait(run.futures)
         except BaseException:
             self._abort_run(run)  # Ctrl-C while waiting: cancel the batch, keep its records
             raise
@@ -785,16 +804,17 @@ class Executor(_Submitter, cf.Executor):
         previous = self._swap_fail_policy(policy, batch)
         if tracker:
             tracker.track_all(batch, last=True)
-        return _Run(batch, respawns_before, previous, tracker)
+        futures = [f for e in batch if (f := e.future()) is not None and not f.done()]
+        return _Run(batch, futures, respawns_before, previous, tracker)
 
     def _cancel_on_timeout(self, run: _Run, not_done: set[Any]) -> None:
-        pending = [f for f in run.batch if f in not_done]
+        pending = [f for f in run.futures if f in not_done]
         if self._config.on_timeout == "complete":
             pending = [f for f in pending if not _must_complete(f)]
         self._cancel_many(pending, "cancelled: run timed out")
 
     def _abort_run(self, run: _Run) -> None:
-        unfinished = [f for f in run.batch if not f.done()]
+        unfinished = [f for f in run.futures if not f.done()]
         self._cancel_many(unfinished, "cancelled: run() was interrupted")
         with self._batch_lock:
             self._batch[:0] = run.batch
@@ -811,12 +831,10 @@ class Executor(_Submitter, cf.Executor):
         with self._batch_lock:
             self._batch_respawns = respawns
         records: list[TaskResult] = []
-        for f in run.batch:
-            if isinstance(f, MapChunk):
-                if f.done():
-                    records.extend(f.records())
-            elif f._record is not None:
-                records.append(f._record)
+        for entry in run.batch:
+            if entry.done():  # every entry has finished, unless the executor broke
+                records.extend(entry.records())
+        self._sup.batch_let_go([_holder(entry) for entry in run.batch], wait=True)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:
@@ -832,7 +850,7 @@ class Executor(_Submitter, cf.Executor):
             summary.raise_for_errors()
         return summary
 
-    def _swap_fail_policy(self, policy: str, batch: list[TaskFuture[Any] | MapChunk]) -> str | None:
+    def _swap_fail_policy(self, policy: str, batch: list[Task | MapChunk]) -> str | None:
         """Set the supervisor's fail policy; return the one it replaced (None: unchanged).
 
         Switching to ``fail_first`` trips at once if the batch already holds a failure.
@@ -845,9 +863,9 @@ class Executor(_Submitter, cf.Executor):
                 return None
             sup.fail_policy = policy
             if policy == "fail_first":
-                for fut in batch:
-                    record = fut.failed() if isinstance(fut, MapChunk) else fut._record
-                    if record is not None and record.status == "failed":
+                for entry in batch:
+                    record = entry.failed()
+                    if record is not None:
                         sup.trip_fail_first(record)
                         break
             return old
@@ -998,21 +1016,25 @@ class Executor(_Submitter, cf.Executor):
 
 @dataclass(slots=True)
 class _Run:
-    """One ``run()`` in progress."""
+    """One ``run()`` in progress: its batch, and the futures of the entries that had not
+    finished when it started (what it waits for, and cancels on a timeout)."""
 
-    batch: list[TaskFuture[Any] | MapChunk]
+    batch: list[Task | MapChunk]
+    futures: list[TaskFuture[Any] | MapChunk]
     respawns_before: int
     previous_policy: str | None
     tracker: ProgressTracker | None
 
 
-def _finished_before(fut: Any, horizon: float) -> bool:
+def _finished_before(entry: Task | MapChunk, horizon: float) -> bool:
     """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
-    if isinstance(fut, MapChunk):
-        finished = fut.finished_at
-        return finished is not None and finished <= horizon
-    record = fut._record
-    return record is not None and record.finished_at <= horizon
+    finished = entry.finished_at
+    return finished is not None and finished <= horizon
+
+
+def _holder(entry: Task | MapChunk) -> Holder:
+    """What keeps the values of a batch entry (see ``ValueBudget``)."""
+    return entry.chunk if type(entry) is MapChunk else entry  # type: ignore[return-value]
 
 
 def _must_complete(fut: TaskFuture[Any] | MapChunk) -> bool:

@@ -36,13 +36,17 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     Done-callbacks run on the executor's supervisor thread: keep them short, and do not wait
     there for another task's result.
+
+    The value is the future's: ``result()`` gives the same object every time, and once you
+    drop the future (and the value) the executor holds no reference to it; ``run()`` and
+    lookups by id make it again from the serialized form they keep.
     """
 
     def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
         super().__init__()
         self._sup = supervisor
         self._task: Task | None = None
-        self._record: TaskResult | None = None
+        self._record: TaskResult | None = None  # with the value itself: the caller's
         self._parked_in: Any = None  # the executor holding it back for max_pending, if any
         self.task_id = task_id
         """The task's id (yours, from ``task_id=``, or a uuid4 hex)."""
@@ -57,7 +61,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
     # -- settled by the supervisor ---------------------------------------------------------
 
     def _settle(self, record: TaskResult) -> None:
-        """Attach the task's record and resolve the future (supervisor thread only)."""
+        """Attach the task's record and resolve the future (supervisor thread only; the
+        supervisor has given the task its kept record first)."""
         self._record = record
         self._task = None
         if record.status == "succeeded":
@@ -84,22 +89,23 @@ class TaskFuture(cf.Future[T], Generic[T]):
         task = self._task
         opts = None if task is None else task.opts
         now = time.perf_counter()
-        self._settle(
-            TaskResult(
-                task_id=self.task_id,
-                name=self.name,
-                status=status,  # type: ignore[arg-type]
-                exception=exc,
-                priority=3 if opts is None else opts.priority,
-                must_complete=False if opts is None else opts.must_complete,
-                group_id=None if opts is None else opts.group_id,
-                detached=False if opts is None else opts.detached,
-                created_at=now if task is None else task.created_at,
-                finished_at=now,
-                message=message,
-                metadata=None if opts is None else opts.metadata,
-            )
+        record = TaskResult(
+            task_id=self.task_id,
+            name=self.name,
+            status=status,  # type: ignore[arg-type]
+            exception=exc,
+            priority=3 if opts is None else opts.priority,
+            must_complete=False if opts is None else opts.must_complete,
+            group_id=None if opts is None else opts.group_id,
+            detached=False if opts is None else opts.detached,
+            created_at=now if task is None else task.created_at,
+            finished_at=now,
+            message=message,
+            metadata=None if opts is None else opts.metadata,
         )
+        if task is not None:
+            task.finished(record)  # what the executor keeps of it: this record
+        self._settle(record)
 
     # -- standard surface ------------------------------------------------------------------
 

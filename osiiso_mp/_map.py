@@ -7,6 +7,12 @@ more in with ``buffersize``); the values come back in input order through
 :func:`map_results` (``Executor.map``; ``AsyncExecutor.map`` awaits the same window).
 Items that cannot be pickled together are submitted one by one instead, so that the one at
 fault fails alone; so are the items of a map that needs one task per message.
+
+Values are handed over, not kept: a chunk's values wait in its :class:`MapChunk` until the
+map reads them, and the reader lets go of each as it yields it, so that once the caller
+drops a value nothing of the executor's holds it (what ``run()`` and lookups read is the
+chunk's serialized copy). A map whose iterator is closed or dropped lets go of the values
+it never read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import concurrent.futures as cf
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ClosedError
@@ -40,8 +47,10 @@ __all__ = [
 class MapChunk(cf.Future[None]):
     """The handle of one chunk of a ``map`` (internal): done once every item has ended.
 
-    Its result is None; the items' outcomes are in :attr:`chunk`. ``cancel()`` cancels the
-    items that have not ended, as ``TaskFuture.cancel`` does for one task.
+    Its result is None; the items' outcomes are in :attr:`chunk`, their values (for the
+    map's reader, once) in ``_values``. ``cancel()`` cancels the items that have not ended,
+    as ``TaskFuture.cancel`` does for one task. It is also its own entry in the batch of
+    the next ``run()`` (as a task submitted on its own is: its ``Task``).
     """
 
     def __init__(self, supervisor: Supervisor, chunk: Chunk) -> None:
@@ -49,6 +58,13 @@ class MapChunk(cf.Future[None]):
         self._sup = supervisor
         self._task: Task | None = None
         self.chunk = chunk
+        # the items' values, set by the supervisor, until the map reads them (None where an
+        # item did not succeed); then, or when nobody will read them, None
+        self._values: list[Any] | None = None
+
+    def future(self) -> MapChunk:
+        """The future to wait on for this batch entry: itself."""
+        return self
 
     def __repr__(self) -> str:
         return f"<MapChunk {self.chunk.name!r} items={self.chunk.n} done={self.done()}>"
@@ -75,6 +91,17 @@ class MapChunk(cf.Future[None]):
         return None
 
     # -- settled by the supervisor ---------------------------------------------------------
+
+    def _deliver(self, values: list[Any]) -> None:
+        """The values of the chunk's run (supervisor thread, before it is settled)."""
+        self._values = values
+
+    def _deliver_item(self, i: int, value: Any) -> None:
+        """The value of item ``i``, which succeeded on its own (supervisor thread)."""
+        values = self._values
+        if values is None:
+            values = self._values = [None] * self.chunk.n
+        values[i] = value
 
     def _settle_chunk(self) -> None:
         """Every item has ended (supervisor thread)."""
@@ -152,31 +179,66 @@ class MapWindow:
         return head
 
     def cancel_rest(self) -> None:
-        """Cancel every entry still here."""
+        """The reader is gone: cancel every entry still here, and let go of the values
+        they hold for it."""
         for entry in self.entries:
             entry.cancel()
+        self.drop_values()
+
+    def drop_values(self) -> None:
+        """Let go of the values waiting here to be read (nobody will read them now; the
+        batch of ``run()`` has its own copy)."""
+        for entry in self.entries:
+            if isinstance(entry, MapChunk):
+                entry._values = None
+
+    def __del__(self) -> None:
+        # a map whose iterator was dropped without being started never runs its cleanup
+        self.drop_values()
 
 
 def values_of(entry: Entry) -> Iterator[Any]:
     """The values of a finished entry, in input order; an item's error (or cancellation)
-    is raised at its place, after the values before it."""
+    is raised at its place, after the values before it.
+
+    The entry gives its values up to the iterator, which lets go of each as it yields it
+    (nothing here holds a value the caller has dropped). Read an entry's values once.
+    """
     if not isinstance(entry, MapChunk):
-        yield entry.result()
-        return
-    chunk = entry.chunk
-    outcome = chunk.outcome
-    values = chunk.values
-    if not outcome:
+        if entry.cancelled() or entry.exception() is not None:
+            return _raising(entry)
+        return _handing_over([entry.result()])
+    values, entry._values = entry._values, None
+    if not entry.chunk.outcome:
         assert values is not None
-        yield from values
-        return
+        return _handing_over(values)
+    return _with_outcomes(entry.chunk, values)
+
+
+def _handing_over(values: list[Any]) -> Iterator[Any]:
+    """The items of ``values``, in order, each taken out of the list as it is yielded (C
+    loops only: a map over small values yields millions a second)."""
+    values.reverse()
+    return starmap(values.pop, repeat((), len(values)))
+
+
+def _take(values: list[Any], i: int) -> Any:
+    value, values[i] = values[i], None
+    return value
+
+
+def _raising(fut: Any) -> Generator[Any, None, None]:
+    fut.result()  # raises the task's exception, or CancelledError
+    yield from ()
+
+
+def _with_outcomes(chunk: Chunk, values: list[Any] | None) -> Generator[Any, None, None]:
+    outcome = chunk.outcome
     for i in range(chunk.n):
         record = outcome.get(i)
-        if record is None:
+        if record is None or record.status == "succeeded":
             assert values is not None
-            yield values[i]
-        elif record.status == "succeeded":
-            yield record.value
+            yield _take(values, i)  # not bound to a name here while the caller has it
         elif record.status == "failed":
             assert record.exception is not None
             raise record.exception
@@ -187,7 +249,11 @@ def values_of(entry: Entry) -> Iterator[Any]:
 def map_results(
     win: MapWindow, end: float | None, tracker: ProgressTracker | None = None
 ) -> Generator[Any, None, None]:
-    """The values of a ``map``, in input order, as ``Executor.map`` yields them."""
+    """The values of a ``map``, in input order, as ``Executor.map`` yields them.
+
+    No local variable refers to an entry or a value while a value is yielded: what the
+    caller drops is freed.
+    """
     try:
         total_known = win.more is None
         if tracker:
@@ -196,22 +262,27 @@ def map_results(
             added = win.refill()
             if tracker and added:
                 tracker.track_all(added)
+            del added
             if tracker and not total_known and win.more is None:
                 tracker.track_all((), last=True)  # input used up: the total is known
             total_known = win.more is None
             if not win.entries:
                 return
-            head = win.entries[0]
-            if end is None:
-                head.exception()  # waits; the head's own error is raised below, in place
-            else:
-                head.exception(end - time.monotonic())
-            win.pop()
-            yield from values_of(head)
+            _wait_for_head(win, end)
+            yield from values_of(win.pop())
     finally:
         win.cancel_rest()
         if tracker:
             tracker.close()
+
+
+def _wait_for_head(win: MapWindow, end: float | None) -> None:
+    """Wait for the first entry to finish (its own error is raised later, in place)."""
+    head = win.entries[0]
+    if end is None:
+        head.exception()
+    else:
+        head.exception(end - time.monotonic())
 
 
 def collect_values(entries: Iterable[Entry]) -> list[Any]:
@@ -227,17 +298,22 @@ def collect_values(entries: Iterable[Entry]) -> list[Any]:
     for entry in entries:
         if isinstance(entry, MapChunk):
             chunk = entry.chunk
-            if not chunk.outcome and chunk.values is not None:
-                values.extend(chunk.values)
+            mine = entry._values
+            entry._values = None
+            if not chunk.outcome and mine is not None:
+                values.extend(mine)
                 continue
-            records = chunk.records()
+            for i, record in enumerate(chunk.records()):
+                if record.status == "succeeded":
+                    values.append(_take(mine, i) if mine is not None else record.value)
+                else:
+                    bad.append(record)
+            continue
+        record = entry._record
+        if record.status == "succeeded":
+            values.append(record.value)
         else:
-            records = [entry._record]
-        for record in records:
-            if record.status == "succeeded":
-                values.append(record.value)
-            else:
-                bad.append(record)
+            bad.append(record)
     if bad:
         RunSummary(results=tuple(bad), duration=0.0).raise_for_errors(include_cancelled=True)
     return values

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, cast
 from ._resources import parse_size
 
 __all__ = [
+    "DEFAULT_RETAIN_BYTES",
     "START_METHODS",
     "ExecutorConfig",
     "TaskOptions",
@@ -39,6 +40,17 @@ __all__ = [
 START_METHODS: tuple[str, ...] = ("spawn", "forkserver")
 
 _TASK_ID_MAX_LEN = 200
+
+DEFAULT_RETAIN_BYTES = 256 << 20
+"""The default ``retain_bytes``: 256 MiB of finished tasks' values kept for ``run()`` and
+lookups by id.
+
+Enough to keep every value of a typical batch (a million small results pickle to a few tens
+of MiB) until ``run()`` summarises it, while a pipeline streaming large results that never
+calls ``run()`` levels off at a few hundred MiB instead of growing with every result:
+values the caller is given are the caller's, and what the executor keeps besides is a
+convenience, which should cost a bounded slice of a machine's memory (a fixed figure, the
+same on every machine, so that a program behaves alike wherever it runs)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -417,6 +429,15 @@ class ExecutorConfig:
         a worker is replaced after this many tasks (``None``: never).
     ``result_ttl``
         seconds a finished record stays available to lookups by id (>= 0; ``inf``: forever).
+    ``retain_bytes``
+        the memory budget for finished tasks' values kept for ``run()`` and lookups by id,
+        in bytes (an int >= 0, or a string such as ``"1GiB"``; ``None``: no budget).
+        Values are kept in the serialized form they arrive in, and counted at that size,
+        from when their task finishes until ``run()`` has summarised it and its
+        ``result_ttl`` has run out. Past the budget the oldest are released: their records
+        stay, and reading such a value raises :class:`~osiiso_mp.ValueReleasedError`.
+        A value the caller holds (through its future, or from ``map``) is the caller's and
+        never released. Default :data:`DEFAULT_RETAIN_BYTES` (256 MiB).
     ``default_options``
         the :class:`TaskOptions` a plain ``submit`` uses (no ``task_id``).
     ``fail_policy``
@@ -466,6 +487,7 @@ class ExecutorConfig:
     initargs: tuple[Any, ...] = ()
     max_tasks_per_worker: int | None = None
     result_ttl: float = 300.0
+    retain_bytes: int | None = DEFAULT_RETAIN_BYTES
     default_options: TaskOptions = _DEFAULT_OPTIONS
     fail_policy: str = "continue"
     on_timeout: str = "complete"
@@ -528,6 +550,8 @@ class ExecutorConfig:
                 allow_inf=True,
             ),
         )
+        if self.retain_bytes is not None:
+            set_(self, "retain_bytes", _check_retain_bytes(self.retain_bytes))
         if not isinstance(self.default_options, TaskOptions):
             raise TypeError(
                 f"default_options must be a TaskOptions, got {_describe(self.default_options)}"
@@ -618,6 +642,24 @@ def _check_max_rss(value: object) -> int:
     return size
 
 
+_RETAIN_REQUIREMENT = "a number of bytes >= 0, a size string like '1GiB', or None"
+
+
+def _check_retain_bytes(value: object) -> int:
+    """Validate ``retain_bytes``: an int >= 0 or a size string; bytes out."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value, minimum=0)
+        except ValueError as exc:
+            raise ValueError(f"retain_bytes must be {_RETAIN_REQUIREMENT}: {exc}") from None
+    if not _is_int(value):
+        raise TypeError(f"retain_bytes must be {_RETAIN_REQUIREMENT}, got {_describe(value)}")
+    size = int(cast(numbers.Integral, value))
+    if size < 0:
+        raise ValueError(f"retain_bytes must be {_RETAIN_REQUIREMENT}, got {value!r}")
+    return size
+
+
 _AFFINITY_REQUIREMENT = (
     "a sequence of CPU ids (worker i gets cpus[i % len(cpus)]) or of sets of CPU ids"
 )
@@ -674,6 +716,7 @@ HOOKS: tuple[str, ...] = ("on_start", "on_retry", "on_complete", "on_attempt")
 _PLAIN_KEYWORDS: tuple[str, ...] = (
     "concurrency",
     "result_ttl",
+    "retain_bytes",
     "fail_policy",
     "on_timeout",
     "rate",
@@ -720,6 +763,7 @@ def build_config(
     - ``mp_context`` (a multiprocessing context) or ``start_method`` (a string), not both;
       ``"fork"`` becomes ``"forkserver"``. Default: ``"forkserver"`` on Linux, else
       ``"spawn"``.
+    - the retention of finished tasks: ``result_ttl`` and ``retain_bytes``.
     - ``initializer``, ``initargs``, ``concurrency``, and the policies ``fail_policy``,
       ``on_timeout``, ``rate``, ``burst``, ``max_pending`` and the hooks.
     - the resource caps ``max_rss``, ``cpu_affinity``, ``nice`` and ``inner_threads``

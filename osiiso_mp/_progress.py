@@ -251,7 +251,7 @@ class ProgressTracker:
         self._settled = threading.Condition(self._lock)
         self._total = total
         self._tracked = 0
-        self._pending: set[cf.Future[Any]] = set()
+        self._pending: set[Any] = set()  # futures (or batch entries) not counted yet
         self._counts: dict[Status, int] = {"succeeded": 0, "failed": 0, "cancelled": 0}
         self._callback_threads: set[int] = set()
         self._t0: float | None = None
@@ -306,8 +306,11 @@ class ProgressTracker:
         """Count ``fut`` when it finishes (at once if it already has)."""
         self.track_all((fut,))
 
-    def track_all(self, futures: Iterable[cf.Future[Any]], *, last: bool = False) -> None:
+    def track_all(self, futures: Iterable[Any], *, last: bool = False) -> None:
         """Count each of ``futures`` when it finishes (at once for those already finished).
+
+        Futures, or anything with ``done()``, ``add_done_callback(fn)`` (``fn`` called with
+        it) and a ``_record`` or ``records()``: an executor's batch entries, for instance.
 
         ``last=True`` says no more futures will be tracked: the total becomes the number
         tracked (so the caller need not know it in advance). Track a future only once.
@@ -339,7 +342,7 @@ class ProgressTracker:
         self._t0 = time.perf_counter()
         self._display.open(self)
 
-    def on_done(self, fut: cf.Future[Any]) -> None:
+    def on_done(self, fut: Any) -> None:
         """Count one finished future (a done-callback; :meth:`track` attaches it).
 
         Any thread; a call for an unfinished future, or after :meth:`close`, is ignored.

@@ -7,6 +7,13 @@
   ``to_json()``, and (through :mod:`osiiso_mp._render`) an HTML table and an SVG timeline.
 * :class:`RunTelemetry` / :class:`WorkerStats` -- figures derived from a summary's attempts.
 
+A record's ``value`` may be held in another form than the object itself (a
+:class:`DeferredValue`): the serialized form the executor keeps of a value it has handed
+out, or the marker of a value released under ``retain_bytes``. Reading ``value`` then makes
+the object (or raises :class:`~osiiso_mp.ValueReleasedError`); equality, hashing,
+``repr``, pickling and ``to_dict()`` see the value as reading it would, and never raise for
+a released one.
+
 Nothing here does I/O except :meth:`RunSummary.display`, which prints.
 """
 
@@ -15,10 +22,10 @@ from __future__ import annotations
 import reprlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from ._errors import ExecutionError
-from ._slots import slot_builder
+from ._errors import ExecutionError, ValueReleasedError
+from ._slots import slot_builder, values_getter
 
 if TYPE_CHECKING:
     from ._render import SVG
@@ -27,8 +34,10 @@ K = TypeVar("K")
 
 __all__ = [
     "Attempt",
+    "DeferredValue",
     "Outcome",
     "PoolStats",
+    "ReleasedValue",
     "RunSummary",
     "RunTelemetry",
     "Status",
@@ -36,6 +45,9 @@ __all__ = [
     "TaskResult",
     "WorkerSnapshot",
     "WorkerStats",
+    "raw_value",
+    "set_raw_value",
+    "with_value",
 ]
 
 Outcome = Literal["succeeded", "failed", "timed_out", "crashed", "cancelled", "memory_exceeded"]
@@ -101,6 +113,52 @@ class Attempt:
     exit_code: int | None = None
 
 
+class DeferredValue:
+    """A task's value held in another form than the object itself (internal).
+
+    A :class:`TaskResult` whose ``value`` slot holds one of these makes the value when
+    ``value`` is read, with :meth:`load`. When ``cache`` is true the record keeps what was
+    loaded in place of this object (a record handed to the caller); otherwise every read
+    loads anew (a record the executor keeps, which must not hold a value it handed out).
+    """
+
+    __slots__ = ()
+
+    cache: ClassVar[bool] = False
+
+    def load(self, record: TaskResult) -> Any:
+        """The value of ``record`` (whose ``value`` slot holds this object)."""
+        raise NotImplementedError
+
+
+class ReleasedValue(DeferredValue):
+    """Stands for a value released under the executor's ``retain_bytes`` budget (``limit``
+    bytes): reading it raises :class:`~osiiso_mp.ValueReleasedError`. Released values
+    compare equal to each other and to nothing else."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def load(self, record: TaskResult) -> Any:
+        raise ValueReleasedError(self.limit, name=record.name, task_id=record.task_id)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ReleasedValue):
+            return True
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(ReleasedValue)
+
+    def __repr__(self) -> str:
+        return "<value released under retain_bytes>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReleasedValue, (self.limit,))
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class TaskResult:
     """The final record of one task: exactly one per submitted task.
@@ -109,7 +167,10 @@ class TaskResult:
         task_id: the task's unique id.
         name: the task's name (its callable's name unless one was given).
         status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
-        value: the return value (succeeded tasks only).
+        value: the return value (succeeded tasks only). A record the executor kept after
+            handing the value out (a summary's, a lookup's) holds it serialized and makes
+            it on first read; one whose value was released under the executor's
+            ``retain_bytes`` budget raises :class:`~osiiso_mp.ValueReleasedError`.
         exception: the exception (failed tasks only): the original type where it can be
             rebuilt, with the remote traceback as ``__cause__``; a ``RemoteError`` otherwise.
         attempts: how many attempts were made; always ``len(attempt_log)``.
@@ -154,20 +215,97 @@ class TaskResult:
             f"duration={self.duration:.3f}s",
         ]
         if self.status == "succeeded":
-            parts.append(f"value={_safe_repr(self.value, short=True)}")
+            parts.append(f"value={_value_repr(self, short=True)}")
         elif self.exception is not None:
             parts.append(f"exception={_safe_repr(self.exception, short=True)}")
         elif self.message:
             parts.append(f"message={_safe_repr(self.message, short=True)}")
         return f"TaskResult({', '.join(parts)})"
 
+    # Equality, hashing and pickling see the value as reading it gives it, except that a
+    # released value is its marker (so that none of them raises).
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _key(self) == _key(other)
+
+    def __hash__(self) -> int:
+        return hash(_key(self))
+
+    def __getstate__(self) -> list[Any]:
+        # the fields in order, as dataclasses pickles a frozen slotted class
+        return [*_BEFORE_VALUE(self), _plain_value(self), *_AFTER_VALUE(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for setter, value in zip(_SETTERS, state, strict=True):
+            setter(self, value)
+
+
+_NAMES = [f.name for f in fields(TaskResult)]
+_VALUE_SLOT: Any = TaskResult.__dict__["value"]  # the slot's own descriptor
+raw_value: Callable[[TaskResult], Any] = _VALUE_SLOT.__get__
+"""What a record's ``value`` slot holds, as it is (a :class:`DeferredValue`, say)."""
+set_raw_value: Callable[[TaskResult, Any], None] = _VALUE_SLOT.__set__
+"""Put something in a record's ``value`` slot (internal: records are frozen)."""
+_OTHER_FIELDS = values_getter([n for n in _NAMES if n != "value"])
+_SETTERS = [TaskResult.__dict__[n].__set__ for n in _NAMES]  # the slots' own, value's too
+_BEFORE_VALUE = values_getter(_NAMES[: _NAMES.index("value")])
+_AFTER_VALUE = values_getter(_NAMES[_NAMES.index("value") + 1 :])
+
+
+def _read_value(record: TaskResult) -> Any:
+    value = raw_value(record)
+    if isinstance(value, DeferredValue):
+        loaded = value.load(record)
+        # a benign race: two threads reading at once may both load; one of them is kept
+        if value.cache and raw_value(record) is value:
+            set_raw_value(record, loaded)
+        return loaded
+    return value
+
+
+def _plain_value(record: TaskResult) -> Any:
+    """The value as reading it gives it, or the marker of a released one."""
+    value = raw_value(record)
+    if isinstance(value, DeferredValue) and not isinstance(value, ReleasedValue):
+        return _read_value(record)
+    return value
+
+
+def _key(record: TaskResult) -> tuple[Any, ...]:
+    return (_plain_value(record), *_OTHER_FIELDS(record))
+
+
+def _value_repr(record: TaskResult, short: bool = False) -> str:
+    """``repr`` of a record's value, never raising (a released one says so)."""
+    try:
+        value = _plain_value(record)
+    except Exception as exc:  # a stored value that no longer unpickles, say
+        return f"<value unreadable: {type(exc).__qualname__}>"
+    if isinstance(value, ReleasedValue):
+        return repr(value)
+    return _safe_repr(value, short)
+
+
+# The slot stays where dataclasses put it; reads and writes of ``value`` go through it.
+setattr(  # noqa: B010 - type checkers see the dataclass field; this is how it reads
+    TaskResult,
+    "value",
+    property(_read_value, set_raw_value, doc="The return value (succeeded tasks only)."),
+)
+
 
 make_attempt: Callable[..., Attempt] = slot_builder(Attempt, [f.name for f in fields(Attempt)])
 """``Attempt(...)`` with every field given, several times faster (records made per task)."""
-make_result: Callable[..., TaskResult] = slot_builder(
-    TaskResult, [f.name for f in fields(TaskResult)]
-)
+make_result: Callable[..., TaskResult] = slot_builder(TaskResult, _NAMES)
 """``TaskResult(...)`` with every field given, several times faster."""
+
+
+def with_value(record: TaskResult, value: Any) -> TaskResult:
+    """A copy of ``record`` whose ``value`` slot holds ``value`` (the other fields are the
+    same objects)."""
+    return make_result(*_BEFORE_VALUE(record), value, *_AFTER_VALUE(record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,7 +626,8 @@ class RunSummary:
                                         "utilisation"}],
                            "slowest": [task_id, ...]},
              "results": [{"task_id", "name", "status",
-                          "value_repr": repr(value) for succeeded tasks, else null,
+                          "value_repr": repr(value) for succeeded tasks (a marker
+                                        text once released), else null,
                           "exception": {"type": qualified name, "message": str} | null,
                           "attempts", "priority", "must_complete",
                           "group_id": a JSON scalar, else its repr,
@@ -584,9 +723,12 @@ def _result_dict(r: TaskResult) -> dict[str, Any]:
     group = r.group_id
     if not (group is None or isinstance(group, str | int | float | bool)):
         group = _safe_repr(group)
-    out = {("value_repr" if k == "value" else k): v for k, v in _fields_dict(r).items()}
+    out = {
+        ("value_repr" if k == "value" else k): (None if k == "value" else getattr(r, k))
+        for k in _NAMES
+    }
     out.update(  # same keys, so the field order is kept
-        value_repr=_safe_repr(r.value) if r.status == "succeeded" else None,
+        value_repr=_value_repr(r) if r.status == "succeeded" else None,
         exception=exc,
         group_id=group,
         metadata=_jsonable(r.metadata),

@@ -391,22 +391,24 @@ _AMBIGUOUS = {"k": "kB", "m": "MB", "g": "GB", "t": "TB", "p": "PB"}
 _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*", re.ASCII | re.IGNORECASE)
 
 
-def parse_size(value: int | str) -> int:
-    """A number of bytes from an int (> 0) or a string such as ``"1.5GiB"``.
+def parse_size(value: int | str, *, minimum: int = 1) -> int:
+    """A number of bytes from an int (>= ``minimum``, 1 unless told) or a string such as
+    ``"1.5GiB"``.
 
     Binary units ``KiB MiB GiB TiB PiB`` (also ``Ki Mi Gi Ti Pi``) are powers of 1024;
     decimal units ``kB KB MB GB TB PB`` are powers of 1000; ``B`` or no unit means bytes.
     Units are case-insensitive and may be separated by spaces; a fractional result is
     rounded down to whole bytes. A bare ``K``/``M``/``G``/``T`` is refused as ambiguous.
-    Anything else (zero, negative, a bool, junk) raises :class:`ValueError`.
+    Anything else (below ``minimum``, negative, a bool, junk) raises :class:`ValueError`.
     """
     given: object = value  # checked at run time whatever the annotation says
     if isinstance(given, bool):
         raise ValueError(f"size must be a number of bytes or a string like '1.5GiB', got {given!r}")
     if isinstance(given, numbers.Integral):
         size = int(given)
-        if size <= 0:
-            raise ValueError(f"size must be a positive number of bytes, got {given!r}")
+        if size < minimum:
+            what = "a positive number" if minimum == 1 else f"a number >= {minimum}"
+            raise ValueError(f"size must be {what} of bytes, got {given!r}")
         return size
     if not isinstance(given, str):
         raise ValueError(
@@ -435,8 +437,9 @@ def parse_size(value: int | str) -> int:
     from fractions import Fraction  # here: importing it costs start-up time
 
     size = int(Fraction(number) * _UNITS[unit_key])  # exact, then rounded down
-    if size <= 0:
-        raise ValueError(f"size must be at least 1 byte, got {value!r}")
+    if size < minimum:
+        unit = "byte" if minimum == 1 else "bytes"
+        raise ValueError(f"size must be at least {minimum} {unit}, got {value!r}")
     return size
 
 

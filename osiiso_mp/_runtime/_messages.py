@@ -174,13 +174,14 @@ class TaskFinished(Message):
 
 @frozen_class
 class ChunkFinished(Message):
-    """A chunk (a :class:`RunTask` with ``chunk=True``) ran every one of its items.
+    """A chunk (a :class:`RunTask` with ``chunk=True``) ran its items, in order: all of
+    them, or the first ``n`` of them when their values grew large (the others did not run).
 
-    ``payload`` pickles ``(values, errors)``: one value per item (None where it failed) and
-    ``{index: ErrorInfo}`` for the items that raised or whose value could not be pickled.
-    ``clock`` holds ``n + 1`` ``time.perf_counter()`` readings packed as doubles (item ``i``
-    ran from ``clock[i]`` to ``clock[i + 1]``) and ``cpu`` the ``n`` items' CPU seconds;
-    ``peak_rss`` and ``rss_delta`` are measured over the whole chunk.
+    ``payload`` pickles ``(values, errors)``: one value per item that ran (None where it
+    failed) and ``{index: ErrorInfo}`` for the items that raised or whose value could not be
+    pickled. ``clock`` holds ``n + 1`` ``time.perf_counter()`` readings packed as doubles
+    (item ``i`` ran from ``clock[i]`` to ``clock[i + 1]``) and ``cpu`` the ``n`` items' CPU
+    seconds; ``peak_rss`` and ``rss_delta`` are measured over the whole chunk.
     """
 
     seq: int

@@ -34,6 +34,9 @@ Data flow::
   announced task per item; a chunk cancelled or refused ends every item that has not.
 - Large payloads travel beside the message pickles, out of band, and from 1 MiB in shared
   memory (:mod:`._wire`); a task's shared buffers are closed when its record is made.
+- A value goes to the caller as the object (through its future, or a ``map`` iterator);
+  what is kept for ``run()`` and lookups holds it as it came from the worker, within the
+  ``retain_bytes`` budget (:mod:`._retention`).
 - Worker processes are watched with pidfds: an exit is noticed at once, the worker's pipe is
   drained (results it sent before dying still count), and then whatever was running there
   is recorded as ``crashed`` and retried or failed. Tasks that were only *sent* to the dead
@@ -90,7 +93,15 @@ from .._errors import (
 from .._errors import SerializationError as _SerializationError
 from .._future import task_info
 from .._options import HOOKS, ExecutorConfig
-from .._records import Attempt, Outcome, TaskInfo, TaskResult, make_attempt, make_result
+from .._records import (
+    Attempt,
+    Outcome,
+    TaskInfo,
+    TaskResult,
+    make_attempt,
+    make_result,
+    with_value,
+)
 from .._resources import ProcessRss, thread_env
 from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
 from ._commands import Call, Cancel, Command, Shutdown, Submit
@@ -110,6 +121,14 @@ from ._messages import (
     WorkerReady,
 )
 from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
+from ._retention import (
+    IN_BATCH,
+    IN_LOOKUPS,
+    Holder,
+    StoredValue,
+    ValueBudget,
+    kept_as_is,
+)
 from ._serialize import dumps_task, rebuild_exception
 from ._task import Task
 from ._wire import Channel, PassedFd, release
@@ -120,6 +139,7 @@ __all__ = ["ChunkItem", "Supervisor"]
 log = logging.getLogger("osiiso_mp")
 
 R = TypeVar("R")
+_Kept = TypeVar("_Kept", "Task", "Chunk")  # what lookups by id keep, each with an expiry
 
 # one worker in a stats() snapshot: (slot, pid, state, running task ids, done, restarts)
 WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
@@ -227,14 +247,16 @@ class Supervisor:
         self._queue: ReadyQueue[Task] = ReadyQueue()
         self._estimates = DurationEstimates()
         self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
-        # finished records for lookups by id: task_id -> (expiry on time.monotonic(), record)
-        self._finished: OrderedDict[str, tuple[float, TaskResult]] = OrderedDict()
+        # finished tasks for lookups by id, task_id -> task (its .expiry on time.monotonic())
+        self._finished: OrderedDict[str, Task] = OrderedDict()
+        # the values kept for run() and lookups, within retain_bytes
+        self._budget = ValueBudget(config.retain_bytes)
         self.completed = 0
         self._by_id: dict[str, Task] = {}  # every unfinished task, by task_id
         # map chunks by id prefix: unsettled ones (their transport task), and settled ones
-        # kept for lookups like records: prefix -> (expiry on time.monotonic(), chunk)
+        # kept for lookups like records: prefix -> chunk (its .expiry as above)
         self._live_chunks: dict[str, Task] = {}
-        self._kept_chunks: OrderedDict[str, tuple[float, Chunk]] = OrderedDict()
+        self._kept_chunks: OrderedDict[str, Chunk] = OrderedDict()
         self._next_expiry = math.inf  # the earliest expiry in either: nothing is due before
         self._split_seqs = itertools.count(-1, -1)  # items split off chunks go first
         self._workers: list[_Worker | None] = [None] * config.procs
@@ -243,6 +265,7 @@ class Supervisor:
         self._init_failures = 0
         self._init_error: str | None = None
         self._init_stage = "initializer"  # what failed last: "initializer" or "setup"
+        self._in_lookups = IN_LOOKUPS if config.result_ttl > 0 else 0
         self.broken: str | None = None
         self._closing = False
         self._stopped = threading.Event()
@@ -945,7 +968,16 @@ class Supervisor:
                 self._after_failure(task, err)
                 return
             self._record_attempt(task, w, msg, "succeeded", "")
-            self._finish(task, "succeeded", value=value)
+            stored: StoredValue | None = None
+            size = 0  # the bytes the budget counts (0: nothing keeps the value)
+            if self._holds(task.opts):
+                payload = msg.payload
+                if kept_as_is(value, payload, msg.buffers):
+                    size = len(payload)
+                else:
+                    stored = StoredValue(payload, msg.buffers)
+                    size = stored.nbytes
+            self._finish(task, "succeeded", value=value, stored=stored, kept_size=size)
             return
         if msg.outcome == "cancelled":
             self._record_attempt(task, w, msg, "cancelled", "cancelled in the worker")
@@ -971,14 +1003,17 @@ class Supervisor:
 
     def _on_chunk_finished(self, w: _Worker, msg: ChunkFinished) -> None:
         """A chunk ran: its items that succeeded end here, compactly; each failed item
-        becomes a task of its own, retried or finished as a single task would be."""
+        becomes a task of its own, retried or finished as a single task would be. Items
+        the worker did not run (it stops a chunk whose values grow large) go on their own
+        too, so that their values come, and wait for the map's reader, one at a time."""
         task = w.sent.get(msg.seq)
         if task is None:
             return
         chunk = task.chunk
         assert chunk is not None
         self._detach(w, task)
-        w.done += chunk.n
+        ran = len(msg.clock) // 8 - 1  # the items the worker ran (clock: one more reading)
+        w.done += ran
         if task.abandoned:
             return
         try:
@@ -1008,10 +1043,11 @@ class Supervisor:
         clock.frombytes(msg.clock)
         cpu: array[float] = array("d")
         cpu.frombytes(msg.cpu)
-        if chunk.n:
-            self._estimates.observe(chunk.key, (clock[-1] - clock[0]) / chunk.n)
+        if ran:
+            self._estimates.observe(chunk.key, (clock[-1] - clock[0]) / ran)
+        stored = StoredValue(msg.payload, msg.buffers)
         chunk.ran(
-            values,
+            stored,
             clock,
             cpu,
             worker=w.id,
@@ -1020,13 +1056,27 @@ class Supervisor:
             rss_delta=msg.rss_delta,
             queued_since=task.queued_since,
         )
+        if ran < chunk.n:
+            values.extend([None] * (chunk.n - ran))
+        task.fut._deliver(values)  # the values go to the map reading them
+        chunk.holds = self._holds(chunk.opts)
+        if chunk.holds:
+            self._budget.keep(chunk, stored.nbytes)
         self._end_transport(task)
-        self.completed += chunk.n - len(errors)
+        self.completed += ran - len(errors)
         chunk.busy = True  # not settled before every failed item is handled
         for i in sorted(errors):  # each is retried, or finished and handed to the chunk
             error = rebuild_exception(errors[i])
             item = self._split_item(task, i, [chunk.attempt(i, "failed", _short_error(error))])
             self._after_failure(item, error)
+        for i in range(ran, chunk.n):  # not run: each goes on its own, where the chunk was
+            # (its seq and the next task's are SEQ_STEP apart), so that the chunk a map reads
+            # first completes first, and values wait for their reader as little as they can
+            item = self._split_item(task, i, [], seq=task.seq + 1 + i)
+            if item.error is not None:
+                self._finish_failed(item, item.error)
+            else:
+                self._enqueue(item)
         chunk.busy = False
         self._settle_chunk_if_done(task)
 
@@ -1041,9 +1091,13 @@ class Supervisor:
         task.payload = b""
         task.buffers = ()
 
-    def _split_item(self, transport: Task, i: int, attempts: list[Attempt]) -> Task:
+    def _split_item(
+        self, transport: Task, i: int, attempts: list[Attempt], *, seq: int | None = None
+    ) -> Task:
         """Item ``i`` of a chunk becomes a task of its own, with the attempts it made in the
         chunk: it is retried, or finished, as a single task; its record goes to the chunk.
+        It goes before every task submitted, the last split first, unless ``seq`` says
+        where.
 
         Its payload is pickled again, from the callable and arguments ``map`` received.
         """
@@ -1057,7 +1111,7 @@ class Supervisor:
             payload, buffers = b"", ()
             error = exc
         item = Task(
-            seq=next(self._split_seqs),
+            seq=next(self._split_seqs) if seq is None else seq,
             task_id=chunk.item_id(i),
             name=chunk.name,
             fn_name=chunk.fn_name,
@@ -1099,12 +1153,21 @@ class Supervisor:
                 self._enqueue(item)
         self._settle_chunk_if_done(task)
 
-    def _item_settled(self, transport: Task, i: int, record: TaskResult) -> None:
-        """An item split off a chunk has its record (from ``_finish``, through its sink)."""
+    def _item_settled(
+        self, transport: Task, i: int, record: TaskResult, kept: TaskResult, size: int
+    ) -> None:
+        """An item split off a chunk has its record (from ``_finish``, through its sink):
+        the chunk keeps ``kept`` (its value stored, ``size`` bytes), the value itself goes
+        to the map reading the chunk."""
         chunk = transport.chunk
         assert chunk is not None
         chunk.split.pop(i, None)
-        chunk.outcome[i] = record
+        chunk.outcome[i] = kept
+        if record.status == "succeeded":
+            transport.fut._deliver_item(i, record.value)
+        if size:
+            chunk.holds = self._holds(chunk.opts)
+            self._budget.keep(chunk, size)
         self._settle_chunk_if_done(transport)
 
     def _end_chunk(self, task: Task, status: str, exc: BaseException | None, message: str) -> None:
@@ -1238,9 +1301,15 @@ class Supervisor:
         status: str,
         *,
         value: Any = None,
+        stored: StoredValue | None = None,
+        kept_size: int = 0,
         exc: BaseException | None = None,
         message: str = "",
     ) -> None:
+        """Make the task's one record and settle its future. ``value`` goes to the caller;
+        what the executor keeps is ``stored``, its serialized form, or else the record as
+        it is (no value, or one kept as is); ``kept_size`` bytes of it count in the value
+        budget (0: none)."""
         if task.state == "complete":  # pragma: no cover - the invariant says once
             log.error("osiiso_mp: task %s finished twice", task.task_id)
             return
@@ -1280,8 +1349,14 @@ class Supervisor:
         release((task.payload, *task.buffers))  # shared memory is freed here, not later
         task.payload = b""
         task.buffers = ()
-        self._retain(record)
-        task.fut._settle(record)
+        kept = record if stored is None else with_value(record, stored)
+        sink = task.fut
+        if type(sink) is _ItemSink:  # an item of a map chunk: the chunk keeps it
+            self.completed += 1
+            sink.settle_item(record, kept, kept_size)
+        else:
+            self._retain(task, kept, kept_size, stored=stored is not None)
+            sink._settle(record)
         if self._hooks:
             self._hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
@@ -1290,26 +1365,59 @@ class Supervisor:
 
     # -- retention and lookups by id ------------------------------------------------------
 
-    def _retain(self, record: TaskResult) -> None:
-        """Keep ``record`` for lookups by id for ``result_ttl`` seconds, then forget it.
+    def _holds(self, opts: Any) -> int:
+        """Who keeps a finished task's value: ``IN_BATCH`` unless it is detached,
+        ``IN_LOOKUPS`` unless ``result_ttl`` is 0 (0: nobody, so it is not kept)."""
+        return self._in_lookups if opts.detached else self._in_lookups | IN_BATCH
+
+    def _retain(self, task: Task, kept: TaskResult, kept_size: int, *, stored: bool) -> None:
+        """Give the finished ``task`` its kept record (``stored``: with its value stored,
+        not the future's own); keep it for lookups by id for ``result_ttl`` seconds, then
+        forget it; count its value (``kept_size`` bytes) in the budget. (Its future is
+        settled next: the batch finds the record first.)
 
         Records are kept in finish order and share one time-to-live, so the oldest are at
         the front: expiry is a pop from the left, amortised O(1) per task.
         """
         self.completed += 1
+        task.finished(kept, stored=stored)
         now = time.monotonic()
         self._expire(now)
-        self._keep(self._finished, record.task_id, record, now)
+        self._keep(self._finished, task.task_id, task, now)
+        if kept_size:
+            task.holds = self._holds(task.opts)
+            self._budget.keep(task, kept_size)
 
-    def _keep(
-        self, kept: OrderedDict[str, tuple[float, Any]], key: str, item: Any, now: float
-    ) -> None:
-        """Keep ``item`` in ``kept`` under ``key`` for ``result_ttl`` seconds (0: not at all)."""
+    def batch_let_go(self, holders: list[Holder], *, wait: bool = False) -> None:
+        """The batch no longer holds these entries (``run()`` summarised them, or they
+        were pruned): their values count only while lookups still keep them. Any thread;
+        ``wait``: return once done (else it is posted). Once stopped, done here."""
+        if not holders:
+            return
+        values = self._budget
+
+        def let_go() -> None:
+            values.let_go_all(holders, IN_BATCH)
+
+        try:
+            if wait:
+                self.call(let_go)
+            else:
+                self.post(Call(let_go, cf.Future()))
+        except ClosedError:
+            self.join()  # stopped: nothing else touches its state any more
+            let_go()
+
+    def _keep(self, kept: OrderedDict[str, Any], key: str, item: Any, now: float) -> None:
+        """Keep ``item`` (a finished :class:`Task` or a :class:`Chunk`: it has an ``expiry``)
+        in ``kept`` under ``key`` for ``result_ttl`` seconds (0: not at all)."""
         ttl = self.config.result_ttl
         if ttl > 0:
-            kept.pop(key, None)  # an id reused after it finished: newest wins
-            expiry = now + ttl
-            kept[key] = (expiry, item)
+            old = kept.pop(key, None)  # an id reused after it finished: newest wins
+            if old is not None:
+                self._budget.let_go(old, IN_LOOKUPS)
+            item.expiry = expiry = now + ttl
+            kept[key] = item
             if expiry < self._next_expiry:
                 self._next_expiry = expiry
 
@@ -1318,15 +1426,18 @@ class Supervisor:
         with the earliest expiry when none has: this runs once per finished task)."""
         if now < self._next_expiry:
             return
-        heads = []
-        for kept in (self._finished, self._kept_chunks):
-            while kept:
-                oldest = next(iter(kept.values()))
-                if oldest[0] > now:
-                    heads.append(oldest[0])
-                    break
-                kept.popitem(last=False)
-        self._next_expiry = min(heads, default=math.inf)
+        tasks = self._expire_from(self._finished, now)
+        self._next_expiry = min(tasks, self._expire_from(self._kept_chunks, now))
+
+    def _expire_from(self, kept: OrderedDict[str, _Kept], now: float) -> float:
+        """Forget what ``kept`` holds past its expiry; the next expiry there (or inf)."""
+        while kept:
+            oldest = next(iter(kept.values()))
+            if oldest.expiry > now:
+                return oldest.expiry
+            kept.popitem(last=False)
+            self._budget.let_go(oldest, IN_LOOKUPS)
+        return math.inf
 
     def replacements(self) -> int:
         """Workers replaced so far, counting those killed whose exit is not yet seen (their
@@ -1352,7 +1463,7 @@ class Supervisor:
             return task
         entry = self._finished.get(task_id)
         if entry is not None:
-            return entry[1] if entry[0] > time.monotonic() else None
+            return entry.records()[0] if entry.expiry > time.monotonic() else None
         prefix = task_id[:PREFIX_LEN]
         transport = self._live_chunks.get(prefix)
         if transport is not None:
@@ -1363,10 +1474,10 @@ class Supervisor:
                 return None
             return chunk.record(i) or ChunkItem(transport, i)
         kept = self._kept_chunks.get(prefix)
-        if kept is None or kept[0] <= time.monotonic():
+        if kept is None or kept.expiry <= time.monotonic():
             return None
-        i = kept[1].index_of(task_id)
-        return None if i is None else kept[1].record(i)
+        i = kept.index_of(task_id)
+        return None if i is None else kept.record(i)
 
     def estimate(self, key: str) -> float | None:
         """Seconds one call of the callable known as ``key`` (a task's ``key``) is expected
@@ -1579,8 +1690,10 @@ class _ItemSink:
         self._transport = transport
         self._i = i
 
-    def _settle(self, record: TaskResult) -> None:
-        self._sup._item_settled(self._transport, self._i, record)
+    def settle_item(self, record: TaskResult, kept: TaskResult, size: int) -> None:
+        """The item has its record (``kept``: as its chunk keeps it, ``size`` bytes of
+        stored value)."""
+        self._sup._item_settled(self._transport, self._i, record, kept, size)
 
     def _settle_closed(self) -> None:  # pragma: no cover - split items are never submitted
         raise AssertionError("an item split off a chunk was submitted")

@@ -1,16 +1,23 @@
-"""The supervisor's mutable record of one task while it is unfinished.
+"""The supervisor's mutable record of one task while it is unfinished, and what the
+executor keeps of it once it has finished.
 
 Built by the submitting thread, then handed to the supervisor with a ``Submit`` command;
-from that moment only the supervisor thread reads or writes it.
+from that moment only the supervisor thread writes it. A task submitted on its own is also
+its entry in the batch of the next ``run()``: once finished it lets go of its future, its
+arguments and its payload, and holds its kept ``record`` instead (see
+:mod:`._retention`), which the batch and the lookups by id read from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._options import TaskOptions
-from .._records import Attempt
+from .._records import Attempt, ReleasedValue, TaskResult, with_value
+from ._retention import handout
 
 if TYPE_CHECKING:
     from ._chunk import Chunk
@@ -19,9 +26,14 @@ __all__ = ["State", "Task"]
 
 State = Literal["queued", "scheduled", "running", "complete"]
 
+# What a finished task holds instead of its own (it is kept: no object more than needed).
+_NO_KWARGS: dict[str, Any] = {}
+_NO_ATTEMPTS: list[Attempt] = []
+
 
 class Task:
-    """One task: its payload, options, attempts so far and where it is now."""
+    """One task: its payload, options, attempts so far and where it is now; once finished,
+    its kept record."""
 
     __slots__ = (
         "abandoned",
@@ -33,16 +45,21 @@ class Task:
         "created_at",
         "enqueue_ms",
         "error",
+        "expiry",
         "first_started_at",
         "fn_name",
         "fut",
+        "handle",
+        "holds",
         "is_async",
+        "kept_size",
         "key",
         "kwargs",
         "name",
         "opts",
         "payload",
         "queued_since",
+        "record",
         "scheduled_for",
         "seq",
         "started_at",
@@ -52,6 +69,9 @@ class Task:
         "timer",
         "worker",
     )
+
+    weight: ClassVar[int] = 1
+    """How many tasks a batch entry stands for (a map's chunk: its items)."""
 
     def __init__(
         self,
@@ -107,3 +127,74 @@ class Task:
         # from now on its start is announced (a crash it causes is then put down to it)
         self.suspect = False
         self.timer: asyncio.TimerHandle | None = None
+        # once finished: the record the executor keeps (its value stored, see _retention)
+        self.record: TaskResult | None = None
+        # a weak reference to the future once finished, when the records differ (a value
+        # stored): while the caller holds the future, its own record is the one handed out
+        self.handle: weakref.ref[Any] | None = None
+        self.holds = 0  # who keeps its value (see ValueBudget), and its counted size
+        self.kept_size = 0
+        self.expiry = 0.0  # when lookups by id forget it (time.monotonic())
+
+    def finished(self, kept: TaskResult, *, stored: bool = False) -> None:
+        """The task has its record (``kept``, as the executor keeps it; ``stored``: with
+        its value stored, so not the future's own): let go of what only an unfinished task
+        needs, the future first (it is the caller's now)."""
+        self.record = kept
+        if stored:
+            self.handle = weakref.ref(self.fut)
+        self.fut = None
+        self.args = ()
+        self.kwargs = _NO_KWARGS
+        self.attempts = _NO_ATTEMPTS  # (the record has them; none is added after the end)
+        self.worker = None
+        self.error = None
+
+    # -- as an entry of the batch of the next run() (any thread) ---------------------------
+
+    def future(self) -> Any:
+        """The future to wait on while the task is unfinished; None once it finished."""
+        return self.fut
+
+    def done(self) -> bool:
+        """True once the task has its record."""
+        return self.record is not None
+
+    @property
+    def finished_at(self) -> float | None:
+        """When the task ended, or None while it has not."""
+        record = self.record
+        return None if record is None else record.finished_at
+
+    def failed(self) -> TaskResult | None:
+        """Its record when the task failed, else None."""
+        record = self.record
+        return record if record is not None and record.status == "failed" else None
+
+    def records(self) -> list[TaskResult]:
+        """The record to give the caller, once finished: the future's own while the caller
+        holds the future, else the kept one or a copy of it (see ``_retention.handout``)."""
+        record = self.record
+        if record is None:
+            return []
+        handle = self.handle
+        if handle is not None:
+            fut = handle()
+            if fut is not None and fut._record is not None:
+                return [fut._record]
+        return [handout(record)]
+
+    def add_done_callback(self, fn: Callable[[Task], object]) -> None:
+        """Call ``fn(self)`` once the task has ended (at once if it has)."""
+        fut = self.fut
+        if fut is None or self.record is not None:
+            fn(self)
+            return
+        fut.add_done_callback(lambda _: fn(self))
+
+    def release(self, marker: ReleasedValue) -> None:
+        """The value budget lets go of its value: the kept record is replaced by one that
+        reads as released (replaced, not changed: a record kept as is is the future's)."""
+        record = self.record
+        if record is not None:
+            self.record = with_value(record, marker)

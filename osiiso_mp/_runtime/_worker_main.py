@@ -200,6 +200,12 @@ def _fatal(exc: BaseException, where: str) -> NoReturn:
 
 
 _BATCH_BUDGET = 0.001  # seconds of unannounced (known-tiny) sync tasks run per loop turn
+# A chunk stops after the item whose values, all together, reach this size (as
+# sys.getsizeof counts them: exactly for bytes, strings and arrays, shallowly for
+# containers): the rest go back unrun, to run one by one. Large results then travel, and
+# wait for their reader in the parent, a few at a time, not a chunk's worth at once.
+_CHUNK_REPORT_BYTES = 16 << 20
+_SCALARS = frozenset({int, float, bool, complex, type(None)})  # small: not counted
 
 
 class _Job:
@@ -487,7 +493,9 @@ class WorkerActor:
 
     def _run_chunk(self, msg: RunTask) -> None:
         """Run a map chunk: ``fn(*args)`` for each item in order, each item's exception
-        caught and kept, then one :class:`ChunkFinished` with every outcome and timing."""
+        caught and kept, then one :class:`ChunkFinished` with every outcome and timing;
+        or with those of the first items only, once their values reach
+        ``_CHUNK_REPORT_BYTES``."""
         start = self._begin(msg)
         loaded = self._unpickle(msg, start)
         if loaded is None:
@@ -501,6 +509,7 @@ class WorkerActor:
         last = cpu_now()
         token = _current_seq.set(msg.seq)
         here = _chunk_item
+        held, sizeof, scalars = 0, sys.getsizeof, _SCALARS
         try:
             for i, args in enumerate(items):
                 here.index = i
@@ -520,6 +529,13 @@ class WorkerActor:
                 spent = cpu_now()
                 cpu.append(spent - last)
                 last = spent
+                if type(value) not in scalars:  # (a set lookup: sizes cost more)
+                    try:
+                        held += sizeof(value, 0)
+                    except Exception:  # a __sizeof__ that fails: count it as nothing
+                        pass
+                    if held >= _CHUNK_REPORT_BYTES:
+                        break
         finally:
             here.index = None
             _current_seq.reset(token)

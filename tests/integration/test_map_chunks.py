@@ -212,6 +212,35 @@ def test_unpicklable_value_fails_only_its_item() -> None:
     assert summary.results[3].status == "failed"
 
 
+def mib_of(x: int) -> bytes:
+    """1 MiB of ``x``; item 20 fails."""
+    if x == 20:
+        raise ValueError("item 20")
+    return bytes([x]) * (1 << 20)
+
+
+def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one() -> None:
+    # the worker stops a chunk once its values reach 16 MiB: what it sends stays that
+    # size, and the items it did not run go on their own, in order, each with its record
+    with Executor(procs=1) as ex:
+        gen = ex.map(mib_of, range(24), chunksize=24)
+        (entry,) = _chunks(gen)
+        got = []
+        with pytest.raises(ValueError, match="item 20"):
+            for value in gen:
+                got.append(value)
+        assert got == [mib_of(i) for i in range(20)]
+        chunk = entry.chunk
+        assert chunk.stored is not None and 16 << 20 <= chunk.stored.nbytes < 17 << 20  # type: ignore[union-attr]
+        assert sorted(chunk.outcome) == list(range(16, 24))  # the rest: records of their own
+        summary = ex.run()
+    assert (summary.succeeded, summary.failed) == (23, 1)
+    assert summary.results[20].status == "failed" and summary.results[20].attempts == 1
+    ends = [r.attempt_log[0].finished_at for r in summary.results]
+    assert ends == sorted(ends)  # they ran in input order
+    assert summary.values == tuple(mib_of(i) for i in range(24) if i != 20)
+
+
 def test_closing_the_iterator_cancels_what_is_left() -> None:
     with Executor(procs=2) as ex:
         gen = ex.map(slow, [0.05] * 40, chunksize=4)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 from array import array
+from typing import Any
 
 import pytest
 
-from osiiso_mp import TaskOptions
-from osiiso_mp._runtime._chunk import MAX_CHUNK, PREFIX_LEN, Chunk
+from osiiso_mp import TaskOptions, ValueReleasedError
+from osiiso_mp._records import ReleasedValue, raw_value
+from osiiso_mp._runtime._chunk import _EAGER_BYTES, MAX_CHUNK, PREFIX_LEN, Chunk
 from osiiso_mp._runtime._policy import CHUNK_MAX, CHUNK_UNKNOWN, chunk_size
+from osiiso_mp._runtime._retention import StoredValue
 
 # -- chunk_size ---------------------------------------------------------------------------
 
@@ -57,6 +61,26 @@ def _chunk(n: int) -> Chunk:
     )
 
 
+def _stored(values: list[Any], errors: dict[int, Any] | None = None) -> StoredValue:
+    """A chunk's outcome as a worker sends it, received."""
+    return StoredValue(pickle.dumps((values, errors or {}), protocol=5), ())
+
+
+def _ran(chunk: Chunk, stored: StoredValue) -> None:
+    n = chunk.n
+    chunk.ran(
+        stored,
+        array("d", [float(i) for i in range(n + 1)]),
+        array("d", [0.0] * n),
+        worker=0,
+        pid=1,
+        peak_rss=0,
+        rss_delta=0,
+        queued_since=0.0,
+    )
+    chunk.settle(float(n))
+
+
 def test_item_ids_are_the_prefix_and_a_four_digit_index() -> None:
     chunk = _chunk(300)
     ids = [chunk.item_id(i) for i in range(300)]
@@ -75,7 +99,7 @@ def test_records_are_built_from_the_compact_outcome() -> None:
     clock = array("d", [20.0, 20.5, 21.0, 23.0])
     cpu = array("d", [0.25, 0.5, 1.5])
     chunk.ran(
-        [5, 6, 7],
+        _stored([5, 6, 7]),
         clock,
         cpu,
         worker=1,
@@ -110,3 +134,42 @@ def test_ending_all_items_at_once() -> None:
     assert [r.status for r in records] == ["failed"] * 4
     assert all(r.exception is err and r.attempts == 0 for r in records)
     assert sum(r.status == "failed" for r in chunk.outcome.values()) == 4
+
+
+def test_records_make_their_values_from_the_chunks_pickle_not_the_objects() -> None:
+    # the chunk keeps the pickle the worker sent; each record built from it makes its
+    # own object (the one handed out by map is the caller's)
+    chunk = _chunk(2)
+    _ran(chunk, _stored([{"a": 1}, {"b": 2}]))
+    first, second = chunk.record(0), chunk.record(0)
+    assert first is not None and second is not None
+    assert first.value == {"a": 1} and first.value is first.value  # made once, then kept
+    assert second.value == first.value and second.value is not first.value
+    assert [r.value for r in chunk.records()] == [{"a": 1}, {"b": 2}]
+
+
+def test_a_large_chunks_values_are_made_when_first_read() -> None:
+    chunk = _chunk(2)
+    big = [b"x" * _EAGER_BYTES, b"y"]
+    _ran(chunk, _stored(big))
+    records = chunk.records()
+    assert not isinstance(raw_value(records[0]), bytes)  # not unpickled yet
+    assert [r.value for r in records] == big
+    small = _chunk(2)
+    _ran(small, _stored([1, 2]))
+    assert [raw_value(r) for r in small.records()] == [1, 2]  # a small pickle: at once
+
+
+def test_released_values_read_as_released_and_the_records_stay() -> None:
+    chunk = _chunk(3)
+    _ran(chunk, _stored([1, None, 3], {1: "an error info"}))
+    chunk.release(ReleasedValue(1024))
+    assert chunk.stored == ReleasedValue(None)
+    records = chunk.records()
+    assert [r.status for r in records] == ["succeeded"] * 3 and records[0].attempts == 1
+    with pytest.raises(ValueReleasedError, match="retain_bytes"):
+        records[2].value  # noqa: B018
+    record = chunk.record(0)
+    assert record is not None and record.task_id == chunk.item_id(0)
+    with pytest.raises(ValueReleasedError, match=chunk.item_id(0)):
+        record.value  # noqa: B018

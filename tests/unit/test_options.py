@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from osiiso_mp._options import (
+    DEFAULT_RETAIN_BYTES,
     START_METHODS,
     ExecutorConfig,
     TaskOptions,
@@ -621,6 +622,52 @@ def test_max_rss_is_stored_in_bytes(value: object, expected: int | None) -> None
 def test_bad_max_rss(value: object, exc: type[Exception], text: str) -> None:
     with pytest.raises(exc, match=text) as info:
         _build(max_rss=value)
+    assert type(info.value) is exc
+
+
+# --------------------------------------------------------------------------- retain_bytes
+
+
+def test_retain_bytes_defaults_to_256_mib() -> None:
+    assert DEFAULT_RETAIN_BYTES == 256 * 1024**2
+    assert _build().retain_bytes == DEFAULT_RETAIN_BYTES
+    assert ExecutorConfig(procs=1, start_method="spawn").retain_bytes == DEFAULT_RETAIN_BYTES
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),  # keeps no value past its task's future
+        (1, 1),
+        (2**40, 2**40),
+        ("512MiB", 512 * 1024**2),
+        ("1.5 GB", 1_500_000_000),
+        ("0", 0),
+        ("0 KiB", 0),
+        (None, None),  # no budget
+    ],
+)
+def test_retain_bytes_is_stored_in_bytes(value: object, expected: int | None) -> None:
+    assert _build(retain_bytes=value).retain_bytes == expected
+    config = ExecutorConfig(procs=1, start_method="spawn", retain_bytes=value)  # type: ignore[arg-type]
+    assert config.retain_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "exc", "text"),
+    [
+        (-1, ValueError, "retain_bytes must be a number of bytes >= 0"),
+        ("lots", ValueError, "retain_bytes must be .*cannot parse size 'lots'"),
+        ("1G", ValueError, "retain_bytes .*ambiguous"),
+        ("-1MiB", ValueError, "retain_bytes"),
+        (1.5, TypeError, "retain_bytes"),
+        (False, TypeError, "retain_bytes"),
+        ([1], TypeError, "retain_bytes"),
+    ],
+)
+def test_bad_retain_bytes(value: object, exc: type[Exception], text: str) -> None:
+    with pytest.raises(exc, match=text) as info:
+        _build(retain_bytes=value)
     assert type(info.value) is exc
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import logging
 import os
+import pickle
 import re
 import sys
 import threading
@@ -32,6 +33,7 @@ from osiiso_mp._progress import (
 )
 from osiiso_mp._records import TaskResult
 from osiiso_mp._runtime._chunk import Chunk
+from osiiso_mp._runtime._retention import StoredValue
 
 TEXT_LINE = re.compile(
     r"demo: \|[# ]{20}\| (\d+)/(\d+) done \((\d+) ok, (\d+) failed, (\d+) cancelled\) \d+\.\ds"
@@ -635,7 +637,8 @@ def _ended_chunk(n: int, failed: int, cancelled: int) -> cf.Future[None]:
         chunk.outcome[i] = TaskResult(task_id=chunk.item_id(i), name="abs", status="failed")
     for i in range(failed, failed + cancelled):
         chunk.outcome[i] = TaskResult(task_id=chunk.item_id(i), name="abs", status="cancelled")
-    chunk.ran([0] * n, array("d", range(n + 1)), array("d", [0.0] * n),
+    stored = StoredValue(pickle.dumps(([0] * n, {})), ())
+    chunk.ran(stored, array("d", range(n + 1)), array("d", [0.0] * n),
               worker=0, pid=1, peak_rss=0, rss_delta=0, queued_since=0.0)  # fmt: skip
     chunk.settle(float(n))
 

@@ -11,8 +11,20 @@ from typing import Any
 
 import pytest
 
-from osiiso_mp._errors import ExecutionError
-from osiiso_mp._records import Attempt, Outcome, RunSummary, Status, TaskInfo, TaskResult
+from osiiso_mp._errors import ExecutionError, OsiisoError, ValueReleasedError
+from osiiso_mp._records import (
+    Attempt,
+    Outcome,
+    ReleasedValue,
+    RunSummary,
+    Status,
+    TaskInfo,
+    TaskResult,
+    raw_value,
+    set_raw_value,
+    with_value,
+)
+from osiiso_mp._runtime._retention import StoredValue, handout
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -540,3 +552,80 @@ def test_repr_pretty_uses_report() -> None:
     summary = example_summary()
     summary._repr_pretty_(p, False)
     assert p.out == [summary.report()]
+
+
+# --------------------------------------------------------------------------- kept values
+# A record the executor kept holds its value serialized (StoredValue); one it hands out
+# makes the value on first read; one released under retain_bytes raises on reading it.
+
+
+def _kept(task_id: str, value: Any) -> TaskResult:
+    """A record as the executor keeps it: its value in the form the worker sent."""
+    record = result(task_id, "kept", "succeeded", value=None)
+    return with_value(record, StoredValue(pickle.dumps(value, protocol=5), ()))
+
+
+def _released(task_id: str) -> TaskResult:
+    record = _kept(task_id, [1, 2])
+    set_raw_value(record, ReleasedValue(256 << 20))
+    return record
+
+
+def test_a_handed_out_record_makes_its_value_once_and_keeps_it() -> None:
+    kept = _kept("k1", {"a": [1, 2]})
+    mine = handout(kept)
+    assert mine is not kept and mine.value == {"a": [1, 2]}
+    assert mine.value is mine.value  # made on first read, then the record keeps it
+    assert type(raw_value(kept)) is StoredValue  # the kept record still holds no object
+    assert kept.value == mine.value and kept.value is not kept.value  # made on each read
+    assert mine == kept
+    frozen = _kept("k1", (1, "a"))
+    assert (
+        hash(handout(frozen))
+        == hash(frozen)
+        == hash(result("k1", "kept", "succeeded", value=(1, "a")))
+    )
+    plain = result("k1", "kept", "succeeded", value={"a": [1, 2]})
+    assert plain == kept and handout(plain) is plain  # nothing stored: nothing to copy
+
+
+def test_kept_values_show_in_repr_pickle_and_json_as_the_value() -> None:
+    kept = _kept("k2", (1, "two"))
+    assert "value=(1, 'two')" in repr(kept)
+    clone = pickle.loads(pickle.dumps(handout(kept)))
+    assert raw_value(clone) == (1, "two") and clone == kept  # pickled as the value itself
+    data = RunSummary((kept,), duration=1.0).to_dict()
+    assert data["results"][0]["value_repr"] == "(1, 'two')"
+    assert RunSummary((handout(kept),), duration=1.0).values == ((1, "two"),)
+
+
+def test_a_released_value_raises_naming_retain_bytes_and_its_record_stays() -> None:
+    record = _released("gone")
+    with pytest.raises(ValueReleasedError, match=r"retain_bytes \(256\.00 MiB\)") as info:
+        record.value  # noqa: B018
+    assert "task 'kept', id gone" in str(info.value) and info.value.limit == 256 << 20
+    assert record.status == "succeeded" and record.ok and record.attempts == 1
+    summary = RunSummary((result("ok", "f", "succeeded", value=3), record), duration=1.0)
+    assert summary.succeeded == 2 and summary.ok
+    with pytest.raises(ValueReleasedError, match="retain_bytes"):
+        summary.values  # noqa: B018
+    # nothing else reads it, so nothing else raises
+    assert "value=<value released under retain_bytes>" in repr(record)
+    data = json.loads(summary.to_json())
+    assert data["results"][1]["value_repr"] == "<value released under retain_bytes>"
+    assert summary.report().startswith("-" * 40)
+    clone = pickle.loads(pickle.dumps(record))
+    assert clone == record and clone != _kept("gone", [1, 2])  # released != any value
+    assert hash(clone) == hash(record)
+    with pytest.raises(ValueReleasedError):
+        clone.value  # noqa: B018
+
+
+def test_value_released_error_pickles_to_an_equal_error() -> None:
+    err = ValueReleasedError(1024, name="f", task_id="abc")
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is ValueReleasedError and str(clone) == str(err)
+    assert (clone.limit, clone.name, clone.task_id) == (1024, "f", "abc")
+    assert "retain_bytes (1.00 KiB)" in str(err)
+    assert isinstance(err, OsiisoError)
+    assert "no budget" in str(ValueReleasedError(None))
