@@ -261,6 +261,19 @@ def test_hooks_are_called_in_the_parent_with_the_right_arguments(
 
 # ------------------------------------------------------------------------ interpreter exit
 
+
+def run_script(path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Write ``source`` to ``path`` and run it to its end in a fresh interpreter."""
+    path.write_text(source)
+    return subprocess.run(
+        [sys.executable, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=path.parent,
+    )
+
+
 EXIT_SCRIPT = textwrap.dedent(
     """
     import os, pathlib, sys, time
@@ -285,15 +298,7 @@ def test_the_interpreter_waits_for_submitted_tasks_at_exit(
 ) -> None:
     """As with ProcessPoolExecutor: a script that submits work and ends without shutdown()
     still gets its work done, then leaves no worker behind."""
-    script = tmp_path / "never_shut_down.py"
-    script.write_text(EXIT_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), start_method],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
+    proc = run_script(tmp_path / "never_shut_down.py", EXIT_SCRIPT, start_method)
     assert proc.returncode == 0
     assert proc.stderr == ""
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == "") == ["a", "b", "c"]
@@ -331,15 +336,7 @@ SUBMIT_AFTER_EXIT_SCRIPT = textwrap.dedent(
 def test_submit_after_interpreter_shutdown_raises_runtime_error(
     tmp_path: Path, start_method: str
 ) -> None:
-    script = tmp_path / "submit_after_exit.py"
-    script.write_text(SUBMIT_AFTER_EXIT_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), start_method],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
+    proc = run_script(tmp_path / "submit_after_exit.py", SUBMIT_AFTER_EXIT_SCRIPT, start_method)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (
         "ClosedError cannot schedule new futures after interpreter shutdown\n"
