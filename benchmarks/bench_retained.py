@@ -1,20 +1,20 @@
 """A pipeline of large results that never calls ``run()``: the parent's memory stays bounded.
 
 Streams 200,000 tasks, each returning 1 MiB of ``bytes``, through ``Executor.map`` with the
-executor's default options, reads every value and drops it (``for out in ex.map(...):``),
-and never calls ``run()``. What the executor keeps of the values for ``run()`` and lookups
-by id is bounded by ``retain_bytes`` (256 MiB by default), so the parent's peak resident
-size must stay under 1 GiB however many tasks go through (before that budget it grew by
-1 MiB with every result kept for ``run()`` and ``result_ttl``).
+executor's default options and map's (no ``buffersize``: every task is submitted at once,
+as in the standard library), reads every value and drops it (``for out in ex.map(...):``),
+and never calls ``run()``. The parent's peak resident size must stay under 1 GiB however
+many tasks go through: what the executor keeps of the values for ``run()`` and lookups by
+id is bounded by ``retain_bytes`` (256 MiB by default), and so are the values waiting for
+a reader slower than the workers (past that, the map's next tasks wait for the reader;
+before, on a machine where the parent's threads and the workers share few cores, that
+backlog grew past 1 GiB within 20,000 tasks).
 
     python benchmarks/bench_retained.py [--tasks 200000] [--size 1048576] [--procs P]
-                                        [--buffersize 256]
+                                        [--buffersize N]
 
-``--buffersize`` is ``map``'s: at most that many tasks outstanding, which is how ``map``
-streams. ``--buffersize 0`` submits every task at once, as the standard library's ``map``
-does: then values the reader has not reached yet wait for it, and a reader slower than the
-workers holds a growing backlog, whatever the executor keeps (on a machine where the
-parent's threads and the workers share few cores, that backlog is what grows).
+``--buffersize N`` is ``map``'s: at most N tasks outstanding, the other way ``map``
+streams (the default, 0, leaves it out).
 
 Prints the parent's resident size every tenth of the way and its peak
 (``getrusage(RUSAGE_SELF).ru_maxrss``), with the throughput.
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=MIB, help="bytes each task returns")
     parser.add_argument("--procs", type=int, default=None, help="workers (default: the CPUs)")
     parser.add_argument(
-        "--buffersize", type=int, default=256, help="map's buffersize (0: everything at once)"
+        "--buffersize", type=int, default=0, help="map's buffersize (0, the default: none)"
     )
     args = parser.parse_args()
     stream(args.tasks, args.size, args.procs, args.buffersize or None)

@@ -26,7 +26,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from ._executor import Executor, OptionsView
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
-from ._map import MapChunk, check_map_sizes, values_of
+from ._map import READER_PATIENCE, MapChunk, MapWindow, check_map_sizes, values_of
 from ._options import ExecutorConfig, TaskOptions, resolve_options
 from ._progress import ProgressArg
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
@@ -164,9 +164,10 @@ class _AsyncSubmitter:
         Each element is its own task with its own record; elements travel in chunks as for
         :meth:`Executor.map` (``chunksize`` as there; an ``async def`` callable sends each
         element on its own). Without ``buffersize`` everything is submitted when iteration
-        starts; with it, at most ``buffersize`` elements are outstanding. ``timeout`` bounds
-        the whole iteration. The first failure raises when reached; leaving the loop early
-        (or a cancellation) cancels what is left.
+        starts, and the workers run ahead of a slower reader only as far as
+        :meth:`Executor.map` says; with it, at most ``buffersize`` elements are
+        outstanding. ``timeout`` bounds the whole iteration. The first failure raises when
+        reached; leaving the loop early (or a cancellation) cancels what is left.
         """
         check_map_sizes(chunksize, buffersize)
         end = None if timeout is None else time.monotonic() + timeout
@@ -178,9 +179,29 @@ class _AsyncSubmitter:
                 if not window.entries:
                     return
                 # the head stays in the window until consumed, so cancelling covers it
-                left = None if end is None else max(0.0, end - time.monotonic())
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(window.entries[0])), left)
-                values = values_of(window.pop())
+                first = window.entries[0]
+                start = 0
+                if type(first) is MapChunk and not first.done():
+                    # a chunk under way: take its items as they end (see map_results)
+                    while True:
+                        await _item_ended(window, first, start, end)
+                        if first.done():
+                            break
+                        yield first._item(start)
+                        start += 1
+                else:
+                    head = asyncio.wrap_future(first)
+                    if window.bounded and not head.done():
+                        left = None if end is None else max(0.0, end - time.monotonic())
+                        patience = READER_PATIENCE if left is None else min(READER_PATIENCE, left)
+                        done, _ = await asyncio.wait((head,), timeout=patience)
+                        if not done:
+                            window.waiting()  # what it waits for is not held back
+                    left = None if end is None else max(0.0, end - time.monotonic())
+                    await asyncio.wait_for(asyncio.shield(head), left)
+                    del head
+                del first
+                values = values_of(window.pop(), start)
                 while True:  # no name holds a value while the caller has it (so it can go)
                     try:
                         yield next(values)
@@ -188,6 +209,40 @@ class _AsyncSubmitter:
                         break
         finally:
             window.cancel_rest()
+
+
+async def _item_ended(window: MapWindow, head: MapChunk, i: int, end: float | None) -> None:
+    """Await item ``i`` of ``head``, the map's first entry, or the whole chunk, on the loop
+    (``TimeoutError`` once ``end`` has passed); after a while, tell the map's read-ahead
+    that the reader waits for it."""
+    loop = asyncio.get_running_loop()
+    patient = not window.bounded
+    while not head._ended(i):
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(woken: asyncio.Future[None] = woken) -> None:
+            try:
+                loop.call_soon_threadsafe(_set_once, woken)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        head._on_progress(wake)
+        if head._ended(i):  # it ended between the check and the registration
+            return
+        left = None if end is None else max(0.0, end - time.monotonic())
+        if not patient:
+            patient = True
+            wait = READER_PATIENCE if left is None else min(READER_PATIENCE, left)
+            done, _ = await asyncio.wait((woken,), timeout=wait)
+            if not done:
+                window.waiting()
+            continue
+        await asyncio.wait_for(woken, left)
+
+
+def _set_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class AsyncTaskGroup(Generic[T]):

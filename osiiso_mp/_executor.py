@@ -34,8 +34,8 @@ from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_tot
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
-from ._runtime._commands import Shutdown, Submit
-from ._runtime._policy import chunk_size
+from ._runtime._commands import OpenMaps, Shutdown, Submit
+from ._runtime._policy import ReadAhead, chunk_size
 from ._runtime._retention import Holder
 from ._runtime._serialize import dumps_task
 from ._runtime._supervisor import ChunkItem, Supervisor
@@ -54,6 +54,11 @@ _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 _BATCH_PRUNE_AT = 10_000
 # The pickled size a map chunk aims to stay under when chunksize is not given.
 _CHUNK_BYTES = 16 << 20
+# how many bytes of values a map without buffersize holds for a reader slower than its
+# workers before its next tasks wait for the reader (see ReadAhead): a quarter of
+# retain_bytes, at least two chunks' worth (retain_bytes=None: no bound)
+_READ_AHEAD_SHARE = 4
+_READ_AHEAD_FLOOR = 2 * _CHUNK_BYTES
 
 
 _exiting = False  # the main thread has finished: no new tasks (as ProcessPoolExecutor)
@@ -226,8 +231,12 @@ class _Submitter:
         worker dies is run again element by element, so the one that crashes is named.
 
         Without ``buffersize`` every element is submitted at once, as in the standard
-        library; with it, at most ``buffersize`` are outstanding, so huge or endless
-        iterables stream in bounded memory. ``timeout`` bounds the whole iteration, from
+        library, and the workers run ahead of a slower reader by at most a quarter of
+        ``retain_bytes`` (at least 32 MiB) of values waiting for it: past that, the next
+        elements wait, queued, until the reader catches up, or until something else waits
+        for them (``run()``, shutdown, the iterator dropped). With ``buffersize``, at most
+        ``buffersize`` elements are outstanding, so huge or endless iterables stream in
+        bounded memory. ``timeout`` bounds the whole iteration, from
         this call. The first failure raises when it is reached; closing the iterator early
         cancels what is left. ``progress`` is as for :meth:`Executor.run`; the bar follows
         the tasks from the first value asked for until the iterator ends (its total is
@@ -257,8 +266,14 @@ class _Submitter:
             return [ex._submit(opts, fn, args, {}) for args in items]
 
         if buffersize is None:
-            entries = self._submit_all(fn, args_iter, chunksize, chunked=chunked)
-            return MapWindow(entries, None, submit_items, None)
+            retain = ex._config.retain_bytes
+            flow: ReadAhead[Task] | None = (
+                None
+                if retain is None
+                else ReadAhead(max(retain // _READ_AHEAD_SHARE, _READ_AHEAD_FLOOR))
+            )
+            entries = self._submit_all(fn, args_iter, chunksize, chunked=chunked, flow=flow)
+            return MapWindow(entries, None, submit_items, None, flow, ex._sup)
         size = 1
         if chunked:
             first = next(args_iter, None)
@@ -278,22 +293,23 @@ class _Submitter:
         chunksize: int | None,
         *,
         chunked: bool | None = None,
+        flow: ReadAhead[Task] | None = None,
     ) -> deque[Any]:
         """Submit ``fn(*args)`` for every tuple, in chunks when it may be (``chunked``, when
         the caller has already decided): the :class:`MapChunk` and :class:`TaskFuture`
-        entries, in input order."""
+        entries, in input order. ``flow``: the read-ahead of the map they belong to."""
         ex, opts = self._ex, self._opts
         if chunked is None:
             chunked = chunksize != 1 and ex._chunkable(opts, fn)
         if not chunked:
-            return deque(ex._submit(opts, fn, args, {}) for args in args_iter)
+            return deque(ex._submit(opts, fn, args, {}, flow) for args in args_iter)
         items = list(args_iter)
         if not items:
             return deque()
         size = chunksize or self._chunk_size(fn, items[0], total=len(items))
         entries: deque[Any] = deque()
         for at in range(0, len(items), size):
-            entries.extend(ex._submit_items(opts, fn, items[at : at + size]))
+            entries.extend(ex._submit_items(opts, fn, items[at : at + size], flow))
         return entries
 
     def _chunk_size(
@@ -471,6 +487,7 @@ class Executor(_Submitter, cf.Executor):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        flow: ReadAhead[Task] | None = None,
     ) -> TaskFuture[Any]:
         self._check_submittable()
         if not callable(fn):
@@ -504,6 +521,7 @@ class Executor(_Submitter, cf.Executor):
             kwargs=kwargs,
             created_at=time.perf_counter(),
             enqueue_ms=int(time.time() * 1000),
+            flow=flow,
         )
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
@@ -555,15 +573,20 @@ class Executor(_Submitter, cf.Executor):
             raise
 
     def _submit_items(
-        self, opts: TaskOptions, fn: Callable[..., Any], items: list[tuple[Any, ...]]
+        self,
+        opts: TaskOptions,
+        fn: Callable[..., Any],
+        items: list[tuple[Any, ...]],
+        flow: ReadAhead[Task] | None = None,
     ) -> list[Any]:
         """Submit ``fn(*args)`` for each of ``items`` as one chunk: ``[MapChunk]``; or, when
-        they do not pickle together, one task each (so that the culprit fails alone)."""
+        they do not pickle together, one task each (so that the culprit fails alone).
+        ``flow``: the read-ahead of the map they belong to."""
         self._check_submittable()
         try:
             payload, buffers = dumps_task(fn, tuple(items), {})
         except SerializationError:
-            return [self._submit(opts, fn, args, {}) for args in items]
+            return [self._submit(opts, fn, args, {}, flow) for args in items]
         fn_name = _callable_name(fn)
         created_at = time.perf_counter()
         chunk = Chunk(
@@ -594,6 +617,7 @@ class Executor(_Submitter, cf.Executor):
             created_at=created_at,
             enqueue_ms=int(time.time() * 1000),
             chunk=chunk,
+            flow=flow,
         )
         fut._task = task
         self._post(fut, task)
@@ -805,7 +829,17 @@ class Executor(_Submitter, cf.Executor):
         if tracker:
             tracker.track_all(batch, last=True)
         futures = [f for e in batch if (f := e.future()) is not None and not f.done()]
+        if futures:  # it waits for them all: no map's tasks wait for its reader any more
+            self._open_maps(None)
         return _Run(batch, futures, respawns_before, previous, tracker)
+
+    def _open_maps(self, flow: ReadAhead[Task] | None) -> None:
+        """Let the tasks of ``flow``'s map (None: of every map) start without waiting for
+        its reader: something waits for all of them (see ``ReadAhead``)."""
+        try:
+            self._sup.post(OpenMaps(flow))
+        except ClosedError:
+            pass
 
     def _cancel_on_timeout(self, run: _Run, not_done: set[Any]) -> None:
         pending = [f for f in run.futures if f in not_done]
@@ -926,11 +960,17 @@ class Executor(_Submitter, cf.Executor):
 
         found = self._inspect(read)
         if isinstance(found, TaskFuture):
+            task = found._task
+            if timeout is not None and task is not None and task.flow is not None:
+                self._open_maps(task.flow)
             return found.task_result(timeout)
         if isinstance(found, ChunkItem):  # an item of a map chunk under way
             fut = found.future
             if timeout is None and not fut.done():
                 return None
+            task = fut._task
+            if task is not None and task.flow is not None:
+                self._open_maps(task.flow)
             done, _ = cf.wait([fut], timeout)
             if not done:
                 raise TimeoutError(f"task {task_id} did not finish within {timeout:g}s")

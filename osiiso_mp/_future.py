@@ -42,6 +42,9 @@ class TaskFuture(cf.Future[T], Generic[T]):
     lookups by id make it again from the serialized form they keep.
     """
 
+    # bytes of value its map's reader frees by taking it (a map without buffersize)
+    _unread_bytes = 0
+
     def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
         super().__init__()
         self._sup = supervisor

@@ -13,11 +13,17 @@ map reads them, and the reader lets go of each as it yields it, so that once the
 drops a value nothing of the executor's holds it (what ``run()`` and lookups read is the
 chunk's serialized copy). A map whose iterator is closed or dropped lets go of the values
 it never read.
+
+The reader takes a chunk's items as they end, in order, without waiting for the whole
+chunk: a chunk whose values are large stops in its worker at 16 MiB of them, and its other
+items then run one by one, each of whose values the reader takes as soon as it comes
+(the chunk's ``_ready`` count, which the supervisor advances, says how many have ended).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -27,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ClosedError
 from ._progress import ProgressTracker
 from ._records import RunSummary, TaskResult
-from ._runtime._chunk import MAX_CHUNK, Chunk
+from ._runtime._chunk import MAX_CHUNK, SEQ_STEP, Chunk
+from ._runtime._commands import MapRead
 
 if TYPE_CHECKING:
+    from ._runtime._policy import ReadAhead
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
@@ -44,6 +52,10 @@ __all__ = [
 ]
 
 
+# guards every chunk's ``_ready`` and ``_wakers``; notified when one advances or settles
+_PROGRESS = threading.Condition(threading.Lock())
+
+
 class MapChunk(cf.Future[None]):
     """The handle of one chunk of a ``map`` (internal): done once every item has ended.
 
@@ -53,6 +65,9 @@ class MapChunk(cf.Future[None]):
     the next ``run()`` (as a task submitted on its own is: its ``Task``).
     """
 
+    # bytes of values its map's reader frees by taking them (a map without buffersize)
+    _unread_bytes = 0
+
     def __init__(self, supervisor: Supervisor, chunk: Chunk) -> None:
         super().__init__()
         self._sup = supervisor
@@ -61,6 +76,10 @@ class MapChunk(cf.Future[None]):
         # the items' values, set by the supervisor, until the map reads them (None where an
         # item did not succeed); then, or when nobody will read them, None
         self._values: list[Any] | None = None
+        # how many items, from the first, have ended (under _PROGRESS, while unsettled),
+        # and the async readers to wake when that or the chunk's state changes
+        self._ready = 0
+        self._wakers: list[Callable[[], object]] = []
 
     def future(self) -> MapChunk:
         """The future to wait on for this batch entry: itself."""
@@ -107,9 +126,63 @@ class MapChunk(cf.Future[None]):
         """Every item has ended (supervisor thread)."""
         self._task = None
         self.set_result(None)
+        self._wake()
+
+    def _advance(self) -> None:
+        """Some of its items may have ended while others run on (supervisor thread): count
+        the ended ones from the first, and wake a reader waiting for them."""
+        chunk = self.chunk
+        i, n = self._ready, chunk.n
+        clock = chunk.clock
+        ran = 0 if clock is None else len(clock) - 1  # the items its worker ran in it
+        outcome, split = chunk.outcome, chunk.split
+        while i < n and (i in outcome or (i < ran and i not in split)):
+            i += 1
+        if i != self._ready:
+            with _PROGRESS:
+                self._ready = i
+            self._wake()
+
+    def _wake(self) -> None:
+        with _PROGRESS:
+            _PROGRESS.notify_all()
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
+    # -- read by the map's reader ----------------------------------------------------------
+
+    def _ended(self, i: int) -> bool:
+        """Has item ``i`` ended, or the whole chunk?"""
+        return self._ready > i or self.done()
+
+    def _wait_item(self, i: int, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for item ``i`` (or the chunk) to end; whether it did."""
+        with _PROGRESS:
+            return _PROGRESS.wait_for(lambda: self._ended(i), timeout)
+
+    def _on_progress(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` (on the supervisor thread, or here if it is due already) once more of
+        it has ended or it has settled."""
+        with _PROGRESS:
+            self._wakers.append(wake)
+
+    def _item(self, i: int) -> Any:
+        """Item ``i``'s value, handed over (it has ended; the chunk may not have): its
+        error, or ``CancelledError``, is raised instead."""
+        record = self.chunk.outcome.get(i)
+        if record is None or record.status == "succeeded":
+            values = self._values
+            assert values is not None
+            return _take(values, i)
+        if record.status == "failed":
+            assert record.exception is not None
+            raise record.exception
+        raise cf.CancelledError(record.message)
 
     def _settle_closed(self) -> None:
         """Fail a chunk that reached a supervisor after it stopped (any thread)."""
+        # (_settle_chunk wakes its readers)
         now = time.perf_counter()
         exc = ClosedError(f"the executor shut down before map items {self.chunk.name!r} could run")
         self.chunk.end_all("failed", exc=exc, message=str(exc), attempts=(), finished_at=now)
@@ -131,6 +204,13 @@ Entry = Any  # a MapChunk, or a TaskFuture for an item submitted on its own
 Items = list[tuple[Any, ...]]
 
 
+# a map's reader tells the supervisor what it has read in steps of at least this many bytes
+# (the read-ahead's limit is far larger: see ReadAhead)
+READ_REPORT_BYTES = 1 << 20
+# and, after waiting this long (seconds) for the entry it reads next, that it waits for it
+READER_PATIENCE = 0.05
+
+
 class MapWindow:
     """The entries of one ``map`` in flight, in input order, and (streaming) where more
     come from: batches of argument tuples from ``more``, submitted by ``submit_items``
@@ -138,6 +218,10 @@ class MapWindow:
 
     An entry stays here until its values are handed over, so that an exception in the
     reader (a timeout, an item's error, Ctrl-C) or closing it cancels it with the rest.
+
+    A map without ``window`` has a read-ahead (``flow``, see ``ReadAhead``) when the
+    executor bounds values: the window reports to the supervisor (``sup``) the bytes of
+    values the reader has taken, and that the reader is gone.
     """
 
     def __init__(
@@ -146,12 +230,17 @@ class MapWindow:
         more: Iterator[Items] | None,
         submit_items: Callable[[Items], list[Entry]],
         window: int | None,
+        flow: ReadAhead[Task] | None = None,
+        sup: Supervisor | None = None,
     ) -> None:
         self.entries = entries
         self.more = more
         self._submit_items = submit_items
         self._window = window
         self._outstanding = sum(weight_of(e) for e in entries)
+        self._flow = flow
+        self._sup = sup
+        self._read = 0  # bytes taken and not yet reported
 
     def refill(self) -> list[Entry]:
         """Submit from ``more`` up to the window; the entries added. When ``more`` runs out
@@ -176,7 +265,37 @@ class MapWindow:
         """The first entry, taken out (its values are about to be handed over)."""
         head = self.entries.popleft()
         self._outstanding -= weight_of(head)
+        if self._flow is not None:
+            self._read += head._unread_bytes
+            if self._read >= READ_REPORT_BYTES:
+                self._report(gone=False)
         return head
+
+    @property
+    def bounded(self) -> bool:
+        """Does this map's read-ahead hold tasks back while its reader is behind?"""
+        return self._flow is not None
+
+    def waiting(self) -> None:
+        """The reader has been waiting for the first entry a while: make sure its tasks are
+        not held back (a retried element, say, may come after later ones: see ReadAhead)."""
+        task = self.entries[0]._task
+        if task is not None:
+            self._report(gone=False, waiting_for=task.seq + SEQ_STEP - 1)
+
+    def _report(self, *, gone: bool, waiting_for: int | None = None) -> None:
+        """Tell the supervisor what the reader has taken (``gone``: it will take no more;
+        ``waiting_for``: the last seq of the entry it waits for)."""
+        flow, sup = self._flow, self._sup
+        if flow is None or sup is None:
+            return
+        nbytes, self._read = self._read, 0
+        if gone:
+            self._flow = None  # once
+        try:
+            sup.post(MapRead(flow, nbytes, waiting_for, gone))
+        except Exception:  # ClosedError: nothing is held back any more
+            pass
 
     def cancel_rest(self) -> None:
         """The reader is gone: cancel every entry still here, and let go of the values
@@ -184,6 +303,8 @@ class MapWindow:
         for entry in self.entries:
             entry.cancel()
         self.drop_values()
+        if self.entries:
+            self._report(gone=True)
 
     def drop_values(self) -> None:
         """Let go of the values waiting here to be read (nobody will read them now; the
@@ -193,13 +314,17 @@ class MapWindow:
                 entry._values = None
 
     def __del__(self) -> None:
-        # a map whose iterator was dropped without being started never runs its cleanup
+        # a map whose iterator was dropped without being started never runs its cleanup:
+        # its tasks run on (as in the standard library), without waiting for a reader
         self.drop_values()
+        if self.entries:
+            self._report(gone=True)
 
 
-def values_of(entry: Entry) -> Iterator[Any]:
-    """The values of a finished entry, in input order; an item's error (or cancellation)
-    is raised at its place, after the values before it.
+def values_of(entry: Entry, start: int = 0) -> Iterator[Any]:
+    """The values of a finished entry, in input order (a chunk's from item ``start``: the
+    reader took those before); an item's error (or cancellation) is raised at its place,
+    after the values before it.
 
     The entry gives its values up to the iterator, which lets go of each as it yields it
     (nothing here holds a value the caller has dropped). Read an entry's values once.
@@ -209,10 +334,10 @@ def values_of(entry: Entry) -> Iterator[Any]:
             return _raising(entry)
         return _handing_over([entry.result()])
     values, entry._values = entry._values, None
-    if not entry.chunk.outcome:
+    if not entry.chunk.outcome and not start:
         assert values is not None
         return _handing_over(values)
-    return _with_outcomes(entry.chunk, values)
+    return _with_outcomes(entry.chunk, values, start)
 
 
 def _handing_over(values: list[Any]) -> Iterator[Any]:
@@ -232,9 +357,11 @@ def _raising(fut: Any) -> Generator[Any, None, None]:
     yield from ()
 
 
-def _with_outcomes(chunk: Chunk, values: list[Any] | None) -> Generator[Any, None, None]:
+def _with_outcomes(
+    chunk: Chunk, values: list[Any] | None, start: int = 0
+) -> Generator[Any, None, None]:
     outcome = chunk.outcome
-    for i in range(chunk.n):
+    for i in range(start, chunk.n):
         record = outcome.get(i)
         if record is None or record.status == "succeeded":
             assert values is not None
@@ -268,17 +395,50 @@ def map_results(
             total_known = win.more is None
             if not win.entries:
                 return
-            _wait_for_head(win, end)
-            yield from values_of(win.pop())
+            head = win.entries[0]
+            if type(head) is not MapChunk or head.done():
+                del head
+                _wait_for_head(win, end)
+                yield from values_of(win.pop())
+                continue
+            # a chunk under way: take its items as they end, then the rest once it is done
+            i = 0
+            while True:
+                _wait_for_item(win, head, i, end)
+                if head.done():
+                    break
+                yield head._item(i)  # its error, if it failed, is raised here
+                i += 1
+            del head
+            yield from values_of(win.pop(), i)
     finally:
         win.cancel_rest()
         if tracker:
             tracker.close()
 
 
+def _wait_for_item(win: MapWindow, head: MapChunk, i: int, end: float | None) -> None:
+    """Wait for item ``i`` of the first entry, a chunk, to end (or the whole chunk);
+    ``TimeoutError`` once ``end`` has passed."""
+    if head._ended(i):
+        return
+    if win.bounded:
+        patience = READER_PATIENCE if end is None else min(READER_PATIENCE, end - time.monotonic())
+        if head._wait_item(i, max(0.0, patience)):
+            return
+        win.waiting()
+    left = None if end is None else max(0.0, end - time.monotonic())
+    if not head._wait_item(i, left):
+        raise TimeoutError()
+
+
 def _wait_for_head(win: MapWindow, end: float | None) -> None:
     """Wait for the first entry to finish (its own error is raised later, in place)."""
     head = win.entries[0]
+    if win.bounded and not head.done():
+        patience = READER_PATIENCE if end is None else min(READER_PATIENCE, end - time.monotonic())
+        if not cf.wait((head,), max(0.0, patience)).done:
+            win.waiting()
     if end is None:
         head.exception()
     else:

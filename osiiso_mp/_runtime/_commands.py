@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .._slots import frozen_class
+from ._policy import ReadAhead
 from ._task import Task
 
-__all__ = ["Call", "Cancel", "Command", "Shutdown", "Submit"]
+__all__ = ["Call", "Cancel", "Command", "MapRead", "OpenMaps", "Shutdown", "Submit"]
 
 
 @frozen_class
@@ -52,4 +53,24 @@ class Shutdown:
     reply: cf.Future[None] | None
 
 
-Command = Submit | Cancel | Call | Shutdown
+@frozen_class
+class MapRead:
+    """The reader of a ``map`` without ``buffersize`` has taken ``nbytes`` of its values;
+    it waits for the map's tasks up to ``waiting_for`` (a seq; None: it does not wait);
+    ``gone``: it will read no more (closed, dropped), so nothing of it is held back."""
+
+    flow: ReadAhead[Task]
+    nbytes: int
+    waiting_for: int | None
+    gone: bool
+
+
+@frozen_class
+class OpenMaps:
+    """Something waits for every task of this map (``flow``), or with None of every map
+    (``run()``): from now on their tasks start without waiting for their readers."""
+
+    flow: ReadAhead[Task] | None
+
+
+Command = Submit | Cancel | Call | Shutdown | MapRead | OpenMaps

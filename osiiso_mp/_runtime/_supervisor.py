@@ -104,7 +104,7 @@ from .._records import (
 )
 from .._resources import ProcessRss, thread_env
 from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
-from ._commands import Call, Cancel, Command, Shutdown, Submit
+from ._commands import Call, Cancel, Command, MapRead, OpenMaps, Shutdown, Submit
 from ._messages import (
     CancelTask,
     ChunkFinished,
@@ -120,7 +120,14 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._policy import DurationEstimates, ReadyQueue, TokenBucket, may_prefetch, retry_delay
+from ._policy import (
+    DurationEstimates,
+    ReadAhead,
+    ReadyQueue,
+    TokenBucket,
+    may_prefetch,
+    retry_delay,
+)
 from ._retention import (
     IN_BATCH,
     IN_LOOKUPS,
@@ -131,7 +138,7 @@ from ._retention import (
 )
 from ._serialize import dumps_task, rebuild_exception
 from ._task import Task
-from ._wire import Channel, PassedFd, release
+from ._wire import Channel, PassedFd, blob_size, release
 from ._workers import Launcher, WorkerProcess, process_stopped
 
 __all__ = ["ChunkItem", "Supervisor"]
@@ -245,6 +252,8 @@ class Supervisor:
         self._loop = self._new_loop()
         self._thread = threading.Thread(target=self._run, name="osiiso_mp-supervisor", daemon=True)
         self._queue: ReadyQueue[Task] = ReadyQueue()
+        # the read-ahead of every map without buffersize that has live tasks
+        self._flows: set[ReadAhead[Task]] = set()
         self._estimates = DurationEstimates()
         self._tasks: dict[int, Task] = {}  # every unfinished task, by seq
         # finished tasks for lookups by id, task_id -> task (its .expiry on time.monotonic())
@@ -394,6 +403,10 @@ class Supervisor:
                 cmd.reply.set_result(cmd.fn())
             except BaseException as exc:
                 cmd.reply.set_exception(exc)
+        elif isinstance(cmd, MapRead):
+            self._on_map_read(cmd)
+        elif isinstance(cmd, OpenMaps):
+            self._open_maps(cmd.flow)
         elif isinstance(cmd, Shutdown):
             self._on_shutdown(cmd)
 
@@ -704,6 +717,7 @@ class Supervisor:
             return
         self.broken = reason
         log.error("osiiso_mp executor is broken: %s", reason)
+        self._open_maps(None)  # what maps held back fails with the rest
         for task in list(self._queue.items()):
             self._queue.remove(task.seq)
             self._finish_failed(task, OsiisoError(f"{reason}{_task_suffix(task)}"))
@@ -726,6 +740,9 @@ class Supervisor:
             return
         if task.chunk is None:
             self._by_id[task.task_id] = task
+        if task.flow is not None:
+            task.flow.track(task.seq)
+            self._flows.add(task.flow)
         wait = task.opts.first_start_after(time.time())
         if wait:  # delay= / run_at=: wait on a timer, holding no worker
             self._schedule(task, wait)
@@ -792,6 +809,11 @@ class Supervisor:
             entry = queue.peek()
             assert entry is not None
             task = entry[2]
+            flow = task.flow
+            if flow is not None and flow.holds_back(task.seq):
+                queue.pop()  # its map's reader is behind: it waits (see ReadAhead)
+                flow.park(task.seq, task)
+                continue
             own = None if task.is_async else estimates.longest((task.key,))
             best: _Worker | None = None
             for w in workers:
@@ -977,7 +999,12 @@ class Supervisor:
                 else:
                     stored = StoredValue(payload, msg.buffers)
                     size = stored.nbytes
-            self._finish(task, "succeeded", value=value, stored=stored, kept_size=size)
+            came = 0  # its size as it came, for a map's read-ahead
+            if task.flow is not None:
+                came = stored.nbytes if stored is not None else _message_bytes(msg)
+            self._finish(
+                task, "succeeded", value=value, stored=stored, kept_size=size, flow_bytes=came
+            )
             return
         if msg.outcome == "cancelled":
             self._record_attempt(task, w, msg, "cancelled", "cancelled in the worker")
@@ -1056,9 +1083,17 @@ class Supervisor:
             rss_delta=msg.rss_delta,
             queued_since=task.queued_since,
         )
-        if ran < chunk.n:
-            values.extend([None] * (chunk.n - ran))
-        task.fut._deliver(values)  # the values go to the map reading them
+        flow = task.flow
+        if flow is None:
+            if ran < chunk.n:
+                values.extend([None] * (chunk.n - ran))
+            task.fut._deliver(values)  # the values go to the map reading them
+        elif not flow.reader_gone:
+            if ran < chunk.n:
+                values.extend([None] * (chunk.n - ran))
+            task.fut._deliver(values)
+            self._delivered(flow, task.fut, stored.nbytes)
+        del values
         chunk.holds = self._holds(chunk.opts)
         if chunk.holds:
             self._budget.keep(chunk, stored.nbytes)
@@ -1088,6 +1123,8 @@ class Supervisor:
             task.timer = None
         self._tasks.pop(task.seq, None)
         release((task.payload, *task.buffers))
+        if task.flow is not None:
+            self._ended_in_flow(task.flow, task.seq)
         task.payload = b""
         task.buffers = ()
 
@@ -1133,6 +1170,9 @@ class Supervisor:
         )
         item.queued_since = time.perf_counter()
         item.cancel_reason = transport.cancel_reason
+        flow = item.flow = transport.flow
+        if flow is not None:
+            flow.track(item.seq)
         chunk.split[i] = item
         self._tasks[item.seq] = item
         self._by_id[item.task_id] = item
@@ -1154,7 +1194,13 @@ class Supervisor:
         self._settle_chunk_if_done(task)
 
     def _item_settled(
-        self, transport: Task, i: int, record: TaskResult, kept: TaskResult, size: int
+        self,
+        transport: Task,
+        i: int,
+        record: TaskResult,
+        kept: TaskResult,
+        size: int,
+        flow_bytes: int = 0,
     ) -> None:
         """An item split off a chunk has its record (from ``_finish``, through its sink):
         the chunk keeps ``kept`` (its value stored, ``size`` bytes), the value itself goes
@@ -1163,8 +1209,11 @@ class Supervisor:
         assert chunk is not None
         chunk.split.pop(i, None)
         chunk.outcome[i] = kept
-        if record.status == "succeeded":
+        flow = transport.flow
+        if record.status == "succeeded" and (flow is None or not flow.reader_gone):
             transport.fut._deliver_item(i, record.value)
+            if flow is not None:
+                self._delivered(flow, transport.fut, flow_bytes)
         if size:
             chunk.holds = self._holds(chunk.opts)
             self._budget.keep(chunk, size)
@@ -1191,7 +1240,10 @@ class Supervisor:
         out. Then keep it for lookups, and wake its reader."""
         chunk = task.chunk
         assert chunk is not None
-        if task.state != "complete" or chunk.split or chunk.settled or chunk.busy:
+        if task.state != "complete" or chunk.settled or chunk.busy:
+            return
+        if chunk.split:  # items run on their own: those that have ended may be read now
+            task.fut._advance()
             return
         chunk.settle(time.perf_counter())
         if self._live_chunks.get(chunk.prefix) is task:
@@ -1201,6 +1253,47 @@ class Supervisor:
         self._keep(self._kept_chunks, chunk.prefix, chunk, now)
         task.fut._settle_chunk()
         self._maybe_finish_shutdown()
+
+    # -- read-ahead of maps without buffersize ---------------------------------------------
+
+    def _delivered(self, flow: ReadAhead[Task], entry: Any, nbytes: int) -> None:
+        """``nbytes`` of a map's values now wait for its reader in ``entry`` (its
+        ``MapChunk``, or the ``TaskFuture`` of an element sent on its own), which tells the
+        reader how much it frees by taking them (``_unread_bytes``)."""
+        flow.delivered(nbytes)
+        entry._unread_bytes += nbytes
+
+    def _ended_in_flow(self, flow: ReadAhead[Task], seq: int) -> None:
+        """Task ``seq`` of a map has ended: another may now be its lowest."""
+        flow.untrack(seq)
+        if not flow:
+            self._flows.discard(flow)
+        if flow.parked:
+            self._unpark(flow)
+
+    def _unpark(self, flow: ReadAhead[Task]) -> None:
+        """Queue again the parked tasks of ``flow`` that may start now."""
+        for task in flow.release():
+            if task.state == "queued" and task.cancel_reason is None:
+                self._enqueue(task)
+
+    def _on_map_read(self, cmd: MapRead) -> None:
+        flow = cmd.flow
+        flow.read(cmd.nbytes)
+        if cmd.waiting_for is not None:
+            flow.wait_for(cmd.waiting_for)
+        if cmd.gone:
+            flow.reader_gone = True
+            flow.open()
+        if flow.parked:
+            self._unpark(flow)
+
+    def _open_maps(self, flow: ReadAhead[Task] | None) -> None:
+        """Hold nothing back any more in ``flow``, or in every map (None)."""
+        for each in (flow,) if flow is not None else tuple(self._flows):
+            each.open()
+            if each.parked:
+                self._unpark(each)
 
     # -- attempts, retries, records --------------------------------------------------------
 
@@ -1305,11 +1398,13 @@ class Supervisor:
         kept_size: int = 0,
         exc: BaseException | None = None,
         message: str = "",
+        flow_bytes: int = 0,
     ) -> None:
         """Make the task's one record and settle its future. ``value`` goes to the caller;
         what the executor keeps is ``stored``, its serialized form, or else the record as
         it is (no value, or one kept as is); ``kept_size`` bytes of it count in the value
-        budget (0: none)."""
+        budget (0: none). ``flow_bytes``: the value's size as it came, for the read-ahead
+        of the map it belongs to."""
         if task.state == "complete":  # pragma: no cover - the invariant says once
             log.error("osiiso_mp: task %s finished twice", task.task_id)
             return
@@ -1351,12 +1446,17 @@ class Supervisor:
         task.buffers = ()
         kept = record if stored is None else with_value(record, stored)
         sink = task.fut
+        flow = task.flow
         if type(sink) is _ItemSink:  # an item of a map chunk: the chunk keeps it
             self.completed += 1
-            sink.settle_item(record, kept, kept_size)
+            sink.settle_item(record, kept, kept_size, flow_bytes)
         else:
             self._retain(task, kept, kept_size, stored=stored is not None)
+            if flow is not None and status == "succeeded":
+                self._delivered(flow, sink, flow_bytes)
             sink._settle(record)
+        if flow is not None:
+            self._ended_in_flow(flow, task.seq)
         if self._hooks:
             self._hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
@@ -1578,6 +1678,7 @@ class Supervisor:
 
     def _on_shutdown(self, cmd: Shutdown) -> None:
         self._closing = True
+        self._open_maps(None)  # a drain runs every task, a reader or not
         if cmd.reply is not None:
             self._shutdown_replies.append(cmd.reply)
         if cmd.cancel_pending and not cmd.kill:
@@ -1633,7 +1734,7 @@ class Supervisor:
                 cmd.reply.set_result(False)
             elif isinstance(cmd, Call):
                 cmd.reply.set_exception(ClosedError("the executor is shut down"))
-            elif cmd.reply is not None:
+            elif isinstance(cmd, Shutdown) and cmd.reply is not None:
                 cmd.reply.set_result(None)
         for reply in self._shutdown_replies:
             if not reply.done():
@@ -1690,10 +1791,12 @@ class _ItemSink:
         self._transport = transport
         self._i = i
 
-    def settle_item(self, record: TaskResult, kept: TaskResult, size: int) -> None:
+    def settle_item(
+        self, record: TaskResult, kept: TaskResult, size: int, flow_bytes: int = 0
+    ) -> None:
         """The item has its record (``kept``: as its chunk keeps it, ``size`` bytes of
-        stored value)."""
-        self._sup._item_settled(self._transport, self._i, record, kept, size)
+        stored value; ``flow_bytes``: its value's size as it came)."""
+        self._sup._item_settled(self._transport, self._i, record, kept, size, flow_bytes)
 
     def _settle_closed(self) -> None:  # pragma: no cover - split items are never submitted
         raise AssertionError("an item split off a chunk was submitted")
@@ -1732,6 +1835,11 @@ def _unreported_attempt(
 
 class _Cancelled(Exception):
     """Carries a cancellation reason through the attempt bookkeeping."""
+
+
+def _message_bytes(msg: TaskFinished) -> int:
+    """The size of a result as it came: its pickle and out-of-band buffers."""
+    return blob_size(msg.payload) + sum(blob_size(b) for b in msg.buffers)
 
 
 def _short_error(exc: BaseException) -> str:

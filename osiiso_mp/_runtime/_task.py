@@ -21,6 +21,7 @@ from ._retention import handout
 
 if TYPE_CHECKING:
     from ._chunk import Chunk
+    from ._policy import ReadAhead
 
 __all__ = ["State", "Task"]
 
@@ -47,6 +48,7 @@ class Task:
         "error",
         "expiry",
         "first_started_at",
+        "flow",
         "fn_name",
         "fut",
         "handle",
@@ -92,6 +94,7 @@ class Task:
         enqueue_ms: int,
         chunk: Chunk | None = None,
         key: str | None = None,
+        flow: ReadAhead[Task] | None = None,
     ) -> None:
         self.seq = seq
         # a map chunk's items (then this task only carries them: see _chunk), else None
@@ -135,6 +138,8 @@ class Task:
         self.holds = 0  # who keeps its value (see ValueBudget), and its counted size
         self.kept_size = 0
         self.expiry = 0.0  # when lookups by id forget it (time.monotonic())
+        # the read-ahead of the map without buffersize it belongs to (see ReadAhead), if any
+        self.flow = flow
 
     def finished(self, kept: TaskResult, *, stored: bool = False) -> None:
         """The task has its record (``kept``, as the executor keeps it; ``stored``: with

@@ -1,4 +1,5 @@
-"""The pure scheduling policy: priority lanes, retry delays, the pipelining rule."""
+"""The pure scheduling policy: priority lanes, retry delays, the pipelining rule, a map's
+read-ahead."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from osiiso_mp._runtime._policy import (
     DurationEstimates,
+    ReadAhead,
     ReadyQueue,
     TokenBucket,
     may_prefetch,
@@ -159,3 +161,57 @@ def test_by_default_a_worker_is_sent_one_more_behind_tasks_under_50_ms() -> None
     assert est.pipeline_depth(["medium"]) == 2  # one waits while one runs: no idle turn
     assert est.pipeline_depth(["slow"]) == 1  # never queued behind a slow one
     assert est.pipeline_depth(["medium", "slow"]) == 1
+
+
+def test_read_ahead_holds_back_past_its_limit_and_releases_as_the_reader_reads() -> None:
+    flow: ReadAhead[str] = ReadAhead(limit=100)
+    for seq in (10, 20, 30, 40):
+        flow.track(seq)
+    assert len(flow) == 4
+    assert not flow.holds_back(10)  # nothing waits to be read yet
+    flow.delivered(60)
+    flow.untrack(10)
+    assert not flow.holds_back(20)  # 60 of 100
+    flow.delivered(60)
+    flow.untrack(20)
+    assert flow.holding and flow.holds_back(30) and flow.holds_back(40)
+    flow.park(30, "c")
+    flow.park(40, "d")
+    assert flow.release() == []  # still 120 unread
+    flow.read(30)
+    assert flow.release() == ["c", "d"]  # 90 of 100: all of them, in seq order
+    assert not flow.parked
+
+
+def test_read_ahead_never_holds_back_what_the_reader_waits_for() -> None:
+    flow: ReadAhead[str] = ReadAhead(limit=0)
+    for seq in (-5, 10, 20, 30):  # -5: an element retried (split off its chunk)
+        flow.track(seq)
+    flow.delivered(1)
+    assert all(flow.holds_back(seq) for seq in (-5, 10, 20, 30))
+    for seq, item in ((-5, "retry"), (20, "b"), (30, "c")):
+        flow.park(seq, item)
+    flow.wait_for(20)  # the reader waits for the entry whose tasks end at seq 20
+    assert not flow.holds_back(10) and not flow.holds_back(-5)
+    assert flow.holds_back(30)
+    assert flow.release() == ["retry", "b"]
+    assert list(flow.parked) == [30]
+    flow.wait_for(15)  # never moves back
+    assert flow.waiting_for == 20
+
+
+def test_read_ahead_opened_or_ended_holds_nothing() -> None:
+    flow: ReadAhead[str] = ReadAhead(limit=0)
+    flow.track(1)
+    flow.track(2)
+    flow.delivered(10)
+    flow.park(1, "a")
+    flow.park(2, "b")
+    flow.untrack(1)  # ended (cancelled): no longer parked, nor live
+    assert list(flow.parked) == [2] and len(flow) == 1
+    flow.read(1000)
+    assert flow.unread == 0  # never below zero
+    flow.delivered(10)
+    flow.open()
+    assert not flow.holding and not flow.holds_back(2)
+    assert flow.release() == ["b"]
