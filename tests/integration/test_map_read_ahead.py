@@ -62,8 +62,8 @@ def settled(ex: Executor, quiet: float = 0.5, within: float = 30.0) -> int:
     raise AssertionError(f"the completed count kept moving for {within}s (at {last})")
 
 
-def test_a_slow_reader_holds_the_map_back_within_the_read_ahead() -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(start_method: str) -> None:
+    with Executor(procs=2, retain_bytes=0, start_method=start_method) as ex:
         values = ex.map(blob, range(N))
         assert next(values) == blob(0)
         done = settled(ex)
