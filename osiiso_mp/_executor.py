@@ -41,7 +41,7 @@ from ._runtime._serialize import dumps_task
 from ._runtime._supervisor import ChunkItem, Supervisor
 from ._runtime._task import Task
 from ._runtime._wire import blob_size, release
-from ._runtime._workers import Launcher
+from ._runtime.transports import make_transport
 
 __all__ = ["Executor", "OptionsView"]
 
@@ -152,12 +152,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _make_launcher(config: ExecutorConfig) -> Launcher:
-    from ._runtime._forkserver import ForkServerLauncher
-
-    return ForkServerLauncher(fresh=config.start_method == "spawn")
 
 
 class _Submitter:
@@ -436,7 +430,6 @@ class Executor(_Submitter, cf.Executor):
         self._batch: list[Task | MapChunk] = []
         self._batch_weight = 0  # the tasks in _batch (a map chunk counts its items)
         self._prune_at = _BATCH_PRUNE_AT
-        self._psutil_procs: dict[int, Any] = {}  # pid -> psutil.Process, for stats()
         self._batch_respawns = 0
         self._closed = False
         self._room = (
@@ -444,7 +437,10 @@ class Executor(_Submitter, cf.Executor):
             if self._config.max_pending is None
             else threading.Semaphore(self._config.max_pending)
         )
-        self._sup = Supervisor(self._config, _make_launcher(self._config))
+        transport = make_transport(self._config)
+        # large arguments may travel in shared memory (the workers are on this host)
+        self._shared = transport.capabilities.shared_memory
+        self._sup = Supervisor(self._config, transport)
         self._sup.start()
         _live.add(self._sup)
         self._finalizer = weakref.finalize(self, _graceful_stop, self._sup)
@@ -498,7 +494,7 @@ class Executor(_Submitter, cf.Executor):
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
-            payload, buffers = dumps_task(fn, args, kwargs)
+            payload, buffers = dumps_task(fn, args, kwargs, shared=self._shared)
         except SerializationError as exc:
             payload, buffers = b"", ()
             error = SerializationError(
@@ -552,7 +548,7 @@ class Executor(_Submitter, cf.Executor):
         pickled (from one element pickled as a probe): a map over large arrays then sends
         a few per message, not hundreds, which one worker would have to hold at once."""
         try:
-            payload, buffers = dumps_task(fn, (args,), {})
+            payload, buffers = dumps_task(fn, (args,), {}, shared=self._shared)
         except SerializationError:
             return MAX_CHUNK  # the chunk will not pickle either: it goes element by element
         try:
@@ -584,7 +580,7 @@ class Executor(_Submitter, cf.Executor):
         ``flow``: the read-ahead of the map they belong to."""
         self._check_submittable()
         try:
-            payload, buffers = dumps_task(fn, tuple(items), {})
+            payload, buffers = dumps_task(fn, tuple(items), {}, shared=self._shared)
         except SerializationError:
             return [self._submit(opts, fn, args, {}, flow) for args in items]
         fn_name = _callable_name(fn)
@@ -986,27 +982,7 @@ class Executor(_Submitter, cf.Executor):
         done, RSS, CPU and restarts; and the pending, running, scheduled and completed
         task counts."""
         workers, counts = self._inspect(self._sup.snapshot)
-        import psutil  # only here: it costs start-up time to import
-
-        procs = self._psutil_procs
-        snapshots = []
-        for slot, pid, state, current, done, restarts in workers:
-            rss, cpu = 0, 0.0
-            if pid is not None:
-                try:
-                    proc = procs.get(pid)
-                    if proc is None:
-                        proc = procs[pid] = psutil.Process(pid)
-                        proc.cpu_percent(None)  # starts the measurement window
-                    else:
-                        cpu = proc.cpu_percent(None)
-                    rss = proc.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    procs.pop(pid, None)
-            snapshots.append(WorkerSnapshot(slot, pid, state, current, done, rss, cpu, restarts))
-        live = {snap.pid for snap in snapshots}
-        for pid in [p for p in procs if p not in live]:
-            del procs[pid]
+        snapshots = [WorkerSnapshot(*row) for row in workers]
         return PoolStats(workers=tuple(snapshots), **counts)
 
     def _cancel_many(self, futures: list[TaskFuture[Any] | MapChunk], reason: str) -> None:

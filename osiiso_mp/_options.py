@@ -399,6 +399,22 @@ def _normalise_start_method(name: str, value: object) -> str:
     return check_choice(name, value, START_METHODS)
 
 
+TRANSPORT_NAMES = ("local",)
+
+
+def _check_transport(value: object) -> None:
+    """A transport name, or an object with what the supervisor needs of a transport."""
+    if isinstance(value, str):
+        check_choice("transport", value, TRANSPORT_NAMES)
+        return
+    if not (callable(getattr(value, "connect", None)) and hasattr(value, "capabilities")):
+        raise TypeError(
+            "transport must be one of "
+            + ", ".join(repr(n) for n in TRANSPORT_NAMES)
+            + f" or a transport (with connect() and capabilities), got {_describe(value)}"
+        )
+
+
 def _to_tuple(name: str, value: object) -> tuple[Any, ...]:
     """Arguments as a tuple; strings are refused (``("x")`` is a classic missing comma)."""
     if isinstance(value, str | bytes):
@@ -478,6 +494,10 @@ class ExecutorConfig:
         before the initializer and any task, except those the parent's environment already
         defines (they keep the parent's value). ``None`` (default): ``max(1, cpu_budget() //
         procs)``, so that ``procs`` workers do not oversubscribe the CPU budget.
+    ``transport``
+        how workers are run and reached: ``"local"`` (default), processes of this host
+        started by the fork server; or an object implementing the transport interface
+        (``osiiso_mp._runtime.transports.Transport``).
     """
 
     procs: int
@@ -503,6 +523,7 @@ class ExecutorConfig:
     cpu_affinity: tuple[frozenset[int], ...] | None = None
     nice: int | None = None
     inner_threads: int | None = None
+    transport: Any = "local"
 
     def __post_init__(self) -> None:
         """Validate every field (and normalise ``initargs`` to a tuple)."""
@@ -517,6 +538,7 @@ class ExecutorConfig:
             "start_method",
             _normalise_start_method("start_method", self.start_method),
         )
+        _check_transport(self.transport)
         set_(
             self,
             "concurrency",
@@ -728,6 +750,7 @@ _PLAIN_KEYWORDS: tuple[str, ...] = (
     "cpu_affinity",
     "nice",
     "inner_threads",
+    "transport",
 )
 
 _EXECUTOR_KEYWORDS: tuple[str, ...] = (

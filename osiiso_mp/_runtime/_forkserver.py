@@ -42,7 +42,7 @@ from ._workers import BOOTSTRAP, kill_group, reap_group_first
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ForkServer", "ForkServerLauncher", "serve"]
+__all__ = ["ForkServer", "ForkedWorker", "serve"]
 
 _REPLY = struct.Struct("!cqq")  # kind, pid, exit code
 _IDLE_MS = 200  # the server imports what can wait once no request came for this long
@@ -321,28 +321,3 @@ class ForkedWorker:
             os.close(self._pidfd)
             self._pidfd = None
         self._server.unwatch(self.pid)
-
-
-class ForkServerLauncher:
-    """Launches workers through the process's shared fork server: forked from it, or, with
-    ``fresh=True`` (``start_method="spawn"``), as new interpreters it starts. Either way
-    the server is the workers' parent: it reaps them, reports their exit codes, and kills
-    their process groups when the user process dies."""
-
-    def __init__(self, *, fresh: bool = False) -> None:
-        self._server = ForkServer.get()
-        self._fresh = fresh
-
-    @property
-    def worker_parent_pid(self) -> int:
-        """The pid workers see as their parent (the fork server's)."""
-        return self._server.pid
-
-    def launch(self, child: socket.socket) -> ForkedWorker:
-        """Fork a worker for ``child``; restarts the server if it died."""
-        if not self._server.alive:
-            self._server = ForkServer.get()
-        return ForkedWorker(self._server, self._server.spawn(child, fresh=self._fresh))
-
-    def close(self) -> None:
-        """The server is shared and outlives this launcher."""

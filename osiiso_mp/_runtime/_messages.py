@@ -26,6 +26,7 @@ result) messages pickle as ``(class, field tuple)``, cheaper than pickling the i
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -56,9 +57,11 @@ class Configure(Message):
     """
 
     worker_id: int
-    parent_pid: int
-    sys_path: tuple[str, ...]
-    cwd: str
+    # the process to die with, and our sys.path and working directory: where the worker is
+    # on the supervisor's host (None: it is not, so they do not apply)
+    parent_pid: int | None
+    sys_path: tuple[str, ...] | None
+    cwd: str | None
     concurrency: int
     initializer: bytes | None  # cloudpickled (initializer, initargs), or None
     log_level: int  # the parent's root logging level: records below it are not forwarded
@@ -73,6 +76,7 @@ class Configure(Message):
     # descriptors the initializer's arguments refer to (pipes and shared memory of
     # multiprocessing objects, see _inherit): PassedFd when sent, int descriptors received
     inherited: tuple[Any, ...] = ()
+    whole_env: bool = True  # env replaces the worker's environment (else: set these too)
 
 
 @frozen_class
@@ -118,9 +122,12 @@ class Stop(Message):
 
 @frozen_class
 class WorkerReady(Message):
-    """The worker is configured and its initializer (if any) succeeded."""
+    """The worker is configured and its initializer (if any) succeeded. ``clock`` is its
+    ``time.perf_counter()`` as it sent this: where the worker is on another host, the
+    supervisor maps the worker's readings onto its own clock from it."""
 
     pid: int
+    clock: float = 0.0
 
 
 @frozen_class
@@ -270,6 +277,40 @@ def _first_build(tag: int) -> Callable[[tuple[Any, ...]], Message]:
 _BUILDERS: list[Callable[[tuple[Any, ...]], Message]] = [
     _first_build(tag) for tag in range(len(MESSAGES))
 ]
+
+
+def on_our_clock(msg: Message, offset: float) -> Message:
+    """``msg`` with the worker's ``perf_counter`` readings moved by ``offset`` seconds onto
+    the supervisor's clock (a worker on another host; messages without readings as they
+    are)."""
+    if isinstance(msg, TaskStarted):
+        return TaskStarted(msg.seq, msg.started_at + offset)
+    if isinstance(msg, TaskFinished):
+        return TaskFinished(
+            msg.seq,
+            msg.outcome,
+            msg.payload,
+            None if msg.started_at is None else msg.started_at + offset,
+            msg.finished_at + offset,
+            msg.cpu_time,
+            msg.peak_rss,
+            msg.rss_delta,
+            msg.buffers,
+        )
+    if isinstance(msg, ChunkFinished):
+        clock: array[float] = array("d")
+        clock.frombytes(msg.clock)
+        moved = array("d", (t + offset for t in clock))
+        return ChunkFinished(
+            msg.seq,
+            msg.payload,
+            moved.tobytes(),
+            msg.cpu,
+            msg.peak_rss,
+            msg.rss_delta,
+            msg.buffers,
+        )
+    return msg
 
 
 def to_wire(msg: Message) -> tuple[Any, ...]:

@@ -76,11 +76,12 @@ def _collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer
     return in_band
 
 
-def _pack(data: bytes, oob: list[pickle.PickleBuffer]) -> Packed:
+def _pack(data: bytes, oob: list[pickle.PickleBuffer], may_share: bool = True) -> Packed:
     """The pickle and its out-of-band buffers as they travel: at most ``SHARED_PER_FRAME``
-    of them in shared memory (one descriptor each on the frame), the rest by the socket."""
+    of them in shared memory (one descriptor each on the frame; none unless
+    ``may_share``), the rest by the socket."""
     blobs = []
-    shared = 0
+    shared = 0 if may_share else SHARED_PER_FRAME
     for buf in oob:
         blob = attach_copy(buf, shared=shared < SHARED_PER_FRAME - 1)
         shared += type(blob) is SharedBuffer
@@ -89,12 +90,19 @@ def _pack(data: bytes, oob: list[pickle.PickleBuffer]) -> Packed:
 
 
 def dumps_task(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, out_of_band: bool = True
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    out_of_band: bool = True,
+    shared: bool = True,
 ) -> Packed:
     """Pickle a task for the wire; raise :class:`SerializationError` naming the stage.
 
     With ``out_of_band=False`` everything stays in one plain ``bytes`` pickle (returned
     with no buffers), for what must travel in a frame read without a loop (the initializer).
+    ``shared=False`` keeps large buffers out of shared memory (a transport whose workers
+    are on another host).
     """
     if _plain_call(fn, args, kwargs):
         try:
@@ -107,12 +115,12 @@ def dumps_task(
                     protocol=5,
                     buffer_callback=_collector(oob_plain),
                 )
-                return _pack(data, oob_plain)
+                return _pack(data, oob_plain, shared)
             data = pickle.dumps((fn, args, kwargs), protocol=5)
         except Exception:  # not the object its module holds now, say: as below
             pass
         else:
-            return _pack(data, []) if out_of_band else (data, ())
+            return _pack(data, [], shared) if out_of_band else (data, ())
     oob: list[pickle.PickleBuffer] = []
     import cloudpickle
 
@@ -120,7 +128,7 @@ def dumps_task(
         if not out_of_band:
             return cloudpickle.dumps((fn, args, kwargs), protocol=5), ()
         data = cloudpickle.dumps((fn, args, kwargs), protocol=5, buffer_callback=_collector(oob))
-        return _pack(data, oob)
+        return _pack(data, oob, shared)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -71,7 +71,6 @@ import logging
 import math
 import os
 import pickle
-import socket
 import sys
 import threading
 import time
@@ -102,7 +101,7 @@ from .._records import (
     make_result,
     with_value,
 )
-from .._resources import ProcessRss, thread_env
+from .._resources import thread_env
 from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
 from ._commands import Call, Cancel, Command, MapRead, OpenMaps, Shutdown, Submit
 from ._messages import (
@@ -119,6 +118,7 @@ from ._messages import (
     TaskFinished,
     TaskStarted,
     WorkerReady,
+    on_our_clock,
 )
 from ._policy import (
     DurationEstimates,
@@ -138,8 +138,8 @@ from ._retention import (
 )
 from ._serialize import dumps_task, rebuild_exception
 from ._task import Task
-from ._wire import Channel, PassedFd, blob_size, release
-from ._workers import Launcher, WorkerProcess, process_stopped
+from ._wire import PassedFd, blob_size, release
+from .transports import Transport, WorkerLink
 
 __all__ = ["ChunkItem", "Supervisor"]
 
@@ -149,7 +149,7 @@ R = TypeVar("R")
 _Kept = TypeVar("_Kept", "Task", "Chunk")  # what lookups by id keep, each with an expiry
 
 # one worker in a stats() snapshot: (slot, pid, state, running task ids, done, restarts)
-WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int]
+WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int, float, int]
 
 _ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 _STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
@@ -161,22 +161,21 @@ _RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_r
 
 
 class _Worker:
-    """One worker slot's current process, as the supervisor sees it."""
+    """One worker slot's current process, as the supervisor sees it (through its link)."""
 
     __slots__ = (
         "assigned",
-        "channel",
+        "clock_offset",
         "done",
         "exited",
         "id",
         "killed",
+        "link",
         "names",
         "over_cap",
         "pid",
-        "proc",
         "ready",
         "retiring",
-        "rss",
         "sent",
         "stop_sent",
         "stopped_since",
@@ -184,11 +183,11 @@ class _Worker:
         "worst",
     )
 
-    def __init__(self, slot: int, proc: WorkerProcess) -> None:
+    def __init__(self, slot: int) -> None:
         self.id = slot
-        self.proc = proc
-        self.pid = proc.pid
-        self.channel: Any = None
+        self.link: WorkerLink = None  # type: ignore[assignment]  # set once connected
+        self.pid = 0
+        self.clock_offset = 0.0  # add to the worker's perf_counter readings to get ours
         self.ready = False
         self.killed = False
         self.exited = False
@@ -196,7 +195,6 @@ class _Worker:
         self.stop_sent = False
         self.stopped_since: float | None = None  # time.monotonic() when first seen stopped
         self.over_cap = False  # found above max_rss: no new work, about to be replaced
-        self.rss: ProcessRss | None = None  # reads its resident size (max_rss set, ready)
         self.assigned = 0
         self.done = 0  # attempts this process finished
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
@@ -243,9 +241,10 @@ class _Worker:
 class Supervisor:
     """Owns the task state and the workers of one executor, on a thread of its own."""
 
-    def __init__(self, config: ExecutorConfig, launcher: Launcher) -> None:
+    def __init__(self, config: ExecutorConfig, transport: Transport) -> None:
         self.config = config
-        self._launcher = launcher
+        self._transport = transport
+        self._caps = transport.capabilities
         self._inbox: deque[Command] = deque()
         self._post_lock = threading.Lock()
         self._wake_pending = False
@@ -390,8 +389,8 @@ class Supervisor:
         # over the timers sooner: the round trip's latency); it is all queued already, so
         # it still leaves in as few writes.
         for w in self._workers:
-            if w is not None and w.channel is not None:
-                w.channel.flush()
+            if w is not None and not w.exited:
+                w.link.flush()
 
     def _handle(self, cmd: Command) -> None:
         if isinstance(cmd, Submit):
@@ -413,51 +412,48 @@ class Supervisor:
     # -- workers ---------------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> None:
-        parent, child = socket.socketpair()
+        w = _Worker(slot)
         try:
-            proc = self._launcher.launch(child)
+            w.link = self._transport.connect(slot, self._loop, _Events(self, w))
         except Exception as exc:
-            parent.close()
             log.error("osiiso_mp could not start a worker: %s", exc)
             self._break(f"could not start a worker process: {exc}")
             return
-        finally:
-            child.close()  # the worker has its own copy of this end now
-
-        w = _Worker(slot, proc)
+        w.pid = w.link.pid
         self._workers[slot] = w
-        affinity = self.config.cpu_affinity
-        w.channel = Channel(
-            self._loop,
-            parent,
-            lambda msg, w=w: self._on_message(w, msg),  # type: ignore[misc]
-            lambda w=w: self._on_channel_closed(w),  # type: ignore[misc]
+        w.link.send(self._configure(slot, w.link))
+        w.link.flush()  # now: the first workers start before the loop runs
+
+    def _configure(self, slot: int, link: WorkerLink) -> Configure:
+        """A worker's set-up: what every worker takes, and, on our host (the transport
+        says), our ``sys.path``, working directory, environment, CPUs and descriptors."""
+        config = self.config
+        local = self._caps.same_host
+        affinity = config.cpu_affinity if local else None
+        return Configure(
+            worker_id=slot,
+            parent_pid=link.parent_pid if local else None,
+            sys_path=tuple(sys.path) if local else None,
+            cwd=os.getcwd() if local else None,
+            concurrency=config.concurrency,
+            initializer=self._initializer,
+            log_level=logging.getLogger().getEffectiveLevel(),
+            env=(*os.environ.items(), *self._env) if local else self._env,
+            whole_env=local,
+            cpu_affinity=(
+                None if affinity is None else tuple(sorted(affinity[slot % len(affinity)]))
+            ),
+            nice=config.nice,
+            max_rss=config.max_rss,
+            authkey=_authkey(),
+            inherited=self._inherited if local else (),
         )
-        w.channel.send(
-            Configure(
-                worker_id=slot,
-                parent_pid=self._launcher.worker_parent_pid,
-                sys_path=tuple(sys.path),
-                cwd=os.getcwd(),
-                concurrency=self.config.concurrency,
-                initializer=self._initializer,
-                log_level=logging.getLogger().getEffectiveLevel(),
-                env=(*os.environ.items(), *self._env),
-                cpu_affinity=(
-                    None if affinity is None else tuple(sorted(affinity[slot % len(affinity)]))
-                ),
-                nice=self.config.nice,
-                max_rss=self.config.max_rss,
-                authkey=_authkey(),
-                inherited=self._inherited,
-            )
-        )
-        w.channel.flush()  # now: the first workers start before the loop runs
-        proc.watch(self._loop, lambda code, w=w: self._on_exit(w, code))  # type: ignore[misc]
 
     def _on_message(self, w: _Worker, msg: Message) -> None:
         if w.killed:
             return  # a killed worker's last words: its tasks were settled when it was killed
+        if w.clock_offset:
+            msg = on_our_clock(msg, w.clock_offset)
         if isinstance(msg, TaskFinished):
             self._on_finished(w, msg)
             if self.config.max_rss is not None:
@@ -472,8 +468,8 @@ class Supervisor:
             w.pid = msg.pid
             w.ready = True
             self._init_failures = 0
-            if self.config.max_rss is not None:
-                w.rss = ProcessRss(msg.pid)
+            if not self._caps.one_clock:  # map its clock onto ours (latency aside)
+                w.clock_offset = time.perf_counter() - msg.clock
         elif isinstance(msg, LogRecorded):
             self._on_log(w, msg)
         elif isinstance(msg, MemoryExceeded):
@@ -527,12 +523,8 @@ class Supervisor:
 
     def _on_exit(self, w: _Worker, code: int | None) -> None:
         w.exited = True
-        w.proc.close()
-        if w.rss is not None:
-            w.rss.close()
-        if w.channel is not None:
-            w.channel.drain()  # deliver what it sent before it died
-            w.channel.close()
+        w.link.drain()  # deliver what it sent before it died
+        w.link.close()
         if not w.killed:
             self._settle_lost(w, code, time.perf_counter(), None)
         if self._workers[w.id] is w:
@@ -578,7 +570,7 @@ class Supervisor:
     def _kill(self, w: _Worker) -> None:
         """Kill ``w`` now; its tasks must already be settled by the caller."""
         w.killed = True
-        w.proc.kill()
+        w.link.kill()
 
     def _kill_settling(self, w: _Worker, now: float, reason: str) -> None:
         """Kill ``w`` and settle what it held: unstarted tasks go back to the queue, and
@@ -614,7 +606,7 @@ class Supervisor:
         for w in tuple(self._workers):
             if w is None or w.killed or w.exited:
                 continue
-            if not process_stopped(w.pid):
+            if not w.link.stopped():
                 w.stopped_since = None
                 continue
             if w.stopped_since is None:
@@ -639,9 +631,9 @@ class Supervisor:
         limit = self.config.max_rss
         assert limit is not None
         for w in tuple(self._workers):
-            if w is None or w.rss is None or w.killed or w.exited or w.over_cap:
+            if w is None or not w.ready or w.killed or w.exited or w.over_cap:
                 continue
-            rss = w.rss.read()
+            rss = w.link.rss()
             if rss > limit:
                 w.over_cap = True
                 self._over_memory(w, rss)
@@ -649,9 +641,9 @@ class Supervisor:
     def _check_rss(self, w: _Worker) -> None:
         """Right after a task finished on ``w``: a worker it left above ``max_rss`` gets no
         new task, and is replaced before it could start one."""
-        if w.rss is None or w.killed or w.over_cap:
+        if not w.ready or w.killed or w.over_cap:
             return
-        rss = w.rss.read()
+        rss = w.link.rss()
         limit = self.config.max_rss
         assert limit is not None
         if rss > limit:
@@ -676,7 +668,7 @@ class Supervisor:
         a row, rather than being replaced forever.
         """
         if not (w.killed or w.exited):
-            w.channel.drain()  # may finish tasks, start tasks, or see the worker's exit
+            w.link.drain()  # may finish tasks, start tasks, or see the worker's exit
         if w.killed or w.exited:
             return
         limit = self.config.max_rss
@@ -875,7 +867,7 @@ class Supervisor:
             task.chunk is not None,
         )
         try:
-            w.channel.send(msg)
+            w.link.send(msg)
         except ValueError as exc:  # beyond what one frame can hold: it can never be sent
             err = _SerializationError(
                 "arguments", "frame", str(exc), name=task.name, task_id=task.task_id
@@ -917,8 +909,8 @@ class Supervisor:
         w.retiring = True
         if not w.stop_sent:
             w.stop_sent = True
-            w.channel.send(Stop())
-            w.channel.flush()
+            w.link.send(Stop())
+            w.link.flush()
 
     def _detach(self, w: _Worker, task: Task) -> None:
         w.remove(task)
@@ -1143,7 +1135,7 @@ class Supervisor:
         args = chunk.args[i]
         error: BaseException | None = None
         try:
-            payload, buffers = dumps_task(chunk.fn, args, {})
+            payload, buffers = dumps_task(chunk.fn, args, {}, shared=self._caps.shared_memory)
         except _SerializationError as exc:
             payload, buffers = b"", ()
             error = exc
@@ -1594,13 +1586,14 @@ class Supervisor:
 
     def snapshot(
         self,
-    ) -> tuple[list[tuple[int, int | None, str, tuple[str, ...], int, int]], dict[str, int]]:
-        """Per worker ``(id, pid, state, running task ids, tasks done, restarts)`` and the
-        task counts, read consistently on the supervisor thread."""
+    ) -> tuple[list[WorkerRow], dict[str, int]]:
+        """Per worker ``(id, pid, state, running task ids, tasks done, rss, cpu percent,
+        restarts)`` and the task counts, read consistently on the supervisor thread (memory
+        and CPU as the worker's link reads them)."""
         workers: list[WorkerRow] = []
         for slot, w in enumerate(self._workers):
             if w is None:
-                workers.append((slot, None, "starting", (), 0, self.restarts[slot]))
+                workers.append((slot, None, "starting", (), 0, 0, 0.0, self.restarts[slot]))
                 continue
             running = tuple(t.task_id for t in w.sent.values() if t.state == "running")
             if w.killed or w.exited:
@@ -1611,7 +1604,8 @@ class Supervisor:
                 state = "retiring"
             else:
                 state = "busy" if running else "idle"
-            workers.append((slot, w.pid, state, running, w.done, self.restarts[slot]))
+            rss, cpu = (0, 0.0) if w.exited else w.link.usage()
+            workers.append((slot, w.pid, state, running, w.done, rss, cpu, self.restarts[slot]))
         counts = {"pending": 0, "running": 0, "scheduled": 0}
         for t in self._tasks.values():
             key = "pending" if t.state == "queued" else t.state
@@ -1661,12 +1655,12 @@ class Supervisor:
             self._finish(task, "cancelled", message=reason)
         elif task.seq in w.unstarted:
             task.abandoned = True
-            w.channel.send(CancelTask(task.seq))
+            w.link.send(CancelTask(task.seq))
             self._finish(task, "cancelled", message=reason)
         else:  # running
             if task.is_async:
                 task.abandoned = True
-                w.channel.send(CancelTask(task.seq))
+                w.link.send(CancelTask(task.seq))
                 self._attempt_over(task, w, "cancelled", _Cancelled(reason), now, exit_code=None)
             else:
                 self._detach(w, task)
@@ -1702,7 +1696,7 @@ class Supervisor:
             if not w.stop_sent and not w.killed:
                 w.stop_sent = True
                 w.retiring = True
-                w.channel.send(Stop())
+                w.link.send(Stop())
                 self._loop.call_later(_STOP_GRACE, self._kill_if_alive, w)
         if not live and not self._stopped.is_set():
             self._loop.stop()
@@ -1716,10 +1710,9 @@ class Supervisor:
             self._live_timer = None
         for w in self._workers:
             if w is not None and not w.exited:
-                w.proc.kill()
-            if w is not None and w.rss is not None:
-                w.rss.close()
-        self._launcher.close()
+                w.link.kill()
+                w.link.close()
+        self._transport.close()
         for passed in self._inherited:
             os.close(passed.fd)
         self._inherited = ()
@@ -1743,6 +1736,25 @@ class Supervisor:
             self._loop.close()
         except Exception:  # pragma: no cover
             pass
+
+
+class _Events:
+    """A worker's link reports to the supervisor through this (see ``LinkEvents``)."""
+
+    __slots__ = ("_sup", "_w")
+
+    def __init__(self, sup: Supervisor, w: _Worker) -> None:
+        self._sup = sup
+        self._w = w
+
+    def message(self, msg: Message) -> None:
+        self._sup._on_message(self._w, msg)
+
+    def closed(self) -> None:
+        self._sup._on_channel_closed(self._w)
+
+    def exited(self, code: int | None) -> None:
+        self._sup._on_exit(self._w, code)
 
 
 class ChunkItem:

@@ -242,7 +242,7 @@ class WorkerActor:
 
     def start(self) -> None:
         """Announce readiness."""
-        self._channel.send(WorkerReady(os.getpid()))
+        self._channel.send(WorkerReady(os.getpid(), time.perf_counter()))
 
     def _task_factory(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
@@ -649,16 +649,20 @@ def _configure(sock: socket.socket) -> Configure:
     msg = read_frame_blocking(sock)
     if not isinstance(msg, Configure):
         os._exit(0)  # the supervisor went away before configuring us
-    _die_with_parent(msg.parent_pid)
+    if msg.parent_pid is not None:
+        _die_with_parent(msg.parent_pid)
     if msg.authkey:  # as a child process of the user's would have it: proxies connect
         mp_process.current_process().authkey = msg.authkey
-    sys.path[:] = list(msg.sys_path)
-    try:
-        os.chdir(msg.cwd)
-    except OSError:
-        pass
+    if msg.sys_path is not None:
+        sys.path[:] = list(msg.sys_path)
+    if msg.cwd is not None:
+        try:
+            os.chdir(msg.cwd)
+        except OSError:
+            pass
     if msg.env:
-        os.environ.clear()
+        if msg.whole_env:
+            os.environ.clear()
         os.environ.update(msg.env)
     if msg.cpu_affinity is not None:
         try:

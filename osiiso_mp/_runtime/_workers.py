@@ -1,4 +1,5 @@
-"""The supervisor's view of worker processes: start them, watch them die, kill them.
+"""Local worker processes: how they are started, killed and looked at (see
+:mod:`.transports._local`, the transport built on this and on :mod:`._forkserver`).
 
 Workers are started by the per-process server (:mod:`._forkserver`): forked from it, with
 the worker modules already imported (``start_method="forkserver"``), or as fresh
@@ -16,50 +17,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = [
     "BOOTSTRAP",
-    "Launcher",
-    "WorkerProcess",
     "kill_group",
     "process_stopped",
     "reap_group_first",
 ]
-
-
-class WorkerProcess(Protocol):
-    """A started worker process."""
-
-    pid: int
-
-    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int | None], None]) -> None:
-        """Call ``on_exit(exit_code)`` on ``loop`` once the process has exited."""
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its process group (idempotent, never raises)."""
-
-    def close(self) -> None:
-        """Release what watching the process holds."""
-
-
-class Launcher(Protocol):
-    """Starts worker processes."""
-
-    @property
-    def worker_parent_pid(self) -> int:
-        """The pid a worker sees as its parent (it exits if that process is gone)."""
-
-    def launch(self, child: socket.socket) -> WorkerProcess:
-        """Start a worker serving the other end of ``child``'s socket pair."""
-
-    def close(self) -> None:
-        """Release the launcher's own resources (a fork server, say)."""
 
 
 BOOTSTRAP = (

@@ -1,0 +1,134 @@
+"""The local transport: worker processes from this process's fork server, over socket pairs.
+
+Each worker is forked by the fork server (:mod:`.._forkserver`), or started by it as a fresh
+interpreter (``start_method="spawn"``), and serves the other end of a Unix socket pair that
+carries framed messages (:class:`.._wire.Channel`). The fork server reports its exit code;
+a pidfd makes sure a kill reaches the right process, and its process group goes with it.
+Its memory and state are read from ``/proc`` (or psutil): one ``pread`` of
+``/proc/<pid>/statm`` for ``max_rss``, the process state for the stopped-worker check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ..._resources import ProcessRss
+from .._forkserver import ForkedWorker, ForkServer
+from .._wire import Channel
+from .._workers import process_stopped
+from ._base import Capabilities, LinkEvents
+
+if TYPE_CHECKING:
+    from .._messages import Message
+
+__all__ = ["LocalLink", "LocalTransport"]
+
+_HOST = "localhost"
+
+
+class LocalLink:
+    """One local worker process: its socket's channel, its process, its ``/proc`` files."""
+
+    def __init__(self, proc: ForkedWorker, channel: Channel, parent_pid: int) -> None:
+        self.pid = proc.pid
+        self.node = _HOST
+        self.parent_pid: int | None = parent_pid
+        self._proc = proc
+        self._channel = channel
+        self._rss: ProcessRss | None = None  # opened on first read
+        self._ps: Any = None  # a psutil.Process, for usage()
+
+    def send(self, msg: Message) -> None:
+        """Queue ``msg`` (``ValueError`` if no frame can hold it)."""
+        self._channel.send(msg)
+
+    def flush(self) -> None:
+        """Write what is queued now."""
+        self._channel.flush()
+
+    def drain(self) -> None:
+        """Deliver what the worker sent and we have not read yet."""
+        if not self._channel.closed:
+            self._channel.drain()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its process group."""
+        self._proc.kill()
+
+    def close(self) -> None:
+        """Close the socket, the pidfd and the ``/proc`` file."""
+        self._channel.close()
+        self._proc.close()
+        if self._rss is not None:
+            self._rss.close()
+            self._rss = None
+
+    def rss(self) -> int:
+        """The resident size now, from ``/proc/<pid>/statm`` (kept open: a couple of µs)."""
+        if self._rss is None:
+            self._rss = ProcessRss(self.pid)
+        return self._rss.read()
+
+    def stopped(self) -> bool:
+        """Is the process stopped (its ``/proc`` state ``T`` or ``t``)?"""
+        return process_stopped(self.pid)
+
+    def usage(self) -> tuple[int, float]:
+        """Resident size and CPU percent since the previous call (psutil, imported here:
+        it costs start-up time)."""
+        import psutil
+
+        try:
+            ps = self._ps
+            if ps is None:
+                ps = self._ps = psutil.Process(self.pid)
+                ps.cpu_percent(None)  # starts the measurement window
+                cpu = 0.0
+            else:
+                cpu = ps.cpu_percent(None)
+            return int(ps.memory_info().rss), float(cpu)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            self._ps = None
+            return 0, 0.0
+
+
+class LocalTransport:
+    """Workers forked by this process's shared fork server (``fresh=True``: started by it
+    as new interpreters, ``start_method="spawn"``). Either way the server is their parent:
+    it reaps them, reports their exit codes, and kills their process groups when this
+    process dies."""
+
+    name = "local"
+    capabilities = Capabilities(
+        same_host=True,
+        shared_memory=True,
+        exit_codes=True,
+        one_clock=True,
+        local_pids=True,
+        process_groups=True,
+    )
+
+    def __init__(self, *, fresh: bool = False) -> None:
+        self._server = ForkServer.get()
+        self._fresh = fresh
+
+    def connect(self, slot: int, loop: asyncio.AbstractEventLoop, events: LinkEvents) -> LocalLink:
+        """Fork a worker (restarting the fork server if it died) and link it."""
+        if not self._server.alive:
+            self._server = ForkServer.get()
+        parent, child = socket.socketpair()
+        try:
+            proc = ForkedWorker(self._server, self._server.spawn(child, fresh=self._fresh))
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()  # the worker has its own copy of this end now
+        channel = Channel(loop, parent, events.message, events.closed)
+        proc.watch(loop, events.exited)
+        return LocalLink(proc, channel, self._server.pid)
+
+    def close(self) -> None:
+        """The fork server is shared and outlives this transport."""
