@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from ._errors import ClosedError, QueueFullError, SerializationError
-from ._future import TaskFuture, task_info
+from ._future import TaskFuture
 from ._group import A, TaskGroup, build_group
 from ._map import MapChunk, MapWindow, check_map_sizes, map_results, weight_of
 from ._options import (
@@ -34,7 +34,20 @@ from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_tot
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
-from ._runtime._commands import OpenMaps, Shutdown, Submit
+from ._runtime._commands import (
+    CancelAll,
+    CheckId,
+    Estimate,
+    Find,
+    Info,
+    OpenMaps,
+    QueueSize,
+    SetFailPolicy,
+    Shutdown,
+    Snapshot,
+    Status,
+    Submit,
+)
 from ._runtime._policy import ReadAhead, chunk_size
 from ._runtime._retention import Holder
 from ._runtime._serialize import dumps_task
@@ -521,7 +534,7 @@ class Executor(_Submitter, cf.Executor):
         )
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
-            self._sup.call(lambda: self._sup.check_unique(task_id))
+            self._sup.ask(CheckId(task_id))
         self._admit(fut, task, wait=self._blocking_submit)
         return fut
 
@@ -561,12 +574,8 @@ class Executor(_Submitter, cf.Executor):
         """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""
         self._check_open()
         key = _estimate_key(fn, _callable_name(fn))
-        sup = self._sup
-        try:
-            return sup.call(lambda: sup.estimate(key))
-        except ClosedError:
-            self._check_open()
-            raise
+        estimate: float | None = self._sup.ask(Estimate(key))
+        return estimate
 
     def _submit_items(
         self,
@@ -885,62 +894,24 @@ class Executor(_Submitter, cf.Executor):
 
         Switching to ``fail_first`` trips at once if the batch already holds a failure.
         """
-        sup = self._sup
-
-        def swap() -> str | None:
-            old = sup.fail_policy
-            if old == policy:
-                return None
-            sup.fail_policy = policy
-            if policy == "fail_first":
-                for entry in batch:
-                    record = entry.failed()
-                    if record is not None:
-                        sup.trip_fail_first(record)
-                        break
-            return old
-
-        try:
-            return sup.call(swap)
-        except ClosedError:
-            return None
+        old: str | None = self._sup.ask(SetFailPolicy(policy, tuple(batch)))
+        return old
 
     # -- introspection by id --------------------------------------------------------------
-
-    def _inspect(self, fn: Callable[[], R]) -> R:
-        """Run a read of the supervisor's state on its thread; directly once it stopped."""
-        sup = self._sup
-        if sup.alive:
-            try:
-                return sup.call(fn)
-            except ClosedError:
-                pass
-        sup.join()  # stopped: nothing else touches its state any more
-        return fn()
 
     def status(self, task_id: str) -> str:
         """``"queued"`` | ``"scheduled"`` | ``"running"`` | ``"complete"`` | ``"not_found"``.
 
         ``"not_found"``: no such task, or its record aged out after ``result_ttl`` seconds.
         """
-        found = self._inspect(lambda: self._sup.lookup(task_id))
-        if found is None:
-            return "not_found"
-        if isinstance(found, TaskResult):
-            return "complete"
-        state: str = self._inspect(lambda: found.state)
+        state: str = self._sup.ask(Status(task_id))
         return state
 
     def info(self, task_id: str) -> TaskInfo | None:
         """A :class:`TaskInfo` snapshot of an unfinished task, else None."""
 
-        def read() -> TaskInfo | None:
-            found = self._sup.lookup(task_id)
-            if isinstance(found, ChunkItem):
-                return found.info()
-            return task_info(found) if isinstance(found, Task) else None
-
-        return self._inspect(read)
+        info: TaskInfo | None = self._sup.ask(Info(task_id))
+        return info
 
     def task_result(self, task_id: str, timeout: float | None = None) -> TaskResult | None:
         """The :class:`TaskResult` of the task with ``task_id``.
@@ -950,11 +921,7 @@ class Executor(_Submitter, cf.Executor):
         out). None for an unknown id or a record older than ``result_ttl``.
         """
 
-        def read() -> Any:
-            found = self._sup.lookup(task_id)
-            return found.fut if isinstance(found, Task) else found
-
-        found = self._inspect(read)
+        found = self._sup.ask(Find(task_id))
         if isinstance(found, TaskFuture):
             task = found._task
             if timeout is not None and task is not None and task.flow is not None:
@@ -975,30 +942,21 @@ class Executor(_Submitter, cf.Executor):
 
     def queue_size(self) -> int:
         """Tasks waiting to start, scheduled ones (delays, retry backoffs) included."""
-        return self._inspect(self._sup.queue_size)
+        size: int = self._sup.ask(QueueSize())
+        return size
 
     def stats(self) -> PoolStats:
         """A live :class:`PoolStats` snapshot: per-worker pid, state, current tasks, tasks
         done, RSS, CPU and restarts; and the pending, running, scheduled and completed
         task counts."""
-        workers, counts = self._inspect(self._sup.snapshot)
+        workers, counts = self._sup.ask(Snapshot())
         snapshots = [WorkerSnapshot(*row) for row in workers]
         return PoolStats(workers=tuple(snapshots), **counts)
 
     def _cancel_many(self, futures: list[TaskFuture[Any] | MapChunk], reason: str) -> None:
-        tasks = [f._task for f in futures if f._task is not None]
-        if not tasks:
-            return
-        sup = self._sup
-
-        def cancel_all() -> None:
-            for task in tasks:
-                sup._cancel(task, reason)
-
-        try:
-            sup.call(cancel_all)
-        except ClosedError:
-            pass
+        tasks = tuple(f._task for f in futures if f._task is not None)
+        if tasks:
+            self._sup.ask(CancelAll(tasks, reason))
 
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False

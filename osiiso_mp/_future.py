@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import ClosedError
 from ._records import TaskInfo, TaskResult
+from ._runtime._commands import Info, Status
 
 if TYPE_CHECKING:
     from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
 
-__all__ = ["TaskFuture", "task_info"]
+__all__ = ["TaskFuture"]
 
 T = TypeVar("T")
 
@@ -139,10 +140,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         task = self._task
         if self.done() or task is None:
             return "complete"
-        try:
-            state: str = self._sup.call(lambda: task.state)
-        except ClosedError:
-            return "complete"
+        state: str = self._sup.ask(Status(None, task))
         return state
 
     def info(self) -> TaskInfo | None:
@@ -150,10 +148,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
         task = self._task
         if self.done() or task is None:
             return None
-        try:
-            return self._sup.call(lambda: task_info(task))
-        except ClosedError:
-            return None
+        info: TaskInfo | None = self._sup.ask(Info(None, task))
+        return info
 
     def task_result(self, timeout: float | None = None) -> TaskResult | None:
         """The task's :class:`TaskResult`.
@@ -168,25 +164,3 @@ class TaskFuture(cf.Future[T], Generic[T]):
                     f"task {self.name!r} (id {self.task_id}) did not finish within {timeout:g}s"
                 )
         return self._record if self.done() else None
-
-
-def task_info(
-    task: Task, *, task_id: str | None = None, args: tuple[Any, ...] | None = None
-) -> TaskInfo | None:
-    """Snapshot of an unfinished task (runs on the supervisor thread). ``task_id`` and
-    ``args`` name one item of a map chunk that ``task`` carries."""
-    if task.state == "complete":
-        return None
-    w = task.worker
-    return TaskInfo(
-        task_id=task.task_id if task_id is None else task_id,
-        name=task.name,
-        fn_name=task.fn_name,
-        args=task.args if args is None else args,
-        kwargs=dict(task.kwargs),
-        enqueue_time=task.enqueue_ms,
-        tries=len(task.attempts) + (task.state == "running"),  # the running one counts
-        status=task.state,
-        scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
-        worker_pid=None if w is None or task.state != "running" else w.pid,
-    )

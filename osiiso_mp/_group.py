@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from ._errors import ClosedError
 from ._future import TaskFuture
 from ._options import TaskOptions
 from ._progress import ProgressArg, progress_tracker
 from ._records import RunSummary, TaskResult
+from ._runtime._commands import CancelAll
 
 if TYPE_CHECKING:
     from ._executor import Executor
+    from ._runtime._task import Task
 
 __all__ = ["TaskGroup", "build_group", "new_group_id", "pmap"]
 
@@ -287,14 +288,19 @@ class TaskGroup(Generic[T]):
         pending = [fut for fut in self._futures if not fut.done()]
         if not pending:
             return 0
-
-        def cancel_all() -> int:
-            return sum(1 for fut in pending if not fut.done() and fut.cancel())
-
-        try:
-            return pending[0]._sup.call(cancel_all)
-        except ClosedError:  # the supervisor has stopped: each cancel() copes on its own
-            return cancel_all()
+        count = 0
+        submitted: list[Task] = []
+        for fut in pending:
+            parked_in = fut._parked_in  # held back by max_pending: never reached it
+            if parked_in is not None and parked_in._withdraw(fut):
+                count += 1
+            elif fut._task is not None:
+                submitted.append(fut._task)
+        if submitted:
+            sup = pending[0]._sup
+            cancelled: int = sup.ask(CancelAll(tuple(submitted), "cancelled by the caller"))
+            count += cancelled
+        return count
 
 
 @overload

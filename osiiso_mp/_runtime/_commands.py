@@ -1,7 +1,12 @@
-"""Commands that caller threads post to the supervisor's inbox.
+"""Commands that caller threads post to the supervisor's inbox: the whole set.
 
 Callers never touch task state; they post one of these and, where an answer is needed, wait
-on the ``reply`` future, which the supervisor resolves on its own thread.
+on the ``reply`` future, which the supervisor resolves on its own thread. Questions about
+its state, and changes that answer, travel as an :class:`Ask` holding one of the queries
+below (``Supervisor.ask`` posts it and waits; once the supervisor has stopped it answers on
+the caller's thread, since nothing else touches the state any more). :class:`Call`, which
+runs any function on the supervisor thread, is for tests and debugging only: the facades
+never send closures.
 """
 
 from __future__ import annotations
@@ -14,7 +19,27 @@ from .._slots import frozen_class
 from ._policy import ReadAhead
 from ._task import Task
 
-__all__ = ["Call", "Cancel", "Command", "MapRead", "OpenMaps", "Shutdown", "Submit"]
+__all__ = [
+    "Ask",
+    "Call",
+    "Cancel",
+    "CancelAll",
+    "CheckId",
+    "Command",
+    "Estimate",
+    "Find",
+    "Info",
+    "LetGo",
+    "MapRead",
+    "OpenMaps",
+    "Query",
+    "QueueSize",
+    "SetFailPolicy",
+    "Shutdown",
+    "Snapshot",
+    "Status",
+    "Submit",
+]
 
 
 @frozen_class
@@ -35,7 +60,7 @@ class Cancel:
 
 @frozen_class
 class Call:
-    """Run ``fn`` on the supervisor thread (a consistent read of its state) and reply."""
+    """Run ``fn`` on the supervisor thread and reply (tests and debugging only)."""
 
     fn: Callable[[], Any]
     reply: cf.Future[Any]
@@ -73,4 +98,94 @@ class OpenMaps:
     flow: ReadAhead[Task] | None
 
 
-Command = Submit | Cancel | Call | Shutdown | MapRead | OpenMaps
+@frozen_class
+class LetGo:
+    """The batch no longer holds these entries' values (``run()`` summarised them, or they
+    were pruned): they count in the value budget only while lookups keep them."""
+
+    holders: tuple[Any, ...]
+    reply: cf.Future[None] | None
+
+
+# -- queries (inside an Ask) ---------------------------------------------------------------
+
+
+@frozen_class
+class CheckId:
+    """Is ``task_id`` free? Raises ``ValueError`` when a task with it is in flight."""
+
+    task_id: str
+
+
+@frozen_class
+class Estimate:
+    """Seconds one call of the callable known as ``key`` usually takes (None: unknown)."""
+
+    key: str
+
+
+@frozen_class
+class Status:
+    """The state of the task ``task_id`` (or of ``task``): ``"queued"``, ``"scheduled"``,
+    ``"running"``, ``"complete"`` or ``"not_found"``."""
+
+    task_id: str | None
+    task: Task | None = None
+
+
+@frozen_class
+class Info:
+    """A ``TaskInfo`` of the unfinished task ``task_id`` (or ``task``), else None."""
+
+    task_id: str | None
+    task: Task | None = None
+
+
+@frozen_class
+class Find:
+    """What answers for ``task_id``: its future while it is under way, a ``ChunkItem`` for
+    an item of a map chunk under way, its record once finished, or None."""
+
+    task_id: str
+
+
+@frozen_class
+class QueueSize:
+    """How many tasks wait to start (scheduled ones included)."""
+
+
+@frozen_class
+class Snapshot:
+    """Per worker rows and task counts, for ``stats()``."""
+
+
+@frozen_class
+class SetFailPolicy:
+    """Use ``policy`` from now on (for a ``run()``); answers the policy replaced, or None
+    when unchanged. Switching to ``fail_first`` trips at once on a failure in ``batch``."""
+
+    policy: str
+    batch: tuple[Any, ...]
+
+
+@frozen_class
+class CancelAll:
+    """Cancel every one of ``tasks`` in one step (no queued one can start on a worker freed
+    by cancelling another); answers how many were cancelled."""
+
+    tasks: tuple[Task, ...]
+    reason: str
+
+
+Query = CheckId | Estimate | Status | Info | Find | QueueSize | Snapshot | SetFailPolicy | CancelAll
+
+
+@frozen_class
+class Ask:
+    """Answer ``query`` through ``reply`` (its exception, if answering raised)."""
+
+    query: Query
+    reply: cf.Future[Any]
+
+
+Command = Submit | Cancel | Call | Shutdown | MapRead | OpenMaps | LetGo | Ask

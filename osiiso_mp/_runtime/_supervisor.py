@@ -16,7 +16,8 @@ Data flow::
                                         v        v
     fut.result() <-- Future.set_* <-- _finish: one TaskResult per task, exactly once
 
-    Cancel / Call / Shutdown commands take the same inbox; each carries a reply future.
+    Every other command (cancel, queries, shutdown: the closed set in ._commands) takes the
+    same inbox; those that need an answer carry a reply future.
 
 - Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
   the supervisor drains on its own thread; the submit path costs the caller one deque append
@@ -90,7 +91,6 @@ from .._errors import (
     format_bytes,
 )
 from .._errors import SerializationError as _SerializationError
-from .._future import task_info
 from .._options import HOOKS, ExecutorConfig
 from .._records import (
     Attempt,
@@ -103,7 +103,27 @@ from .._records import (
 )
 from .._resources import thread_env
 from ._chunk import CHUNK_SUFFIX, PREFIX_LEN, Chunk
-from ._commands import Call, Cancel, Command, MapRead, OpenMaps, Shutdown, Submit
+from ._commands import (
+    Ask,
+    Call,
+    Cancel,
+    CancelAll,
+    CheckId,
+    Command,
+    Estimate,
+    Find,
+    Info,
+    LetGo,
+    MapRead,
+    OpenMaps,
+    Query,
+    QueueSize,
+    SetFailPolicy,
+    Shutdown,
+    Snapshot,
+    Status,
+    Submit,
+)
 from ._messages import (
     CancelTask,
     ChunkFinished,
@@ -137,7 +157,7 @@ from ._retention import (
     kept_as_is,
 )
 from ._serialize import dumps_task, rebuild_exception
-from ._task import Task
+from ._task import Task, task_info
 from ._wire import PassedFd, blob_size, release
 from .transports import Transport, WorkerLink
 
@@ -352,6 +372,56 @@ class Supervisor:
         self.post(Call(fn, reply))
         return reply.result(timeout)  # type: ignore[no-any-return]
 
+    def ask(self, query: Query) -> Any:
+        """Answer ``query`` on the supervisor thread and return the answer (any thread):
+        once the supervisor has stopped, answered here (nothing else touches the state)."""
+        if threading.get_ident() == self._thread.ident:
+            return self.answer(query)
+        if self.alive:
+            reply: cf.Future[Any] = cf.Future()
+            try:
+                self.post(Ask(query, reply))
+            except ClosedError:
+                pass
+            else:
+                try:
+                    return reply.result()
+                except ClosedError:
+                    pass
+        self.join()
+        if isinstance(query, CancelAll | SetFailPolicy):
+            return 0 if isinstance(query, CancelAll) else None  # every task was settled
+        return self.answer(query)
+
+    def answer(self, query: Query) -> Any:
+        """The answer to ``query`` (see :mod:`._commands`), read on this thread."""
+        if isinstance(query, Status):
+            found = query.task or self.lookup(query.task_id or "")
+            if found is None:
+                return "not_found"
+            return "complete" if isinstance(found, TaskResult) else found.state
+        if isinstance(query, Info):
+            found = query.task or self.lookup(query.task_id or "")
+            if isinstance(found, ChunkItem):
+                return found.info()
+            return task_info(found) if isinstance(found, Task) else None
+        if isinstance(query, Find):
+            found = self.lookup(query.task_id)
+            return found.fut if isinstance(found, Task) else found
+        if isinstance(query, CancelAll):
+            return sum(1 for task in query.tasks if self._cancel(task, query.reason))
+        if isinstance(query, QueueSize):
+            return self.queue_size()
+        if isinstance(query, Snapshot):
+            return self.snapshot()
+        if isinstance(query, Estimate):
+            return self.estimate(query.key)
+        if isinstance(query, CheckId):
+            return self.check_unique(query.task_id)
+        if isinstance(query, SetFailPolicy):
+            return self._set_fail_policy(query.policy, query.batch)
+        raise TypeError(f"not a query: {query!r}")  # pragma: no cover
+
     def request_cancel(self, task: Task, reason: str) -> bool | None:
         """Cancel ``task`` from any thread (see :meth:`_cancel`); None once stopped."""
         if threading.get_ident() == self._thread.ident:
@@ -402,6 +472,15 @@ class Supervisor:
                 cmd.reply.set_result(cmd.fn())
             except BaseException as exc:
                 cmd.reply.set_exception(exc)
+        elif isinstance(cmd, Ask):
+            try:
+                cmd.reply.set_result(self.answer(cmd.query))
+            except BaseException as exc:
+                cmd.reply.set_exception(exc)
+        elif isinstance(cmd, LetGo):
+            self._budget.let_go_all(cmd.holders, IN_BATCH)
+            if cmd.reply is not None:
+                cmd.reply.set_result(None)
         elif isinstance(cmd, MapRead):
             self._on_map_read(cmd)
         elif isinstance(cmd, OpenMaps):
@@ -1486,19 +1565,14 @@ class Supervisor:
         ``wait``: return once done (else it is posted). Once stopped, done here."""
         if not holders:
             return
-        values = self._budget
-
-        def let_go() -> None:
-            values.let_go_all(holders, IN_BATCH)
-
+        reply: cf.Future[None] | None = cf.Future() if wait else None
         try:
-            if wait:
-                self.call(let_go)
-            else:
-                self.post(Call(let_go, cf.Future()))
+            self.post(LetGo(tuple(holders), reply))
+            if reply is not None:
+                reply.result()
         except ClosedError:
             self.join()  # stopped: nothing else touches its state any more
-            let_go()
+            self._budget.let_go_all(holders, IN_BATCH)
 
     def _keep(self, kept: OrderedDict[str, Any], key: str, item: Any, now: float) -> None:
         """Keep ``item`` (a finished :class:`Task` or a :class:`Chunk`: it has an ``expiry``)
@@ -1613,6 +1687,21 @@ class Supervisor:
         counts["completed"] = self.completed
         return workers, counts
 
+    def _set_fail_policy(self, policy: str, batch: tuple[Any, ...]) -> str | None:
+        """Use ``policy`` from now on; the one it replaced, or None when unchanged.
+        Switching to ``fail_first`` trips at once if ``batch`` already holds a failure."""
+        old = self.fail_policy
+        if old == policy:
+            return None
+        self.fail_policy = policy
+        if policy == "fail_first":
+            for entry in batch:
+                record = entry.failed()
+                if record is not None:
+                    self.trip_fail_first(record)
+                    break
+        return old
+
     def trip_fail_first(self, failed: Task | TaskResult) -> None:
         """``fail_first``: cancel every unfinished task but ``must_complete`` ones."""
         reason = f"cancelled: fail_first after task {failed.name!r} failed"
@@ -1725,8 +1814,12 @@ class Supervisor:
                 cmd.task.fut._settle_closed()
             elif isinstance(cmd, Cancel):
                 cmd.reply.set_result(False)
-            elif isinstance(cmd, Call):
+            elif isinstance(cmd, Call | Ask):  # an Ask is then answered by its caller
                 cmd.reply.set_exception(ClosedError("the executor is shut down"))
+            elif isinstance(cmd, LetGo):
+                self._budget.let_go_all(cmd.holders, IN_BATCH)
+                if cmd.reply is not None:
+                    cmd.reply.set_result(None)
             elif isinstance(cmd, Shutdown) and cmd.reply is not None:
                 cmd.reply.set_result(None)
         for reply in self._shutdown_replies:

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._options import TaskOptions
-from .._records import Attempt, ReleasedValue, TaskResult, with_value
+from .._records import Attempt, ReleasedValue, TaskInfo, TaskResult, with_value
 from ._retention import handout
 
 if TYPE_CHECKING:
     from ._chunk import Chunk
     from ._policy import ReadAhead
 
-__all__ = ["State", "Task"]
+__all__ = ["State", "Task", "task_info"]
 
 State = Literal["queued", "scheduled", "running", "complete"]
 
@@ -203,3 +203,25 @@ class Task:
         record = self.record
         if record is not None:
             self.record = with_value(record, marker)
+
+
+def task_info(
+    task: Task, *, task_id: str | None = None, args: tuple[Any, ...] | None = None
+) -> TaskInfo | None:
+    """Snapshot of an unfinished task (supervisor thread). ``task_id`` and
+    ``args`` name one item of a map chunk that ``task`` carries."""
+    if task.state == "complete":
+        return None
+    w = task.worker
+    return TaskInfo(
+        task_id=task.task_id if task_id is None else task_id,
+        name=task.name,
+        fn_name=task.fn_name,
+        args=task.args if args is None else args,
+        kwargs=dict(task.kwargs),
+        enqueue_time=task.enqueue_ms,
+        tries=len(task.attempts) + (task.state == "running"),  # the running one counts
+        status=task.state,
+        scheduled_at=None if task.scheduled_for is None else int(task.scheduled_for * 1000),
+        worker_pid=None if w is None or task.state != "running" else w.pid,
+    )
