@@ -51,9 +51,9 @@ from ._runtime._commands import (
 from ._runtime._policy import ReadAhead, chunk_size
 from ._runtime._retention import Holder
 from ._runtime._serialize import dumps_task
-from ._runtime._supervisor import ChunkItem, Supervisor
 from ._runtime._task import Task
 from ._runtime._wire import blob_size, release
+from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
 
 __all__ = ["Executor", "OptionsView"]

@@ -13,8 +13,8 @@ from ._records import TaskInfo, TaskResult
 from ._runtime._commands import Info, Status
 
 if TYPE_CHECKING:
-    from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
+    from ._runtime.supervisor import Supervisor
 
 __all__ = ["TaskFuture"]
 

@@ -38,8 +38,8 @@ from ._runtime._commands import MapRead
 
 if TYPE_CHECKING:
     from ._runtime._policy import ReadAhead
-    from ._runtime._supervisor import Supervisor
     from ._runtime._task import Task
+    from ._runtime.supervisor import Supervisor
 
 __all__ = [
     "MapChunk",

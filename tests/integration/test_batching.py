@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from osiiso_mp import Executor, WorkerCrashedError
-from osiiso_mp._runtime._supervisor import _TINY
+from osiiso_mp._runtime.supervisor._common import TINY as _TINY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def _warm(ex: Executor) -> None:
     """Run enough tasks that ``tiny`` is known to be tiny: the next ones are batched."""
     for fut in [ex.submit(tiny, i) for i in range(100)]:
         fut.result(timeout=30)
-    estimate = ex._sup.call(lambda: ex._sup._estimates.estimate("tiny"))
+    estimate = ex._sup.call(lambda: ex._sup.dispatch.estimates.estimate("tiny"))
     assert estimate is not None and estimate < _TINY  # the batched path is the one tested
     ex.run()  # start the batch under test afresh
 
@@ -147,7 +147,7 @@ def _known_medium(ex: Executor) -> None:
     deadline = time.monotonic() + 20
     while True:
         ex.submit(nap, 0.01).result(timeout=30)
-        estimate = ex._sup.call(lambda: ex._sup._estimates.estimate("nap"))
+        estimate = ex._sup.call(lambda: ex._sup.dispatch.estimates.estimate("nap"))
         if estimate is not None and _TINY < estimate < 0.025:
             return
         assert time.monotonic() < deadline, f"nap's estimate stays at {estimate}"

@@ -135,12 +135,12 @@ def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
         assert first.result(timeout=10) == 1
         assert list(ex.map(abs, [-1, -2, -3], chunksize=3)) == [1, 2, 3]
         sup = ex._sup
-        held = sup.call(lambda: (list(sup._finished), len(sup._kept_chunks)))
+        held = sup.call(lambda: (list(sup.ledger.finished), len(sup.ledger.kept_chunks)))
         assert held == ([first.task_id], 1)
         time.sleep(0.5)
         second = ex.submit(abs, -2)
         assert second.result(timeout=10) == 2
-        held = sup.call(lambda: (list(sup._finished), len(sup._kept_chunks)))
+        held = sup.call(lambda: (list(sup.ledger.finished), len(sup.ledger.kept_chunks)))
         assert held == ([second.task_id], 0)
     finally:
         ex.shutdown()

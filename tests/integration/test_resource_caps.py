@@ -22,7 +22,7 @@ from process_support import gone, wait_for
 
 from osiiso_mp import Executor, MemoryLimitError, OsiisoError, TaskResult
 from osiiso_mp._resources import THREAD_ENV_VARS, ProcessRss, cpu_budget, thread_env
-from osiiso_mp._runtime import _supervisor
+from osiiso_mp._runtime.supervisor import _common as _supervisor_common
 
 MiB = 1024**2
 WAIT = 15.0  # generous bound on a single result; a hang fails the test instead of killing pytest
@@ -151,7 +151,7 @@ def test_worker_above_max_rss_after_a_task_is_recycled_before_the_next(
     if sampling == "unsampled":
         # no periodic sample ever runs: the guarantee must come from the check made as
         # the task finished, not from sampling luck
-        monkeypatch.setattr(_supervisor, "_RSS_INTERVAL", 3600.0)
+        monkeypatch.setattr(_supervisor_common, "RSS_INTERVAL", 3600.0)
     limit = 150 * MiB
     with Executor(procs=1, max_rss=limit) as ex:
         a = ex.submit(hoard, 200 * MiB)
@@ -180,7 +180,7 @@ def test_a_task_sent_ahead_never_starts_on_a_worker_left_above_max_rss(
     # Task B is pipelined behind A (both are known to be short), so it already sits in the
     # worker when A leaves the worker above the cap: the worker itself must refuse to start
     # it, and B must run once, elsewhere.
-    monkeypatch.setattr(_supervisor, "_RSS_INTERVAL", 3600.0)
+    monkeypatch.setattr(_supervisor_common, "RSS_INTERVAL", 3600.0)
     runs = tmp_path / "runs"
     with Executor(procs=1, max_rss="150MiB") as ex:
         for _ in range(20):  # teach the supervisor that both callables are short
@@ -211,7 +211,7 @@ def test_no_memory_sampling_without_max_rss() -> None:
     with Executor(procs=1) as ex:
         assert ex.config.max_rss is None
         assert ex.submit(allocate_and_sleep, 50 * MiB, 0.0).result(timeout=WAIT) == 50 * MiB
-        assert ex._sup._rss_timer is None
+        assert ex._sup.memcap.timer is None
 
 
 # --- cpu_affinity ------------------------------------------------------------------------------

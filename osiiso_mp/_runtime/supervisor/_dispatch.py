@@ -1,0 +1,304 @@
+"""Dispatch: the ready queue, timers for delays and backoffs, the rate gate, and sending
+tasks to workers, ahead of time where that is safe.
+
+- Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
+  for the next message, but only behind tasks whose callable is known to be short
+  (:class:`.._policy.DurationEstimates`): as many as fit in about 2 ms of estimated work,
+  2 to 64. A worker running a sync task does not read its pipe, so a task queued behind a
+  long one could not be taken back for an idle worker. A better priority task may still
+  overtake what a worker holds (:func:`.._policy.may_prefetch`). Sync tasks known to take
+  under 1 ms, without a timeout, are sent unannounced and run in batches (``announce``).
+- A ``map`` without ``buffersize`` runs ahead of its reader only so far: its tasks past its
+  read-ahead wait here, parked (:class:`.._policy.ReadAhead`).
+
+Supervisor thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..._errors import ClosedError
+from ..._errors import SerializationError as _SerializationError
+from .._chunk import CHUNK_SUFFIX
+from .._messages import RunTask
+from .._policy import DurationEstimates, ReadAhead, ReadyQueue, TokenBucket, may_prefetch
+from .._task import Task
+from . import _common
+from ._chunks import ChunkItem
+from ._common import duplicate_id, task_suffix
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .._commands import MapRead
+    from ._actor import Supervisor
+    from ._view import WorkerView
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """Queues tasks and sends them to workers (supervisor thread)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        config = sup.config
+        self.sup = sup
+        self.queue: ReadyQueue[Task] = ReadyQueue()
+        self.estimates = DurationEstimates()
+        self._bucket = (
+            None
+            if config.rate is None
+            else TokenBucket(config.rate, config.burst, time.monotonic())
+        )
+        self._rate_timer: asyncio.TimerHandle | None = None
+        self._concurrency = config.concurrency
+        self._per_worker = config.max_tasks_per_worker
+        # the read-ahead of every map without buffersize that has live tasks
+        self.flows: set[ReadAhead[Task]] = set()
+
+    def wire(self) -> None:
+        """Take the other parts (once all exist)."""
+        sup = self.sup
+        self.loop = sup.loop
+        self.ledger = sup.ledger
+        self.pool = sup.pool
+        self.outcomes = sup.outcomes
+
+    # -- arrival ---------------------------------------------------------------------------
+
+    def on_submit(self, task: Task) -> None:
+        """A new task: refused at once, or queued (or scheduled for its start)."""
+        ledger = self.ledger
+        ledger.admit(task)
+        refusal = self._refusal(task)
+        if refusal is not None:
+            self.outcomes.finish_failed(task, refusal)
+            return
+        if task.chunk is None:
+            ledger.by_id[task.task_id] = task
+        if task.flow is not None:
+            task.flow.track(task.seq)
+            self.flows.add(task.flow)
+        wait = task.opts.first_start_after(time.time())
+        if wait:  # delay= / run_at=: wait on a timer, holding no worker
+            self.schedule(task, wait)
+        else:
+            self.enqueue(task)
+
+    def _refusal(self, task: Task) -> BaseException | None:
+        """Why a new task fails at once without an attempt, or None when it may run."""
+        sup = self.sup
+        if (
+            task.opts.task_id is not None  # an id of the caller's; ours are random uuid4s
+            and task.chunk is None
+            and isinstance(self.ledger.lookup(task.task_id), (Task, ChunkItem))
+        ):  # lost a race with another thread's same id
+            return duplicate_id(task.task_id)
+        if sup.closing:
+            return ClosedError(f"the executor is shut down{task_suffix(task)}")
+        if task.error is not None:  # it could not be pickled
+            return task.error
+        if sup.broken is not None:
+            return ClosedError(f"{sup.broken}{task_suffix(task)}")
+        return None
+
+    def schedule(self, task: Task, delay: float) -> None:
+        """Park ``task`` for ``delay`` seconds (a start delay or a retry backoff)."""
+        task.state = "scheduled"
+        task.scheduled_for = time.time() + delay
+        task.timer = self.loop.call_later(delay, self._due, task)
+
+    def _due(self, task: Task) -> None:
+        task.timer = None
+        task.scheduled_for = None
+        if task.state == "scheduled":
+            self.enqueue(task)
+            self.dispatch()
+
+    def enqueue(self, task: Task) -> None:
+        """Queue ``task`` to start."""
+        task.state = "queued"
+        self.queue.push(task.opts.priority, task.seq, task)
+
+    def requeue(self, task: Task) -> None:
+        """Queue ``task`` again (a worker dropped it unstarted), unless it is cancelled."""
+        if task.cancel_reason is None:
+            self.enqueue(task)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Send queued tasks to the workers that may take them, best first."""
+        queue = self.queue
+        if not queue:
+            return
+        workers = self.pool.ready()
+        estimates = self.estimates
+        # per worker, the longest estimate among the callables it holds (None: one is long
+        # or unknown); estimates do not change during this call, so it is worked out once
+        held: dict[int, float | None] = {}
+        while queue:
+            entry = queue.peek()
+            assert entry is not None
+            task = entry[2]
+            flow = task.flow
+            if flow is not None and flow.holds_back(task.seq):
+                queue.pop()  # its map's reader is behind: it waits (see ReadAhead)
+                flow.park(task.seq, task)
+                continue
+            own = None if task.is_async else estimates.longest((task.key,))
+            best: WorkerView | None = None
+            for w in workers:
+                # send ahead only behind tasks known to be short (see DurationEstimates)
+                if task.chunk is not None:
+                    # one chunk ahead of the running one, behind chunks only: the pipe never
+                    # runs dry, and the last chunks are not stuck behind a busy worker
+                    depth = 2 if all(n.endswith(CHUNK_SUFFIX) for n in w.names) else 1
+                elif task.is_async:
+                    depth = self._concurrency
+                    if estimates.all_short(w.names):
+                        depth += 1
+                elif own is None:
+                    depth = 1
+                else:
+                    if w.id not in held:
+                        held[w.id] = estimates.longest(w.names)
+                    theirs = held[w.id]
+                    depth = estimates.depth_for(None if theirs is None else max(own, theirs))
+                if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
+                    best is None or len(w.sent) < len(best.sent)
+                ):
+                    best = w
+            if best is None:
+                return
+            if self._bucket is not None and not self._rate_allows():
+                return
+            queue.pop()
+            self._send(best, task)
+            held.pop(best.id, None)  # it holds one more callable now
+            if best.killed or best.retiring:  # max_tasks_per_worker reached
+                workers.remove(best)
+
+    def _rate_allows(self) -> bool:
+        """Take a start token; when none is left, arm one timer to dispatch again."""
+        assert self._bucket is not None
+        if self._rate_timer is not None:
+            return False
+        wait = self._bucket.take(time.monotonic())
+        if wait == 0.0:
+            return True
+        self._rate_timer = self.loop.call_later(wait, self._rate_due)
+        return False
+
+    def _rate_due(self) -> None:
+        self._rate_timer = None
+        self.dispatch()
+
+    def _send(self, w: WorkerView, task: Task) -> None:
+        msg = RunTask(
+            task.seq,
+            len(task.attempts) + 1,
+            task.opts.priority,
+            task.payload,
+            task.is_async,
+            task.opts.timeout if task.is_async else None,
+            self._announce(task),
+            task.buffers,
+            task.chunk is not None,
+        )
+        try:
+            w.link.send(msg)
+        except ValueError as exc:  # beyond what one frame can hold: it can never be sent
+            err = _SerializationError(
+                "arguments", "frame", str(exc), name=task.name, task_id=task.task_id
+            )
+            self.outcomes.finish_failed(task, err)
+            return
+        task.state = "queued"
+        task.worker = w
+        task.started_at = None
+        w.add(task)
+        w.assigned += 1
+        limit = self._per_worker
+        if limit is not None and w.assigned >= limit:
+            self.pool.retire(w)
+
+    def _announce(self, task: Task) -> bool:
+        """Must the worker announce ``task`` (flush TaskStarted) before running it? Yes,
+        unless it is a sync task without a timeout whose callable is known to take under a
+        millisecond: such a task needs no mid-run kill, and its start travels in its
+        TaskFinished (no TaskStarted at all). An ``on_start`` hook needs every start.
+
+        A task that was held by a worker that died is always announced from then on: it may
+        be the one that killed it, unseen, and it must not do so again anonymously (each
+        crash would requeue the whole batch and replace the worker, for ever).
+        """
+        if (
+            task.is_async
+            or task.opts.timeout is not None
+            or task.suspect
+            or task.chunk is not None
+            or "on_start" in self.outcomes.hooks
+        ):
+            return True
+        estimate = self.estimates.estimate(task.key)
+        return estimate is None or estimate >= _common.TINY
+
+    def detach(self, w: WorkerView, task: Task) -> None:
+        """``task`` is no longer held by ``w`` (its timer, if any, is off)."""
+        w.remove(task)
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+
+    def fail_queued(self, error: Any) -> None:
+        """The pool cannot serve: every queued task (held back ones too) fails with
+        ``error(task)``."""
+        self.open_maps(None)  # what maps held back fails with the rest
+        for task in list(self.queue.items()):
+            self.queue.remove(task.seq)
+            self.outcomes.finish_failed(task, error(task))
+
+    # -- read-ahead of maps without buffersize ---------------------------------------------
+
+    def delivered(self, flow: ReadAhead[Task], entry: Any, nbytes: int) -> None:
+        """``nbytes`` of a map's values now wait for its reader in ``entry`` (its
+        ``MapChunk``, or the ``TaskFuture`` of an element sent on its own), which tells the
+        reader how much it frees by taking them (``_unread_bytes``)."""
+        flow.delivered(nbytes)
+        entry._unread_bytes += nbytes
+
+    def ended_in_flow(self, flow: ReadAhead[Task], seq: int) -> None:
+        """Task ``seq`` of a map has ended."""
+        flow.untrack(seq)
+        if not flow:
+            self.flows.discard(flow)
+        if flow.parked:
+            self._unpark(flow)
+
+    def _unpark(self, flow: ReadAhead[Task]) -> None:
+        """Queue again the parked tasks of ``flow`` that may start now."""
+        for task in flow.release():
+            if task.state == "queued" and task.cancel_reason is None:
+                self.enqueue(task)
+
+    def on_map_read(self, cmd: MapRead) -> None:
+        """A map's reader says what it has taken, what it waits for, or that it is gone."""
+        flow = cmd.flow
+        flow.read(cmd.nbytes)
+        if cmd.waiting_for is not None:
+            flow.wait_for(cmd.waiting_for)
+        if cmd.gone:
+            flow.reader_gone = True
+            flow.open()
+        if flow.parked:
+            self._unpark(flow)
+
+    def open_maps(self, flow: ReadAhead[Task] | None) -> None:
+        """Hold nothing back any more in ``flow``, or in every map (None)."""
+        for each in (flow,) if flow is not None else tuple(self.flows):
+            each.open()
+            if each.parked:
+                self._unpark(each)

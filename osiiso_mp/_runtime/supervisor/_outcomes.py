@@ -1,0 +1,203 @@
+"""Outcomes: each task's one record, made once (``finish``); cancellation; ``fail_first``;
+the user's hooks.
+
+Cancellation always wins unless the record already exists: a cancelled task is finished at
+once; a worker still holding it is told to drop it, or killed if it is running it (a sync
+attempt; an async one is cancelled inside the worker). Supervisor thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..._options import HOOKS
+from ..._records import TaskResult, make_result, with_value
+from .._messages import CancelTask
+from .._wire import release
+from ._chunks import ItemSink
+from ._common import Cancelled, log, message_of
+
+if TYPE_CHECKING:
+    from .._retention import StoredValue
+    from .._task import Task
+    from ._actor import Supervisor
+
+__all__ = ["Outcomes"]
+
+
+class Outcomes:
+    """Finishes tasks, cancels them, and runs the hooks (supervisor thread)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        config = sup.config
+        self.sup = sup
+        self.fail_policy = config.fail_policy  # run(fail_policy=...) may swap it for a run
+        self.hooks: dict[str, Callable[..., Any]] = {
+            name: hook for name in HOOKS if (hook := getattr(config, name)) is not None
+        }
+
+    def wire(self) -> None:
+        """Take the other parts (once all exist)."""
+        sup = self.sup
+        self.ledger = sup.ledger
+        self.pool = sup.pool
+        self.dispatch = sup.dispatch
+        self.attempts = sup.attempts
+        self.chunks = sup.chunks
+
+    # -- records ---------------------------------------------------------------------------
+
+    def finish_failed(self, task: Task, exc: BaseException) -> None:
+        """Finish ``task`` failed with ``exc``."""
+        self.finish(task, "failed", exc=exc, message=message_of(exc))
+
+    def finish(
+        self,
+        task: Task,
+        status: str,
+        *,
+        value: Any = None,
+        stored: StoredValue | None = None,
+        kept_size: int = 0,
+        exc: BaseException | None = None,
+        message: str = "",
+        flow_bytes: int = 0,
+    ) -> None:
+        """Make the task's one record and settle its future. ``value`` goes to the caller;
+        what the executor keeps is ``stored``, its serialized form, or else the record as
+        it is (no value, or one kept as is); ``kept_size`` bytes of it count in the value
+        budget (0: none). ``flow_bytes``: the value's size as it came, for the read-ahead
+        of the map it belongs to."""
+        if task.state == "complete":  # pragma: no cover - the invariant says once
+            log.error("osiiso_mp: task %s finished twice", task.task_id)
+            return
+        if task.chunk is not None:
+            self.chunks.end_chunk(task, status, exc, message)
+            return
+        task.state = "complete"
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+        self.ledger.forget(task)
+        now = time.perf_counter()
+        finished = task.attempts[-1].finished_at if task.attempts else now
+        first = task.first_started_at
+        opts = task.opts
+        record = make_result(
+            task_id=task.task_id,
+            name=task.name,
+            status=status,
+            value=value,
+            exception=exc,
+            attempts=len(task.attempts),
+            priority=opts.priority,
+            must_complete=opts.must_complete,
+            group_id=opts.group_id,
+            detached=opts.detached,
+            created_at=task.created_at,
+            started_at=first,
+            finished_at=finished,
+            duration=0.0 if first is None else max(0.0, finished - first),
+            message=message,
+            metadata=opts.metadata,
+            attempt_log=tuple(task.attempts),
+        )
+        release((task.payload, *task.buffers))  # shared memory is freed here, not later
+        task.payload = b""
+        task.buffers = ()
+        kept = record if stored is None else with_value(record, stored)
+        sink = task.fut
+        flow = task.flow
+        if type(sink) is ItemSink:  # an item of a map chunk: the chunk keeps it
+            self.ledger.completed += 1
+            sink.settle_item(record, kept, kept_size, flow_bytes)
+        else:
+            self.ledger.retain(task, kept, kept_size, stored=stored is not None)
+            if flow is not None and status == "succeeded":
+                self.dispatch.delivered(flow, sink, flow_bytes)
+            sink._settle(record)
+        if flow is not None:
+            self.dispatch.ended_in_flow(flow, task.seq)
+        if self.hooks:
+            self.hook("on_complete", record)
+        if status == "failed" and self.fail_policy == "fail_first":
+            self.trip_fail_first(task)
+        self.sup.maybe_finish_shutdown()
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    def cancel(self, task: Task, reason: str) -> bool:
+        """Cancel ``task`` now; False only when it had already finished. For a map chunk:
+        every item of it that has not ended."""
+        chunk = task.chunk
+        if chunk is None:
+            return self._cancel_one(task, reason)
+        cancelled = self._cancel_one(task, reason)
+        for item in list(chunk.split.values()):
+            cancelled = self._cancel_one(item, reason) or cancelled
+        return cancelled
+
+    def _cancel_one(self, task: Task, reason: str) -> bool:
+        if task.state == "complete":
+            return False
+        if task.seq not in self.ledger.tasks:  # not yet seen: its Submit is still queued
+            return False
+        task.cancel_reason = reason
+        now = time.perf_counter()
+        w = task.worker
+        if self.dispatch.queue.remove(task.seq) or task.state == "scheduled" or w is None:
+            self.finish(task, "cancelled", message=reason)
+        elif task.seq in w.unstarted:
+            task.abandoned = True
+            w.link.send(CancelTask(task.seq))
+            self.finish(task, "cancelled", message=reason)
+        else:  # running
+            if task.is_async:
+                task.abandoned = True
+                w.link.send(CancelTask(task.seq))
+                self.attempts.attempt_over(
+                    task, w, "cancelled", Cancelled(reason), now, exit_code=None
+                )
+            else:
+                self.dispatch.detach(w, task)
+                self.pool.kill_settling(w, now, f"task {task.name!r} was cancelled there")
+                self.attempts.attempt_over(
+                    task, w, "cancelled", Cancelled(reason), now, exit_code=-9
+                )
+        return True
+
+    # -- fail policy and hooks -------------------------------------------------------------
+
+    def set_fail_policy(self, policy: str, batch: tuple[Any, ...]) -> str | None:
+        """Use ``policy`` from now on; the one it replaced, or None when unchanged.
+        Switching to ``fail_first`` trips at once if ``batch`` already holds a failure."""
+        old = self.fail_policy
+        if old == policy:
+            return None
+        self.fail_policy = policy
+        if policy == "fail_first":
+            for entry in batch:
+                record = entry.failed()
+                if record is not None:
+                    self.trip_fail_first(record)
+                    break
+        return old
+
+    def trip_fail_first(self, failed: Task | TaskResult) -> None:
+        """``fail_first``: cancel every unfinished task but ``must_complete`` ones."""
+        reason = f"cancelled: fail_first after task {failed.name!r} failed"
+        for other in list(self.ledger.tasks.values()):
+            if not other.opts.must_complete:
+                self.cancel(other, reason)
+
+    def hook(self, name: str, *args: Any) -> None:
+        """Run a user hook on this thread; one that raises is logged and ignored."""
+        hook = self.hooks.get(name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("osiiso_mp: the %s hook raised; ignored", name)
