@@ -42,7 +42,7 @@ from ._workers import BOOTSTRAP, kill_group, reap_group_first
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ForkServer", "ForkedWorker", "serve"]
+__all__ = ["ForkServer", "ForkedProcess", "serve"]
 
 _REPLY = struct.Struct("!cqq")  # kind, pid, exit code
 _IDLE_MS = 200  # the server imports what can wait once no request came for this long
@@ -278,7 +278,7 @@ def _notify(
         pass
 
 
-class ForkedWorker:
+class ForkedProcess:
     """A worker forked by the fork server."""
 
     def __init__(self, server: ForkServer, pid: int) -> None:

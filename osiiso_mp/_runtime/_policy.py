@@ -8,6 +8,8 @@
 - :class:`DurationEstimates`: how long each callable's attempts usually take, so that work is
   queued behind a running task only when that task is known to be short.
 - :class:`TokenBucket`: the executor-wide ``rate``/``burst`` limit on attempt starts.
+- :func:`send_depth`: how many tasks a worker may hold before one more is sent to it;
+  :func:`must_announce`: whether a worker reports a task's start before running it.
 - :class:`ReadAhead`: how far the workers of a ``map`` without ``buffersize`` may run ahead
   of its reader: its values waiting to be read are bounded, and what the reader waits for
   never waits.
@@ -26,6 +28,8 @@ __all__ = [
     "TokenBucket",
     "chunk_size",
     "may_prefetch",
+    "must_announce",
+    "send_depth",
     "retry_delay",
 ]
 
@@ -166,6 +170,59 @@ class ReadAhead(Generic[T]):
         holding = self.holding
         free = sorted(s for s in parked if not holding or s <= self.waiting_for)
         return [parked.pop(s) for s in free]
+
+
+TINY = 0.001  # seconds: sync tasks estimated shorter than this run unannounced, in batches
+
+
+def must_announce(
+    *,
+    is_async: bool,
+    timeout: float | None,
+    suspect: bool,
+    chunk: bool,
+    start_hook: bool,
+    estimate: float | None,
+) -> bool:
+    """Must the worker announce a task (report ``TaskStarted``) before running it? Yes,
+    unless it is a sync task without a timeout whose callable is known to take under
+    :data:`TINY`: such a task needs no mid-run kill, and its start travels in its
+    ``TaskFinished``, so such tasks run and are answered in batches. An ``on_start`` hook
+    (``start_hook``) needs every start; a map chunk is always announced. A ``suspect`` task
+    (held by a worker that died) is always announced from then on: it may be the one that
+    killed it, unseen, and must not do so again anonymously (each crash would requeue the
+    whole batch and replace the worker, for ever)."""
+    if is_async or timeout is not None or suspect or chunk or start_hook:
+        return True
+    return estimate is None or estimate >= TINY
+
+
+def send_depth(
+    *,
+    chunk: bool,
+    is_async: bool,
+    concurrency: int,
+    holds_chunks_only: bool,
+    holds_short_only: bool,
+    longest: float | None,
+) -> int:
+    """How many tasks a worker may hold (running or waiting there) and still be sent this
+    one, before :func:`may_prefetch` lets a better one overtake.
+
+    - a map chunk: one ahead of the running one, behind chunks only (``holds_chunks_only``)
+      so that the pipe never runs dry and the last chunks are not stuck behind a busy
+      worker;
+    - an async task: up to the worker's ``concurrency``, one more when everything it holds
+      is known to be short (``holds_short_only``);
+    - a sync task: as many as fit in about 2 ms of the ``longest`` estimate among this
+      task's callable and those the worker holds (None: one of them is long or unknown,
+      so only one).
+    """
+    if chunk:
+        return 2 if holds_chunks_only else 1
+    if is_async:
+        return concurrency + 1 if holds_short_only else concurrency
+    return DurationEstimates.depth_for(longest)
 
 
 def retry_delay(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from osiiso_mp import Executor, WorkerCrashedError
-from osiiso_mp._runtime.supervisor._common import TINY as _TINY
+from osiiso_mp._runtime._policy import TINY as _TINY
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,12 +8,15 @@ import random
 import pytest
 
 from osiiso_mp._runtime._policy import (
+    TINY,
     DurationEstimates,
     ReadAhead,
     ReadyQueue,
     TokenBucket,
     may_prefetch,
+    must_announce,
     retry_delay,
+    send_depth,
 )
 
 
@@ -215,3 +218,43 @@ def test_read_ahead_opened_or_ended_holds_nothing() -> None:
     flow.open()
     assert not flow.holding and not flow.holds_back(2)
     assert flow.release() == ["b"]
+
+
+def test_only_known_tiny_sync_tasks_run_unannounced() -> None:
+    def announced(estimate: float | None, **flags: bool) -> bool:
+        return must_announce(
+            is_async=flags.get("is_async", False),
+            timeout=5.0 if flags.get("timeout") else None,
+            suspect=flags.get("suspect", False),
+            chunk=flags.get("chunk", False),
+            start_hook=flags.get("start_hook", False),
+            estimate=estimate,
+        )
+
+    assert not announced(TINY / 2)
+    assert announced(None)  # unknown: it may be long
+    assert announced(TINY)
+    for reason in ("is_async", "timeout", "suspect", "chunk", "start_hook"):
+        assert announced(TINY / 2, **{reason: True}), reason
+
+
+def test_send_depth_per_kind_of_task() -> None:
+    def depth(**kw: object) -> int:
+        base: dict[str, object] = {
+            "chunk": False,
+            "is_async": False,
+            "concurrency": 100,
+            "holds_chunks_only": False,
+            "holds_short_only": False,
+            "longest": None,
+        }
+        return send_depth(**{**base, **kw})  # type: ignore[arg-type]
+
+    assert depth(chunk=True, holds_chunks_only=True) == 2  # one chunk ahead of the running one
+    assert depth(chunk=True) == 1  # never behind a task of another kind
+    assert depth(is_async=True) == 100  # the worker's concurrency
+    assert depth(is_async=True, holds_short_only=True) == 101
+    assert depth() == 1  # a sync task behind something long or unknown: none ahead
+    assert depth(longest=0.0001) == 20  # about 2 ms of known-short work
+    assert depth(longest=1e-9) == 64  # capped
+    assert depth(longest=0.01) == 2  # at least one ahead once known

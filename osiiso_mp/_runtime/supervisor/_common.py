@@ -20,7 +20,6 @@ __all__ = [
     "RSS_INTERVAL",
     "STOPPED_GRACE",
     "STOP_GRACE",
-    "TINY",
     "Cancelled",
     "duplicate_id",
     "log",
@@ -36,7 +35,6 @@ log = logging.getLogger("osiiso_mp")
 ASYNC_GRACE = 1.0  # seconds past an async timeout before the worker is killed as a backstop
 STOP_GRACE = 2.0  # seconds a stopping worker gets before it is killed
 INIT_FAILURES = 3  # consecutive initializer failures that break the executor
-TINY = 0.001  # seconds: sync tasks estimated shorter than this run unannounced, in batches
 LIVENESS_INTERVAL = 0.5  # seconds between two checks for stopped workers
 STOPPED_GRACE = 2.0  # a worker stopped this long is killed and replaced
 RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_rss)

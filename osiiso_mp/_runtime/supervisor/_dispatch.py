@@ -23,9 +23,16 @@ from ..._errors import ClosedError
 from ..._errors import SerializationError as _SerializationError
 from .._chunk import CHUNK_SUFFIX
 from .._messages import RunTask
-from .._policy import DurationEstimates, ReadAhead, ReadyQueue, TokenBucket, may_prefetch
+from .._policy import (
+    DurationEstimates,
+    ReadAhead,
+    ReadyQueue,
+    TokenBucket,
+    may_prefetch,
+    must_announce,
+    send_depth,
+)
 from .._task import Task
-from . import _common
 from ._chunks import ChunkItem
 from ._common import duplicate_id, task_suffix
 
@@ -148,25 +155,25 @@ class Dispatcher:
                 queue.pop()  # its map's reader is behind: it waits (see ReadAhead)
                 flow.park(task.seq, task)
                 continue
-            own = None if task.is_async else estimates.longest((task.key,))
+            chunk, is_async = task.chunk is not None, task.is_async
+            own = None if is_async or chunk else estimates.longest((task.key,))
             best: WorkerView | None = None
             for w in workers:
-                # send ahead only behind tasks known to be short (see DurationEstimates)
-                if task.chunk is not None:
-                    # one chunk ahead of the running one, behind chunks only: the pipe never
-                    # runs dry, and the last chunks are not stuck behind a busy worker
-                    depth = 2 if all(n.endswith(CHUNK_SUFFIX) for n in w.names) else 1
-                elif task.is_async:
-                    depth = self._concurrency
-                    if estimates.all_short(w.names):
-                        depth += 1
-                elif own is None:
-                    depth = 1
-                else:
+                # send ahead only behind tasks known to be short (see send_depth)
+                longest = None
+                if own is not None:
                     if w.id not in held:
                         held[w.id] = estimates.longest(w.names)
                     theirs = held[w.id]
-                    depth = estimates.depth_for(None if theirs is None else max(own, theirs))
+                    longest = None if theirs is None else max(own, theirs)
+                depth = send_depth(
+                    chunk=chunk,
+                    is_async=is_async,
+                    concurrency=self._concurrency,
+                    holds_chunks_only=chunk and all(n.endswith(CHUNK_SUFFIX) for n in w.names),
+                    holds_short_only=is_async and estimates.all_short(w.names),
+                    longest=longest,
+                )
                 if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
                     best is None or len(w.sent) < len(best.sent)
                 ):
@@ -226,25 +233,16 @@ class Dispatcher:
             self.pool.retire(w)
 
     def _announce(self, task: Task) -> bool:
-        """Must the worker announce ``task`` (flush TaskStarted) before running it? Yes,
-        unless it is a sync task without a timeout whose callable is known to take under a
-        millisecond: such a task needs no mid-run kill, and its start travels in its
-        TaskFinished (no TaskStarted at all). An ``on_start`` hook needs every start.
-
-        A task that was held by a worker that died is always announced from then on: it may
-        be the one that killed it, unseen, and it must not do so again anonymously (each
-        crash would requeue the whole batch and replace the worker, for ever).
-        """
-        if (
-            task.is_async
-            or task.opts.timeout is not None
-            or task.suspect
-            or task.chunk is not None
-            or "on_start" in self.outcomes.hooks
-        ):
-            return True
-        estimate = self.estimates.estimate(task.key)
-        return estimate is None or estimate >= _common.TINY
+        """Must the worker report ``task``'s start before running it (see
+        :func:`.._policy.must_announce`)?"""
+        return must_announce(
+            is_async=task.is_async,
+            timeout=task.opts.timeout,
+            suspect=task.suspect,
+            chunk=task.chunk is not None,
+            start_hook="on_start" in self.outcomes.hooks,
+            estimate=self.estimates.estimate(task.key),
+        )
 
     def detach(self, w: WorkerView, task: Task) -> None:
         """``task`` is no longer held by ``w`` (its timer, if any, is off)."""

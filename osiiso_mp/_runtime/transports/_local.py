@@ -15,7 +15,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..._resources import ProcessRss
-from .._forkserver import ForkedWorker, ForkServer
+from .._forkserver import ForkedProcess, ForkServer
 from .._wire import Channel
 from .._workers import process_stopped
 from ._base import Capabilities, LinkEvents
@@ -31,7 +31,7 @@ _HOST = "localhost"
 class LocalLink:
     """One local worker process: its socket's channel, its process, its ``/proc`` files."""
 
-    def __init__(self, proc: ForkedWorker, channel: Channel, parent_pid: int) -> None:
+    def __init__(self, proc: ForkedProcess, channel: Channel, parent_pid: int) -> None:
         self.pid = proc.pid
         self.node = _HOST
         self.parent_pid: int | None = parent_pid
@@ -120,7 +120,7 @@ class LocalTransport:
             self._server = ForkServer.get()
         parent, child = socket.socketpair()
         try:
-            proc = ForkedWorker(self._server, self._server.spawn(child, fresh=self._fresh))
+            proc = ForkedProcess(self._server, self._server.spawn(child, fresh=self._fresh))
         except BaseException:
             parent.close()
             raise
