@@ -21,7 +21,7 @@ import timeit
 from osiiso_mp import Executor
 from osiiso_mp._bench import noop
 from osiiso_mp._records import make_attempt, make_result
-from osiiso_mp._runtime._telemetry import Meter
+from osiiso_mp._runtime.worker._telemetry import Meter
 
 
 def per_call_us(stmt: object, number: int = 200_000) -> float:

@@ -34,7 +34,10 @@ from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_tot
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
-from ._runtime._commands import (
+from ._runtime._policy import ReadAhead, chunk_size
+from ._runtime._retention import Holder
+from ._runtime._task import Task
+from ._runtime.protocol._commands import (
     CancelAll,
     CheckId,
     Estimate,
@@ -48,11 +51,8 @@ from ._runtime._commands import (
     Status,
     Submit,
 )
-from ._runtime._policy import ReadAhead, chunk_size
-from ._runtime._retention import Holder
-from ._runtime._serialize import dumps_task
-from ._runtime._task import Task
-from ._runtime._wire import blob_size, release
+from ._runtime.protocol._serialize import dumps_task
+from ._runtime.protocol._wire import blob_size, release
 from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
 

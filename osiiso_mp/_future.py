@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import ClosedError
 from ._records import TaskInfo, TaskResult
-from ._runtime._commands import Info, Status
+from ._runtime.protocol._commands import Info, Status
 
 if TYPE_CHECKING:
     from ._runtime._task import Task

@@ -19,7 +19,7 @@ from ._future import TaskFuture
 from ._options import TaskOptions
 from ._progress import ProgressArg, progress_tracker
 from ._records import RunSummary, TaskResult
-from ._runtime._commands import CancelAll
+from ._runtime.protocol._commands import CancelAll
 
 if TYPE_CHECKING:
     from ._executor import Executor

@@ -34,7 +34,7 @@ from ._errors import ClosedError
 from ._progress import ProgressTracker
 from ._records import RunSummary, TaskResult
 from ._runtime._chunk import MAX_CHUNK, SEQ_STEP, Chunk
-from ._runtime._commands import MapRead
+from ._runtime.protocol._commands import MapRead
 
 if TYPE_CHECKING:
     from ._runtime._policy import ReadAhead

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from osiiso_mp._runtime._forkserver import ForkServer
+from osiiso_mp._runtime.transports._forkserver import ForkServer
 
 
 def _leftovers() -> list[psutil.Process]:

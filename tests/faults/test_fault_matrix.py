@@ -76,7 +76,7 @@ from osiiso_mp import (
     WorkerCrashedError,
 )
 from osiiso_mp._errors import RemoteTraceback
-from osiiso_mp._runtime._forkserver import ForkServer
+from osiiso_mp._runtime.transports._forkserver import ForkServer
 
 BIG = 100 * 2**20  # 100 MiB
 

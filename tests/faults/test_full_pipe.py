@@ -19,7 +19,7 @@ import time
 import pytest
 
 from osiiso_mp import Executor, WorkerCrashedError
-from osiiso_mp._runtime._commands import Call
+from osiiso_mp._runtime.protocol._commands import Call
 
 pytestmark = pytest.mark.timeout(60)
 

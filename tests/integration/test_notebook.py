@@ -32,7 +32,7 @@ NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 PROBE = """
 import json as _json, os as _os, sys as _sys, time as _time
 import psutil as _psutil
-from osiiso_mp._runtime._forkserver import ForkServer as _ForkServer
+from osiiso_mp._runtime.transports._forkserver import ForkServer as _ForkServer
 
 def _live_descendants():
     out = []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import osiiso_mp
-from osiiso_mp._runtime import _boot
+from osiiso_mp._runtime.transports import _boot
 
 
 def test_every_public_name_resolves_with_a_docstring() -> None:
@@ -44,7 +44,8 @@ def test_worker_modules_do_not_load_the_facades() -> None:
     # cannot do) must not come with it (fresh interpreters start faster), while
     # `from osiiso_mp import Executor` still works as before
     code = (
-        "import sys; from osiiso_mp._runtime import _worker_main, _forkserver; "
+        "import sys; from osiiso_mp._runtime.worker import _main; "
+        "from osiiso_mp._runtime.transports import _forkserver; "
         "heavy = [m for m in ('osiiso_mp._executor', 'osiiso_mp._async', "
         "'osiiso_mp._records', 'psutil', 'cloudpickle') if m in sys.modules]; "
         "print(heavy); from osiiso_mp import Executor, TaskResult; print(Executor.__name__)"

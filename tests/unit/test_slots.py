@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from osiiso_mp._runtime._messages import ErrorInfo, RunTask, TaskStarted
+from osiiso_mp._runtime.protocol._messages import ErrorInfo, RunTask, TaskStarted
 from osiiso_mp._slots import frozen_class
 
 

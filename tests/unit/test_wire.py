@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from osiiso_mp._runtime._messages import (
+from osiiso_mp._runtime.protocol._messages import (
     MESSAGES,
     CancelTask,
     ChunkFinished,
@@ -30,7 +30,7 @@ from osiiso_mp._runtime._messages import (
     from_wire,
     to_wire,
 )
-from osiiso_mp._runtime._wire import (
+from osiiso_mp._runtime.protocol._wire import (
     INLINE_MIN,
     SHARED_MIN,
     Channel,
@@ -235,7 +235,7 @@ def test_shared_buffers_are_copied_where_they_cannot_be_mapped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # no callable libc (or mmap refused): the receiver reads the file into its own memory
-    from osiiso_mp._runtime import _wire
+    from osiiso_mp._runtime.protocol import _wire
 
     monkeypatch.setattr(_wire, "_libc", False)
     before = _open_fds()

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..._errors import ClosedError, OsiisoError
 from ..._options import ExecutorConfig
 from ..._records import TaskResult
-from .._commands import (
+from .._task import Task, task_info
+from ..protocol._commands import (
     Ask,
     Call,
     Cancel,
@@ -41,7 +42,6 @@ from .._commands import (
     Status,
     Submit,
 )
-from .._task import Task, task_info
 from ._attempts import Attempts
 from ._chunks import ChunkItem, ChunkOutcomes
 from ._common import log, task_suffix

@@ -20,7 +20,7 @@ from ..._errors import SerializationError as _SerializationError
 from ..._records import Outcome, make_attempt
 from .._policy import retry_delay
 from .._retention import StoredValue, kept_as_is
-from .._serialize import rebuild_exception
+from ..protocol._serialize import rebuild_exception
 from ._common import (
     ASYNC_GRACE,
     Cancelled,
@@ -30,8 +30,8 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from .._messages import ErrorInfo, TaskFinished, TaskStarted
     from .._task import Task
+    from ..protocol._messages import ErrorInfo, TaskFinished, TaskStarted
     from ._actor import Supervisor
     from ._view import WorkerView
 

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import SerializationError as _SerializationError
 from .._retention import StoredValue
-from .._serialize import dumps_task, rebuild_exception
 from .._task import Task, task_info
-from .._wire import release
+from ..protocol._serialize import dumps_task, rebuild_exception
+from ..protocol._wire import release
 from ._common import short_error, unreported_attempt
 
 if TYPE_CHECKING:
     from ..._records import Attempt, TaskInfo, TaskResult
-    from .._messages import ChunkFinished
+    from ..protocol._messages import ChunkFinished
     from ._actor import Supervisor
     from ._view import WorkerView
 

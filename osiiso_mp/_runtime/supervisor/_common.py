@@ -7,11 +7,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..._records import Attempt, Outcome
-from .._wire import blob_size
+from ..protocol._wire import blob_size
 
 if TYPE_CHECKING:
-    from .._messages import TaskFinished
     from .._task import Task
+    from ..protocol._messages import TaskFinished
 
 __all__ = [
     "ASYNC_GRACE",

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import ClosedError
 from ..._errors import SerializationError as _SerializationError
 from .._chunk import CHUNK_SUFFIX
-from .._messages import RunTask
 from .._policy import (
     DurationEstimates,
     ReadAhead,
@@ -33,13 +32,14 @@ from .._policy import (
     send_depth,
 )
 from .._task import Task
+from ..protocol._messages import RunTask
 from ._chunks import ChunkItem
 from ._common import duplicate_id, task_suffix
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .._commands import MapRead
+    from ..protocol._commands import MapRead
     from ._actor import Supervisor
     from ._view import WorkerView
 

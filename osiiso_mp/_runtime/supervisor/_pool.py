@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import WorkerCrashedError
 from ..._resources import thread_env
-from .._messages import (
+from ..protocol._messages import (
     ChunkFinished,
     InitFailed,
     LogRecorded,
@@ -27,7 +27,7 @@ from .._messages import (
     WorkerReady,
     on_our_clock,
 )
-from .._wire import PassedFd
+from ..protocol._wire import PassedFd
 from ._common import INIT_FAILURES, LIVENESS_INTERVAL, STOP_GRACE, STOPPED_GRACE, log
 from ._setup import configure, forward_log
 from ._view import WorkerView

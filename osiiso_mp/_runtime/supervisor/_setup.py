@@ -9,13 +9,13 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._messages import Configure, LogRecorded
+from ..protocol._messages import Configure, LogRecorded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..._options import ExecutorConfig
-    from .._wire import PassedFd
+    from ..protocol._wire import PassedFd
     from ..transports import Capabilities, WorkerLink
     from ._view import WorkerView
 
@@ -103,7 +103,7 @@ def dumps_initializer(
     descriptors that multiprocessing objects among ``initargs`` hand to each worker (see
     ``_inherit``: they travel as process arguments do for ``ProcessPoolExecutor``)."""
     from .._inherit import dumps_inherited
-    from .._serialize import dumps_task
+    from ..protocol._serialize import dumps_task
 
     def dumps() -> bytes:
         data, _ = dumps_task(init, initargs, {}, out_of_band=False)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..._options import ExecutorConfig
-    from .._messages import Message
+    from ..protocol._messages import Message
 
 __all__ = ["Capabilities", "LinkEvents", "Transport", "WorkerLink", "make_transport"]
 

@@ -15,13 +15,13 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..._resources import ProcessRss
-from .._forkserver import ForkedProcess, ForkServer
-from .._wire import Channel
-from .._workers import process_stopped
+from ..protocol._wire import Channel
 from ._base import Capabilities, LinkEvents
+from ._forkserver import ForkedProcess, ForkServer
+from ._processes import process_stopped
 
 if TYPE_CHECKING:
-    from .._messages import Message
+    from ..protocol._messages import Message
 
 __all__ = ["LocalLink", "LocalTransport"]
 

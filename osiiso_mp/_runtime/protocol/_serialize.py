@@ -27,7 +27,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import RemoteError, SerializationError
+from ..._errors import RemoteError, SerializationError
 from ._messages import ErrorInfo
 from ._wire import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, attach_copy
 
@@ -312,7 +312,7 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
         )
     else:
         exc = RemoteError(info.type_name, info.message, info.traceback)
-    from .._pool_errors import RemoteTraceback  # parent side only: workers never load it
+    from ..._pool_errors import RemoteTraceback  # parent side only: workers never load it
 
     exc.__cause__ = RemoteTraceback(info.traceback)
     return exc

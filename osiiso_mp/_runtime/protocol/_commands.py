@@ -15,9 +15,9 @@ import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any
 
-from .._slots import frozen_class
-from ._policy import ReadAhead
-from ._task import Task
+from ..._slots import frozen_class
+from .._policy import ReadAhead
+from .._task import Task
 
 __all__ = [
     "Ask",

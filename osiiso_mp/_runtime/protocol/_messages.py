@@ -30,7 +30,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from .._slots import frozen_class, slot_builder
+from ..._slots import frozen_class, slot_builder
 
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._boot import launch, package_root
-from ._workers import BOOTSTRAP, kill_group, reap_group_first
+from ._processes import BOOTSTRAP, kill_group, reap_group_first
 
 if TYPE_CHECKING:
     import asyncio
@@ -57,7 +57,7 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop  # noqa: F401  (each worker's main() imports it: loaded once, here)
 
-    from . import _worker_main  # preload what every worker imports
+    from ..worker import _main as _worker_main  # preload what every worker imports
 
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(True)

@@ -33,7 +33,7 @@ ROLE_ENV = "_OSIISO_MP_SERVER"  # set in the fork server's environment (see abov
 SERVER_BOOTSTRAP = (
     "import os{deathsig}; os.getppid() == {ppid} or os._exit(0); "
     "import sys; sys.path.insert(0, {root!r}); "
-    "from osiiso_mp._runtime._forkserver import serve; serve({fd})"
+    "from osiiso_mp._runtime.transports._forkserver import serve; serve({fd})"
 )
 # PR_SET_PDEATHSIG with SIGTERM: killed while booting; once serving, the server's handler
 # first kills its workers' process groups (the children tasks started), then exits

@@ -50,8 +50,8 @@ from array import array
 from multiprocessing import process as mp_process  # loaded once in the fork server
 from typing import Any, NoReturn
 
-from .._errors import INTERNAL_ERROR_EXIT, InternalError, SerializationError
-from ._messages import (
+from ..._errors import INTERNAL_ERROR_EXIT, InternalError, SerializationError
+from ..protocol._messages import (
     CancelTask,
     ChunkFinished,
     Configure,
@@ -66,9 +66,9 @@ from ._messages import (
     TaskStarted,
     WorkerReady,
 )
-from ._serialize import dumps_chunk_values, dumps_value, error_info, type_name
+from ..protocol._serialize import dumps_chunk_values, dumps_value, error_info, type_name
+from ..protocol._wire import Channel, encode, read_frame_blocking, release
 from ._telemetry import Meter, Snapshot
-from ._wire import Channel, encode, read_frame_blocking, release
 
 __all__ = ["main"]
 
@@ -611,7 +611,7 @@ class WorkerActor:
                 self._finish(msg, "cancelled", b"", start)
             except TimeoutError as exc:
                 if msg.timeout is not None and scope.expired():
-                    from .._errors import TaskTimeoutError
+                    from ..._errors import TaskTimeoutError
 
                     timed_out = TaskTimeoutError(msg.timeout, killed=False)
                     self._fail(msg, timed_out, start, "timed_out")
@@ -689,7 +689,7 @@ def _initialize(sock: socket.socket, cfg: Configure) -> None:
         return
     try:
         if cfg.inherited:  # the descriptors of the multiprocessing objects in initargs
-            from ._inherit import receive
+            from .._inherit import receive
 
             receive(cfg.inherited)
         init, initargs, initkwargs = pickle.loads(cfg.initializer)
