@@ -247,6 +247,8 @@ class Dispatcher:
     def detach(self, w: WorkerView, task: Task) -> None:
         """``task`` is no longer held by ``w`` (its timer, if any, is off)."""
         w.remove(task)
+        if task.worker is w:  # Invariant: a task's worker holds it (a requeued one: none)
+            task.worker = None
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
