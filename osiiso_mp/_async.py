@@ -339,7 +339,8 @@ class AsyncExecutor(_AsyncSubmitter):
 
     def __init__(self, procs: int | None = None, **config: Any) -> None:
         self._ex = Executor(procs, **config)
-        self._ex._blocking_submit = False
+        if self._ex._admission is not None:
+            self._ex._admission.blocking = False
         self._aex = self
         self._opts = self._ex._opts
 

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import _random
-import atexit
 import concurrent.futures as cf
-import functools
-import inspect
 import itertools
 import threading
 import time
-import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from ._errors import ClosedError, QueueFullError, SerializationError
+from ._admission import Admission
+from ._batch import Run, RunBatch, must_complete
+from ._errors import ClosedError, SerializationError
 from ._future import TaskFuture
 from ._group import A, TaskGroup, build_group
-from ._map import MapChunk, MapWindow, check_map_sizes, map_results, weight_of
+from ._intake import callable_name, estimate_key, is_async, new_task_id
+from ._lifecycle import adopt, exiting, graceful_stop
+from ._map import MapChunk, MapWindow, check_map_sizes, map_results
 from ._options import (
     FAIL_POLICIES,
     HOOKS,
@@ -30,12 +28,11 @@ from ._options import (
     check_choice,
     resolve_options,
 )
-from ._progress import ProgressArg, ProgressTracker, progress_tracker, sized_total
+from ._progress import ProgressArg, progress_tracker, sized_total
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
 from ._resources import cpu_budget
 from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._policy import ReadAhead, chunk_size
-from ._runtime._retention import Holder
 from ._runtime._task import Task
 from ._runtime.protocol._commands import (
     CancelAll,
@@ -61,10 +58,6 @@ __all__ = ["Executor", "OptionsView"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
-
-# A batch longer than this drops records older than result_ttl (see Executor._prune_batch).
-_BATCH_PRUNE_AT = 10_000
 # The pickled size a map chunk aims to stay under when chunksize is not given.
 _CHUNK_BYTES = 16 << 20
 # how many bytes of values a map without buffersize holds for a reader slower than its
@@ -72,99 +65,6 @@ _CHUNK_BYTES = 16 << 20
 # retain_bytes, at least two chunks' worth (retain_bytes=None: no bound)
 _READ_AHEAD_SHARE = 4
 _READ_AHEAD_FLOOR = 2 * _CHUNK_BYTES
-
-
-_exiting = False  # the main thread has finished: no new tasks (as ProcessPoolExecutor)
-
-
-def _wait_all_at_exit() -> None:
-    """The main thread has finished: as ``ProcessPoolExecutor`` does, refuse new tasks and
-    wait for every executor still open to finish what was submitted to it. Runs before
-    atexit handlers (with the threads' own exit hooks); Ctrl-C stops the wait, and the
-    atexit handler below then stops what is left."""
-    global _exiting
-    _exiting = True
-    sups = list(_live)
-    for sup in sups:
-        try:
-            sup.post(Shutdown(cancel_pending=False, kill=False, reply=None))
-        except ClosedError:
-            continue
-    for sup in sups:
-        sup.join()
-
-
-try:  # where concurrent.futures hooks in too: before non-daemon threads are joined
-    threading._register_atexit(_wait_all_at_exit)  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - every supported Python has it
-    atexit.register(_wait_all_at_exit)
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    """Interpreter exit, after the wait above (or its interruption): force-stop every
-    executor still alive, without hanging."""
-    for sup in list(_live):
-        try:
-            sup.post(Shutdown(cancel_pending=True, kill=True, reply=None))
-        except ClosedError:
-            continue
-    for sup in list(_live):
-        sup.join(2.0)
-
-
-def _graceful_stop(sup: Supervisor) -> None:
-    """The executor object was garbage collected: finish its tasks, then stop its workers."""
-    try:
-        sup.post(Shutdown(cancel_pending=False, kill=False, reply=None))
-    except ClosedError:
-        pass
-
-
-# seeded from os.urandom once; the C class, since random.py costs start-up time
-_getrandbits = _random.Random().getrandbits
-
-
-def new_task_id() -> str:
-    """A random uuid4 in hex, made without a syscall (``uuid.uuid4()`` reads os.urandom)."""
-    n = _getrandbits(128)
-    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
-    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
-    return f"{n:032x}"
-
-
-def _callable_name(fn: Callable[..., Any]) -> str:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return name if isinstance(name, str) else type(fn).__qualname__
-
-
-def _estimate_key(fn: Callable[..., Any], name: str) -> str:
-    """What the supervisor's duration estimates know ``fn`` by: its name, or for a lambda
-    its name and where it is defined (every lambda is called ``"<lambda>"``, and a quick
-    one must not make a slow one look quick)."""
-    if not name.endswith("<lambda>"):
-        return name
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return name
-    return f"{name} {code.co_filename}:{code.co_firstlineno}"
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    if (
-        type(fn) is types.FunctionType
-        and not fn.__code__.co_flags & inspect.CO_COROUTINE
-        and not hasattr(fn, "_is_coroutine_marker")  # inspect.markcoroutinefunction (3.12)
-    ):
-        return False  # the common case, without inspect's unwrapping (a hot path)
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
 
 
 class _Submitter:
@@ -431,32 +331,22 @@ class Executor(_Submitter, cf.Executor):
         self._opts = self._config.default_options
         self._ex = self
         self._lock = threading.Lock()  # orders posts with the closed flag
-        self._batch_lock = threading.Lock()  # guards _batch, _batch_weight and _prune_at
-        self._admit_lock = threading.Lock()  # guards _parked against freed slots
-        self._parked: deque[TaskFuture[Any]] = deque()
-        self._blocking_submit = True  # the async twin parks instead of blocking
         # task seqs are SEQ_STEP apart: the items a map chunk leaves unrun take the seqs
         # between its own and the next, so that they run in order, before later tasks
         self._seq = itertools.count(SEQ_STEP, SEQ_STEP)
-        # what run() will summarise: a task's Task (which lets go of its future once the
-        # task has finished, and keeps its record) or a map chunk's MapChunk
-        self._batch: list[Task | MapChunk] = []
-        self._batch_weight = 0  # the tasks in _batch (a map chunk counts its items)
-        self._prune_at = _BATCH_PRUNE_AT
-        self._batch_respawns = 0
         self._closed = False
-        self._room = (
-            None
-            if self._config.max_pending is None
-            else threading.Semaphore(self._config.max_pending)
+        limit = self._config.max_pending
+        self._admission = (
+            None if limit is None else Admission(self, limit, self._config.submit_timeout)
         )
         transport = make_transport(self._config)
         # large arguments may travel in shared memory (the workers are on this host)
         self._shared = transport.capabilities.shared_memory
         self._sup = Supervisor(self._config, transport)
+        self._batch = RunBatch(self._sup, self._config)  # what run() will summarise
         self._sup.start()
-        _live.add(self._sup)
-        self._finalizer = weakref.finalize(self, _graceful_stop, self._sup)
+        adopt(self._sup)
+        self._finalizer = weakref.finalize(self, graceful_stop, self._sup)
         self._finalizer.atexit = False
 
     def __repr__(self) -> str:
@@ -501,9 +391,9 @@ class Executor(_Submitter, cf.Executor):
         self._check_submittable()
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
-        fn_name = _callable_name(fn)
+        fn_name = callable_name(fn)
         name = opts.name or fn_name
-        key = _estimate_key(fn, fn_name)
+        key = estimate_key(fn, fn_name)
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
@@ -524,7 +414,7 @@ class Executor(_Submitter, cf.Executor):
             opts=opts,
             payload=payload,
             buffers=buffers,
-            is_async=_is_async(fn),
+            is_async=is_async(fn),
             error=error,
             args=args,
             kwargs=kwargs,
@@ -535,7 +425,10 @@ class Executor(_Submitter, cf.Executor):
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
             self._sup.ask(CheckId(task_id))
-        self._admit(fut, task, wait=self._blocking_submit)
+        if self._admission is None:
+            self._post(fut, task)
+        else:
+            self._admission.admit(fut, task)
         return fut
 
     def _chunkable(self, opts: TaskOptions, fn: Callable[..., Any]) -> bool:
@@ -549,10 +442,10 @@ class Executor(_Submitter, cf.Executor):
             callable(fn)
             and opts.timeout is None
             and opts.task_id is None
-            and self._room is None
+            and self._admission is None
             and config.rate is None
             and config.max_tasks_per_worker is None
-            and not _is_async(fn)
+            and not is_async(fn)
             and not any(getattr(config, hook) is not None for hook in HOOKS)
         )
 
@@ -573,7 +466,7 @@ class Executor(_Submitter, cf.Executor):
     def _estimate(self, fn: Callable[..., Any]) -> float | None:
         """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""
         self._check_open()
-        key = _estimate_key(fn, _callable_name(fn))
+        key = estimate_key(fn, callable_name(fn))
         estimate: float | None = self._sup.ask(Estimate(key))
         return estimate
 
@@ -592,7 +485,7 @@ class Executor(_Submitter, cf.Executor):
             payload, buffers = dumps_task(fn, tuple(items), {}, shared=self._shared)
         except SerializationError:
             return [self._submit(opts, fn, args, {}, flow) for args in items]
-        fn_name = _callable_name(fn)
+        fn_name = callable_name(fn)
         created_at = time.perf_counter()
         chunk = Chunk(
             prefix=new_task_id()[:PREFIX_LEN],
@@ -602,7 +495,7 @@ class Executor(_Submitter, cf.Executor):
             fn_name=fn_name,
             opts=opts,
             created_at=created_at,
-            key=_estimate_key(fn, fn_name),
+            key=estimate_key(fn, fn_name),
         )
         fut = MapChunk(self._sup, chunk)
         task = Task(
@@ -628,47 +521,17 @@ class Executor(_Submitter, cf.Executor):
         self._post(fut, task)
         return [fut]
 
-    def _admit(self, fut: TaskFuture[Any], task: Task, *, wait: bool) -> None:
-        """Hand the task to the supervisor, within ``max_pending``.
-
-        With room, it goes now. Without: ``wait=True`` (the sync executor) blocks up to
-        ``submit_timeout`` for room; ``wait=False`` (the async one) parks the task: its
-        future is returned at once, and the next task to finish hands its slot to it.
-        ``submit_timeout=0`` refuses with :class:`QueueFullError` either way.
-        """
-        room = self._room
-        if room is None:
-            self._post(fut, task)
-            return
-        if wait or self._config.submit_timeout == 0:
-            self._wait_for_room(room)
-        else:
-            with self._admit_lock:
-                if not room.acquire(blocking=False):
-                    self._check_open()
-                    # Invariant: a task is parked only while no slot is free; a finishing
-                    # task takes the admit lock before it frees a slot (_free_slot).
-                    fut._parked_in = self
-                    self._parked.append(fut)
-                    self._add_to_batch(fut, task)
-                    return
-        try:
-            self._post(fut, task)
-        except BaseException:
-            self._free_slot()
-            raise
-
     def _post(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         with self._lock:
             self._check_open()
             self._sup.post(Submit(task))
-            self._add_to_batch(fut, task)
-        if self._room is not None:
-            fut.add_done_callback(self._slot_done)
+            self._batch.add(fut, task)
+        if self._admission is not None:
+            fut.add_done_callback(self._admission.slot_done)
 
     def _check_open(self) -> None:
-        if self._closed or _exiting:
-            if _exiting:  # the standard library's words
+        if self._closed or exiting():
+            if exiting():  # the standard library's words
                 raise ClosedError("cannot schedule new futures after interpreter shutdown")
             raise ClosedError("cannot submit: the executor is shut down")
 
@@ -678,105 +541,6 @@ class Executor(_Submitter, cf.Executor):
         broken = self._sup.broken
         if broken is not None:
             raise ClosedError(f"cannot submit: the executor is broken: {broken}")
-
-    def _add_to_batch(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
-        if task.opts.detached:
-            return
-        entry = fut if type(fut) is MapChunk else task
-        with self._batch_lock:
-            self._batch.append(entry)
-            self._batch_weight += weight_of(entry)
-            if self._batch_weight >= self._prune_at:
-                self._prune_batch()
-
-    def _slot_done(self, _: object) -> None:
-        self._free_slot()
-
-    def _free_slot(self) -> None:
-        """A task holding a ``max_pending`` slot finished: give the slot to the oldest
-        parked task, or back to the semaphore."""
-        assert self._room is not None
-        with self._admit_lock:
-            while self._parked:
-                fut = self._parked.popleft()
-                fut._parked_in = None
-                if fut.done():  # cancelled while parked
-                    continue
-                task = fut._task
-                assert task is not None
-                try:
-                    with self._lock:
-                        self._check_open()
-                        self._sup.post(Submit(task))
-                except ClosedError:
-                    fut._settle_closed()
-                    continue
-                fut.add_done_callback(self._slot_done)
-                return
-            self._room.release()
-
-    def _flush_parked(self, *, cancel: bool) -> None:
-        """At shutdown (lock held, before the Shutdown command): a drain runs the parked
-        tasks, past max_pending; a cancelling shutdown cancels them."""
-        with self._admit_lock:
-            parked, self._parked = list(self._parked), deque()
-        for fut in parked:
-            fut._parked_in = None
-            task = fut._task
-            if fut.done() or task is None:
-                continue
-            if cancel:
-                fut._settle_cancelled("cancelled by shutdown before it was admitted")
-                continue
-            try:
-                self._sup.post(Submit(task))  # past max_pending: it holds no slot to free
-            except ClosedError:
-                fut._settle_closed()
-
-    def _withdraw(self, fut: TaskFuture[Any]) -> bool:
-        """Cancel a parked task before it reached the supervisor; False if it had left."""
-        with self._admit_lock:
-            try:
-                self._parked.remove(fut)
-            except ValueError:
-                return False
-            fut._parked_in = None
-        fut._settle_cancelled("cancelled by the caller before it was admitted")
-        return True
-
-    def _prune_batch(self) -> None:
-        """Bound the memory of a batch nobody summarises (a server never calling run()).
-
-        Called with the batch lock held once the batch holds ``_prune_at`` tasks (a map
-        chunk counts its items): records that finished more than ``result_ttl`` seconds ago
-        are dropped from it. The threshold then doubles past what is left, so pruning costs
-        amortised O(1) per task.
-        """
-        horizon = time.perf_counter() - self._config.result_ttl
-        kept: list[Task | MapChunk] = []
-        dropped: list[Holder] = []
-        for entry in self._batch:
-            if _finished_before(entry, horizon):
-                dropped.append(_holder(entry))
-            else:
-                kept.append(entry)
-        self._batch = kept
-        self._batch_weight = sum(weight_of(f) for f in kept)
-        self._prune_at = max(_BATCH_PRUNE_AT, 2 * self._batch_weight)
-        self._sup.batch_let_go(dropped)
-
-    def _wait_for_room(self, room: threading.Semaphore) -> None:
-        """Take a ``max_pending`` slot, waiting up to ``submit_timeout``."""
-        timeout = self._config.submit_timeout
-        if threading.get_ident() == self._sup.thread_id:
-            timeout = 0.0  # a done-callback must not wait for the thread that frees room
-        if room.acquire(timeout=timeout):
-            return
-        waited = "" if not timeout else f" within {timeout:g}s"
-        raise QueueFullError(
-            f"cannot submit: max_pending={self._config.max_pending} tasks are unfinished "
-            f"and no room freed up{waited}"
-        )
 
     # -- running and stopping --------------------------------------------------------------
 
@@ -818,25 +582,21 @@ class Executor(_Submitter, cf.Executor):
 
     # The steps of run(), shared with AsyncExecutor.run (which only waits differently).
 
-    def _start_run(self, fail_policy: str | None, progress: ProgressArg, desc: str) -> _Run:
+    def _start_run(self, fail_policy: str | None, progress: ProgressArg, desc: str) -> Run:
         policy = (
             self._config.fail_policy
             if fail_policy is None
             else check_choice("fail_policy", fail_policy, FAIL_POLICIES)
         )
         tracker = progress_tracker(progress, desc=desc)  # before the batch is taken
-        with self._batch_lock:
-            batch, self._batch = self._batch, []
-            self._batch_weight = 0
-            self._prune_at = _BATCH_PRUNE_AT
-            respawns_before = self._batch_respawns
+        batch, respawns_before = self._batch.take()
         previous = self._swap_fail_policy(policy, batch)
         if tracker:
             tracker.track_all(batch, last=True)
         futures = [f for e in batch if (f := e.future()) is not None and not f.done()]
         if futures:  # it waits for them all: no map's tasks wait for its reader any more
             self._open_maps(None)
-        return _Run(batch, futures, respawns_before, previous, tracker)
+        return Run(batch, futures, respawns_before, previous, tracker)
 
     def _open_maps(self, flow: ReadAhead[Task] | None) -> None:
         """Let the tasks of ``flow``'s map (None: of every map) start without waiting for
@@ -846,48 +606,25 @@ class Executor(_Submitter, cf.Executor):
         except ClosedError:
             pass
 
-    def _cancel_on_timeout(self, run: _Run, not_done: set[Any]) -> None:
+    def _cancel_on_timeout(self, run: Run, not_done: set[Any]) -> None:
         pending = [f for f in run.futures if f in not_done]
         if self._config.on_timeout == "complete":
-            pending = [f for f in pending if not _must_complete(f)]
+            pending = [f for f in pending if not must_complete(f)]
         self._cancel_many(pending, "cancelled: run timed out")
 
-    def _abort_run(self, run: _Run) -> None:
+    def _abort_run(self, run: Run) -> None:
         unfinished = [f for f in run.futures if not f.done()]
         self._cancel_many(unfinished, "cancelled: run() was interrupted")
-        with self._batch_lock:
-            self._batch[:0] = run.batch
-            self._batch_weight += sum(weight_of(f) for f in run.batch)
+        self._batch.restore(run.batch)
 
-    def _end_run(self, run: _Run) -> None:
+    def _end_run(self, run: Run) -> None:
         if run.previous_policy is not None:
             self._swap_fail_policy(run.previous_policy, [])
         if run.tracker:
             run.tracker.close()
 
-    def _summarise(self, run: _Run, timed_out: bool, strict: bool) -> RunSummary:
-        respawns = self._sup.replacements()
-        with self._batch_lock:
-            self._batch_respawns = respawns
-        records: list[TaskResult] = []
-        for entry in run.batch:
-            if entry.done():  # every entry has finished, unless the executor broke
-                records.extend(entry.records())
-        self._sup.batch_let_go([_holder(entry) for entry in run.batch], wait=True)
-        if records:
-            duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
-        else:
-            duration = 0.0
-        summary = RunSummary(
-            results=tuple(records),
-            duration=max(0.0, duration),
-            timed_out=timed_out,
-            procs=self._config.procs,
-            respawns=max(0, respawns - run.respawns_before),
-        )
-        if strict:
-            summary.raise_for_errors()
-        return summary
+    def _summarise(self, run: Run, timed_out: bool, strict: bool) -> RunSummary:
+        return self._batch.summarise(run, timed_out, strict)
 
     def _swap_fail_policy(self, policy: str, batch: list[Task | MapChunk]) -> str | None:
         """Set the supervisor's fail policy; return the one it replaced (None: unchanged).
@@ -971,7 +708,8 @@ class Executor(_Submitter, cf.Executor):
         """
         with self._lock:
             self._closed = True
-            self._flush_parked(cancel=cancel_futures or kill)
+            if self._admission is not None:
+                self._admission.flush(cancel=cancel_futures or kill)
         self._finalizer.detach()
         reply: cf.Future[None] = cf.Future()
         try:
@@ -986,31 +724,3 @@ class Executor(_Submitter, cf.Executor):
         """Drain on a clean exit; force-cancel when the block raised."""
         self.shutdown(wait=True, kill=exc_type is not None)
         return False
-
-
-@dataclass(slots=True)
-class _Run:
-    """One ``run()`` in progress: its batch, and the futures of the entries that had not
-    finished when it started (what it waits for, and cancels on a timeout)."""
-
-    batch: list[Task | MapChunk]
-    futures: list[TaskFuture[Any] | MapChunk]
-    respawns_before: int
-    previous_policy: str | None
-    tracker: ProgressTracker | None
-
-
-def _finished_before(entry: Task | MapChunk, horizon: float) -> bool:
-    """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
-    finished = entry.finished_at
-    return finished is not None and finished <= horizon
-
-
-def _holder(entry: Task | MapChunk) -> Holder:
-    """What keeps the values of a batch entry (see ``ValueBudget``)."""
-    return entry.chunk if type(entry) is MapChunk else entry  # type: ignore[return-value]
-
-
-def _must_complete(fut: TaskFuture[Any] | MapChunk) -> bool:
-    task = fut._task
-    return task is not None and task.opts.must_complete

@@ -121,7 +121,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         if task is None:
             return self.cancelled()
         parked_in = self._parked_in
-        if parked_in is not None and parked_in._withdraw(self):
+        if parked_in is not None and parked_in.withdraw(self):
             return True
         cancelled = self._sup.request_cancel(task, "cancelled by the caller")
         return self.cancelled() if cancelled is None else cancelled

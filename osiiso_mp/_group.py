@@ -292,7 +292,7 @@ class TaskGroup(Generic[T]):
         submitted: list[Task] = []
         for fut in pending:
             parked_in = fut._parked_in  # held back by max_pending: never reached it
-            if parked_in is not None and parked_in._withdraw(fut):
+            if parked_in is not None and parked_in.withdraw(fut):
                 count += 1
             elif fut._task is not None:
                 submitted.append(fut._task)

@@ -221,7 +221,7 @@ def test_an_unsummarised_batch_keeps_bounded_memory() -> None:
         for _ in range(11):
             for f in [ex.submit(abs, -i) for i in range(1000)]:
                 f.result(timeout=30)
-        assert len(ex._batch) < 10_000  # the batch was pruned when it reached 10,000
+        assert len(ex._batch.entries) < 10_000  # the batch was pruned when it reached 10,000
         summary = ex.run()
     assert 0 < summary.total_submitted < 11_000
     assert summary.succeeded == summary.total_submitted
