@@ -18,7 +18,7 @@ from ._errors import ClosedError, QueueFullError
 from ._runtime.protocol._commands import Submit
 
 if TYPE_CHECKING:
-    from ._executor import Executor
+    from ._core import ExecutorCore
     from ._future import TaskFuture
     from ._runtime._task import Task
 
@@ -29,7 +29,7 @@ class Admission:
     """The ``max_pending`` slots of one executor, and the tasks parked for one (any
     thread)."""
 
-    def __init__(self, owner: Executor, limit: int, timeout: float | None) -> None:
+    def __init__(self, owner: ExecutorCore, limit: int, timeout: float | None) -> None:
         self._owner = owner
         self._limit = limit
         self._timeout = timeout
@@ -46,15 +46,15 @@ class Admission:
         else:
             with self._lock:
                 if not self._room.acquire(blocking=False):
-                    owner._check_open()
+                    owner.check_open()
                     # Invariant: a task is parked only while no slot is free; a finishing
                     # task takes the admit lock before it frees a slot (free_slot).
                     fut._parked_in = self
                     self._parked.append(fut)
-                    owner._batch.add(fut, task)
+                    owner.batch.add(fut, task)
                     return
         try:
-            owner._post(fut, task)
+            owner.post(fut, task)
         except BaseException:
             self.free_slot()
             raise
@@ -75,9 +75,9 @@ class Admission:
                 task = fut._task
                 assert task is not None
                 try:
-                    with owner._lock:
-                        owner._check_open()
-                        owner._sup.post(Submit(task))
+                    with owner.lock:
+                        owner.check_open()
+                        owner.sup.post(Submit(task))
                 except ClosedError:
                     fut._settle_closed()
                     continue
@@ -99,7 +99,7 @@ class Admission:
                 fut._settle_cancelled("cancelled by shutdown before it was admitted")
                 continue
             try:
-                self._owner._sup.post(Submit(task))  # past max_pending: it frees no slot
+                self._owner.sup.post(Submit(task))  # past max_pending: it frees no slot
             except ClosedError:
                 fut._settle_closed()
 
@@ -117,7 +117,7 @@ class Admission:
     def _wait_for_room(self) -> None:
         """Take a slot, waiting up to ``submit_timeout``."""
         timeout = self._timeout
-        if threading.get_ident() == self._owner._sup.thread_id:
+        if threading.get_ident() == self._owner.sup.thread_id:
             timeout = 0.0  # a done-callback must not wait for the thread that frees room
         if self._room.acquire(timeout=timeout):
             return

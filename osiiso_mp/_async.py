@@ -23,13 +23,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._executor import Executor, OptionsView
+from ._core import ExecutorCore
+from ._executor import Executor
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
 from ._map import READER_PATIENCE, MapChunk, MapWindow, check_map_sizes, values_of
-from ._options import ExecutorConfig, TaskOptions, resolve_options
+from ._mapping import map_window
+from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
 from ._progress import ProgressArg
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
+from ._resources import cpu_budget
 
 __all__ = ["AsyncExecutor", "AsyncOptionsView", "AsyncTaskGroup"]
 
@@ -76,6 +79,7 @@ class _AsyncSubmitter:
     """Submission methods shared by :class:`AsyncExecutor` and :class:`AsyncOptionsView`."""
 
     _aex: AsyncExecutor
+    _core: ExecutorCore
     _opts: TaskOptions
 
     @overload
@@ -112,7 +116,7 @@ class _AsyncSubmitter:
         group_id: Hashable | None = None,
     ) -> AsyncTaskGroup[Any]:
         """Submit tasks as one group (see :meth:`Executor.group`); an :class:`AsyncTaskGroup`."""
-        group = build_group(self._aex._ex, self._opts, fn_or_calls, iterable, group_id)
+        group = build_group(self._core, self._opts, fn_or_calls, iterable, group_id)
         return AsyncTaskGroup(group, self._aex)
 
     @overload
@@ -129,7 +133,7 @@ class _AsyncSubmitter:
         Never blocks the loop: with ``max_pending`` reached the task waits for room inside
         the executor (``submit_timeout=0`` raises :class:`QueueFullError` instead).
         """
-        return self._aex._ex._submit(self._opts, fn, args, kwargs)
+        return self._core.submit(self._opts, fn, args, kwargs)
 
     @overload
     def map(
@@ -171,8 +175,8 @@ class _AsyncSubmitter:
         """
         check_map_sizes(chunksize, buffersize)
         end = None if timeout is None else time.monotonic() + timeout
-        view = OptionsView(self._aex._ex, self._opts)
-        window = view._map_window(fn, zip(*iterables, strict=False), chunksize, buffersize)
+        args = zip(*iterables, strict=False)
+        window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)
         try:
             while True:
                 window.refill()
@@ -310,6 +314,7 @@ class AsyncOptionsView(_AsyncSubmitter):
 
     def __init__(self, aex: AsyncExecutor, opts: TaskOptions) -> None:
         self._aex = aex
+        self._core = aex._core
         self._opts = opts
 
     @property
@@ -338,11 +343,11 @@ class AsyncExecutor(_AsyncSubmitter):
     """
 
     def __init__(self, procs: int | None = None, **config: Any) -> None:
-        self._ex = Executor(procs, **config)
-        if self._ex._admission is not None:
-            self._ex._admission.blocking = False
+        built = build_config(procs, config, cpu_budget=cpu_budget)
+        self._core = ExecutorCore(built, blocking=False)  # max_pending parks, never blocks
         self._aex = self
-        self._opts = self._ex._opts
+        self._opts = self._core.opts
+        self._ex = Executor._over(self._core)  # the sync facade over the same core
 
     def __repr__(self) -> str:
         return "<Async" + repr(self._ex)[1:]
@@ -350,17 +355,17 @@ class AsyncExecutor(_AsyncSubmitter):
     @property
     def procs(self) -> int:
         """Number of worker processes."""
-        return self._ex.procs
+        return self._core.config.procs
 
     @property
     def _max_workers(self) -> int:
         """``procs`` under ``ProcessPoolExecutor``'s attribute name."""
-        return self._ex.procs
+        return self._core.config.procs
 
     @property
     def config(self) -> ExecutorConfig:
         """The validated configuration."""
-        return self._ex.config
+        return self._core.config
 
     @property
     def executor(self) -> Executor:
@@ -408,29 +413,30 @@ class AsyncExecutor(_AsyncSubmitter):
         Same semantics as :meth:`Executor.run`. Cancelling the awaiting coroutine cancels
         the batch's unfinished tasks (their records stay for the next ``run()``).
         """
-        ex = self._ex
-        run = ex._start_run(fail_policy, progress, "osiiso_mp run")
+        core = self._core
+        run = core.start_run(fail_policy, progress, "osiiso_mp run")
         try:
             not_done = await _wait(run.futures, timeout)
             if not_done:
-                ex._cancel_on_timeout(run, not_done)
+                core.cancel_on_timeout(run, not_done)
                 await _wait(run.futures, None)
         except BaseException:
-            ex._abort_run(run)
+            core.abort_run(run)
             raise
         finally:
-            ex._end_run(run)
-        return ex._summarise(run, bool(not_done), strict)
+            core.end_run(run)
+        return core.summarise(run, bool(not_done), strict)
 
     async def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False
     ) -> None:
         """Stop taking tasks and release the workers (see :meth:`Executor.shutdown`),
         waiting on a helper thread so that the loop keeps running meanwhile."""
+        core = self._core
         if not wait:
-            self._ex.shutdown(wait=False, cancel_futures=cancel_futures, kill=kill)
+            core.shutdown(False, cancel_futures=cancel_futures, kill=kill)
             return
-        await asyncio.to_thread(self._ex.shutdown, True, cancel_futures=cancel_futures, kill=kill)
+        await asyncio.to_thread(core.shutdown, True, cancel_futures=cancel_futures, kill=kill)
 
     async def __aenter__(self) -> AsyncExecutor:
         return self
@@ -442,22 +448,22 @@ class AsyncExecutor(_AsyncSubmitter):
 
     def status(self, task_id: str) -> str:
         """See :meth:`Executor.status`."""
-        return self._ex.status(task_id)
+        return self._core.status(task_id)
 
     def info(self, task_id: str) -> TaskInfo | None:
         """See :meth:`Executor.info`."""
-        return self._ex.info(task_id)
+        return self._core.info(task_id)
 
     async def task_result(self, task_id: str, timeout: float | None = None) -> TaskResult | None:
         """See :meth:`Executor.task_result`; with a ``timeout`` it is awaited."""
         if timeout is None:
-            return self._ex.task_result(task_id)
-        return await asyncio.to_thread(self._ex.task_result, task_id, timeout)
+            return self._core.task_result(task_id)
+        return await asyncio.to_thread(self._core.task_result, task_id, timeout)
 
     def queue_size(self) -> int:
         """See :meth:`Executor.queue_size`."""
-        return self._ex.queue_size()
+        return self._core.queue_size()
 
     def stats(self) -> PoolStats:
         """See :meth:`Executor.stats`."""
-        return self._ex.stats()
+        return self._core.stats()

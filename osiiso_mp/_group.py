@@ -22,7 +22,7 @@ from ._records import RunSummary, TaskResult
 from ._runtime.protocol._commands import CancelAll
 
 if TYPE_CHECKING:
-    from ._executor import Executor
+    from ._core import ExecutorCore
     from ._runtime._task import Task
 
 __all__ = ["TaskGroup", "build_group", "new_group_id", "pmap"]
@@ -99,7 +99,7 @@ def _calls_of(
 
 
 def build_group(
-    ex: Executor,
+    core: ExecutorCore,
     opts: TaskOptions,
     fn_or_calls: object,
     iterable: object,
@@ -124,12 +124,12 @@ def build_group(
     futures: list[TaskFuture[Any]] = []
     try:
         for fn, args in calls:
-            futures.append(ex._submit(task_opts, fn, args, {}))
+            futures.append(core.submit(task_opts, fn, args, {}))
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
-    return TaskGroup(gid, futures, procs=ex.procs)
+    return TaskGroup(gid, futures, procs=core.config.procs)
 
 
 def _record_of(fut: TaskFuture[Any]) -> TaskResult:
@@ -344,11 +344,13 @@ def pmap(
     """
     from ._executor import Executor
     from ._map import collect_values
+    from ._mapping import submit_all
 
     tracker = progress_tracker(progress, desc="osiiso_mp pmap")  # validate it first too
     TaskOptions().replace(**options)  # validate before starting any worker
     with Executor(procs=procs) as ex:
-        entries = ex.options(**options)._submit_all(fn, ((item,) for item in iterable), None)
+        opts = ex.options(**options).task_options
+        entries = submit_all(ex._core, opts, fn, ((item,) for item in iterable), None)
         try:
             if tracker:
                 tracker.track_all(entries, last=True)

@@ -42,7 +42,7 @@ def _hold_supervisor(ex: Executor, seconds: float) -> threading.Event:
         started.set()
         time.sleep(seconds)
 
-    ex._sup.post(Call(hold, cf.Future()))
+    ex._core.sup.post(Call(hold, cf.Future()))
     return started
 
 

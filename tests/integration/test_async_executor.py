@@ -83,7 +83,7 @@ def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any])
             with pytest.raises(ExecutionError, match="1 task"):
                 ex.submit(fail, "again")
                 await ex.run(strict=True)
-        assert ex.executor._closed
+        assert ex.executor._core.closed
 
     arun(main())
 

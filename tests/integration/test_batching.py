@@ -35,7 +35,7 @@ def _warm(ex: Executor) -> None:
     """Run enough tasks that ``tiny`` is known to be tiny: the next ones are batched."""
     for fut in [ex.submit(tiny, i) for i in range(100)]:
         fut.result(timeout=30)
-    estimate = ex._sup.call(lambda: ex._sup.dispatch.estimates.estimate("tiny"))
+    estimate = ex._core.sup.call(lambda: ex._core.sup.dispatch.estimates.estimate("tiny"))
     assert estimate is not None and estimate < _TINY  # the batched path is the one tested
     ex.run()  # start the batch under test afresh
 
@@ -147,7 +147,7 @@ def _known_medium(ex: Executor) -> None:
     deadline = time.monotonic() + 20
     while True:
         ex.submit(nap, 0.01).result(timeout=30)
-        estimate = ex._sup.call(lambda: ex._sup.dispatch.estimates.estimate("nap"))
+        estimate = ex._core.sup.call(lambda: ex._core.sup.dispatch.estimates.estimate("nap"))
         if estimate is not None and _TINY < estimate < 0.025:
             return
         assert time.monotonic() < deadline, f"nap's estimate stays at {estimate}"
@@ -162,7 +162,7 @@ def test_a_task_sent_ahead_is_cancelled_before_it_starts(tmp_path: Path) -> None
         a = ex.submit(nap, 0.5)
         b = ex.submit(nap, 0.01, str(marker))
         deadline = time.monotonic() + 10
-        while a.status() != "running" or not ex._sup.call(
+        while a.status() != "running" or not ex._core.sup.call(
             lambda: b._task is not None and b._task.worker is not None
         ):
             assert time.monotonic() < deadline, "B was not sent ahead behind A"

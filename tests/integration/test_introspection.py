@@ -134,7 +134,7 @@ def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
         first = ex.submit(abs, -1)
         assert first.result(timeout=10) == 1
         assert list(ex.map(abs, [-1, -2, -3], chunksize=3)) == [1, 2, 3]
-        sup = ex._sup
+        sup = ex._core.sup
         held = sup.call(lambda: (list(sup.ledger.finished), len(sup.ledger.kept_chunks)))
         assert held == ([first.task_id], 1)
         time.sleep(0.5)
@@ -221,7 +221,7 @@ def test_an_unsummarised_batch_keeps_bounded_memory() -> None:
         for _ in range(11):
             for f in [ex.submit(abs, -i) for i in range(1000)]:
                 f.result(timeout=30)
-        assert len(ex._batch.entries) < 10_000  # the batch was pruned when it reached 10,000
+        assert len(ex._core.batch.entries) < 10_000  # the batch was pruned when it reached 10,000
         summary = ex.run()
     assert 0 < summary.total_submitted < 11_000
     assert summary.succeeded == summary.total_submitted

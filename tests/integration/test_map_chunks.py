@@ -378,7 +378,7 @@ def test_each_lambda_has_its_own_duration_estimate() -> None:
     # every lambda is called "<lambda>": a quick one must not make a slow one look quick
     with Executor(procs=2) as ex:
         assert list(ex.map(lambda x: x + 1, range(2000))) == list(range(1, 2001))
-        quick = ex._estimate(lambda x: x)  # defined elsewhere: unknown
+        quick = ex._core.estimate(lambda x: x)  # defined elsewhere: unknown
         assert quick is None
         gen = ex.map(lambda x: slow(x) and x, [0.001] * 64)
         # unknown duration: at most 64 // (2 workers x 16) = 2 per chunk, not the quick

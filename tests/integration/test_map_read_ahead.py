@@ -179,7 +179,7 @@ def test_a_timed_lookup_of_a_held_back_element_lets_it_run() -> None:
         settled(ex)
         assert all(not w.current for w in ex.stats().workers)  # the rest is held back
         # the last element's id, as run() will list it (a peek at the batch: map hides ids)
-        last = ex._batch.entries[-1].task_id  # type: ignore[union-attr]
+        last = ex._core.batch.entries[-1].task_id  # type: ignore[union-attr]
         record = ex.task_result(last, timeout=60)
         assert record is not None and record.value == blob(N - 1)
         assert len(list(values)) == N - 1

@@ -61,7 +61,7 @@ def test_callback_counts_a_real_batch_like_run_does() -> None:
         cf.wait(batch)
         tracker.close()
         summary = ex.run()
-        sup_thread = ex._sup.thread_id
+        sup_thread = ex._core.sup.thread_id
     per_task = [e for e in events.events if not e.final]
     assert [e.done for e in per_task] == list(range(1, 9))
     assert all(e.total == 8 for e in events.events)

@@ -45,9 +45,9 @@ def test_nothing_starts_before_the_first_executor() -> None:
         "print(len(me.children()), threading.active_count()); "
         "from osiiso_mp import Executor; "
         "ex = Executor(procs=1); print(ex.submit(abs, -3).result(timeout=30)); "
-        "server = ex._sup.transport._server.pid; ex.shutdown(); "
+        "server = ex._core.sup.transport._server.pid; ex.shutdown(); "
         "ex = Executor(procs=1); print(ex.submit(abs, -4).result(timeout=30)); "
-        "print(ex._sup.transport._server.pid == server); ex.shutdown()"
+        "print(ex._core.sup.transport._server.pid == server); ex.shutdown()"
     )
     assert _printed_by(code) == ["0", "1", "3", "4", "True"]
 

@@ -211,7 +211,7 @@ def test_no_memory_sampling_without_max_rss() -> None:
     with Executor(procs=1) as ex:
         assert ex.config.max_rss is None
         assert ex.submit(allocate_and_sleep, 50 * MiB, 0.0).result(timeout=WAIT) == 50 * MiB
-        assert ex._sup.memcap.timer is None
+        assert ex._core.sup.memcap.timer is None
 
 
 # --- cpu_affinity ------------------------------------------------------------------------------

@@ -288,7 +288,9 @@ def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget() ->
         for i in range(2, 4):
             ex.submit(blob, i, size).result(timeout=60)
         second = ex.run()
-        budget = ex._sup.call(lambda: (ex._sup.ledger.budget.total, ex._sup.ledger.budget.released))
+        budget = ex._core.sup.call(
+            lambda: (ex._core.sup.ledger.budget.total, ex._core.sup.ledger.budget.released)
+        )
     assert first.values == (blob(0, size), blob(1, size))
     assert second.values == (blob(2, size), blob(3, size))
     assert budget == (0, 0)  # nothing kept, nothing was released
@@ -301,7 +303,7 @@ def test_a_pipeline_that_never_calls_run_keeps_its_values_within_the_budget() ->
         count = 0
         for out in ex.map(blob, range(400), [size] * 400):
             count += len(out) == size
-        sup = ex._sup
+        sup = ex._core.sup
         total, released = sup.call(lambda: (sup.ledger.budget.total, sup.ledger.budget.released))
         assert count == 400
         assert 0 < total <= limit and released > 0

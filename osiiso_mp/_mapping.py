@@ -1,0 +1,107 @@
+"""How ``map`` submits its elements: in chunks when it may be, all at once (with a
+read-ahead) or streamed within ``buffersize``; shared by both facades."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._map import MapWindow
+from ._runtime._policy import ReadAhead, chunk_size
+
+if TYPE_CHECKING:
+    from ._core import ExecutorCore
+    from ._options import TaskOptions
+    from ._runtime._task import Task
+
+__all__ = ["map_window", "submit_all"]
+
+# how many bytes of values a map without buffersize holds for a reader slower than its
+# workers before its next tasks wait for the reader (see ReadAhead): a quarter of
+# retain_bytes, at least two chunks' worth (retain_bytes=None: no bound)
+_READ_AHEAD_SHARE = 4
+_READ_AHEAD_FLOOR = 2 * (16 << 20)
+
+
+def map_window(
+    core: ExecutorCore,
+    opts: TaskOptions,
+    fn: Callable[..., Any],
+    args_iter: Iterator[tuple[Any, ...]],
+    chunksize: int | None,
+    buffersize: int | None,
+) -> MapWindow:
+    """Submit a ``map``'s elements (all of them, or the first ``buffersize`` when
+    streaming): in chunks when it may be, else one task each."""
+    chunked = chunksize != 1 and core.chunkable(opts, fn)
+
+    def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
+        if chunked:
+            return core.submit_items(opts, fn, items)
+        return [core.submit(opts, fn, args, {}) for args in items]
+
+    if buffersize is None:
+        retain = core.config.retain_bytes
+        flow: ReadAhead[Task] | None = (
+            None
+            if retain is None
+            else ReadAhead(max(retain // _READ_AHEAD_SHARE, _READ_AHEAD_FLOOR))
+        )
+        entries = submit_all(core, opts, fn, args_iter, chunksize, chunked=chunked, flow=flow)
+        return MapWindow(entries, None, submit_items, None, flow, core.sup)
+    size = 1
+    if chunked:
+        first = next(args_iter, None)
+        if first is not None:
+            args_iter = itertools.chain((first,), args_iter)
+            size = chunksize or _chunk_size(core, fn, first, window=buffersize)
+    size = min(size, buffersize)
+    batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
+    window = MapWindow(deque(), batches, submit_items, buffersize)
+    window.refill()  # the first window is submitted now, as without buffersize
+    return window
+
+
+def submit_all(
+    core: ExecutorCore,
+    opts: TaskOptions,
+    fn: Callable[..., Any],
+    args_iter: Iterable[tuple[Any, ...]],
+    chunksize: int | None,
+    *,
+    chunked: bool | None = None,
+    flow: ReadAhead[Task] | None = None,
+) -> deque[Any]:
+    """Submit ``fn(*args)`` for every tuple, in chunks when it may be (``chunked``, when
+    the caller has already decided): the :class:`MapChunk` and :class:`TaskFuture`
+    entries, in input order. ``flow``: the read-ahead of the map they belong to."""
+    if chunked is None:
+        chunked = chunksize != 1 and core.chunkable(opts, fn)
+    if not chunked:
+        return deque(core.submit(opts, fn, args, {}, flow) for args in args_iter)
+    items = list(args_iter)
+    if not items:
+        return deque()
+    size = chunksize or _chunk_size(core, fn, items[0], total=len(items))
+    entries: deque[Any] = deque()
+    for at in range(0, len(items), size):
+        entries.extend(core.submit_items(opts, fn, items[at : at + size], flow))
+    return entries
+
+
+def _chunk_size(
+    core: ExecutorCore,
+    fn: Callable[..., Any],
+    first: tuple[Any, ...],
+    *,
+    total: int | None = None,
+    window: int | None = None,
+) -> int:
+    """Elements per chunk when ``chunksize`` is not given: the policy's size for the
+    callable's estimated duration, within the bytes one element like ``first`` takes."""
+    by_time = chunk_size(
+        total=total, procs=core.config.procs, estimate=core.estimate(fn), window=window
+    )
+    return min(by_time, core.chunk_room(fn, first))
