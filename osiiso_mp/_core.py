@@ -27,7 +27,7 @@ from ._map import MapChunk
 from ._options import FAIL_POLICIES, HOOKS, ExecutorConfig, TaskOptions, check_choice
 from ._progress import ProgressArg, progress_tracker
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
-from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
+from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._policy import ReadAhead
 from ._runtime._task import Task
 from ._runtime.protocol._commands import (
@@ -176,23 +176,13 @@ class ExecutorCore:
             key=estimate_key(fn, fn_name),
         )
         fut = MapChunk(self.sup, chunk)
-        task = Task(
+        task = Task.of_chunk(
+            chunk,
             seq=next(self._seq),
-            task_id=chunk.item_id(0),
-            name=chunk.name,
-            fn_name=fn_name,
-            key=chunk.key + CHUNK_SUFFIX,
             fut=fut,
-            opts=opts,
             payload=payload,
             buffers=buffers,
-            is_async=False,
-            error=None,
-            args=(),
-            kwargs={},
-            created_at=created_at,
             enqueue_ms=int(time.time() * 1000),
-            chunk=chunk,
             flow=flow,
         )
         fut._task = task

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._options import TaskOptions
 from .._records import Attempt, ReleasedValue, TaskInfo, TaskResult, with_value
+from ._chunk import CHUNK_SUFFIX
 from ._retention import handout
 
 if TYPE_CHECKING:
@@ -140,6 +141,44 @@ class Task:
         self.expiry = 0.0  # when lookups by id forget it (time.monotonic())
         # the read-ahead of the map without buffersize it belongs to (see ReadAhead), if any
         self.flow = flow
+
+    @classmethod
+    def of_chunk(
+        cls,
+        chunk: Chunk,
+        *,
+        seq: int,
+        fut: Any,
+        payload: Any,
+        buffers: tuple[Any, ...],
+        enqueue_ms: int,
+        item: int | None = None,
+        error: BaseException | None = None,
+        flow: ReadAhead[Task] | None = None,
+    ) -> Task:
+        """A task of map chunk ``chunk``: the one that carries all its items to a worker
+        (``item`` None), or item ``item`` on its own (split off the chunk)."""
+        whole = item is None
+        assert whole or chunk.args is not None
+        return cls(
+            seq=seq,
+            task_id=chunk.item_id(0 if item is None else item),
+            name=chunk.name,
+            fn_name=chunk.fn_name,
+            key=chunk.key + CHUNK_SUFFIX if whole else chunk.key,
+            fut=fut,
+            opts=chunk.opts,
+            payload=payload,
+            buffers=buffers,
+            is_async=False,
+            error=error,
+            args=() if item is None else chunk.args[item],  # type: ignore[index]
+            kwargs={},
+            created_at=chunk.created_at,
+            enqueue_ms=enqueue_ms,
+            chunk=chunk if whole else None,
+            flow=flow,
+        )
 
     def finished(self, kept: TaskResult, *, stored: bool = False) -> None:
         """The task has its record (``kept``, as the executor keeps it; ``stored``: with

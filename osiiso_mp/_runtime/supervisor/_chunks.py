@@ -158,29 +158,21 @@ class ChunkOutcomes:
         """
         chunk = transport.chunk
         assert chunk is not None and chunk.args is not None
-        args = chunk.args[i]
         error: BaseException | None = None
         try:
-            payload, buffers = dumps_task(chunk.fn, args, {}, shared=self._shared)
+            payload, buffers = dumps_task(chunk.fn, chunk.args[i], {}, shared=self._shared)
         except _SerializationError as exc:
             payload, buffers = b"", ()
             error = exc
-        item = Task(
+        item = Task.of_chunk(
+            chunk,
             seq=next(self._split_seqs) if seq is None else seq,
-            task_id=chunk.item_id(i),
-            name=chunk.name,
-            fn_name=chunk.fn_name,
-            key=chunk.key,
             fut=ItemSink(self, transport, i),
-            opts=chunk.opts,
             payload=payload,
             buffers=buffers,
-            is_async=False,
-            error=error,
-            args=args,
-            kwargs={},
-            created_at=chunk.created_at,
             enqueue_ms=transport.enqueue_ms,
+            item=i,
+            error=error,
         )
         item.attempts = attempts
         item.first_started_at = next(
