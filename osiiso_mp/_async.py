@@ -27,7 +27,8 @@ from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
 from ._group import TaskGroup, build_group
-from ._map import READER_PATIENCE, MapChunk, MapWindow, check_map_sizes, values_of
+from ._map import READER_PATIENCE, MapWindow, check_map_sizes, values_of
+from ._map_chunk import MapChunk
 from ._mapping import map_window
 from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
 from ._progress import ProgressArg

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._map import MapChunk, weight_of
+from ._map import weight_of
+from ._map_chunk import MapChunk
 from ._records import RunSummary, TaskResult
 
 if TYPE_CHECKING:

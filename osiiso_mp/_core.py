@@ -23,7 +23,7 @@ from ._errors import ClosedError, SerializationError
 from ._future import TaskFuture
 from ._intake import callable_name, estimate_key, is_async, new_task_id
 from ._lifecycle import adopt, exiting, graceful_stop
-from ._map import MapChunk
+from ._map_chunk import MapChunk
 from ._options import FAIL_POLICIES, HOOKS, ExecutorConfig, TaskOptions, check_choice
 from ._progress import ProgressArg, progress_tracker
 from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot

@@ -23,14 +23,13 @@ items then run one by one, each of whose values the reader takes as soon as it c
 from __future__ import annotations
 
 import concurrent.futures as cf
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ClosedError
+from ._map_chunk import MapChunk, take
 from ._progress import ProgressTracker
 from ._records import RunSummary, TaskResult
 from ._runtime._chunk import MAX_CHUNK, SEQ_STEP, Chunk
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from ._runtime.supervisor import Supervisor
 
 __all__ = [
-    "MapChunk",
     "MapWindow",
     "check_map_sizes",
     "collect_values",
@@ -50,154 +48,6 @@ __all__ = [
     "values_of",
     "weight_of",
 ]
-
-
-# guards every chunk's ``_ready`` and ``_wakers``; notified when one advances or settles
-_PROGRESS = threading.Condition(threading.Lock())
-
-
-class MapChunk(cf.Future[None]):
-    """The handle of one chunk of a ``map`` (internal): done once every item has ended.
-
-    Its result is None; the items' outcomes are in :attr:`chunk`, their values (for the
-    map's reader, once) in ``_values``. ``cancel()`` cancels the items that have not ended,
-    as ``TaskFuture.cancel`` does for one task. It is also its own entry in the batch of
-    the next ``run()`` (as a task submitted on its own is: its ``Task``).
-    """
-
-    # bytes of values its map's reader frees by taking them (a map without buffersize)
-    _unread_bytes = 0
-
-    def __init__(self, supervisor: Supervisor, chunk: Chunk) -> None:
-        super().__init__()
-        self._sup = supervisor
-        self._task: Task | None = None
-        self.chunk = chunk
-        # the items' values, set by the supervisor, until the map reads them (None where an
-        # item did not succeed); then, or when nobody will read them, None
-        self._values: list[Any] | None = None
-        # how many items, from the first, have ended (under _PROGRESS, while unsettled),
-        # and the async readers to wake when that or the chunk's state changes
-        self._ready = 0
-        self._wakers: list[Callable[[], object]] = []
-
-    def future(self) -> MapChunk:
-        """The future to wait on for this batch entry: itself."""
-        return self
-
-    def __repr__(self) -> str:
-        return f"<MapChunk {self.chunk.name!r} items={self.chunk.n} done={self.done()}>"
-
-    @property
-    def weight(self) -> int:
-        """How many tasks (items) it stands for."""
-        return self.chunk.n
-
-    @property
-    def finished_at(self) -> float | None:
-        """When its last item ended, or None while one is under way."""
-        return self.chunk.finished_at if self.chunk.settled else None
-
-    def records(self) -> list[TaskResult]:
-        """Every item's record, in order (once done)."""
-        return self.chunk.records()
-
-    def failed(self) -> TaskResult | None:
-        """The first failed item's record, or None (once done)."""
-        for record in self.chunk.outcome.values():
-            if record.status == "failed":
-                return record
-        return None
-
-    # -- settled by the supervisor ---------------------------------------------------------
-
-    def _deliver(self, values: list[Any]) -> None:
-        """The values of the chunk's run (supervisor thread, before it is settled)."""
-        self._values = values
-
-    def _deliver_item(self, i: int, value: Any) -> None:
-        """The value of item ``i``, which succeeded on its own (supervisor thread)."""
-        values = self._values
-        if values is None:
-            values = self._values = [None] * self.chunk.n
-        values[i] = value
-
-    def _settle_chunk(self) -> None:
-        """Every item has ended (supervisor thread)."""
-        self._task = None
-        self.set_result(None)
-        self._wake()
-
-    def _advance(self) -> None:
-        """Some of its items may have ended while others run on (supervisor thread): count
-        the ended ones from the first, and wake a reader waiting for them."""
-        chunk = self.chunk
-        i, n = self._ready, chunk.n
-        clock = chunk.clock
-        ran = 0 if clock is None else len(clock) - 1  # the items its worker ran in it
-        outcome, split = chunk.outcome, chunk.split
-        while i < n and (i in outcome or (i < ran and i not in split)):
-            i += 1
-        if i != self._ready:
-            with _PROGRESS:
-                self._ready = i
-            self._wake()
-
-    def _wake(self) -> None:
-        with _PROGRESS:
-            _PROGRESS.notify_all()
-            wakers, self._wakers = self._wakers, []
-        for wake in wakers:
-            wake()
-
-    # -- read by the map's reader ----------------------------------------------------------
-
-    def _ended(self, i: int) -> bool:
-        """Has item ``i`` ended, or the whole chunk?"""
-        return self._ready > i or self.done()
-
-    def _wait_item(self, i: int, timeout: float | None) -> bool:
-        """Wait up to ``timeout`` seconds for item ``i`` (or the chunk) to end; whether it did."""
-        with _PROGRESS:
-            return _PROGRESS.wait_for(lambda: self._ended(i), timeout)
-
-    def _on_progress(self, wake: Callable[[], object]) -> None:
-        """Call ``wake`` (on the supervisor thread, or here if it is due already) once more of
-        it has ended or it has settled."""
-        with _PROGRESS:
-            self._wakers.append(wake)
-
-    def _item(self, i: int) -> Any:
-        """Item ``i``'s value, handed over (it has ended; the chunk may not have): its
-        error, or ``CancelledError``, is raised instead."""
-        record = self.chunk.outcome.get(i)
-        if record is None or record.status == "succeeded":
-            values = self._values
-            assert values is not None
-            return _take(values, i)
-        if record.status == "failed":
-            assert record.exception is not None
-            raise record.exception
-        raise cf.CancelledError(record.message)
-
-    def _settle_closed(self) -> None:
-        """Fail a chunk that reached a supervisor after it stopped (any thread)."""
-        # (_settle_chunk wakes its readers)
-        now = time.perf_counter()
-        exc = ClosedError(f"the executor shut down before map items {self.chunk.name!r} could run")
-        self.chunk.end_all("failed", exc=exc, message=str(exc), attempts=(), finished_at=now)
-        self.chunk.settle(now)
-        self._settle_chunk()
-
-    # -- cancellation ----------------------------------------------------------------------
-
-    def cancel(self) -> bool:
-        """Cancel every item that has not ended (a running chunk's worker is replaced);
-        False when none was left to cancel."""
-        task = self._task
-        if self.done() or task is None:
-            return False
-        return bool(self._sup.request_cancel(task, "cancelled by the caller"))
 
 
 Entry = Any  # a MapChunk, or a TaskFuture for an item submitted on its own
@@ -347,11 +197,6 @@ def _handing_over(values: list[Any]) -> Iterator[Any]:
     return starmap(values.pop, repeat((), len(values)))
 
 
-def _take(values: list[Any], i: int) -> Any:
-    value, values[i] = values[i], None
-    return value
-
-
 def _raising(fut: Any) -> Generator[Any, None, None]:
     fut.result()  # raises the task's exception, or CancelledError
     yield from ()
@@ -365,7 +210,7 @@ def _with_outcomes(
         record = outcome.get(i)
         if record is None or record.status == "succeeded":
             assert values is not None
-            yield _take(values, i)  # not bound to a name here while the caller has it
+            yield take(values, i)  # not bound to a name here while the caller has it
         elif record.status == "failed":
             assert record.exception is not None
             raise record.exception
@@ -465,7 +310,7 @@ def collect_values(entries: Iterable[Entry]) -> list[Any]:
                 continue
             for i, record in enumerate(chunk.records()):
                 if record.status == "succeeded":
-                    values.append(_take(mine, i) if mine is not None else record.value)
+                    values.append(take(mine, i) if mine is not None else record.value)
                 else:
                     bad.append(record)
             continue

@@ -23,7 +23,7 @@ from osiiso_mp import (
     SerializationError,
     WorkerCrashedError,
 )
-from osiiso_mp._map import MapChunk
+from osiiso_mp._map_chunk import MapChunk
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -293,7 +293,7 @@ class ChunkItem:
 
     @property
     def future(self) -> Any:
-        """The chunk's :class:`~osiiso_mp._map.MapChunk`."""
+        """The chunk's :class:`~osiiso_mp._map_chunk.MapChunk`."""
         return self.transport.fut
 
 
