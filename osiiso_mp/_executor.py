@@ -37,6 +37,7 @@ from ._runtime._chunk import CHUNK_SUFFIX, MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chun
 from ._runtime._policy import ReadAhead, chunk_size
 from ._runtime._retention import Holder
 from ._runtime._task import Task
+from ._runtime.protocol._buffers import blob_size, release
 from ._runtime.protocol._commands import (
     CancelAll,
     CheckId,
@@ -52,7 +53,6 @@ from ._runtime.protocol._commands import (
     Submit,
 )
 from ._runtime.protocol._serialize import dumps_task
-from ._runtime.protocol._wire import blob_size, release
 from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
 
