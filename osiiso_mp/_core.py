@@ -30,6 +30,7 @@ from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapsho
 from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._policy import ReadAhead
 from ._runtime._task import Task
+from ._runtime.protocol._buffers import blob_size, release
 from ._runtime.protocol._commands import (
     CancelAll,
     CheckId,
@@ -45,7 +46,6 @@ from ._runtime.protocol._commands import (
     Submit,
 )
 from ._runtime.protocol._serialize import dumps_task
-from ._runtime.protocol._wire import blob_size, release
 from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
 

@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 from .._records import DeferredValue, ReleasedValue, TaskResult, raw_value, with_value
-from .protocol._wire import blob_size
+from .protocol._buffers import blob_size
 
 __all__ = [
     "IN_BATCH",

@@ -110,7 +110,7 @@ class Task:
         # sink handing the record to the chunk (anything with _settle and _settle_closed)
         self.fut = fut
         self.opts = opts
-        self.payload = payload  # the pickle, as it travels (see _wire.attach)
+        self.payload = payload  # the pickle, as it travels (see _buffers.attach)
         self.buffers = buffers  # its out-of-band buffers, snapshots as they travel
         self.is_async = is_async
         self.error = error  # a submit-time failure (SerializationError): no attempt is made

@@ -29,17 +29,17 @@ WITHIN = 1.0  # an internal error ends its task this fast (the issue's bound), n
 
 # What can be broken, as (module, attribute path): the worker's own machinery.
 TARGETS: dict[str, tuple[str, str]] = {
-    "task_factory": ("osiiso_mp._runtime.worker._main", "WorkerActor._task_factory"),
+    "task_factory": ("osiiso_mp._runtime.worker._tasks", "TaskRunner._task_factory"),
     "snapshot": ("osiiso_mp._runtime.worker._telemetry", "Meter.snapshot"),
     "measure": ("osiiso_mp._runtime.worker._telemetry", "Meter.measure"),
     "rss": ("osiiso_mp._runtime.worker._telemetry", "Meter.rss"),
-    "reap": ("osiiso_mp._runtime.worker._main", "WorkerActor._reap_spawned"),
-    "dumps_value": ("osiiso_mp._runtime.worker._main", "dumps_value"),
-    "dumps_chunk": ("osiiso_mp._runtime.worker._main", "dumps_chunk_values"),
-    "error_info": ("osiiso_mp._runtime.worker._main", "error_info"),
-    "type_name": ("osiiso_mp._runtime.worker._main", "type_name"),
+    "reap": ("osiiso_mp._runtime.worker._tasks", "TaskRunner._reap_spawned"),
+    "dumps_value": ("osiiso_mp._runtime.worker._tasks", "dumps_value"),
+    "dumps_chunk": ("osiiso_mp._runtime.worker._tasks", "dumps_chunk_values"),
+    "error_info": ("osiiso_mp._runtime.worker._tasks", "error_info"),
+    "type_name": ("osiiso_mp._runtime.worker._failures", "type_name"),
     "heappush": ("heapq", "heappush"),
-    "start": ("osiiso_mp._runtime.worker._main", "WorkerActor.start"),
+    "start": ("osiiso_mp._runtime.worker._actor", "WorkerActor.start"),
 }
 
 

@@ -1,6 +1,6 @@
 """Large arguments and results: out-of-band buffers and shared memory, with real workers.
 
-Sizes are chosen around the thresholds of :mod:`osiiso_mp._runtime.protocol._wire`: below
+Sizes are chosen around the thresholds of :mod:`osiiso_mp._runtime.protocol._buffers`: below
 ``INLINE_MIN`` a buffer is pickled in band; from it, it travels beside the pickle through
 the socket; from ``SHARED_MIN``, in an anonymous shared-memory file (memfd). Each path must
 keep pickle's semantics: the task sees a private, writable snapshot taken at submit time,
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from osiiso_mp import Executor, WorkerCrashedError
-from osiiso_mp._runtime.protocol._wire import INLINE_MIN, SHARED_MIN
+from osiiso_mp._runtime.protocol._buffers import INLINE_MIN, SHARED_MIN
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -215,9 +215,9 @@ def test_large_results_held_by_the_caller_hold_no_descriptor() -> None:
 def _shrink_frames() -> None:
     """Initializer: this worker's frames may hold only small pickles (a limit lowered so
     that the over-the-limit path can be exercised without 4 GiB of data)."""
-    from osiiso_mp._runtime.protocol import _wire
+    from osiiso_mp._runtime.protocol import _framing
 
-    _wire.MAX_META = 2_000
+    _framing.MAX_META = 2_000
 
 
 def _many_small(n: int) -> list[int]:
@@ -228,7 +228,7 @@ def test_a_message_beyond_the_frame_limits_fails_its_task_instead_of_hanging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from osiiso_mp import SerializationError
-    from osiiso_mp._runtime.protocol import _wire
+    from osiiso_mp._runtime.protocol import _framing
 
     with Executor(procs=1, initializer=_shrink_frames) as ex:
         # a result over the worker's limit: the task fails, the worker carries on
@@ -236,7 +236,7 @@ def test_a_message_beyond_the_frame_limits_fails_its_task_instead_of_hanging(
             ex.submit(_many_small, 3_000).result(timeout=30)
         assert ex.submit(_many_small, 3).result(timeout=30) == [0, 1, 2]
         # an argument over the supervisor's limit: the task fails, nothing is sent
-        monkeypatch.setattr(_wire, "MAX_META", 2_000)
+        monkeypatch.setattr(_framing, "MAX_META", 2_000)
         with pytest.raises(SerializationError, match="arguments"):
             ex.submit(len, list(range(3_000))).result(timeout=30)
         monkeypatch.undo()

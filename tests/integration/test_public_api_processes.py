@@ -27,7 +27,7 @@ def test_worker_modules_do_not_load_the_facades() -> None:
     # cannot do) must not come with it (fresh interpreters start faster), while
     # `from osiiso_mp import Executor` still works as before
     code = (
-        "import sys; from osiiso_mp._runtime.worker import _main; "
+        "import sys; from osiiso_mp._runtime.worker import _entry; "
         "from osiiso_mp._runtime.transports import _forkserver; "
         "heavy = [m for m in ('osiiso_mp._executor', 'osiiso_mp._async', "
         "'osiiso_mp._records', 'psutil', 'cloudpickle') if m in sys.modules]; "

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from osiiso_mp._runtime.protocol._channel import Channel
+from osiiso_mp._runtime.protocol._framing import encode
 from osiiso_mp._runtime.protocol._messages import (
     CancelTask,
     Message,
@@ -18,7 +20,6 @@ from osiiso_mp._runtime.protocol._messages import (
     TaskFinished,
     TaskStarted,
 )
-from osiiso_mp._runtime.protocol._wire import Channel, encode
 
 
 def test_frames_a_dead_peer_sent_are_delivered_even_when_a_write_fails_first() -> None:

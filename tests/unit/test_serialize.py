@@ -11,8 +11,8 @@ import pytest
 
 from osiiso_mp._bench import noop
 from osiiso_mp._runtime.protocol import _serialize
+from osiiso_mp._runtime.protocol._buffers import SharedBuffer, release, shared_supported
 from osiiso_mp._runtime.protocol._serialize import _plain_call, dumps_task
-from osiiso_mp._runtime.protocol._wire import SharedBuffer, release, shared_supported
 
 
 def _cloud(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:

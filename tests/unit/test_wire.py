@@ -9,6 +9,9 @@ import socket
 
 import pytest
 
+from osiiso_mp._runtime.protocol._buffers import INLINE_MIN, SHARED_MIN, SharedBuffer, attach
+from osiiso_mp._runtime.protocol._channel import Channel
+from osiiso_mp._runtime.protocol._framing import encode, read_frame_blocking
 from osiiso_mp._runtime.protocol._messages import (
     MESSAGES,
     CancelTask,
@@ -26,15 +29,6 @@ from osiiso_mp._runtime.protocol._messages import (
     WorkerReady,
     from_wire,
     to_wire,
-)
-from osiiso_mp._runtime.protocol._wire import (
-    INLINE_MIN,
-    SHARED_MIN,
-    Channel,
-    SharedBuffer,
-    attach,
-    encode,
-    read_frame_blocking,
 )
 
 
@@ -232,9 +226,9 @@ def test_shared_buffers_are_copied_where_they_cannot_be_mapped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # no callable libc (or mmap refused): the receiver reads the file into its own memory
-    from osiiso_mp._runtime.protocol import _wire
+    from osiiso_mp._runtime.protocol import _buffers
 
-    monkeypatch.setattr(_wire, "_libc", False)
+    monkeypatch.setattr(_buffers, "_libc", False)
     before = _open_fds()
     data = bytes(range(256)) * (SHARED_MIN // 256)
     blob = SharedBuffer(data)

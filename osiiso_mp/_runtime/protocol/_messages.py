@@ -20,7 +20,7 @@ A conversation with one worker::
         | -- Stop ---------------------->  |   finish what was sent, then exit 0
 
 On the wire a message is the plain tuple ``(tag, *fields)`` (:func:`to_wire`), which the
-framing (:mod:`._wire`) pickles with protocol 5; elsewhere (an :class:`ErrorInfo` inside a
+framing (:mod:`._framing`) pickles with protocol 5; elsewhere (an :class:`ErrorInfo` inside a
 result) messages pickle as ``(class, field tuple)``, cheaper than pickling the instance.
 """
 
@@ -83,7 +83,7 @@ class Configure(Message):
 class RunTask(Message):
     """Run one attempt of a task. ``payload`` is cloudpickled ``(fn, args, kwargs)``, whose
     large out-of-band buffers (a numpy array's data, say) travel in ``buffers``; both may be
-    attached beside the message pickle rather than inside it (see :mod:`._wire`).
+    attached beside the message pickle rather than inside it (see :mod:`._buffers`).
 
     ``is_async`` says the callable is a coroutine function (it then runs concurrently with
     other async tasks); ``timeout`` is enforced inside the worker for async tasks only, since

@@ -5,8 +5,8 @@
   When it fails, :func:`dumps_task` says which stage failed (the callable or the arguments).
 - Pickling uses protocol 5: the data of large buffers that support it out of band (numpy
   arrays, :class:`pickle.PickleBuffer`) is kept out of the pickle and copied once, as a
-  snapshot, into what travels beside it (:func:`._wire.attach_copy`); the pickle itself is
-  attached as it is (:func:`._wire.attach`). Arguments and values keep copy semantics.
+  snapshot, into what travels beside it (:func:`._buffers.attach_copy`); the pickle itself is
+  attached as it is (:func:`._buffers.attach`). Arguments and values keep copy semantics.
 - Values and exceptions go back with plain pickle first (fast) and cloudpickle when plain
   pickle cannot (a class defined in the parent's ``__main__``, for instance: cloudpickle's
   class tracking hands the parent back its own class object).
@@ -28,8 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._errors import RemoteError, SerializationError
+from ._buffers import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, attach_copy
 from ._messages import ErrorInfo
-from ._wire import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, attach_copy
 
 Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
 

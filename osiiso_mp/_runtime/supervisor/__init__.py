@@ -34,7 +34,8 @@ Data flow::
   a task of its own (retried or finished); a chunk lost with its worker becomes one
   announced task per item; a chunk cancelled or refused ends every item that has not.
 - Large payloads travel beside the message pickles, out of band, and from 1 MiB in shared
-  memory (:mod:`._wire`); a task's shared buffers are closed when its record is made.
+  memory (:mod:`..protocol._buffers`); a task's shared buffers are closed when its record
+  is made.
 - A value goes to the caller as the object (through its future, or a ``map`` iterator);
   what is kept for ``run()`` and lookups holds it as it came from the worker, within the
   ``retain_bytes`` budget (:mod:`._retention`).

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ..._errors import SerializationError as _SerializationError
 from .._retention import StoredValue
 from .._task import Task, task_info
+from ..protocol._buffers import release
 from ..protocol._serialize import dumps_task, rebuild_exception
-from ..protocol._wire import release
 from ._common import short_error, unreported_attempt
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..._records import Attempt, Outcome
-from ..protocol._wire import blob_size
+from ..protocol._buffers import blob_size
 
 if TYPE_CHECKING:
     from .._task import Task

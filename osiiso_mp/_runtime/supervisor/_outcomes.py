@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..._options import HOOKS
 from ..._records import TaskResult, make_result, with_value
+from ..protocol._buffers import release
 from ..protocol._messages import CancelTask
-from ..protocol._wire import release
 from ._chunks import ItemSink
 from ._common import Cancelled, log, message_of
 

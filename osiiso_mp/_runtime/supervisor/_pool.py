@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import WorkerCrashedError
 from ..._resources import thread_env
+from ..protocol._buffers import PassedFd
 from ..protocol._messages import (
     ChunkFinished,
     InitFailed,
@@ -27,7 +28,6 @@ from ..protocol._messages import (
     WorkerReady,
     on_our_clock,
 )
-from ..protocol._wire import PassedFd
 from ._common import INIT_FAILURES, LIVENESS_INTERVAL, STOP_GRACE, STOPPED_GRACE, log
 from ._setup import configure, forward_log
 from ._view import WorkerView

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..._options import ExecutorConfig
-    from ..protocol._wire import PassedFd
+    from ..protocol._buffers import PassedFd
     from ..transports import Capabilities, WorkerLink
     from ._view import WorkerView
 

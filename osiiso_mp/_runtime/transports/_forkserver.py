@@ -57,7 +57,7 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop  # noqa: F401  (each worker's main() imports it: loaded once, here)
 
-    from ..worker import _main as _worker_main  # preload what every worker imports
+    from ..worker import _entry as _worker_entry  # preload what every worker imports
 
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(True)
@@ -135,7 +135,7 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
                     ctl.close()
                     os.close(wake_r)
                     os.close(wake_w)
-                    _worker_main.main(fds[0])
+                    _worker_entry.main(fds[0])
                 finally:
                     os._exit(1)
             os.close(fds[0])

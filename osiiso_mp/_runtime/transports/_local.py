@@ -2,9 +2,9 @@
 
 Each worker is forked by the fork server (:mod:`.._forkserver`), or started by it as a fresh
 interpreter (``start_method="spawn"``), and serves the other end of a Unix socket pair that
-carries framed messages (:class:`.._wire.Channel`). The fork server reports its exit code;
-a pidfd makes sure a kill reaches the right process, and its process group goes with it.
-Its memory and state are read from ``/proc`` (or psutil): one ``pread`` of
+carries framed messages (:class:`..protocol._channel.Channel`). The fork server reports its
+exit code; a pidfd makes sure a kill reaches the right process, and its process group goes
+with it. Its memory and state are read from ``/proc`` (or psutil): one ``pread`` of
 ``/proc/<pid>/statm`` for ``max_rss``, the process state for the stopped-worker check.
 """
 
@@ -15,7 +15,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..._resources import ProcessRss
-from ..protocol._wire import Channel
+from ..protocol._channel import Channel
 from ._base import Capabilities, LinkEvents
 from ._forkserver import ForkedProcess, ForkServer
 from ._processes import process_stopped

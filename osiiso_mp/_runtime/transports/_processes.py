@@ -28,7 +28,7 @@ __all__ = [
 
 BOOTSTRAP = (
     "import sys; sys.path.insert(0, {root!r}); "
-    "from osiiso_mp._runtime.worker._main import main; main({fd})"
+    "from osiiso_mp._runtime.worker._entry import main; main({fd})"
 )
 
 

@@ -1,0 +1,352 @@
+"""The channel: frames in and out of one worker's socket, driven by an asyncio event loop.
+
+:class:`Channel` is the one piece of I/O both actors share: it reads frames
+(:mod:`._framing`) from a non-blocking socket with ``loop.add_reader`` and writes with
+``sendmsg``, falling back to ``add_writer`` when the kernel buffer is full. It owns its
+socket; nothing else reads or writes it.
+
+Frames queued during one event-loop iteration go out together (write coalescing), so a
+worker's result and its next ``TaskStarted`` share a syscall. A large frame is read straight
+into a buffer of its own, whose inline buffers the message then holds without a copy.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import pickle
+import select
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._framing import ANC_SIZE, HEADER, HEADER_SIZE, MAX_FDS, decode, encode_frame, take_fds
+from ._messages import Message, from_wire
+
+__all__ = ["Channel"]
+
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)  # a plain int: IntFlag's & runs Python code per read
+_RECV_SIZE = 1 << 18
+_BIG = 1 << 16  # an incomplete frame this large is read into a buffer of its own
+_IOV_MAX = 512  # buffers per sendmsg (Linux allows 1024)
+
+
+class _Segment:
+    """Buffers to write in order, and descriptors to send with the first byte written.
+
+    ``plain`` while it holds only whole small frames (``bytes``): those are joined and
+    written with one ``send``, the common case; large buffers go out with scatter-gather.
+    """
+
+    __slots__ = ("bufs", "fds", "plain", "started")
+
+    def __init__(self) -> None:
+        self.bufs: list[Any] = []
+        self.fds: list[int] = []
+        self.plain = True
+        self.started = False
+
+
+class Channel:
+    """Frames in and out of one non-blocking Unix socket, driven by an asyncio event loop.
+
+    ``on_message`` is called for each frame received, in order; ``on_closed`` once, when the
+    peer closes its end or the socket fails. Sends made during one loop iteration are
+    coalesced into one write at the end of it; :meth:`flush` writes immediately.
+
+    A peer that dies leaves what it sent in our receive queue. A write to it fails
+    (``EPIPE``) while that queue may still be unread: a failed write only stops sending,
+    and reading goes on to the end of file, so that every frame the peer sent before it
+    died is delivered (a worker's last result, the start of the task that killed it). A
+    peer that died with our frames unread also makes one read fail with ``ECONNRESET``;
+    Linux reports it only once the queue is empty, but reading on to the end of file does
+    not depend on that.
+    """
+
+    __slots__ = (
+        "_big",
+        "_big_got",
+        "_big_shape",
+        "_buf",
+        "_closed",
+        "_fd",
+        "_fds_in",
+        "_feeding",
+        "_flush_scheduled",
+        "_loop",
+        "_on_closed",
+        "_on_message",
+        "_out",
+        "_rbuf",
+        "_rview",
+        "_sock",
+        "_write_failed",
+        "_writer_added",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        on_message: Callable[[Message], None],
+        on_closed: Callable[[], None],
+    ) -> None:
+        sock.setblocking(False)
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._on_message = on_message
+        self._on_closed = on_closed
+        self._buf = bytearray()  # the start of an unfinished frame
+        self._rbuf = bytearray(_RECV_SIZE)  # every read lands here first
+        self._rview = memoryview(self._rbuf)
+        self._feeding = False
+        self._big: bytearray | None = None  # the large frame being read, whole
+        self._big_got = 0
+        self._big_shape = (0, 0, 0)  # its header: (meta_len, n_inline, n_shared)
+        self._fds_in: deque[int] = deque()  # received descriptors, not yet claimed
+        self._out: deque[_Segment] = deque()
+        self._flush_scheduled = False
+        self._writer_added = False
+        self._write_failed = False  # the peer is gone: send nothing more, read what is left
+        self._closed = False
+        loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def closed(self) -> bool:
+        """True once the channel is closed (by either side)."""
+        return self._closed
+
+    def send(self, msg: Message) -> None:
+        """Queue ``msg``; it goes out at the end of this loop iteration (or on :meth:`flush`)."""
+        if self._closed or self._write_failed:
+            return
+        parts, fds = encode_frame(msg)
+        out = self._out
+        seg = out[-1] if out else None
+        if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > MAX_FDS):
+            seg = _Segment()
+            out.append(seg)
+        seg.bufs.extend(parts)
+        if len(parts) > 1:  # a frame with buffers beside its pickle
+            seg.plain = False
+            seg.fds.extend(fds)
+        if not self._flush_scheduled and not self._writer_added:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write everything queued now, as far as the kernel takes it without blocking."""
+        self._flush_scheduled = False
+        if self._closed or self._writer_added:
+            return  # the writer callback goes on once the kernel has room
+        self._write()
+
+    def flush_blocking(self) -> None:
+        """Write everything queued before returning, waiting for room when the kernel has
+        none. :meth:`flush` leaves what does not fit to the writer callback, which cannot
+        run while sync code holds the loop: a worker uses this so that a task's start is
+        out before the task runs (else a crash would be put down to the task before it),
+        and its last results before it exits."""
+        self._flush_scheduled = False
+        poller: select.poll | None = None
+        while self._out and not self._closed:
+            self._write()
+            if self._out and not self._closed:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self._fd, select.POLLOUT)
+                poller.poll(1000)
+
+    def _write(self) -> None:
+        out = self._out
+        sock = self._sock
+        while out:
+            seg = out[0]
+            bufs = seg.bufs
+            if seg.plain and len(bufs) > 1:  # small frames only: one buffer, one send
+                bufs[:] = [b"".join(bufs)]
+            anc = []
+            if seg.fds and not seg.started:
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", seg.fds))]
+            try:
+                if len(bufs) == 1 and not anc:
+                    sent = sock.send(bufs[0])
+                else:
+                    sent = sock.sendmsg(bufs[:_IOV_MAX], anc)
+            except (BlockingIOError, InterruptedError):
+                sent = -1
+            except OSError:
+                self._stop_writing()
+                return
+            if sent < 0:
+                if not self._writer_added:
+                    self._writer_added = True
+                    self._loop.add_writer(self._fd, self._on_writable)
+                return
+            seg.started = True
+            if anc:
+                for fd in seg.fds:
+                    os.close(fd)
+                seg.fds.clear()
+            done = 0  # whole buffers written
+            for buf in bufs:
+                size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
+                if sent < size:
+                    break
+                sent -= size
+                done += 1
+            del bufs[:done]
+            if bufs:
+                if sent:  # a partial write: keep the rest of the first buffer
+                    bufs[0] = memoryview(bufs[0]).cast("B")[sent:]
+                continue  # try again; EAGAIN arms the writer
+            out.popleft()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+
+    def _stop_writing(self) -> None:
+        """Send nothing more: drop what is queued (closing the descriptors it carried) and
+        stop waiting for room. A failed write does only this; reading goes on."""
+        self._write_failed = True
+        for seg in self._out:
+            for fd in seg.fds:
+                os.close(fd)
+        self._out.clear()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+
+    def _on_writable(self) -> None:
+        if not self._closed:
+            self._write()
+
+    def _on_readable(self) -> None:
+        self._read_once()
+
+    def _read_once(self) -> bool:
+        """One read, delivered; False when nothing more can be read now."""
+        if self._feeding:  # called back from inside _feed: the outer call goes on
+            return False
+        big = self._big
+        try:
+            if big is not None:
+                view = memoryview(big)[self._big_got :]
+                n, ancdata, flags, _ = self._sock.recvmsg_into([view], ANC_SIZE)
+                view.release()
+            else:  # into a buffer kept for the purpose: allocating one per read costs more
+                n, ancdata, flags, _ = self._sock.recvmsg_into([self._rview], ANC_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except ConnectionResetError:
+            return True  # the peer died: reported once, what it sent is still queued
+        except OSError:
+            n, ancdata, flags = 0, [], 0
+        if ancdata:
+            take_fds(ancdata, self._fds_in)
+        if flags & _MSG_CTRUNC:  # pragma: no cover - more descriptors than we allow
+            self.close()
+            return False
+        if not n:
+            self.close()
+            return False
+        if big is not None:
+            self._big_got += n
+            if self._big_got == len(big):
+                self._deliver_big()
+        else:
+            self._feeding = True
+            try:
+                self._feed(n)
+            finally:
+                self._feeding = False
+        return True
+
+    def _deliver_big(self) -> None:
+        big = self._big
+        assert big is not None
+        self._big = None
+        msg = decode(memoryview(big), HEADER_SIZE, self._big_shape, self._fds_in, copy=False)
+        self._on_message(msg)
+
+    def drain(self) -> None:
+        """Read and deliver everything the peer already sent (used once the peer is dead)."""
+        while not self._closed and self._read_once():
+            pass
+
+    def _feed(self, n: int) -> None:
+        """Deliver the complete frames among the ``n`` bytes just read into the receive
+        buffer (after what was left over from earlier reads); keep the rest for later."""
+        buf = self._buf
+        if buf:
+            buf += self._rview[:n]
+            view = memoryview(buf)
+            end = len(buf)
+        else:  # parse in place: messages are unpickled (copied) out of it
+            view = self._rview[:n]
+            end = n
+        pos = 0
+        try:
+            while end - pos >= HEADER_SIZE:
+                shape = HEADER.unpack_from(view, pos)
+                meta_len, n_inline, n_shared = shape
+                body = pos + HEADER_SIZE
+                if not (n_inline or n_shared):  # the common case: nothing beside the pickle
+                    stop = body + meta_len
+                    if stop > end:
+                        if meta_len + HEADER_SIZE < _BIG:
+                            break
+                    else:
+                        msg = from_wire(pickle.loads(view[body:stop]))
+                        pos = stop
+                        self._on_message(msg)
+                        if self._closed:
+                            return
+                        continue
+                if end - body < 8 * n_inline:
+                    break
+                total = HEADER_SIZE + 8 * n_inline + meta_len
+                if n_inline:
+                    total += sum(struct.unpack_from(f"!{n_inline}Q", view, body))
+                stop = pos + total
+                if stop > end:
+                    if total >= _BIG:  # read the rest straight into a buffer of its own
+                        big = bytearray(total)
+                        big[: end - pos] = view[pos:end]
+                        self._big = big
+                        self._big_got = end - pos
+                        self._big_shape = shape
+                        pos = end
+                    break
+                msg = decode(view, body, shape, self._fds_in, copy=True)
+                pos = stop
+                self._on_message(msg)
+                if self._closed:
+                    return
+        finally:
+            if not self._closed:
+                if view.obj is buf:
+                    view.release()
+                    if pos:
+                        del buf[:pos]
+                elif pos < end:  # keep the start of an unfinished frame
+                    buf += view[pos:end]
+            view.release()
+
+    def close(self) -> None:
+        """Stop reading and writing, close the socket, and call ``on_closed`` (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        self._stop_writing()
+        self._sock.close()
+        self._buf = bytearray()
+        self._big = None
+        while self._fds_in:
+            os.close(self._fds_in.popleft())
+        self._on_closed()

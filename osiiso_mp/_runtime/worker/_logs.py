@@ -1,0 +1,50 @@
+"""The worker's logging: its log records go to the supervisor, tagged with the running task.
+
+:class:`ForwardingHandler`, on the worker's root logger at the configured level, sends each
+record as a :class:`LogRecorded` message over the worker's channel, with the seq of the
+task that logged it (:data:`~._tasks.current_seq`, None outside any task) and, inside a map
+chunk, the index of the item running (:data:`~._tasks.chunk_item`). The supervisor hands it
+to the user's logging there (see ``forward_log`` in :mod:`..supervisor._setup`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..protocol._channel import Channel
+from ..protocol._messages import LogRecorded
+from ._tasks import chunk_item, current_seq
+
+__all__ = ["ForwardingHandler"]
+
+
+class ForwardingHandler(logging.Handler):
+    """Sends the worker's log records to the supervisor, tagged with the running task."""
+
+    def __init__(self, channel: Channel, level: int) -> None:
+        super().__init__(level)
+        self._channel = channel
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc_text = record.exc_text
+            if record.exc_info and not exc_text:
+                exc_text = self._formatter.formatException(record.exc_info)
+            seq = current_seq.get()
+            self._channel.send(
+                LogRecorded(
+                    seq,
+                    record.name,
+                    record.levelno,
+                    record.getMessage(),
+                    record.created,
+                    record.pathname,
+                    record.lineno,
+                    record.funcName,
+                    exc_text,
+                    None if seq is None else chunk_item.index,
+                )
+            )
+        except Exception:  # a broken record must not fail the task that logged it
+            self.handleError(record)
