@@ -20,7 +20,7 @@ import timeit
 
 from osiiso_mp import Executor
 from osiiso_mp._bench import noop
-from osiiso_mp._records import make_attempt, make_result
+from osiiso_mp._results import make_attempt, make_result
 from osiiso_mp._runtime.worker._telemetry import Meter
 
 

@@ -39,19 +39,13 @@ if TYPE_CHECKING:
     from ._executor import Executor, OptionsView
     from ._future import TaskFuture
     from ._group import TaskGroup, pmap
-    from ._options import TaskOptions
     from ._progress import ProgressEvent
-    from ._records import (
-        Attempt,
-        PoolStats,
-        RunSummary,
-        RunTelemetry,
-        TaskInfo,
-        TaskResult,
-        WorkerSnapshot,
-        WorkerStats,
-    )
     from ._resources import cpu_budget
+    from ._results import Attempt, TaskResult
+    from ._run_telemetry import RunTelemetry, WorkerStats
+    from ._snapshots import PoolStats, TaskInfo, WorkerSnapshot
+    from ._summary import RunSummary
+    from ._task_options import TaskOptions
 
 logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
 
@@ -62,7 +56,7 @@ _LAZY: dict[str, str] = {
     "AsyncExecutor": "._async",
     "AsyncOptionsView": "._async",
     "AsyncTaskGroup": "._async",
-    "Attempt": "._records",
+    "Attempt": "._results",
     "ClosedError": "._errors",
     "ExecutionError": "._errors",
     "Executor": "._executor",
@@ -70,24 +64,24 @@ _LAZY: dict[str, str] = {
     "MemoryLimitError": "._errors",
     "OptionsView": "._executor",
     "OsiisoError": "._errors",
-    "PoolStats": "._records",
+    "PoolStats": "._snapshots",
     "ProgressEvent": "._progress",
     "QueueFullError": "._errors",
     "RemoteError": "._errors",
     "Retry": "._errors",
-    "RunSummary": "._records",
-    "RunTelemetry": "._records",
+    "RunSummary": "._summary",
+    "RunTelemetry": "._run_telemetry",
     "SerializationError": "._errors",
     "TaskFuture": "._future",
     "TaskGroup": "._group",
-    "TaskInfo": "._records",
-    "TaskOptions": "._options",
-    "TaskResult": "._records",
+    "TaskInfo": "._snapshots",
+    "TaskOptions": "._task_options",
+    "TaskResult": "._results",
     "TaskTimeoutError": "._errors",
     "ValueReleasedError": "._errors",
     "WorkerCrashedError": "._errors",
-    "WorkerSnapshot": "._records",
-    "WorkerStats": "._records",
+    "WorkerSnapshot": "._snapshots",
+    "WorkerStats": "._run_telemetry",
     "cpu_budget": "._resources",
     "pmap": "._group",
 }

@@ -18,7 +18,7 @@ def _version(dist: str) -> str:
 
 
 def _info() -> None:
-    from ._options import build_config
+    from ._build_config import build_config
     from ._resources import cgroup_limits, cpu_budget
     from ._version import __version__
 

@@ -23,6 +23,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from ._build_config import build_config
+from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
@@ -30,10 +32,12 @@ from ._group import TaskGroup, build_group
 from ._map import READER_PATIENCE, MapWindow, check_map_sizes, values_of
 from ._map_chunk import MapChunk
 from ._mapping import map_window
-from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
 from ._progress import ProgressArg
-from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
 from ._resources import cpu_budget
+from ._results import TaskResult
+from ._snapshots import PoolStats, TaskInfo
+from ._summary import RunSummary
+from ._task_options import TaskOptions, resolve_options
 
 __all__ = ["AsyncExecutor", "AsyncOptionsView", "AsyncTaskGroup"]
 

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._map import weight_of
 from ._map_chunk import MapChunk
-from ._records import RunSummary, TaskResult
+from ._results import TaskResult
+from ._summary import RunSummary
 
 if TYPE_CHECKING:
+    from ._config import ExecutorConfig
     from ._future import TaskFuture
-    from ._options import ExecutorConfig
     from ._progress import ProgressTracker
     from ._runtime._retention import Holder
     from ._runtime._task import Task

@@ -19,14 +19,15 @@ from typing import Any
 
 from ._admission import Admission
 from ._batch import Run, RunBatch, must_complete
+from ._checks import check_choice
+from ._config import FAIL_POLICIES, HOOKS, ExecutorConfig
 from ._errors import ClosedError, SerializationError
 from ._future import TaskFuture
 from ._intake import callable_name, estimate_key, is_async, new_task_id
 from ._lifecycle import adopt, exiting, graceful_stop
 from ._map_chunk import MapChunk
-from ._options import FAIL_POLICIES, HOOKS, ExecutorConfig, TaskOptions, check_choice
 from ._progress import ProgressArg, progress_tracker
-from ._records import PoolStats, RunSummary, TaskInfo, TaskResult, WorkerSnapshot
+from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._policy import ReadAhead
 from ._runtime._task import Task
@@ -48,6 +49,9 @@ from ._runtime.protocol._commands import (
 from ._runtime.protocol._serialize import dumps_task
 from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
+from ._snapshots import PoolStats, TaskInfo, WorkerSnapshot
+from ._summary import RunSummary
+from ._task_options import TaskOptions
 
 __all__ = ["CHUNK_BYTES", "ExecutorCore"]
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._pool_errors import RemoteTraceback, WorkerCrashedError
-    from ._records import TaskResult
+    from ._results import TaskResult
 
 __all__ = [
     "ClosedError",

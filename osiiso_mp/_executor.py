@@ -11,15 +11,19 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
+from ._build_config import build_config
+from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._future import TaskFuture
 from ._group import A, TaskGroup, build_group
 from ._map import check_map_sizes, map_results
 from ._mapping import map_window
-from ._options import ExecutorConfig, TaskOptions, build_config, resolve_options
 from ._progress import ProgressArg, progress_tracker, sized_total
-from ._records import PoolStats, RunSummary, TaskInfo, TaskResult
 from ._resources import cpu_budget
+from ._results import TaskResult
+from ._snapshots import PoolStats, TaskInfo
+from ._summary import RunSummary
+from ._task_options import TaskOptions, resolve_options
 
 __all__ = ["Executor", "OptionsView"]
 

@@ -9,8 +9,9 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import ClosedError
-from ._records import TaskInfo, TaskResult
+from ._results import TaskResult
 from ._runtime.protocol._commands import Info, Status
+from ._snapshots import TaskInfo
 
 if TYPE_CHECKING:
     from ._runtime._task import Task

@@ -16,10 +16,11 @@ from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from ._future import TaskFuture
-from ._options import TaskOptions
 from ._progress import ProgressArg, progress_tracker
-from ._records import RunSummary, TaskResult
+from ._results import TaskResult
 from ._runtime.protocol._commands import CancelAll
+from ._summary import RunSummary
+from ._task_options import TaskOptions
 
 if TYPE_CHECKING:
     from ._core import ExecutorCore

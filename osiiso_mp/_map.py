@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._map_chunk import MapChunk, take
 from ._progress import ProgressTracker
-from ._records import RunSummary, TaskResult
+from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, SEQ_STEP, Chunk
 from ._runtime.protocol._commands import MapRead
+from ._summary import RunSummary
 
 if TYPE_CHECKING:
     from ._runtime._policy import ReadAhead

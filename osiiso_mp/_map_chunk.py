@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ClosedError
-from ._records import TaskResult
+from ._results import TaskResult
 from ._runtime._chunk import Chunk
 
 if TYPE_CHECKING:

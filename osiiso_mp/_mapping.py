@@ -13,8 +13,8 @@ from ._runtime._policy import ReadAhead, chunk_size
 
 if TYPE_CHECKING:
     from ._core import ExecutorCore
-    from ._options import TaskOptions
     from ._runtime._task import Task
+    from ._task_options import TaskOptions
 
 __all__ = ["map_window", "submit_all"]
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import format_bytes
 
 if TYPE_CHECKING:
-    from ._records import Attempt, RunSummary, TaskResult
+    from ._results import Attempt, TaskResult
+    from ._summary import RunSummary
 
 __all__ = ["SVG", "pretty", "summary_html", "timeline_svg"]
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from .._options import TaskOptions
-from .._records import Attempt, ReleasedValue, TaskResult, make_attempt, make_result, with_value
+from .._results import Attempt, ReleasedValue, TaskResult, make_attempt, make_result, with_value
+from .._task_options import TaskOptions
 from ._retention import ChunkValues, StoredValue, handout
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
-from .._records import DeferredValue, ReleasedValue, TaskResult, raw_value, with_value
+from .._results import DeferredValue, ReleasedValue, TaskResult, raw_value, with_value
 from .protocol._buffers import blob_size
 
 __all__ = [

@@ -15,8 +15,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from .._options import TaskOptions
-from .._records import Attempt, ReleasedValue, TaskInfo, TaskResult, with_value
+from .._results import Attempt, ReleasedValue, TaskResult, with_value
+from .._snapshots import TaskInfo
+from .._task_options import TaskOptions
 from ._chunk import CHUNK_SUFFIX
 from ._retention import handout
 

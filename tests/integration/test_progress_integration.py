@@ -193,7 +193,7 @@ def test_run_progress_true_draws_a_tqdm_bar_on_stderr(capsys: pytest.CaptureFixt
 def test_run_progress_true_without_tqdm_draws_the_text_bar(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("osiiso_mp._progress._tqdm_class", lambda: None)
+    monkeypatch.setattr("osiiso_mp._progress._bars._tqdm_class", lambda: None)
     with Executor(procs=2) as ex:
         for i in range(4):
             ex.submit(fail_on_odd, i)

@@ -30,7 +30,8 @@ def test_worker_modules_do_not_load_the_facades() -> None:
         "import sys; from osiiso_mp._runtime.worker import _entry; "
         "from osiiso_mp._runtime.transports import _forkserver; "
         "heavy = [m for m in ('osiiso_mp._executor', 'osiiso_mp._async', "
-        "'osiiso_mp._records', 'psutil', 'cloudpickle') if m in sys.modules]; "
+        "'osiiso_mp._results', 'osiiso_mp._summary', "
+        "'psutil', 'cloudpickle') if m in sys.modules]; "
         "print(heavy); from osiiso_mp import Executor, TaskResult; print(Executor.__name__)"
     )
     assert _printed_by(code) == ["[]", "Executor"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from osiiso_mp import TaskOptions, ValueReleasedError
-from osiiso_mp._records import ReleasedValue, raw_value
+from osiiso_mp._results import ReleasedValue, raw_value
 from osiiso_mp._runtime._chunk import _EAGER_BYTES, MAX_CHUNK, PREFIX_LEN, Chunk
 from osiiso_mp._runtime._policy import CHUNK_MAX, CHUNK_UNKNOWN, chunk_size
 from osiiso_mp._runtime._retention import StoredValue

@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
-from osiiso_mp._options import (
-    DEFAULT_RETAIN_BYTES,
-    START_METHODS,
-    ExecutorConfig,
-    TaskOptions,
-    _default_start_method,
-    build_config,
-    check_choice,
-    resolve_options,
-)
+from osiiso_mp._build_config import _default_start_method, build_config
+from osiiso_mp._checks import check_choice
+from osiiso_mp._config import DEFAULT_RETAIN_BYTES, START_METHODS, ExecutorConfig
+from osiiso_mp._task_options import TaskOptions, resolve_options
 
 # --------------------------------------------------------------------------- TaskOptions
 

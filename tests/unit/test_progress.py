@@ -23,17 +23,17 @@ from typing import Any
 
 import pytest
 
-from osiiso_mp import _progress
-from osiiso_mp._options import TaskOptions
 from osiiso_mp._progress import (
     ProgressEvent,
     ProgressTracker,
+    _bars,
     progress_tracker,
     sized_total,
 )
-from osiiso_mp._records import TaskResult
+from osiiso_mp._results import TaskResult
 from osiiso_mp._runtime._chunk import Chunk
 from osiiso_mp._runtime._retention import StoredValue
+from osiiso_mp._task_options import TaskOptions
 
 TEXT_LINE = re.compile(
     r"demo: \|[# ]{20}\| (\d+)/(\d+) done \((\d+) ok, (\d+) failed, (\d+) cancelled\) \d+\.\ds"
@@ -460,7 +460,7 @@ def test_text_bar_pads_a_shorter_line_over_a_longer_one() -> None:
     tracker.track_all(futures(10))
     first = text_frames(out.getvalue())[0]
     display = tracker._display
-    assert isinstance(display, _progress._TextDisplay)
+    assert isinstance(display, _bars._TextDisplay)
     display._width = len(first) + 7  # as if a longer line was on screen
     tracker.close()
     raw_last = out.getvalue().split("\r")[-1]
@@ -490,7 +490,7 @@ def test_text_bar_on_a_terminal_fits_its_width_and_keeps_the_clock_moving(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("shutil.get_terminal_size", lambda: os.terminal_size((40, 24)))
-    monkeypatch.setattr(_progress, "_TTY_TICK", 0.1)
+    monkeypatch.setattr(_bars, "_TTY_TICK", 0.1)
     out = FakeTerminal()
     tracker = progress_tracker(True, desc="demo", use_tqdm=False, file=out)
     assert tracker is not None
@@ -581,7 +581,7 @@ def test_tqdm_bar_that_cannot_start_does_not_break_the_run(
     def no_bar(**kwargs: Any) -> Any:
         raise RuntimeError("no terminal")
 
-    tracker = ProgressTracker(_progress._TqdmDisplay(no_bar, "demo", None))
+    tracker = ProgressTracker(_bars._TqdmDisplay(no_bar, "demo", None))
     futs = futures(2)
     with caplog.at_level(logging.WARNING, logger="osiiso_mp"):
         tracker.track_all(futs)
@@ -598,7 +598,7 @@ def test_without_tqdm_progress_true_falls_back_to_the_text_bar(
     for name in [m for m in sys.modules if m == "tqdm" or m.startswith("tqdm.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
-    assert _progress._tqdm_class() is None
+    assert _bars._tqdm_class() is None
     tracker = progress_tracker(True, use_tqdm=None, file=io.StringIO())
     assert tracker is not None and tracker.kind == "text"
     with pytest.raises(ImportError, match=r"osiiso_mp\[progress\]"):
@@ -607,7 +607,7 @@ def test_without_tqdm_progress_true_falls_back_to_the_text_bar(
 
 def test_importing_tqdm_auto_raises_no_warning() -> None:
     # pytest turns warnings into errors here; tqdm.auto's experimental warning is silenced
-    assert _progress._tqdm_class() is not None
+    assert _bars._tqdm_class() is not None
 
 
 # --------------------------------------------------------------------------- sized_total

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 
 from osiiso_mp._errors import ExecutionError, OsiisoError, ValueReleasedError
-from osiiso_mp._records import (
+from osiiso_mp._results import (
     Attempt,
     Outcome,
     ReleasedValue,
-    RunSummary,
     Status,
-    TaskInfo,
     TaskResult,
     raw_value,
     set_raw_value,
     with_value,
 )
 from osiiso_mp._runtime._retention import StoredValue, handout
+from osiiso_mp._snapshots import TaskInfo
+from osiiso_mp._summary import RunSummary
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

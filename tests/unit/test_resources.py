@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from osiiso_mp._resources import ENV_MAX_CPUS, cgroup_limits, cpu_budget, parse_size
+from osiiso_mp._resources import ENV_MAX_CPUS, cgroup_limits, cpu_budget
+from osiiso_mp._sizes import parse_size
 
 
 class FakeCgroups:

@@ -17,9 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..._config import ExecutorConfig
 from ..._errors import ClosedError, OsiisoError
-from ..._options import ExecutorConfig
-from ..._records import TaskResult
+from ..._results import TaskResult
 from .._task import Task, task_info
 from ..protocol._commands import (
     Ask,

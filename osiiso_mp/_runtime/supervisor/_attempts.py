@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..._errors import InternalError, Retry, TaskTimeoutError
 from ..._errors import SerializationError as _SerializationError
-from ..._records import Outcome, make_attempt
+from ..._results import Outcome, make_attempt
 from .._policy import retry_delay
 from .._retention import StoredValue, kept_as_is
 from ..protocol._serialize import rebuild_exception

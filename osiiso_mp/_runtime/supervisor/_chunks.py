@@ -26,7 +26,8 @@ from ..protocol._serialize import dumps_task, rebuild_exception
 from ._common import short_error, unreported_attempt
 
 if TYPE_CHECKING:
-    from ..._records import Attempt, TaskInfo, TaskResult
+    from ..._results import Attempt, TaskResult
+    from ..._snapshots import TaskInfo
     from ..protocol._messages import ChunkFinished
     from ._actor import Supervisor
     from ._view import WorkerView

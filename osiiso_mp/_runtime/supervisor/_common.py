@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..._records import Attempt, Outcome
+from ..._results import Attempt, Outcome
 from ..protocol._buffers import blob_size
 
 if TYPE_CHECKING:

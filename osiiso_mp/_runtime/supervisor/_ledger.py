@@ -14,8 +14,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..._options import ExecutorConfig
-from ..._records import TaskResult
+from ..._config import ExecutorConfig
+from ..._results import TaskResult
 from .._chunk import PREFIX_LEN, Chunk
 from .._retention import IN_BATCH, IN_LOOKUPS, Holder, ValueBudget
 from .._task import Task

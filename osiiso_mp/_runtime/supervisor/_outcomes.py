@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..._options import HOOKS
-from ..._records import TaskResult, make_result, with_value
+from ..._config import HOOKS
+from ..._results import TaskResult, make_result, with_value
 from ..protocol._buffers import release
 from ..protocol._messages import CancelTask
 from ._chunks import ItemSink

@@ -14,7 +14,7 @@ from ..protocol._messages import Configure, LogRecorded
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..._options import ExecutorConfig
+    from ..._config import ExecutorConfig
     from ..protocol._buffers import PassedFd
     from ..transports import Capabilities, WorkerLink
     from ._view import WorkerView

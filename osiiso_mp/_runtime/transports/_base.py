@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..._options import ExecutorConfig
+    from ..._config import ExecutorConfig
     from ..protocol._messages import Message
 
 __all__ = ["Capabilities", "LinkEvents", "Transport", "WorkerLink", "make_transport"]

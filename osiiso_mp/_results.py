@@ -1,0 +1,299 @@
+"""The record of one task: :class:`TaskResult`, with its :class:`Attempt` log.
+
+* :class:`Attempt` -- one try at running a task on one worker, with its telemetry.
+* :class:`TaskResult` -- the one final record of a task (``attempt_log`` holds its attempts).
+
+A record's ``value`` may be held in another form than the object itself (a
+:class:`DeferredValue`): the serialized form the executor keeps of a value it has handed
+out, or the marker of a value released under ``retain_bytes``. Reading ``value`` then makes
+the object (or raises :class:`~osiiso_mp.ValueReleasedError`); equality, hashing,
+``repr``, pickling and ``to_dict()`` see the value as reading it would, and never raise for
+a released one. :func:`make_attempt`, :func:`make_result` and :func:`with_value` make
+records without the dataclass's ``__init__`` (:mod:`._slots`): records are made per task.
+
+The records of a whole run are in :mod:`._summary`, the figures derived from them in
+:mod:`._run_telemetry`, and the snapshots of unfinished work in :mod:`._snapshots`. Pure,
+immutable data: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+from ._errors import ValueReleasedError
+from ._slots import slot_builder, values_getter
+
+__all__ = [
+    "RESULT_FIELDS",
+    "Attempt",
+    "DeferredValue",
+    "Outcome",
+    "ReleasedValue",
+    "Status",
+    "TaskResult",
+    "make_attempt",
+    "make_result",
+    "raw_value",
+    "safe_repr",
+    "set_raw_value",
+    "value_repr",
+    "with_value",
+]
+
+Outcome = Literal["succeeded", "failed", "timed_out", "crashed", "cancelled", "memory_exceeded"]
+"""How one attempt ended."""
+
+Status = Literal["succeeded", "failed", "cancelled"]
+"""How a task ended (the status of its :class:`TaskResult`)."""
+
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 6
+
+
+def safe_repr(obj: Any, short: bool = False) -> str:
+    """``repr(obj)`` (shortened when ``short``), never raising."""
+    try:
+        return _short.repr(obj) if short else repr(obj)
+    except Exception:
+        return f"<{type(obj).__qualname__} object (repr failed)>"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt at running a task, and what it cost.
+
+    Timestamps are ``time.perf_counter()`` seconds, one monotonic clock shared by the pool's
+    processes on Linux, so attempts of different workers can be placed on one time line.
+
+    Attributes:
+        number: 1 for the first attempt, 2 for the first retry, and so on.
+        worker: id of the worker slot the attempt was dispatched to (stable across respawns).
+        pid: process id of the worker, or None when unknown.
+        queued_for: seconds the task waited before this attempt was dispatched.
+        started_at: when the attempt began running, or None when it never started (its
+            worker died, or it was cancelled, before it began).
+        finished_at: when the attempt ended (or was given up on).
+        duration: wall seconds the attempt ran (0.0 when it never started).
+        cpu_time: user + system CPU seconds the attempt used.
+        peak_rss: the worker's peak resident memory during the attempt, in bytes.
+        rss_delta: resident memory after the attempt minus before it, in bytes.
+        outcome: how the attempt ended.
+        error: short text of what went wrong; empty when it succeeded.
+        exit_code: for a dead worker, its exit code, or minus the signal that killed it.
+    """
+
+    number: int
+    worker: int
+    pid: int | None
+    queued_for: float
+    started_at: float | None
+    finished_at: float
+    duration: float
+    cpu_time: float
+    peak_rss: int
+    rss_delta: int
+    outcome: Outcome
+    error: str = ""
+    exit_code: int | None = None
+
+
+class DeferredValue:
+    """A task's value held in another form than the object itself (internal).
+
+    A :class:`TaskResult` whose ``value`` slot holds one of these makes the value when
+    ``value`` is read, with :meth:`load`. When ``cache`` is true the record keeps what was
+    loaded in place of this object (a record handed to the caller); otherwise every read
+    loads anew (a record the executor keeps, which must not hold a value it handed out).
+    """
+
+    __slots__ = ()
+
+    cache: ClassVar[bool] = False
+
+    def load(self, record: TaskResult) -> Any:
+        """The value of ``record`` (whose ``value`` slot holds this object)."""
+        raise NotImplementedError
+
+
+class ReleasedValue(DeferredValue):
+    """Stands for a value released under the executor's ``retain_bytes`` budget (``limit``
+    bytes): reading it raises :class:`~osiiso_mp.ValueReleasedError`. Released values
+    compare equal to each other and to nothing else."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def load(self, record: TaskResult) -> Any:
+        raise ValueReleasedError(self.limit, name=record.name, task_id=record.task_id)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ReleasedValue):
+            return True
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(ReleasedValue)
+
+    def __repr__(self) -> str:
+        return "<value released under retain_bytes>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReleasedValue, (self.limit,))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TaskResult:
+    """The final record of one task: exactly one per submitted task.
+
+    Attributes:
+        task_id: the task's unique id.
+        name: the task's name (its callable's name unless one was given).
+        status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
+        value: the return value (succeeded tasks only). A record the executor kept after
+            handing the value out (a summary's, a lookup's) holds it serialized and makes
+            it on first read; one whose value was released under the executor's
+            ``retain_bytes`` budget raises :class:`~osiiso_mp.ValueReleasedError`.
+        exception: the exception (failed tasks only): the original type where it can be
+            rebuilt, with the remote traceback as ``__cause__``; a ``RemoteError`` otherwise.
+        attempts: how many attempts were made; always ``len(attempt_log)``.
+        priority, must_complete, group_id, detached, metadata: as submitted.
+        created_at: when the task was submitted (``time.perf_counter()`` seconds).
+        started_at: when its first attempt started, or None when none did.
+        finished_at: when the record was made.
+        duration: wall seconds from the first start to the finish (0.0 if it never started).
+        message: short outcome text: ``str(exception)`` for failures, why for cancellations.
+        attempt_log: every :class:`Attempt`, in order.
+    """
+
+    task_id: str
+    name: str
+    status: Status
+    value: Any = None
+    exception: BaseException | None = None
+    attempts: int = 0
+    priority: int = 3
+    must_complete: bool = False
+    group_id: Hashable | None = None
+    detached: bool = False
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float = 0.0
+    duration: float = 0.0
+    message: str = ""
+    metadata: Any = None
+    attempt_log: tuple[Attempt, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded."""
+        return self.status == "succeeded"
+
+    def __repr__(self) -> str:
+        parts = [
+            f"task_id={self.task_id!r}",
+            f"name={safe_repr(self.name, short=True)}",
+            f"status={self.status!r}",
+            f"attempts={self.attempts}",
+            f"duration={self.duration:.3f}s",
+        ]
+        if self.status == "succeeded":
+            parts.append(f"value={value_repr(self, short=True)}")
+        elif self.exception is not None:
+            parts.append(f"exception={safe_repr(self.exception, short=True)}")
+        elif self.message:
+            parts.append(f"message={safe_repr(self.message, short=True)}")
+        return f"TaskResult({', '.join(parts)})"
+
+    # Equality, hashing and pickling see the value as reading it gives it, except that a
+    # released value is its marker (so that none of them raises).
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _key(self) == _key(other)
+
+    def __hash__(self) -> int:
+        return hash(_key(self))
+
+    def __getstate__(self) -> list[Any]:
+        # the fields in order, as dataclasses pickles a frozen slotted class
+        return [*_BEFORE_VALUE(self), _plain_value(self), *_AFTER_VALUE(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for setter, value in zip(_SETTERS, state, strict=True):
+            setter(self, value)
+
+
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskResult))
+"""The names of :class:`TaskResult`'s fields, in order."""
+_VALUE_SLOT: Any = TaskResult.__dict__["value"]  # the slot's own descriptor
+raw_value: Callable[[TaskResult], Any] = _VALUE_SLOT.__get__
+"""What a record's ``value`` slot holds, as it is (a :class:`DeferredValue`, say)."""
+set_raw_value: Callable[[TaskResult, Any], None] = _VALUE_SLOT.__set__
+"""Put something in a record's ``value`` slot (internal: records are frozen)."""
+_OTHER_FIELDS = values_getter([n for n in RESULT_FIELDS if n != "value"])
+_SETTERS = [TaskResult.__dict__[n].__set__ for n in RESULT_FIELDS]  # the slots' own, value's too
+_BEFORE_VALUE = values_getter(RESULT_FIELDS[: RESULT_FIELDS.index("value")])
+_AFTER_VALUE = values_getter(RESULT_FIELDS[RESULT_FIELDS.index("value") + 1 :])
+
+
+def _read_value(record: TaskResult) -> Any:
+    value = raw_value(record)
+    if isinstance(value, DeferredValue):
+        loaded = value.load(record)
+        # a benign race: two threads reading at once may both load; one of them is kept
+        if value.cache and raw_value(record) is value:
+            set_raw_value(record, loaded)
+        return loaded
+    return value
+
+
+def _plain_value(record: TaskResult) -> Any:
+    """The value as reading it gives it, or the marker of a released one."""
+    value = raw_value(record)
+    if isinstance(value, DeferredValue) and not isinstance(value, ReleasedValue):
+        return _read_value(record)
+    return value
+
+
+def _key(record: TaskResult) -> tuple[Any, ...]:
+    return (_plain_value(record), *_OTHER_FIELDS(record))
+
+
+def value_repr(record: TaskResult, short: bool = False) -> str:
+    """``repr`` of a record's value, never raising (a released one says so)."""
+    try:
+        value = _plain_value(record)
+    except Exception as exc:  # a stored value that no longer unpickles, say
+        return f"<value unreadable: {type(exc).__qualname__}>"
+    if isinstance(value, ReleasedValue):
+        return repr(value)
+    return safe_repr(value, short)
+
+
+# The slot stays where dataclasses put it; reads and writes of ``value`` go through it.
+setattr(  # noqa: B010 - type checkers see the dataclass field; this is how it reads
+    TaskResult,
+    "value",
+    property(_read_value, set_raw_value, doc="The return value (succeeded tasks only)."),
+)
+
+
+make_attempt: Callable[..., Attempt] = slot_builder(Attempt, [f.name for f in fields(Attempt)])
+"""``Attempt(...)`` with every field given, several times faster (records made per task)."""
+make_result: Callable[..., TaskResult] = slot_builder(TaskResult, RESULT_FIELDS)
+"""``TaskResult(...)`` with every field given, several times faster."""
+
+
+def with_value(record: TaskResult, value: Any) -> TaskResult:
+    """A copy of ``record`` whose ``value`` slot holds ``value`` (the other fields are the
+    same objects)."""
+    return make_result(*_BEFORE_VALUE(record), value, *_AFTER_VALUE(record))
