@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async import AsyncExecutor, AsyncOptionsView, AsyncTaskGroup
+    from ._async import AsyncExecutor, AsyncOptionsView
+    from ._async_group import AsyncTaskGroup
     from ._errors import (
         ClosedError,
         ExecutionError,
@@ -55,7 +56,7 @@ logging.getLogger("osiiso_mp").addHandler(logging.NullHandler())
 _LAZY: dict[str, str] = {
     "AsyncExecutor": "._async",
     "AsyncOptionsView": "._async",
-    "AsyncTaskGroup": "._async",
+    "AsyncTaskGroup": "._async_group",
     "Attempt": "._results",
     "ClosedError": "._errors",
     "ExecutionError": "._errors",

@@ -18,18 +18,19 @@ Works under the standard library's event loop and under uvloop.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Iterator
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
+from typing import Any, ParamSpec, TypeVar, overload
 
+from ._async_group import AsyncTaskGroup
+from ._async_waits import item_ended, wait_all
 from ._build_config import build_config
 from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
-from ._group import TaskGroup, build_group
-from ._map import READER_PATIENCE, MapWindow, check_map_sizes, values_of
+from ._group import build_group
+from ._map import READER_PATIENCE, check_map_sizes, values_of
 from ._map_chunk import MapChunk
 from ._mapping import map_window
 from ._progress import ProgressArg
@@ -39,45 +40,12 @@ from ._snapshots import PoolStats, TaskInfo
 from ._summary import RunSummary
 from ._task_options import TaskOptions, resolve_options
 
-__all__ = ["AsyncExecutor", "AsyncOptionsView", "AsyncTaskGroup"]
+__all__ = ["AsyncExecutor", "AsyncOptionsView"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 A = TypeVar("A")
-
-
-async def _wait(
-    futures: list[TaskFuture[Any] | MapChunk], timeout: float | None
-) -> set[TaskFuture[Any] | MapChunk]:
-    """Wait on the running loop until every future is done or ``timeout`` passes; return
-    those not done. One loop wake-up for the whole list, from whichever thread finishes
-    the last one."""
-    remaining = [f for f in futures if not f.done()]
-    if not remaining:
-        return set()
-    loop = asyncio.get_running_loop()
-    all_done = asyncio.Event()
-    count = [len(remaining)]
-    lock = threading.Lock()
-
-    def one_done(_: object) -> None:
-        with lock:
-            count[0] -= 1
-            last = count[0] == 0
-        if last:
-            try:
-                loop.call_soon_threadsafe(all_done.set)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-    for fut in remaining:
-        fut.add_done_callback(one_done)
-    try:
-        await asyncio.wait_for(all_done.wait(), timeout)
-    except TimeoutError:
-        pass
-    return {f for f in futures if not f.done()}
 
 
 class _AsyncSubmitter:
@@ -193,7 +161,7 @@ class _AsyncSubmitter:
                 if type(first) is MapChunk and not first.done():
                     # a chunk under way: take its items as they end (see map_results)
                     while True:
-                        await _item_ended(window, first, start, end)
+                        await item_ended(window, first, start, end)
                         if first.done():
                             break
                         yield first._item(start)
@@ -218,100 +186,6 @@ class _AsyncSubmitter:
                         break
         finally:
             window.cancel_rest()
-
-
-async def _item_ended(window: MapWindow, head: MapChunk, i: int, end: float | None) -> None:
-    """Await item ``i`` of ``head``, the map's first entry, or the whole chunk, on the loop
-    (``TimeoutError`` once ``end`` has passed); after a while, tell the map's read-ahead
-    that the reader waits for it."""
-    loop = asyncio.get_running_loop()
-    patient = not window.bounded
-    while not head._ended(i):
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def wake(woken: asyncio.Future[None] = woken) -> None:
-            try:
-                loop.call_soon_threadsafe(_set_once, woken)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-        head._on_progress(wake)
-        if head._ended(i):  # it ended between the check and the registration
-            return
-        left = None if end is None else max(0.0, end - time.monotonic())
-        if not patient:
-            patient = True
-            wait = READER_PATIENCE if left is None else min(READER_PATIENCE, left)
-            done, _ = await asyncio.wait((woken,), timeout=wait)
-            if not done:
-                window.waiting()
-            continue
-        await asyncio.wait_for(woken, left)
-
-
-def _set_once(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class AsyncTaskGroup(Generic[T]):
-    """The async face of a :class:`TaskGroup`, as :meth:`AsyncExecutor.group` returns it.
-
-    ``await group.values()``, ``await group.wait()`` and ``async for fut in
-    group.as_completed()`` wait on the loop; ``cancel()``, ``done()``, ``futures`` and
-    ``group_id`` are as on :class:`TaskGroup` (``group.sync`` is that group itself).
-    """
-
-    def __init__(self, group: TaskGroup[T], aex: AsyncExecutor) -> None:
-        self.sync = group
-        self._aex = aex
-
-    @property
-    def group_id(self) -> Hashable:
-        """The id every task of the group carries."""
-        return self.sync.group_id
-
-    @property
-    def futures(self) -> tuple[TaskFuture[T], ...]:
-        """The tasks' futures, in input order."""
-        return self.sync.futures
-
-    def __len__(self) -> int:
-        return len(self.sync)
-
-    def __iter__(self) -> Iterator[TaskFuture[T]]:
-        return iter(self.sync)
-
-    def __repr__(self) -> str:
-        return "<Async" + repr(self.sync)[1:]
-
-    def done(self) -> bool:
-        """True when every task of the group has finished."""
-        return self.sync.done()
-
-    def cancel(self) -> int:
-        """Cancel every unfinished task (running ones too); how many were cancelled."""
-        return self.sync.cancel()
-
-    async def _settled(self, timeout: float | None) -> None:
-        if await _wait(list(self.sync.futures), timeout):
-            raise TimeoutError(f"group {self.group_id!r} did not finish within {timeout:g}s")
-
-    async def values(self, timeout: float | None = None) -> list[T]:
-        """The values in input order; :class:`ExecutionError` if any task failed or was
-        cancelled; ``TimeoutError`` if ``timeout`` passes first."""
-        await self._settled(timeout)
-        return self.sync.values(timeout=0)
-
-    async def wait(self, timeout: float | None = None) -> RunSummary:
-        """A :class:`RunSummary` of the group (input order) once it finished, or of what
-        finished when ``timeout`` passed (then ``timed_out=True``; nothing is cancelled)."""
-        await _wait(list(self.sync.futures), timeout)
-        return self.sync.wait(timeout=0)
-
-    def as_completed(self, timeout: float | None = None) -> AsyncIterator[TaskFuture[T]]:
-        """``async for fut in group.as_completed()``: each task as it finishes."""
-        return self._aex.as_completed(self.sync.futures, timeout)
 
 
 class AsyncOptionsView(_AsyncSubmitter):
@@ -421,10 +295,10 @@ class AsyncExecutor(_AsyncSubmitter):
         core = self._core
         run = core.start_run(fail_policy, progress, "osiiso_mp run")
         try:
-            not_done = await _wait(run.futures, timeout)
+            not_done = await wait_all(run.futures, timeout)
             if not_done:
                 core.cancel_on_timeout(run, not_done)
-                await _wait(run.futures, None)
+                await wait_all(run.futures, None)
         except BaseException:
             core.abort_run(run)
             raise

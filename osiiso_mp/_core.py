@@ -29,7 +29,7 @@ from ._map_chunk import MapChunk
 from ._progress import ProgressArg, progress_tracker
 from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
-from ._runtime._policy import ReadAhead
+from ._runtime._read_ahead import ReadAhead
 from ._runtime._task import Task
 from ._runtime.protocol._buffers import blob_size, release
 from ._runtime.protocol._commands import (

@@ -37,7 +37,7 @@ from ._runtime.protocol._commands import MapRead
 from ._summary import RunSummary
 
 if TYPE_CHECKING:
-    from ._runtime._policy import ReadAhead
+    from ._runtime._read_ahead import ReadAhead
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._map import MapWindow
-from ._runtime._policy import ReadAhead, chunk_size
+from ._runtime._policy import chunk_size
+from ._runtime._read_ahead import ReadAhead
 
 if TYPE_CHECKING:
     from ._core import ExecutorCore

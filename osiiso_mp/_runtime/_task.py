@@ -23,7 +23,7 @@ from ._retention import handout
 
 if TYPE_CHECKING:
     from ._chunk import Chunk
-    from ._policy import ReadAhead
+    from ._read_ahead import ReadAhead
 
 __all__ = ["State", "Task", "task_info"]
 

@@ -10,7 +10,6 @@ import pytest
 from osiiso_mp._runtime._policy import (
     TINY,
     DurationEstimates,
-    ReadAhead,
     ReadyQueue,
     TokenBucket,
     may_prefetch,
@@ -18,6 +17,7 @@ from osiiso_mp._runtime._policy import (
     retry_delay,
     send_depth,
 )
+from osiiso_mp._runtime._read_ahead import ReadAhead
 
 
 def test_ready_queue_orders_by_priority_then_fifo() -> None:

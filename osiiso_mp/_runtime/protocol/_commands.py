@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._slots import frozen_class
-from .._policy import ReadAhead
+from .._read_ahead import ReadAhead
 from .._task import Task
 
 __all__ = [

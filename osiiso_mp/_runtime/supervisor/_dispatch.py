@@ -24,13 +24,13 @@ from ..._errors import SerializationError as _SerializationError
 from .._chunk import CHUNK_SUFFIX
 from .._policy import (
     DurationEstimates,
-    ReadAhead,
     ReadyQueue,
     TokenBucket,
     may_prefetch,
     must_announce,
     send_depth,
 )
+from .._read_ahead import ReadAhead
 from .._task import Task
 from ..protocol._messages import RunTask
 from ._chunks import ChunkItem
