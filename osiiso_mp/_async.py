@@ -33,7 +33,7 @@ from ._group import build_group
 from ._map import READER_PATIENCE, check_map_sizes, values_of
 from ._map_chunk import MapChunk
 from ._mapping import map_window
-from ._progress import ProgressArg
+from ._progress import ProgressArg, progress_tracker, sized_total
 from ._resources import cpu_budget
 from ._results import TaskResult
 from ._snapshots import PoolStats, TaskInfo
@@ -116,6 +116,7 @@ class _AsyncSubmitter:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: ProgressArg = None,
     ) -> AsyncIterator[R]: ...
 
     @overload
@@ -126,6 +127,7 @@ class _AsyncSubmitter:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: ProgressArg = None,
     ) -> AsyncIterator[R]: ...
 
     async def map(
@@ -135,6 +137,7 @@ class _AsyncSubmitter:
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: ProgressArg = None,
     ) -> AsyncIterator[Any]:
         """``async for value in ex.map(fn, xs)``: values in input order.
 
@@ -145,16 +148,16 @@ class _AsyncSubmitter:
         :meth:`Executor.map` says; with it, at most ``buffersize`` elements are
         outstanding. ``timeout`` bounds the whole iteration. The first failure raises when
         reached; leaving the loop early (or a cancellation) cancels what is left.
+        ``progress`` is as for :meth:`Executor.map`.
         """
         check_map_sizes(chunksize, buffersize)
+        tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
         window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)
+        window.track(tracker)
         try:
-            while True:
-                window.refill()
-                if not window.entries:
-                    return
+            while window.advance():
                 # the head stays in the window until consumed, so cancelling covers it
                 first = window.entries[0]
                 start = 0
@@ -185,7 +188,7 @@ class _AsyncSubmitter:
                     except StopIteration:
                         break
         finally:
-            window.cancel_rest()
+            window.close()
 
 
 class AsyncOptionsView(_AsyncSubmitter):

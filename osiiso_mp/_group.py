@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from ._future import TaskFuture
 from ._progress import ProgressArg, progress_tracker
-from ._results import TaskResult
+from ._progress._callback import short_repr
+from ._results import record_of
 from ._runtime.protocol._commands import CancelAll
 from ._summary import RunSummary
 from ._task_options import TaskOptions
@@ -44,14 +45,6 @@ def _type_name(obj: object) -> str:
     return type(obj).__qualname__
 
 
-def _short(obj: object) -> str:
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<{_type_name(obj)} object>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _calls_of(
     fn_or_calls: object, iterable: object
 ) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
@@ -63,7 +56,7 @@ def _calls_of(
     if callable(fn_or_calls):
         if iterable is None:
             raise TypeError(
-                f"group({_short(fn_or_calls)}) needs an iterable of arguments as its second "
+                f"group({short_repr(fn_or_calls)}) needs an iterable of arguments as its second "
                 f"argument (one task per item); use {_CALLS_HINT}"
             )
         try:
@@ -71,13 +64,13 @@ def _calls_of(
         except TypeError:
             raise TypeError(
                 f"group(fn, iterable): the second argument must be iterable, got "
-                f"{_short(iterable)} ({_type_name(iterable)})"
+                f"{short_repr(iterable)} ({_type_name(iterable)})"
             ) from None
         fn = cast(Callable[..., Any], fn_or_calls)
         return [(fn, (item,)) for item in items]
     if iterable is not None:
         raise TypeError(
-            f"group() with two arguments needs a callable first, got {_short(fn_or_calls)} "
+            f"group() with two arguments needs a callable first, got {short_repr(fn_or_calls)} "
             f"({_type_name(fn_or_calls)}); for a list of calls pass it alone: "
             "group([(fn, *args), ...])"
         )
@@ -86,14 +79,14 @@ def _calls_of(
     except TypeError:
         raise TypeError(
             f"group() takes a callable and an iterable, or an iterable of (fn, *args) tuples; "
-            f"got {_short(fn_or_calls)} ({_type_name(fn_or_calls)})"
+            f"got {short_repr(fn_or_calls)} ({_type_name(fn_or_calls)})"
         ) from None
     calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, tuple) or not entry or not callable(entry[0]):
             raise TypeError(
                 f"group(): call {index} must be a tuple (fn, *args) with a callable first, "
-                f"got {_short(entry)} ({_type_name(entry)})"
+                f"got {short_repr(entry)} ({_type_name(entry)})"
             )
         calls.append((entry[0], entry[1:]))
     return calls
@@ -133,23 +126,8 @@ def build_group(
     return TaskGroup(gid, futures, procs=core.config.procs)
 
 
-def _record_of(fut: TaskFuture[Any]) -> TaskResult:
-    """The record of a finished future (it always has one; a stand-in is made otherwise)."""
-    record = fut._record
-    if record is not None:
-        return record
-    if fut.cancelled():
-        return TaskResult(task_id=fut.task_id, name=fut.name, status="cancelled")
-    exc = fut.exception(0)
-    if exc is not None:
-        return TaskResult(
-            task_id=fut.task_id, name=fut.name, status="failed", exception=exc, message=str(exc)
-        )
-    return TaskResult(task_id=fut.task_id, name=fut.name, status="succeeded", value=fut.result(0))
-
-
 def _finished_at(fut: TaskFuture[Any]) -> float:
-    return _record_of(fut).finished_at
+    return record_of(fut).finished_at
 
 
 class TaskGroup(Generic[T]):
@@ -195,7 +173,7 @@ class TaskGroup(Generic[T]):
         pending = 0
         for fut in self._futures:
             if fut.done():
-                counts[_record_of(fut).status] += 1
+                counts[record_of(fut).status] += 1
             else:
                 pending += 1
         parts = [f"{n} {word}" for word, n in counts.items() if n]
@@ -228,7 +206,7 @@ class TaskGroup(Generic[T]):
         first raises ``TimeoutError``; the tasks are left running.
         """
         self._wait_all(timeout)
-        records = [_record_of(fut) for fut in self._futures]
+        records = [record_of(fut) for fut in self._futures]
         RunSummary(results=tuple(records), duration=0.0).raise_for_errors(include_cancelled=True)
         return [cast(T, r.value) for r in records]
 
@@ -241,7 +219,7 @@ class TaskGroup(Generic[T]):
         task's submission to the last finish among the records listed.
         """
         done, not_done = cf.wait(self._futures, timeout)
-        records = tuple(_record_of(fut) for fut in self._futures if fut in done)
+        records = tuple(record_of(fut) for fut in self._futures if fut in done)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:

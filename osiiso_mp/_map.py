@@ -92,6 +92,8 @@ class MapWindow:
         self._flow = flow
         self._sup = sup
         self._read = 0  # bytes taken and not yet reported
+        self._tracker: ProgressTracker | None = None
+        self._total_known = more is None
 
     def refill(self) -> list[Entry]:
         """Submit from ``more`` up to the window; the entries added. When ``more`` runs out
@@ -111,6 +113,32 @@ class MapWindow:
             self.entries.extend(new)
             self._outstanding += len(batch)
         return added
+
+    def track(self, tracker: ProgressTracker | None) -> None:
+        """Follow this map's tasks with ``tracker`` (a progress bar), from now on."""
+        self._tracker = tracker
+        self._total_known = self.more is None
+        if tracker:
+            tracker.track_all(self.entries, last=self._total_known)
+
+    def advance(self) -> bool:
+        """Submit more (streaming) up to the window, the tracker following; whether an
+        entry is left to read. (The step both facades' map loops take per entry.)"""
+        added = self.refill()
+        tracker = self._tracker
+        if tracker:
+            if added:
+                tracker.track_all(added)
+            if not self._total_known and self.more is None:
+                tracker.track_all((), last=True)  # input used up: the total is known
+        self._total_known = self.more is None
+        return bool(self.entries)
+
+    def close(self) -> None:
+        """The reader is done (or gone): cancel what is left, close the tracker."""
+        self.cancel_rest()
+        if self._tracker:
+            self._tracker.close()
 
     def pop(self) -> Entry:
         """The first entry, taken out (its values are about to be handed over)."""
@@ -227,20 +255,9 @@ def map_results(
     No local variable refers to an entry or a value while a value is yielded: what the
     caller drops is freed.
     """
+    win.track(tracker)
     try:
-        total_known = win.more is None
-        if tracker:
-            tracker.track_all(win.entries, last=total_known)
-        while True:
-            added = win.refill()
-            if tracker and added:
-                tracker.track_all(added)
-            del added
-            if tracker and not total_known and win.more is None:
-                tracker.track_all((), last=True)  # input used up: the total is known
-            total_known = win.more is None
-            if not win.entries:
-                return
+        while win.advance():
             head = win.entries[0]
             if type(head) is not MapChunk or head.done():
                 del head
@@ -258,9 +275,7 @@ def map_results(
             del head
             yield from values_of(win.pop(), i)
     finally:
-        win.cancel_rest()
-        if tracker:
-            tracker.close()
+        win.close()
 
 
 def _wait_for_item(win: MapWindow, head: MapChunk, i: int, end: float | None) -> None:

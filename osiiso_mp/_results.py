@@ -27,16 +27,17 @@ from ._errors import ValueReleasedError
 from ._slots import slot_builder, values_getter
 
 __all__ = [
-    "RESULT_FIELDS",
     "Attempt",
     "DeferredValue",
     "Outcome",
+    "RESULT_FIELDS",
     "ReleasedValue",
     "Status",
     "TaskResult",
     "make_attempt",
     "make_result",
     "raw_value",
+    "record_of",
     "safe_repr",
     "set_raw_value",
     "value_repr",
@@ -297,3 +298,27 @@ def with_value(record: TaskResult, value: Any) -> TaskResult:
     """A copy of ``record`` whose ``value`` slot holds ``value`` (the other fields are the
     same objects)."""
     return make_result(*_BEFORE_VALUE(record), value, *_AFTER_VALUE(record))
+
+
+def record_of(fut: Any) -> TaskResult:
+    """The record of a finished future: its ``_record`` (a ``TaskFuture``'s), else a
+    stand-in made from its outcome (any ``concurrent.futures.Future``)."""
+    record = getattr(fut, "_record", None)
+    if isinstance(record, TaskResult):
+        return record
+    task_id = getattr(fut, "task_id", "")
+    name = getattr(fut, "name", "")
+    task_id = task_id if isinstance(task_id, str) else ""
+    name = name if isinstance(name, str) else ""
+    if fut.cancelled():
+        return TaskResult(task_id=task_id, name=name, status="cancelled", message="cancelled")
+    exc = fut.exception(0)
+    if exc is not None:
+        try:
+            message = str(exc)
+        except Exception:
+            message = type(exc).__qualname__
+        return TaskResult(
+            task_id=task_id, name=name, status="failed", exception=exc, message=message
+        )
+    return TaskResult(task_id=task_id, name=name, status="succeeded", value=fut.result(0))

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol, TextIO
 
-from .._results import Status, TaskResult
+from .._results import Status, TaskResult, record_of
 from ._bars import bar_display
 from ._callback import CallbackDisplay, short_repr
 from ._events import DisplayKind, ProgressArg, ProgressEvent
@@ -92,30 +92,7 @@ def _records_of(fut: cf.Future[Any]) -> list[TaskResult]:
     records = getattr(fut, "records", None)
     if callable(records):
         return list(records())
-    return [_record_of(fut)]
-
-
-def _record_of(fut: cf.Future[Any]) -> TaskResult:
-    """The record of a finished future: its ``_record``, else a stand-in from its outcome."""
-    record = getattr(fut, "_record", None)
-    if isinstance(record, TaskResult):
-        return record
-    task_id = getattr(fut, "task_id", "")
-    name = getattr(fut, "name", "")
-    task_id = task_id if isinstance(task_id, str) else ""
-    name = name if isinstance(name, str) else ""
-    if fut.cancelled():
-        return TaskResult(task_id=task_id, name=name, status="cancelled", message="cancelled")
-    exc = fut.exception(0)
-    if exc is not None:
-        try:
-            message = str(exc)
-        except Exception:
-            message = type(exc).__qualname__
-        return TaskResult(
-            task_id=task_id, name=name, status="failed", exception=exc, message=message
-        )
-    return TaskResult(task_id=task_id, name=name, status="succeeded", value=fut.result(0))
+    return [record_of(fut)]
 
 
 class ProgressTracker:

@@ -9,6 +9,7 @@ reference in the workers.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import io
 import re
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from osiiso_mp import ExecutionError, Executor, TaskFuture, pmap
+from osiiso_mp import AsyncExecutor, ExecutionError, Executor, TaskFuture, pmap
 from osiiso_mp._progress import ProgressEvent, progress_tracker
 
 
@@ -274,3 +275,17 @@ def test_pmap_progress_closes_before_raising_a_failure() -> None:
 def test_pmap_with_a_bad_progress_raises_before_starting_workers() -> None:
     with pytest.raises(TypeError, match="progress"):
         pmap(square, range(3), progress=42)  # type: ignore[call-overload]  # deliberate misuse
+
+
+def test_async_map_progress_as_the_sync_one() -> None:
+    # the same map loop under both facades: the same progress events
+    events = Events()
+
+    async def main() -> list[int]:
+        async with AsyncExecutor(procs=2) as aex:
+            return [v async for v in aex.map(square, range(6), buffersize=2, progress=events)]
+
+    assert asyncio.run(main()) == [i * i for i in range(6)]
+    assert events.events[0].total == 6  # a sized input: the total is known at once
+    final = final_of(events)
+    assert (final.total, final.done, final.succeeded) == (6, 6, 6)
