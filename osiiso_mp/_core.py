@@ -354,14 +354,7 @@ class ExecutorCore:
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, kill: bool = False
     ) -> None:
-        """Stop taking tasks and release the workers.
-
-        As in the standard library: ``wait=True`` returns once every task has finished and
-        every worker has exited; ``cancel_futures=True`` cancels the tasks that have not
-        started. ``kill=True`` stops everything now: queued tasks are cancelled and running
-        attempts killed (``must_complete`` ones too). Idempotent; safe from any thread and
-        from a done-callback.
-        """
+        """Stop taking tasks and release the workers (see ``Executor.shutdown``)."""
         with self.lock:
             self.closed = True
             if self.admission is not None:
