@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._map import weight_of
 from ._map_chunk import MapChunk
 from ._results import TaskResult
 from ._summary import RunSummary
@@ -64,7 +63,7 @@ class RunBatch:
         entry = fut if type(fut) is MapChunk else task
         with self._lock:
             self.entries.append(entry)
-            self._weight += weight_of(entry)
+            self._weight += entry.weight
             if self._weight >= self._prune_at:
                 self._prune()
 
@@ -81,11 +80,11 @@ class RunBatch:
         dropped: list[Holder] = []
         for entry in self.entries:
             if _finished_before(entry, horizon):
-                dropped.append(holder(entry))
+                dropped.append(entry.holder)
             else:
                 kept.append(entry)
         self.entries = kept
-        self._weight = sum(weight_of(f) for f in kept)
+        self._weight = sum(f.weight for f in kept)
         self._prune_at = max(PRUNE_AT, 2 * self._weight)
         self._sup.batch_let_go(dropped)
 
@@ -102,7 +101,7 @@ class RunBatch:
         """A ``run()`` was interrupted: its batch goes back, first, for the next one."""
         with self._lock:
             self.entries[:0] = batch
-            self._weight += sum(weight_of(f) for f in batch)
+            self._weight += sum(f.weight for f in batch)
 
     def summarise(self, run: Run, timed_out: bool, strict: bool) -> RunSummary:
         """The summary of ``run``'s batch, whose entries have finished; the executor lets
@@ -114,7 +113,7 @@ class RunBatch:
         for entry in run.batch:
             if entry.done():  # every entry has finished, unless the executor broke
                 records.extend(entry.records())
-        self._sup.batch_let_go([holder(entry) for entry in run.batch], wait=True)
+        self._sup.batch_let_go([entry.holder for entry in run.batch], wait=True)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:
@@ -135,11 +134,6 @@ def _finished_before(entry: Task | MapChunk, horizon: float) -> bool:
     """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
     finished = entry.finished_at
     return finished is not None and finished <= horizon
-
-
-def holder(entry: Task | MapChunk) -> Holder:
-    """What keeps the values of a batch entry (see ``ValueBudget``)."""
-    return entry.chunk if type(entry) is MapChunk else entry  # type: ignore[return-value]
 
 
 def must_complete(fut: TaskFuture[Any] | MapChunk) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures as cf
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._errors import ClosedError
 from ._results import TaskResult
@@ -46,6 +46,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     # bytes of value its map's reader frees by taking it (a map without buffersize)
     _unread_bytes = 0
+    weight: ClassVar[int] = 1
+    """How many tasks it stands for, in a map's window (a chunk's handle: its items)."""
 
     def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
         super().__init__()

@@ -47,7 +47,6 @@ __all__ = [
     "collect_values",
     "map_results",
     "values_of",
-    "weight_of",
 ]
 
 
@@ -88,7 +87,7 @@ class MapWindow:
         self.more = more
         self._submit_items = submit_items
         self._window = window
-        self._outstanding = sum(weight_of(e) for e in entries)
+        self._outstanding = sum(e.weight for e in entries)
         self._flow = flow
         self._sup = sup
         self._read = 0  # bytes taken and not yet reported
@@ -143,7 +142,7 @@ class MapWindow:
     def pop(self) -> Entry:
         """The first entry, taken out (its values are about to be handed over)."""
         head = self.entries.popleft()
-        self._outstanding -= weight_of(head)
+        self._outstanding -= head.weight
         if self._flow is not None:
             self._read += head._unread_bytes
             if self._read >= READ_REPORT_BYTES:
@@ -352,8 +351,3 @@ def check_map_sizes(chunksize: int | None, buffersize: int | None) -> None:
         not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1
     ):
         raise ValueError(f"buffersize must be a positive int, got {buffersize!r}")
-
-
-def weight_of(entry: Entry) -> int:
-    """How many tasks a batch entry stands for: a chunk's items, else one."""
-    return entry.chunk.n if isinstance(entry, MapChunk) else 1

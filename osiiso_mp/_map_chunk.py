@@ -69,6 +69,11 @@ class MapChunk(cf.Future[None]):
         return f"<MapChunk {self.chunk.name!r} items={self.chunk.n} done={self.done()}>"
 
     @property
+    def holder(self) -> Chunk:
+        """What keeps its items' values for ``run()`` (see ``ValueBudget``): its chunk."""
+        return self.chunk
+
+    @property
     def weight(self) -> int:
         """How many tasks (items) it stands for."""
         return self.chunk.n

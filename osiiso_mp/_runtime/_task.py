@@ -77,6 +77,11 @@ class Task:
     weight: ClassVar[int] = 1
     """How many tasks a batch entry stands for (a map's chunk: its items)."""
 
+    @property
+    def holder(self) -> Task:
+        """What keeps its value for ``run()`` (see ``ValueBudget``): itself."""
+        return self
+
     def __init__(
         self,
         *,
