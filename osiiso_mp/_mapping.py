@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._core import CHUNK_BYTES
 from ._map import MapWindow
 from ._runtime._policy import chunk_size
 from ._runtime._read_ahead import ReadAhead
@@ -23,7 +24,7 @@ __all__ = ["map_window", "submit_all"]
 # workers before its next tasks wait for the reader (see ReadAhead): a quarter of
 # retain_bytes, at least two chunks' worth (retain_bytes=None: no bound)
 _READ_AHEAD_SHARE = 4
-_READ_AHEAD_FLOOR = 2 * (16 << 20)
+_READ_AHEAD_FLOOR = 2 * CHUNK_BYTES
 
 
 def map_window(

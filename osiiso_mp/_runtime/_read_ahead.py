@@ -77,7 +77,7 @@ class ReadAhead(Generic[T]):
 
     def holds_back(self, seq: int) -> bool:
         """Must task ``seq`` wait (be parked) rather than start now?"""
-        return self.unread > self.limit and seq > self.waiting_for and not self.opened
+        return self.holding and seq > self.waiting_for
 
     def park(self, seq: int, item: T) -> None:
         """Keep ``item`` (task ``seq``, live) until :meth:`release` gives it back."""
