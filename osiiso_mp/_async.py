@@ -30,8 +30,7 @@ from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
 from ._group import build_group
-from ._map import READER_PATIENCE, check_map_sizes, values_of
-from ._map_chunk import MapChunk
+from ._map import check_map_sizes
 from ._mapping import map_window
 from ._progress import ProgressArg, progress_tracker, sized_total
 from ._resources import cpu_budget
@@ -161,27 +160,14 @@ class _AsyncSubmitter:
                 # the head stays in the window until consumed, so cancelling covers it
                 first = window.entries[0]
                 start = 0
-                if type(first) is MapChunk and not first.done():
-                    # a chunk under way: take its items as they end (see map_results)
-                    while True:
-                        await item_ended(window, first, start, end)
-                        if first.done():
-                            break
-                        yield first._item(start)
-                        start += 1
-                else:
-                    head = asyncio.wrap_future(first)
-                    if window.bounded and not head.done():
-                        left = None if end is None else max(0.0, end - time.monotonic())
-                        patience = READER_PATIENCE if left is None else min(READER_PATIENCE, left)
-                        done, _ = await asyncio.wait((head,), timeout=patience)
-                        if not done:
-                            window.waiting()  # what it waits for is not held back
-                    left = None if end is None else max(0.0, end - time.monotonic())
-                    await asyncio.wait_for(asyncio.shield(head), left)
-                    del head
+                while True:  # its items as they end (see map_results), the rest once done
+                    await item_ended(window, first, start, end)
+                    if first.done():
+                        break
+                    yield first._item(start)
+                    start += 1
                 del first
-                values = values_of(window.pop(), start)
+                values = window.pop()._take_values(start)
                 while True:  # no name holds a value while the caller has it (so it can go)
                     try:
                         yield next(values)

@@ -8,11 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._map import READER_PATIENCE
-
 if TYPE_CHECKING:
     from ._future import TaskFuture
-    from ._map import MapWindow
+    from ._map import MapEntry, MapWindow
     from ._map_chunk import MapChunk
 
 __all__ = ["item_ended", "wait_all"]
@@ -51,10 +49,10 @@ async def wait_all(
     return {f for f in futures if not f.done()}
 
 
-async def item_ended(window: MapWindow, head: MapChunk, i: int, end: float | None) -> None:
-    """Await item ``i`` of ``head``, the map's first entry, or the whole chunk, on the loop
-    (``TimeoutError`` once ``end`` has passed); after a while, tell the map's read-ahead
-    that the reader waits for it."""
+async def item_ended(window: MapWindow, head: MapEntry, i: int, end: float | None) -> None:
+    """Await item ``i`` of ``head``, the map's first entry, or the whole entry, on the loop
+    (``TimeoutError`` once ``end`` has passed); the loop's twin of ``MapWindow.wait_item``:
+    after a while, it tells the map's read-ahead that the reader waits for it."""
     loop = asyncio.get_running_loop()
     patient = not window.bounded
     while not head._ended(i):
@@ -69,14 +67,13 @@ async def item_ended(window: MapWindow, head: MapChunk, i: int, end: float | Non
         head._on_progress(wake)
         if head._ended(i):  # it ended between the check and the registration
             return
-        left = None if end is None else max(0.0, end - time.monotonic())
         if not patient:
             patient = True
-            wait = READER_PATIENCE if left is None else min(READER_PATIENCE, left)
-            done, _ = await asyncio.wait((woken,), timeout=wait)
+            done, _ = await asyncio.wait((woken,), timeout=window.patience(end))
             if not done:
                 window.waiting()
             continue
+        left = None if end is None else max(0.0, end - time.monotonic())
         await asyncio.wait_for(woken, left)
 
 

@@ -60,7 +60,7 @@ class RunBatch:
         """A task was submitted (a detached one is not part of any batch)."""
         if task.opts.detached:
             return
-        entry = fut if type(fut) is MapChunk else task
+        entry = fut._in_batch(task)
         with self._lock:
             self.entries.append(entry)
             self._weight += entry.weight

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._errors import ClosedError
+from ._map_chunk import handing_over
 from ._results import TaskResult
 from ._runtime.protocol._commands import Info, Status
 from ._snapshots import TaskInfo
@@ -132,6 +133,60 @@ class TaskFuture(cf.Future[T], Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         """``await fut``: the value, or the task's exception raised."""
         return asyncio.wrap_future(self).__await__()
+
+    # -- as an entry of a map's window or of a group (see ``_map.MapEntry``): one item ----
+
+    def _in_batch(self, task: Task) -> Task:
+        """What the batch of ``run()`` keeps for it: its task (which keeps its record)."""
+        return task
+
+    def _ended(self, i: int) -> bool:
+        """Has it ended? (Its only item is item 0.)"""
+        return self.done()
+
+    def _wait_item(self, i: int, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for it to end; whether it did."""
+        try:
+            self.exception(timeout)
+        except cf.TimeoutError:
+            return False
+        except cf.CancelledError:
+            pass
+        return True
+
+    def _on_progress(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` once it has ended (on the supervisor thread, or here if it has)."""
+        self.add_done_callback(lambda _: wake())
+
+    def _item(self, i: int) -> T:
+        """Its value (once done); its error, or ``CancelledError``, is raised instead."""
+        return self.result()
+
+    def _take_values(self, start: int = 0) -> Iterator[Any]:
+        """Once done: its value (``start`` 0) as an iterator that does not hold it once
+        yielded; its error, or ``CancelledError``, is raised instead when it is read."""
+        if start:
+            return iter(())
+        if self.cancelled() or self.exception() is not None:
+            return self._raising()
+        return handing_over([self.result()])
+
+    def _raising(self) -> Generator[Any, None, None]:
+        self.result()  # raises the task's exception, or CancelledError
+        yield from ()
+
+    def _drop_values(self) -> None:
+        """Nobody will read its value through the map: nothing to let go of (the value is
+        the future's, and so the caller's)."""
+
+    def _collect(self, values: list[Any], bad: list[TaskResult]) -> None:
+        """Once done: append its value to ``values``, or its record to ``bad``."""
+        record = self._record
+        assert record is not None
+        if record.status == "succeeded":
+            values.append(record.value)
+        else:
+            bad.append(record)
 
     # -- introspection ---------------------------------------------------------------------
 

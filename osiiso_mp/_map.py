@@ -26,13 +26,11 @@ import concurrent.futures as cf
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from itertools import repeat, starmap
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._map_chunk import MapChunk, take
 from ._progress import ProgressTracker
 from ._results import TaskResult
-from ._runtime._chunk import MAX_CHUNK, SEQ_STEP, Chunk
+from ._runtime._chunk import MAX_CHUNK, SEQ_STEP
 from ._runtime.protocol._commands import MapRead
 from ._summary import RunSummary
 
@@ -42,15 +40,59 @@ if TYPE_CHECKING:
     from ._runtime.supervisor import Supervisor
 
 __all__ = [
+    "MapEntry",
     "MapWindow",
     "check_map_sizes",
     "collect_values",
     "map_results",
-    "values_of",
 ]
 
 
-Entry = Any  # a MapChunk, or a TaskFuture for an item submitted on its own
+class MapEntry(Protocol):
+    """What a map's window and a group's values read of an entry: a ``MapChunk`` (many
+    items), or a ``TaskFuture`` (one item, submitted on its own). Item ``i`` is the
+    entry's ``i``-th task, in input order."""
+
+    _task: Task | None  # while the supervisor holds it
+    _unread_bytes: int  # bytes of values its map's reader frees by taking them
+
+    @property
+    def weight(self) -> int:
+        """How many items (tasks) it stands for."""
+
+    def done(self) -> bool:
+        """Have all its items ended?"""
+
+    def cancel(self) -> bool:
+        """Cancel the items that have not ended."""
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(entry)`` once it is done."""
+
+    def _ended(self, i: int) -> bool:
+        """Has item ``i`` ended, or the whole entry?"""
+
+    def _wait_item(self, i: int, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for item ``i`` (or the entry) to end; whether it did."""
+
+    def _on_progress(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` once more of it has ended (any thread)."""
+
+    def _item(self, i: int) -> Any:
+        """Item ``i``'s value, handed over once it has ended; its error raised instead."""
+
+    def _take_values(self, start: int = 0) -> Iterator[Any]:
+        """Once done, the values of its items from ``start`` on, handed over one by one
+        (an item's error raised at its place). Read them once."""
+
+    def _drop_values(self) -> None:
+        """Let go of the values waiting to be read (nobody will read them)."""
+
+    def _collect(self, values: list[Any], bad: list[TaskResult]) -> None:
+        """Once done: append its values to ``values`` and the records of the items that
+        did not succeed to ``bad``."""
+
+
 Items = list[tuple[Any, ...]]
 
 
@@ -76,9 +118,9 @@ class MapWindow:
 
     def __init__(
         self,
-        entries: deque[Entry],
+        entries: deque[MapEntry],
         more: Iterator[Items] | None,
-        submit_items: Callable[[Items], list[Entry]],
+        submit_items: Callable[[Items], list[MapEntry]],
         window: int | None,
         flow: ReadAhead[Task] | None = None,
         sup: Supervisor | None = None,
@@ -94,10 +136,10 @@ class MapWindow:
         self._tracker: ProgressTracker | None = None
         self._total_known = more is None
 
-    def refill(self) -> list[Entry]:
+    def refill(self) -> list[MapEntry]:
         """Submit from ``more`` up to the window; the entries added. When ``more`` runs out
         it becomes None."""
-        added: list[Entry] = []
+        added: list[MapEntry] = []
         more = self.more
         if more is None:
             return added
@@ -139,7 +181,7 @@ class MapWindow:
         if self._tracker:
             self._tracker.close()
 
-    def pop(self) -> Entry:
+    def pop(self) -> MapEntry:
         """The first entry, taken out (its values are about to be handed over)."""
         head = self.entries.popleft()
         self._outstanding -= head.weight
@@ -153,6 +195,26 @@ class MapWindow:
     def bounded(self) -> bool:
         """Does this map's read-ahead hold tasks back while its reader is behind?"""
         return self._flow is not None
+
+    def patience(self, end: float | None) -> float:
+        """How long a reader waits for an entry before it says so (``waiting``): a bounded
+        map's reader, that is, with the whole map due at ``end`` (monotonic)."""
+        if end is None:
+            return READER_PATIENCE
+        return max(0.0, min(READER_PATIENCE, end - time.monotonic()))
+
+    def wait_item(self, head: MapEntry, i: int, end: float | None) -> None:
+        """Wait for item ``i`` of the first entry, ``head``, to end (or the whole entry);
+        ``TimeoutError`` once ``end`` has passed."""
+        if head._ended(i):
+            return
+        if self.bounded:
+            if head._wait_item(i, self.patience(end)):
+                return
+            self.waiting()
+        left = None if end is None else max(0.0, end - time.monotonic())
+        if not head._wait_item(i, left):
+            raise TimeoutError()
 
     def waiting(self) -> None:
         """The reader has been waiting for the first entry a while: make sure its tasks are
@@ -188,8 +250,7 @@ class MapWindow:
         """Let go of the values waiting here to be read (nobody will read them now; the
         batch of ``run()`` has its own copy)."""
         for entry in self.entries:
-            if isinstance(entry, MapChunk):
-                entry._values = None
+            entry._drop_values()
 
     def __del__(self) -> None:
         # a map whose iterator was dropped without being started never runs its cleanup:
@@ -199,57 +260,12 @@ class MapWindow:
             self._report(gone=True)
 
 
-def values_of(entry: Entry, start: int = 0) -> Iterator[Any]:
-    """The values of a finished entry, in input order (a chunk's from item ``start``: the
-    reader took those before); an item's error (or cancellation) is raised at its place,
-    after the values before it.
-
-    The entry gives its values up to the iterator, which lets go of each as it yields it
-    (nothing here holds a value the caller has dropped). Read an entry's values once.
-    """
-    if not isinstance(entry, MapChunk):
-        if entry.cancelled() or entry.exception() is not None:
-            return _raising(entry)
-        return _handing_over([entry.result()])
-    values, entry._values = entry._values, None
-    if not entry.chunk.outcome and not start:
-        assert values is not None
-        return _handing_over(values)
-    return _with_outcomes(entry.chunk, values, start)
-
-
-def _handing_over(values: list[Any]) -> Iterator[Any]:
-    """The items of ``values``, in order, each taken out of the list as it is yielded (C
-    loops only: a map over small values yields millions a second)."""
-    values.reverse()
-    return starmap(values.pop, repeat((), len(values)))
-
-
-def _raising(fut: Any) -> Generator[Any, None, None]:
-    fut.result()  # raises the task's exception, or CancelledError
-    yield from ()
-
-
-def _with_outcomes(
-    chunk: Chunk, values: list[Any] | None, start: int = 0
-) -> Generator[Any, None, None]:
-    outcome = chunk.outcome
-    for i in range(start, chunk.n):
-        record = outcome.get(i)
-        if record is None or record.status == "succeeded":
-            assert values is not None
-            yield take(values, i)  # not bound to a name here while the caller has it
-        elif record.status == "failed":
-            assert record.exception is not None
-            raise record.exception
-        else:
-            raise cf.CancelledError(record.message)
-
-
 def map_results(
     win: MapWindow, end: float | None, tracker: ProgressTracker | None = None
 ) -> Generator[Any, None, None]:
-    """The values of a ``map``, in input order, as ``Executor.map`` yields them.
+    """The values of a ``map``, in input order, as ``Executor.map`` yields them: an entry's
+    items as they end (a chunk under way, see the module's docstring), the rest of them at
+    once when it is done.
 
     No local variable refers to an entry or a value while a value is yielded: what the
     caller drops is freed.
@@ -258,82 +274,31 @@ def map_results(
     try:
         while win.advance():
             head = win.entries[0]
-            if type(head) is not MapChunk or head.done():
-                del head
-                _wait_for_head(win, end)
-                yield from values_of(win.pop())
-                continue
-            # a chunk under way: take its items as they end, then the rest once it is done
             i = 0
             while True:
-                _wait_for_item(win, head, i, end)
+                win.wait_item(head, i, end)
                 if head.done():
                     break
                 yield head._item(i)  # its error, if it failed, is raised here
                 i += 1
             del head
-            yield from values_of(win.pop(), i)
+            yield from win.pop()._take_values(i)
     finally:
         win.close()
 
 
-def _wait_for_item(win: MapWindow, head: MapChunk, i: int, end: float | None) -> None:
-    """Wait for item ``i`` of the first entry, a chunk, to end (or the whole chunk);
-    ``TimeoutError`` once ``end`` has passed."""
-    if head._ended(i):
-        return
-    if win.bounded:
-        patience = READER_PATIENCE if end is None else min(READER_PATIENCE, end - time.monotonic())
-        if head._wait_item(i, max(0.0, patience)):
-            return
-        win.waiting()
-    left = None if end is None else max(0.0, end - time.monotonic())
-    if not head._wait_item(i, left):
-        raise TimeoutError()
-
-
-def _wait_for_head(win: MapWindow, end: float | None) -> None:
-    """Wait for the first entry to finish (its own error is raised later, in place)."""
-    head = win.entries[0]
-    if win.bounded and not head.done():
-        patience = READER_PATIENCE if end is None else min(READER_PATIENCE, end - time.monotonic())
-        if not cf.wait((head,), max(0.0, patience)).done:
-            win.waiting()
-    if end is None:
-        head.exception()
-    else:
-        head.exception(end - time.monotonic())
-
-
-def collect_values(entries: Iterable[Entry]) -> list[Any]:
+def collect_values(entries: Iterable[MapEntry]) -> list[Any]:
     """Wait for every entry; their values in input order.
 
     Raises :class:`ExecutionError` if any task failed or was cancelled: its ``.results``
     holds those records in input order (as ``TaskGroup.values`` does).
     """
     entries = list(entries)
-    cf.wait(entries)
+    cf.wait(entries)  # type: ignore[arg-type]
     values: list[Any] = []
     bad: list[TaskResult] = []
     for entry in entries:
-        if isinstance(entry, MapChunk):
-            chunk = entry.chunk
-            mine = entry._values
-            entry._values = None
-            if not chunk.outcome and mine is not None:
-                values.extend(mine)
-                continue
-            for i, record in enumerate(chunk.records()):
-                if record.status == "succeeded":
-                    values.append(take(mine, i) if mine is not None else record.value)
-                else:
-                    bad.append(record)
-            continue
-        record = entry._record
-        if record.status == "succeeded":
-            values.append(record.value)
-        else:
-            bad.append(record)
+        entry._collect(values, bad)
     if bad:
         RunSummary(results=tuple(bad), duration=0.0).raise_for_errors(include_cancelled=True)
     return values

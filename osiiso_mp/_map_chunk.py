@@ -12,7 +12,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ClosedError
@@ -23,13 +24,20 @@ if TYPE_CHECKING:
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
 
-__all__ = ["MapChunk", "take"]
+__all__ = ["MapChunk", "handing_over", "take"]
 
 
 def take(values: list[Any], i: int) -> Any:
     """``values[i]``, taken out of the list (nothing here holds it once handed over)."""
     value, values[i] = values[i], None
     return value
+
+
+def handing_over(values: list[Any]) -> Iterator[Any]:
+    """The items of ``values``, in order, each taken out of the list as it is yielded (C
+    loops only: a map over small values yields millions a second)."""
+    values.reverse()
+    return starmap(values.pop, repeat((), len(values)))
 
 
 # guards every chunk's ``_ready`` and ``_wakers``; notified when one advances or settles
@@ -155,15 +163,56 @@ class MapChunk(cf.Future[None]):
     def _item(self, i: int) -> Any:
         """Item ``i``'s value, handed over (it has ended; the chunk may not have): its
         error, or ``CancelledError``, is raised instead."""
+        return self._value_at(self._values, i)
+
+    def _value_at(self, values: list[Any] | None, i: int) -> Any:
         record = self.chunk.outcome.get(i)
         if record is None or record.status == "succeeded":
-            values = self._values
             assert values is not None
             return take(values, i)
         if record.status == "failed":
             assert record.exception is not None
             raise record.exception
         raise cf.CancelledError(record.message)
+
+    def _take_values(self, start: int = 0) -> Iterator[Any]:
+        """The values of its items from ``start`` on (the reader took those before), in
+        order, once it is done; an item's error (or cancellation) is raised at its place,
+        after the values before it. The chunk gives them up to the iterator, which lets go
+        of each as it yields it. Read them once."""
+        values, self._values = self._values, None
+        if not self.chunk.outcome and not start:
+            assert values is not None
+            return handing_over(values)
+        return self._handing_over_from(values, start)
+
+    def _handing_over_from(
+        self, values: list[Any] | None, start: int
+    ) -> Generator[Any, None, None]:
+        for i in range(start, self.chunk.n):
+            yield self._value_at(values, i)  # not bound to a name here while the caller has it
+
+    def _drop_values(self) -> None:
+        """Nobody will read its values (the batch of ``run()`` has its own copy)."""
+        self._values = None
+
+    def _collect(self, values: list[Any], bad: list[TaskResult]) -> None:
+        """Once done: append its items' values to ``values``, in order, and the records of
+        those that did not succeed to ``bad``."""
+        chunk = self.chunk
+        mine, self._values = self._values, None
+        if not chunk.outcome and mine is not None:
+            values.extend(mine)
+            return
+        for i, record in enumerate(chunk.records()):
+            if record.status == "succeeded":
+                values.append(take(mine, i) if mine is not None else record.value)
+            else:
+                bad.append(record)
+
+    def _in_batch(self, task: Task) -> MapChunk:
+        """What the batch of ``run()`` keeps for it: itself (its chunk keeps the records)."""
+        return self
 
     def _settle_closed(self) -> None:
         """Fail a chunk that reached a supervisor after it stopped (any thread)."""
