@@ -77,6 +77,8 @@ class Configure(Message):
     # multiprocessing objects, see _inherit): PassedFd when sent, int descriptors received
     inherited: tuple[Any, ...] = ()
     whole_env: bool = True  # env replaces the worker's environment (else: set these too)
+    # large buffers of results may travel in shared memory (the transport can pass it)
+    shared_memory: bool = True
 
 
 @frozen_class

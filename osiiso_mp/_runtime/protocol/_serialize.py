@@ -193,8 +193,9 @@ def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
     return args
 
 
-def dumps_value(value: Any) -> Packed:
+def dumps_value(value: Any, *, shared: bool = True) -> Packed:
     """Pickle a task's return value; :class:`SerializationError` (stage "result") on failure.
+    ``shared=False`` keeps its large buffers out of shared memory (as for ``dumps_task``).
 
     Runs in the worker. Catches BaseException: a ``__reduce__`` calling ``sys.exit`` must
     fail the task, not end the worker (workers ignore SIGINT, so nothing else is lost).
@@ -202,39 +203,41 @@ def dumps_value(value: Any) -> Packed:
     oob: list[pickle.PickleBuffer] = []
     value = _bytes_out_of_band(value)
     try:
-        return _pack(pickle.dumps(value, protocol=5, buffer_callback=_collector(oob)), oob)
+        return _pack(pickle.dumps(value, protocol=5, buffer_callback=_collector(oob)), oob, shared)
     except BaseException:  # fall back to pickling by value
         oob.clear()
     try:
         import cloudpickle
 
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=_collector(oob))
-        return _pack(data, oob)
+        return _pack(data, oob, shared)
     except BaseException as exc:
         raise SerializationError(
             "result", _culprit(exc, value), f"{type_name(exc)}: {exc}"
         ) from None
 
 
-def dumps_chunk_values(values: list[Any], errors: dict[int, ErrorInfo]) -> Packed:
+def dumps_chunk_values(
+    values: list[Any], errors: dict[int, ErrorInfo], *, shared: bool = True
+) -> Packed:
     """Pickle a chunk's outcomes, ``(values, errors)``, for :class:`ChunkFinished`.
 
     A value that cannot be pickled fails only its own item: it is replaced by None and its
     index gets a :class:`SerializationError` (stage "result") in ``errors``.
     """
     try:
-        return dumps_value((values, errors))
+        return dumps_value((values, errors), shared=shared)
     except SerializationError:
         pass
     for i, value in enumerate(values):
         if i in errors:
             continue
         try:
-            dumps_value(value)
+            dumps_value(value, shared=shared)
         except SerializationError as exc:
             errors[i] = error_info(exc)
             values[i] = None
-    return dumps_value((values, errors))
+    return dumps_value((values, errors), shared=shared)
 
 
 def _is_large_bytes(obj: Any) -> bool:

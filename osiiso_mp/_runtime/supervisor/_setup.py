@@ -50,6 +50,7 @@ def configure(
         authkey=_authkey(),
         inherited=inherited if local else (),
         whole_env=local,
+        shared_memory=caps.shared_memory,
     )
 
 

@@ -86,13 +86,16 @@ class WorkerLink(Protocol):
         """Release the connection and whatever watches the process (after its exit)."""
 
     def rss(self) -> int:
-        """The worker's resident size in bytes now (0 when unknown)."""
+        """The worker's resident size in bytes now (0 when unknown). Called on the
+        supervisor's loop, every 100 ms under ``max_rss``: it must not block. A transport
+        that cannot read the process itself answers from what its worker last reported."""
 
     def stopped(self) -> bool:
         """Is the worker stopped (SIGSTOP, a debugger), so that it runs nothing?"""
 
     def usage(self) -> tuple[int, float]:
-        """Resident size in bytes and CPU percent since the previous call, for ``stats()``."""
+        """Resident size in bytes and CPU percent since the previous call, for ``stats()``
+        (non-blocking, as :meth:`rss`)."""
 
 
 @runtime_checkable

@@ -77,7 +77,9 @@ class WorkerActor:
         self._stopping = False
         self._pump_scheduled = False
         self._channel = Channel(loop, sock, self._on_message, self._on_closed)
-        self._tasks = TaskRunner(loop, self._channel, self._meter, self._schedule_pump)
+        self._tasks = TaskRunner(
+            loop, self._channel, self._meter, self._schedule_pump, shared=cfg.shared_memory
+        )
         self._async = self._tasks.running  # the async tasks running, by seq (the runner's)
         root = logging.getLogger()
         root.setLevel(cfg.log_level)

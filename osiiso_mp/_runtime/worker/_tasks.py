@@ -110,8 +110,11 @@ class TaskRunner:
         channel: Channel,
         meter: Meter,
         schedule_pump: Callable[[], None],
+        *,
+        shared: bool = True,
     ) -> None:
         self._loop = loop
+        self._shared = shared  # large buffers of values may go in shared memory
         self._channel = channel
         self._meter = meter
         self._schedule_pump = schedule_pump
@@ -304,7 +307,7 @@ class TaskRunner:
         """Send a chunk's outcomes and timings in one :class:`ChunkFinished`."""
         _, _, peak, delta = self._meter.measure(start)
         try:
-            payload, buffers = dumps_chunk_values(values, errors)
+            payload, buffers = dumps_chunk_values(values, errors, shared=self._shared)
         except SerializationError as exc:  # pragma: no cover - every part is picklable
             self._fail(msg, exc, start)
             return
@@ -321,7 +324,7 @@ class TaskRunner:
 
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
         try:
-            payload, buffers = dumps_value(value)
+            payload, buffers = dumps_value(value, shared=self._shared)
         except SerializationError as exc:
             self._fail(msg, exc, start)
             return
