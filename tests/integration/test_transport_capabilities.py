@@ -198,3 +198,46 @@ def test_times_from_workers_elsewhere_are_mapped_onto_our_clock() -> None:
         assert attempt.started_at is not None
         assert start <= record.created_at <= attempt.started_at <= attempt.finished_at <= end
         assert attempt.duration == pytest.approx(attempt.finished_at - attempt.started_at)
+
+
+def _hold(n: int, seconds: float) -> int:
+    data = b"\x01" * n  # every page written: resident
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # pure Python, holding the worker's loop (and GIL)
+        sum(range(1000))
+    return len(data)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_we_cannot_read_watches_its_own_memory_mid_task_and_is_replaced() -> None:
+    from osiiso_mp import MemoryLimitError
+
+    limit = 200 << 20
+    with Executor(procs=1, transport=HostlessTransport(), max_rss=limit) as ex:
+        pid = ex.submit(os.getpid).result(timeout=30)
+        start = time.monotonic()
+        fut = ex.submit(_hold, 300 << 20, 20.0)
+        exc = fut.exception(timeout=30)
+        elapsed = time.monotonic() - start
+        assert isinstance(exc, MemoryLimitError), repr(exc)
+        assert elapsed < 10.0, f"stopped after {elapsed:.1f}s: the task holds on for 20s"
+        assert exc.limit == limit and exc.rss > limit
+        record = fut.task_result()
+        assert record is not None
+        assert [a.outcome for a in record.attempt_log] == ["memory_exceeded"]
+        assert ex.submit(os.getpid).result(timeout=30) != pid  # on a replacement
+
+
+@pytest.mark.timeout(60)
+def test_stats_of_workers_we_cannot_read_come_from_their_reports() -> None:
+    with Executor(procs=2, transport=HostlessTransport()) as ex:
+        fut = ex.submit(_hold, 80 << 20, 5.0)  # reported even while it holds the loop
+        deadline = time.monotonic() + 10
+        rows = ex.stats().workers
+        while not any(w.rss > 80 << 20 for w in rows) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            rows = ex.stats().workers
+        fut.cancel()
+    assert all(w.rss > 0 for w in rows)
+    busy = [w for w in rows if w.rss > 80 << 20]
+    assert len(busy) == 1 and busy[0].cpu_percent > 10  # the one holding 80 MiB, spinning

@@ -26,6 +26,7 @@ from osiiso_mp._runtime.protocol._messages import (
     Stop,
     TaskFinished,
     TaskStarted,
+    UsageReported,
     WorkerReady,
     from_wire,
     to_wire,
@@ -54,6 +55,7 @@ def test_every_message_survives_its_wire_form() -> None:
         WorkerReady: WorkerReady(123),
         InitFailed: InitFailed("boom", "tb", "setup"),
         MemoryExceeded: MemoryExceeded(1 << 20),
+        UsageReported: UsageReported(1 << 24, 1.25),
         TaskStarted: TaskStarted(1, 2.5),
         TaskFinished: TaskFinished(7, "failed", b"x", None, 2.0, 0.5, 1, -4, ()),
         LogRecorded: LogRecorded(5, "n", 20, "m", 1.0, "p.py", 3, None, None, 2),
@@ -236,3 +238,46 @@ def test_shared_buffers_are_copied_where_they_cannot_be_mapped(
     blob.close()
     assert type(got.payload) is bytearray and got.payload == data  # type: ignore[attr-defined]
     assert _open_fds() == before
+
+
+def test_a_thread_sends_while_the_loop_is_held_but_never_inside_a_frame() -> None:
+    import threading
+
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        channel = Channel(loop, a, lambda m: None, lambda: None)
+        channel.allow_threadsafe_sends()
+        sent: list[bool] = []
+
+        def report() -> None:
+            sent.append(channel.send_threadsafe(UsageReported(1 << 20, 0.5)))
+
+        # the loop is not running (a sync task holds it): the thread's frame goes out
+        thread = threading.Thread(target=report)
+        thread.start()
+        thread.join(5)
+        assert sent == [True]
+        assert read_frame_blocking(b) == UsageReported(1 << 20, 0.5)
+        # a large frame the kernel took only part of: nothing may go in between
+        big = TaskFinished(7, "succeeded", b"v" * (8 << 20), 1.0, 2.0, 0.5, 0, 0, ())
+        channel.send(big)
+        channel.flush()
+        thread = threading.Thread(target=report)
+        thread.start()
+        thread.join(5)
+        assert sent == [True, False]
+        # the reader takes the big frame (the loop writes the rest), then the report
+        got: list[object] = []
+        reader = threading.Thread(target=lambda: got.append(read_frame_blocking(b)))
+        reader.start()
+        while reader.is_alive():
+            loop.run_until_complete(asyncio.sleep(0.01))
+        assert got == [big]
+        report()
+        assert sent == [True, False, True]
+        assert read_frame_blocking(b) == UsageReported(1 << 20, 0.5)
+    finally:
+        loop.close()
+        a.close()
+        b.close()

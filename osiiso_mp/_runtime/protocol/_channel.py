@@ -19,11 +19,21 @@ import pickle
 import select
 import socket
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._framing import ANC_SIZE, HEADER, HEADER_SIZE, MAX_FDS, decode, encode_frame, take_fds
+from ._framing import (
+    ANC_SIZE,
+    HEADER,
+    HEADER_SIZE,
+    MAX_FDS,
+    decode,
+    encode,
+    encode_frame,
+    take_fds,
+)
 from ._messages import Message, from_wire
 
 __all__ = ["Channel"]
@@ -83,6 +93,7 @@ class Channel:
         "_rbuf",
         "_rview",
         "_sock",
+        "_wlock",
         "_write_failed",
         "_writer_added",
     )
@@ -113,6 +124,7 @@ class Channel:
         self._writer_added = False
         self._write_failed = False  # the peer is gone: send nothing more, read what is left
         self._closed = False
+        self._wlock: threading.Lock | None = None  # see send_threadsafe
         loop.add_reader(self._fd, self._on_readable)
 
     @property
@@ -161,7 +173,49 @@ class Channel:
                     poller.register(self._fd, select.POLLOUT)
                 poller.poll(1000)
 
+    def allow_threadsafe_sends(self) -> None:
+        """Let another thread :meth:`send_threadsafe` from now on (call on the loop's
+        thread: the loop's writes then take a lock)."""
+        if self._wlock is None:
+            self._wlock = threading.Lock()
+
+    def send_threadsafe(self, msg: Message) -> bool:
+        """From another thread: write ``msg``, a small message without buffers, now, even
+        while the loop's thread is held (by a sync task). False when it cannot go now: the
+        channel is closed, or the loop's thread has part of a frame on the wire (try
+        later). Needs :meth:`allow_threadsafe_sends` first."""
+        lock = self._wlock
+        assert lock is not None, "allow_threadsafe_sends() first"
+        frame = memoryview(encode(msg))
+        with lock:
+            out = self._out
+            if self._closed or self._write_failed or (out and out[0].started):
+                return False
+            poller: select.poll | None = None
+            while frame:
+                try:
+                    sent = self._sock.send(frame)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    return False  # the loop's next write finds the socket failed too
+                frame = frame[sent:]
+                if frame and not sent:
+                    if poller is None:
+                        poller = select.poll()
+                        poller.register(self._fd, select.POLLOUT)
+                    poller.poll(100)
+        return True
+
     def _write(self) -> None:
+        lock = self._wlock
+        if lock is None:
+            self._write_unlocked()
+            return
+        with lock:
+            self._write_unlocked()
+
+    def _write_unlocked(self) -> None:
         out = self._out
         sock = self._sock
         while out:
@@ -344,7 +398,12 @@ class Channel:
         self._closed = True
         self._loop.remove_reader(self._fd)
         self._stop_writing()
-        self._sock.close()
+        lock = self._wlock
+        if lock is None:
+            self._sock.close()
+        else:
+            with lock:  # not under a send_threadsafe
+                self._sock.close()
         self._buf = bytearray()
         self._big = None
         while self._fds_in:

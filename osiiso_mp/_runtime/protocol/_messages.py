@@ -17,6 +17,7 @@ A conversation with one worker::
         | <-------------- LogRecorded      |   a log record, tagged with the running task
         | -- CancelTask(2) ------------->  |   dropped if not started: TaskFinished(cancelled)
         | <------------- MemoryExceeded    |   above max_rss before a task: holds it, waits
+        | <---------------- UsageReported  |   its memory and CPU (a worker elsewhere only)
         | -- Stop ---------------------->  |   finish what was sent, then exit 0
 
 On the wire a message is the plain tuple ``(tag, *fields)`` (:func:`to_wire`), which the
@@ -79,6 +80,10 @@ class Configure(Message):
     whole_env: bool = True  # env replaces the worker's environment (else: set these too)
     # large buffers of results may travel in shared memory (the transport can pass it)
     shared_memory: bool = True
+    # seconds between the worker's own reports of its memory and CPU (UsageReported), for
+    # a worker the supervisor cannot read (elsewhere); with max_rss it also watches
+    # itself mid-task (MemoryExceeded). None: no reports (the supervisor reads /proc)
+    report_usage: float | None = None
 
 
 @frozen_class
@@ -144,13 +149,24 @@ class InitFailed(Message):
 
 @frozen_class
 class MemoryExceeded(Message):
-    """The worker found itself above ``max_rss`` (``rss`` bytes) before starting a task.
+    """The worker found itself above ``max_rss`` (``rss`` bytes): before starting a task,
+    or (a worker reporting its usage) while one runs.
 
-    It starts nothing more and waits to be killed and replaced: what it holds was never
-    started, so the supervisor can put it back in the queue.
+    It starts nothing more and waits to be killed and replaced: what it holds and never
+    started goes back to the queue; what runs there ends ``memory_exceeded``.
     """
 
     rss: int
+
+
+@frozen_class
+class UsageReported(Message):
+    """A worker's resident size (bytes) and CPU time (seconds, since it started), sent by
+    a worker the supervisor cannot read (``Configure.report_usage``), from a thread of
+    its own so that a sync task holding the worker's loop does not silence it."""
+
+    rss: int
+    cpu_time: float
 
 
 @frozen_class
@@ -244,6 +260,7 @@ MESSAGES: tuple[type[Message], ...] = (
     WorkerReady,
     InitFailed,
     MemoryExceeded,
+    UsageReported,
     TaskStarted,
     TaskFinished,
     LogRecorded,

@@ -18,6 +18,7 @@ __all__ = [
     "INIT_FAILURES",
     "LIVENESS_INTERVAL",
     "RSS_INTERVAL",
+    "USAGE_EVERY",
     "STOPPED_GRACE",
     "STOP_GRACE",
     "Cancelled",
@@ -38,6 +39,7 @@ INIT_FAILURES = 3  # consecutive initializer failures that break the executor
 LIVENESS_INTERVAL = 0.5  # seconds between two checks for stopped workers
 STOPPED_GRACE = 2.0  # a worker stopped this long is killed and replaced
 RSS_INTERVAL = 0.1  # seconds between two samples of the workers' memory (max_rss)
+USAGE_EVERY = 0.5  # seconds between the usage reports of a worker we cannot read
 
 
 class Cancelled(Exception):

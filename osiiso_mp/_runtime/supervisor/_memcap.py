@@ -35,6 +35,7 @@ class MemoryCap:
         self.limit = sup.config.max_rss
         self.timer: asyncio.TimerHandle | None = None
         self._fresh_over = 0  # workers in a row found above the cap before any task
+        self._reads = True  # workers' memory is read here (else: they report it)
 
     def wire(self) -> None:
         """Take the other parts (once all exist)."""
@@ -44,8 +45,10 @@ class MemoryCap:
         self.attempts = self.sup.attempts
 
     def start(self) -> None:
-        """Begin sampling (when there is a cap)."""
-        if self.limit is not None:
+        """Begin sampling (when there is a cap, and the transport lets us read workers:
+        else they watch themselves and report, see ``worker._watch``)."""
+        self._reads = self.sup.caps.local_pids
+        if self.limit is not None and self._reads:
             self.timer = self.loop.call_later(_common.RSS_INTERVAL, self._sample)
 
     def stop(self) -> None:
@@ -71,7 +74,7 @@ class MemoryCap:
         """Right after a task finished on ``w``: a worker it left above ``max_rss`` gets no
         new task, and is replaced before it could start one."""
         limit = self.limit
-        if limit is None or not w.ready or w.killed or w.over_cap:
+        if limit is None or not self._reads or not w.ready or w.killed or w.over_cap:
             return
         rss = w.link.rss()
         if rss > limit:

@@ -25,6 +25,7 @@ from ..protocol._messages import (
     Stop,
     TaskFinished,
     TaskStarted,
+    UsageReported,
     WorkerReady,
     on_our_clock,
 )
@@ -98,7 +99,8 @@ class WorkerPool:
         """Start every slot's worker, and the watch for stopped ones."""
         for slot in range(len(self.workers)):
             self.spawn(slot)
-        self._live_timer = self.loop.call_later(LIVENESS_INTERVAL, self._check_liveness)
+        if self.sup.caps.local_pids:  # (a worker elsewhere cannot be read: see UsageWatch)
+            self._live_timer = self.loop.call_later(LIVENESS_INTERVAL, self._check_liveness)
 
     def spawn(self, slot: int) -> None:
         """Start a worker for ``slot`` and send it its set-up."""
@@ -143,6 +145,9 @@ class WorkerPool:
                 w.clock_offset = time.perf_counter() - msg.clock
         elif isinstance(msg, LogRecorded):
             forward_log(w, msg)
+        elif isinstance(msg, UsageReported):
+            w.reported = (msg.rss, msg.cpu_time, time.perf_counter())
+            return  # nothing to dispatch
         elif isinstance(msg, MemoryExceeded):
             self.memcap.mark_over_cap(w, msg.rss)
         elif isinstance(msg, InitFailed):
@@ -332,7 +337,10 @@ class WorkerPool:
                 state = "retiring"
             else:
                 state = "busy" if running else "idle"
-            rss, cpu = (0, 0.0) if w.exited else w.link.usage()
+            if w.exited:
+                rss, cpu = 0, 0.0
+            else:
+                rss, cpu = w.link.usage() if self.sup.caps.local_pids else w.reported_usage()
             rows.append((slot, w.pid, state, running, w.done, rss, cpu, self.restarts[slot]))
         return rows
 

@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..protocol._messages import Configure, LogRecorded
+from ._common import USAGE_EVERY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,6 +52,7 @@ def configure(
         inherited=inherited if local else (),
         whole_env=local,
         shared_memory=caps.shared_memory,
+        report_usage=None if caps.local_pids else USAGE_EVERY,
     )
 
 

@@ -26,8 +26,10 @@ class WorkerView:
         "over_cap",
         "pid",
         "ready",
+        "reported",
         "retiring",
         "sent",
+        "stats_mark",
         "stop_sent",
         "stopped_since",
         "unstarted",
@@ -46,6 +48,10 @@ class WorkerView:
         self.stop_sent = False
         self.stopped_since: float | None = None  # time.monotonic() when first seen stopped
         self.over_cap = False  # found above max_rss: no new work, about to be replaced
+        # a worker we cannot read (elsewhere): its last report, (rss, cpu_time, when: ours),
+        # and the (cpu_time, when) of the report the previous stats() read
+        self.reported: tuple[int, float, float] | None = None
+        self.stats_mark: tuple[float, float] | None = None
         self.assigned = 0
         self.done = 0  # attempts this process finished
         self.sent: dict[int, Task] = {}  # seq -> task, started or not
@@ -53,6 +59,18 @@ class WorkerView:
         # Kept in step with sent/unstarted, so that dispatch costs O(1) per worker:
         self.names: dict[str, int] = {}  # task key -> how many of the sent tasks call it
         self.worst: tuple[int, int] | None = None  # max (priority, seq) among unstarted
+
+    def reported_usage(self) -> tuple[int, float]:
+        """Resident size and CPU percent since the previous call, from the worker's own
+        reports (``stats()`` of a worker we cannot read)."""
+        report = self.reported
+        if report is None:
+            return 0, 0.0
+        rss, cpu_time, at = report
+        mark, self.stats_mark = self.stats_mark, (cpu_time, at)
+        if mark is None or at <= mark[1]:
+            return rss, 0.0
+        return rss, max(0.0, 100.0 * (cpu_time - mark[0]) / (at - mark[1]))
 
     def add(self, task: Task) -> None:
         """``task`` was sent to this worker."""

@@ -13,7 +13,9 @@ on the worker's uvloop event loop; :class:`~._tasks.TaskRunner` runs the tasks i
 - ``async def`` tasks run as asyncio tasks, up to ``concurrency`` at once.
 - With ``max_rss`` set, the worker reads its own resident size before it starts each task;
   above the cap it starts nothing more, reports :class:`MemoryExceeded` and waits to be
-  replaced, so a worker left above the cap by one task never begins the next.
+  replaced, so a worker left above the cap by one task never begins the next. A worker
+  the supervisor cannot read (elsewhere) also watches itself mid-task and reports its
+  usage (:mod:`._watch`).
 - A task cancelled before it started ends at once; a running async task is cancelled.
 - On :class:`Stop` it finishes what it holds and exits with status 0; when the supervisor
   closes the channel it exits at once (nothing it computes can be delivered any more).
@@ -47,6 +49,7 @@ from ._failures import fatal
 from ._logs import ForwardingHandler
 from ._tasks import TaskRunner
 from ._telemetry import Meter
+from ._watch import UsageWatch
 
 __all__ = ["WorkerActor"]
 
@@ -81,13 +84,19 @@ class WorkerActor:
             loop, self._channel, self._meter, self._schedule_pump, shared=cfg.shared_memory
         )
         self._async = self._tasks.running  # the async tasks running, by seq (the runner's)
+        self._watch: UsageWatch | None = None
+        if cfg.report_usage is not None:  # a worker the supervisor cannot read: report
+            self._watch = UsageWatch(self._channel, self._meter, cfg.report_usage, cfg.max_rss)
         root = logging.getLogger()
         root.setLevel(cfg.log_level)
         root.addHandler(ForwardingHandler(self._channel, cfg.log_level))
 
     def start(self) -> None:
-        """Announce readiness."""
+        """Announce readiness (then, reporting its usage, start watching itself)."""
         self._channel.send(WorkerReady(os.getpid(), time.perf_counter()))
+        if self._watch is not None:
+            self._channel.flush_blocking()  # ready before any report
+            self._watch.start()
 
     # -- inbox -----------------------------------------------------------------------------
 

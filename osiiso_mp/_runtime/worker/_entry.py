@@ -35,7 +35,7 @@ from ..protocol._serialize import error_info
 from ._actor import WorkerActor
 from ._failures import fatal
 
-__all__ = ["main"]
+__all__ = ["main", "serve"]
 
 
 def _libc() -> Any:
@@ -127,7 +127,13 @@ def _initialize(sock: socket.socket, cfg: Configure) -> None:
 def main(fd: int) -> None:
     """Entry point of a worker process serving the supervisor at the other end of ``fd``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=fd)
+    serve(socket.socket(fileno=fd))
+
+
+def serve(sock: socket.socket) -> NoReturn:
+    """Serve the supervisor at the other end of ``sock`` (connected, ours to own) until it
+    stops this worker: the process exits then (a worker elsewhere, a cluster's, enters
+    here after connecting back with :func:`..transports._tcp.connect_to_supervisor`)."""
     sock.setblocking(True)
     cfg = _configure(sock)
     _initialize(sock, cfg)
