@@ -1,5 +1,6 @@
 # The two set-up commands in the README: `make demo` and `make test`. Both create .venv and
-# install the package with its dev extra first, so they work on a fresh machine.
+# install the package with its dev and ray extras first, so they work on a fresh machine
+# (the Ray tests, tests/cluster, start a local Ray of their own).
 # Another Python in a virtualenv of its own: `make test PYTHON=python3.13 VENV=.venv-3.13`
 # (.ci/run does this for every Python the package supports).
 PYTHON ?= python3
@@ -12,14 +13,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m osiiso_mp demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ._resources import cpu_budget
     from ._results import Attempt, TaskResult
     from ._run_telemetry import RunTelemetry, WorkerStats
+    from ._runtime.transports._ray import RayTransport
     from ._snapshots import PoolStats, TaskInfo, WorkerSnapshot
     from ._summary import RunSummary
     from ._task_options import TaskOptions
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "PoolStats": "._snapshots",
     "ProgressEvent": "._progress",
     "QueueFullError": "._errors",
+    "RayTransport": "._runtime.transports._ray",
     "RemoteError": "._errors",
     "Retry": "._errors",
     "RunSummary": "._summary",
@@ -120,6 +122,7 @@ __all__ = [
     "PoolStats",
     "ProgressEvent",
     "QueueFullError",
+    "RayTransport",
     "RemoteError",
     "Retry",
     "RunSummary",

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from ._checks import check_int, describe, is_int, suggest
 from ._config import HOOKS, ExecutorConfig, normalise_start_method
+from ._runtime.transports._base import named_transport
 from ._task_options import TaskOptions
 
 __all__ = ["build_config"]
@@ -98,7 +99,12 @@ def build_config(
 
     procs_name, procs_value = _alias(("procs", procs), ("max_workers", kwargs.get("max_workers")))
     if procs_value is None:
-        procs_value = cpu_budget()
+        transport = named_transport(kwargs.get("transport", "local"))
+        if hasattr(transport, "default_procs"):  # a cluster's: its CPUs
+            kwargs = {**kwargs, "transport": transport}
+            procs_value = transport.default_procs()
+        else:
+            procs_value = cpu_budget()
     if is_int(procs_value) and int(cast(numbers.Integral, procs_value)) < 1:
         # the standard library's words, which code written for ProcessPoolExecutor may match
         raise ValueError(f"{procs_name} must be greater than 0, got {procs_value!r}")

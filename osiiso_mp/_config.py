@@ -59,7 +59,7 @@ ON_TIMEOUT: tuple[str, ...] = ("complete", "cancel")
 HOOKS: tuple[str, ...] = ("on_start", "on_retry", "on_complete", "on_attempt")
 """The executor's hook keywords."""
 
-TRANSPORT_NAMES: tuple[str, ...] = ("local",)
+TRANSPORT_NAMES: tuple[str, ...] = ("local", "ray")
 """The transports ``transport`` may name (besides a transport object)."""
 
 
@@ -164,8 +164,11 @@ class ExecutorConfig:
         procs)``, so that ``procs`` workers do not oversubscribe the CPU budget.
     ``transport``
         how workers are run and reached: ``"local"`` (default), processes of this host
-        started by the fork server; or an object implementing the transport interface
-        (``osiiso_mp._runtime.transports.Transport``).
+        started by the fork server; ``"ray"``, Ray actors on the Ray cluster this process
+        is connected to (else ``RAY_ADDRESS``'s, else a local Ray started for the
+        executor), a default :class:`~osiiso_mp.RayTransport`; or a transport object
+        (a ``RayTransport(...)`` with options, or one implementing
+        ``osiiso_mp._runtime.transports.Transport``).
     """
 
     procs: int

@@ -74,6 +74,7 @@ class ExecutorCore:
         if self.admission is not None:
             self.admission.blocking = blocking  # the async facade parks instead of waiting
         transport = make_transport(config)
+        transport.open()  # (a cluster's: joined here, in the caller's thread)
         # large arguments may travel in shared memory (the workers are on this host)
         self._shared = transport.capabilities.shared_memory
         self.sup = Supervisor(config, transport)

@@ -3,7 +3,8 @@
 The fork server (one per test process, shared by every executor, by design) is not a leak;
 its children (the workers) are. Nor is multiprocessing's resource tracker, which the standard
 library starts once per process when a test makes a lock or a queue of a forkserver or spawn
-context, and which lives until the process ends.
+context, and which lives until the process ends. Nor are the processes of the local Ray that
+the Ray tests share (tests/cluster), except our worker actors' (``WorkerHost``), which are.
 """
 
 from __future__ import annotations
@@ -31,12 +32,25 @@ def _leftovers() -> list[psutil.Process]:
         if proc.pid in (server_pid, tracker_pid):
             continue
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE or _ray_system(proc):
                 continue
         except psutil.NoSuchProcess:
             continue
         out.append(proc)
     return out
+
+
+def _ray_system(proc: psutil.Process) -> bool:
+    """Is ``proc`` one of Ray's own processes (not one of our worker actors)?"""
+    if "ray" not in sys.modules:
+        return False
+    command = " ".join(proc.cmdline())
+    if "WorkerHost" in command:
+        return False
+    return command.startswith("ray::") or "/ray/" in command or proc.name() in _RAY_NAMES
+
+
+_RAY_NAMES = ("raylet", "gcs_server")
 
 
 def wait_no_children(timeout: float = 5.0) -> list[psutil.Process]:

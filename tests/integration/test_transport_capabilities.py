@@ -44,8 +44,8 @@ class _NoExitCodes:
     def closed(self) -> None:
         self._events.closed()
 
-    def exited(self, code: int | None) -> None:
-        self._events.exited(None)
+    def exited(self, code: int | None, reason: str | None = None) -> None:
+        self._events.exited(None, reason)
 
 
 class HostlessTransport(LocalTransport):

@@ -99,6 +99,9 @@ class FakeTransport:
 
     # -- the Transport protocol (supervisor thread) -----------------------------------------
 
+    def open(self) -> None:
+        """Nothing to join."""
+
     def connect(self, slot: int, loop: asyncio.AbstractEventLoop, events: LinkEvents) -> FakeLink:
         """A new fake worker for ``slot``; nothing runs until the test answers for it."""
         with self._cond:

@@ -60,8 +60,8 @@ class _Events:
     def closed(self) -> None:
         self._pool.on_closed(self._w)
 
-    def exited(self, code: int | None) -> None:
-        self._pool.on_exit(self._w, code)
+    def exited(self, code: int | None, reason: str | None = None) -> None:
+        self._pool.on_exit(self._w, code, reason)
 
 
 class WorkerPool:
@@ -163,13 +163,14 @@ class WorkerPool:
         if not w.exited:
             self.loop.call_later(STOP_GRACE, self.kill_if_alive, w)
 
-    def on_exit(self, w: WorkerView, code: int | None) -> None:
-        """``w``'s process has exited: settle what it held, and replace it."""
+    def on_exit(self, w: WorkerView, code: int | None, reason: str | None = None) -> None:
+        """``w``'s process has exited (``reason``: what the transport knows of why): settle
+        what it held, and replace it."""
         w.exited = True
         w.link.drain()  # deliver what it sent before it died
         w.link.close()
         if not w.killed:
-            self.settle_lost(w, code, time.perf_counter(), None)
+            self.settle_lost(w, code, time.perf_counter(), reason)
         if self.workers[w.id] is w:
             self.workers[w.id] = None
             self._replace(w, code)

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from ..._config import ExecutorConfig
     from ..protocol._messages import Message
 
-__all__ = ["Capabilities", "LinkEvents", "Transport", "WorkerLink", "make_transport"]
+__all__ = [
+    "Capabilities",
+    "LinkEvents",
+    "Transport",
+    "WorkerLink",
+    "make_transport",
+    "named_transport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +65,9 @@ class LinkEvents(Protocol):
     def closed(self) -> None:
         """The connection ended (end of file) before the exit was seen."""
 
-    def exited(self, code: int | None) -> None:
-        """The worker process has exited (``code``: its exit status, None if unknown)."""
+    def exited(self, code: int | None, reason: str | None = None) -> None:
+        """The worker process has exited (``code``: its exit status, None if unknown;
+        ``reason``: what the transport knows of why, for the crash records)."""
 
 
 @runtime_checkable
@@ -105,6 +113,10 @@ class Transport(Protocol):
     name: str
     capabilities: Capabilities
 
+    def open(self) -> None:
+        """Get ready to start workers (join a cluster, say), in the thread that makes the
+        executor, before the supervisor starts; idempotent."""
+
     def connect(self, slot: int, loop: asyncio.AbstractEventLoop, events: LinkEvents) -> WorkerLink:
         """Start a worker for ``slot`` and return its link; its messages, the end of its
         connection and its exit are reported through ``events`` on ``loop``. Raises
@@ -114,9 +126,19 @@ class Transport(Protocol):
         """Release the transport's own resources (after every worker has exited)."""
 
 
+def named_transport(value: Any) -> Any:
+    """The transport object a cluster transport's name stands for (``"ray"``); anything
+    else as it is (``"local"`` is made by :func:`make_transport`, with the start method)."""
+    if value == "ray":
+        from ._ray import RayTransport
+
+        return RayTransport()
+    return value
+
+
 def make_transport(config: ExecutorConfig) -> Transport:
     """The transport an executor's ``transport`` option names (or the one it holds)."""
-    chosen: Any = config.transport
+    chosen: Any = named_transport(config.transport)
     if not isinstance(chosen, str):
         return chosen  # type: ignore[no-any-return]  # checked by ExecutorConfig
     from ._local import LocalTransport

@@ -114,6 +114,9 @@ class LocalTransport:
         self._server = ForkServer.get()
         self._fresh = fresh
 
+    def open(self) -> None:
+        """Nothing to do: the fork server starts with the first worker."""
+
     def connect(self, slot: int, loop: asyncio.AbstractEventLoop, events: LinkEvents) -> LocalLink:
         """Fork a worker (restarting the fork server if it died) and link it."""
         if not self._server.alive:

@@ -88,7 +88,7 @@ class Listener:
         self._expected: dict[bytes, Callable[[socket.socket], None]] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._accepting = loop.create_task(self._accept())
+        loop.add_reader(self._sock.fileno(), self._accept)
 
     def expect(self, arrived: Callable[[socket.socket], None]) -> bytes:
         """Register a worker start: the token its connection must present."""
@@ -105,21 +105,29 @@ class Listener:
         if self._closed:
             return
         self._closed = True
-        self._accepting.cancel()
-        for task in tuple(self._handshakes):
-            task.cancel()
-        self._expected.clear()
-        self._sock.close()
-
-    async def _accept(self) -> None:
         loop = self._loop
-        while True:
+        if not loop.is_closed():
+            loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._expected.clear()
+        pending = tuple(self._handshakes)
+        for task in pending:
+            task.cancel()
+        if pending and not loop.is_running() and not loop.is_closed():
+            # (the loop has stopped: let the cancelled hand-shakes end)
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    def _accept(self) -> None:
+        """The listening socket is readable: take the connections waiting."""
+        loop = self._loop
+        while not self._closed:
             try:
-                conn, peer = await loop.sock_accept(self._sock)
+                conn, peer = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:  # out of descriptors, say: go on listening
                 log.warning("osiiso_mp: accepting a worker connection failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
+                return
             if len(self._handshakes) >= MAX_HANDSHAKES:
                 log.warning("osiiso_mp: refused a connection from %s: too many at once", peer)
                 conn.close()

@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from ..protocol._channel import Channel
 from ..protocol._messages import (
@@ -69,8 +70,18 @@ class _Job:
 class WorkerActor:
     """Serves one supervisor over one channel: its inbox, and the scheduler of what it holds."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, cfg: Configure):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        cfg: Configure,
+        leave: Callable[[], None] | None = None,
+    ):
         self._loop = loop
+        # how to end (stopped, or the supervisor gone): the process exits, or, for a worker
+        # hosted in a process that lives on (a cluster's actor), ``leave`` is called
+        self._leave = leave
+        self.left = False
         self._concurrency = cfg.concurrency
         self._max_rss = cfg.max_rss
         self._over_limit = False  # above max_rss: start nothing more, wait to be replaced
@@ -128,7 +139,7 @@ class WorkerActor:
 
     def _on_closed(self) -> None:
         # The supervisor is gone: nothing we compute can be delivered any more.
-        os._exit(0)
+        self._end()
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -231,4 +242,11 @@ class WorkerActor:
                 stream.flush()
             except Exception:
                 pass
-        os._exit(0)
+        self._end()
+
+    def _end(self) -> None:
+        if self._leave is None:
+            os._exit(0)
+        if not self.left:
+            self.left = True
+            self._leave()

@@ -130,10 +130,12 @@ def main(fd: int) -> None:
     serve(socket.socket(fileno=fd))
 
 
-def serve(sock: socket.socket) -> NoReturn:
+def serve(sock: socket.socket, *, hosted: bool = False) -> None:
     """Serve the supervisor at the other end of ``sock`` (connected, ours to own) until it
-    stops this worker: the process exits then (a worker elsewhere, a cluster's, enters
-    here after connecting back with :func:`..transports._tcp.connect_to_supervisor`)."""
+    stops this worker, or goes: the process exits then. A worker ``hosted`` in a process
+    that lives on (a cluster's actor, which connected back with
+    :func:`..transports._tcp.connect_to_supervisor`) returns instead; a failure still
+    ends the process."""
     sock.setblocking(True)
     cfg = _configure(sock)
     _initialize(sock, cfg)
@@ -142,7 +144,7 @@ def serve(sock: socket.socket) -> NoReturn:
 
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
-        actor = WorkerActor(loop, sock, cfg)
+        actor = WorkerActor(loop, sock, cfg, loop.stop if hosted else None)
         actor.start()
     except BaseException as exc:  # our own start-up failed: say so, as a failed setup
         sock.setblocking(True)
@@ -154,4 +156,8 @@ def serve(sock: socket.socket) -> NoReturn:
         loop.run_forever()
     except BaseException as exc:
         fatal(exc, "in the event loop")
-    fatal(RuntimeError("the event loop stopped"), "in the event loop")
+    if not actor.left:
+        fatal(RuntimeError("the event loop stopped"), "in the event loop")
+    sock.close()
+    asyncio.set_event_loop(None)
+    loop.close()
