@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._map_chunk import MapChunk
 from ._results import TaskResult
-from ._summary import RunSummary
 
 if TYPE_CHECKING:
     from ._config import ExecutorConfig
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from ._runtime._retention import Holder
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
+    from ._summary import RunSummary
 
 __all__ = ["PRUNE_AT", "Run", "RunBatch", "must_complete"]
 
@@ -106,6 +106,8 @@ class RunBatch:
     def summarise(self, run: Run, timed_out: bool, strict: bool) -> RunSummary:
         """The summary of ``run``'s batch, whose entries have finished; the executor lets
         go of their values (lookups by id may still keep them)."""
+        from ._summary import RunSummary
+
         respawns = self._sup.replacements()
         with self._lock:
             self._respawns = respawns

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._admission import Admission
 from ._batch import Run, RunBatch, must_complete
@@ -26,7 +26,6 @@ from ._future import TaskFuture
 from ._intake import callable_name, estimate_key, is_async, new_task_id
 from ._lifecycle import adopt, exiting, graceful_stop
 from ._map_chunk import MapChunk
-from ._progress import ProgressArg, progress_tracker
 from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._read_ahead import ReadAhead
@@ -49,9 +48,12 @@ from ._runtime.protocol._commands import (
 from ._runtime.protocol._serialize import dumps_task
 from ._runtime.supervisor import ChunkItem, Supervisor
 from ._runtime.transports import make_transport
-from ._snapshots import PoolStats, TaskInfo, WorkerSnapshot
-from ._summary import RunSummary
 from ._task_options import TaskOptions
+
+if TYPE_CHECKING:  # loaded on first use: start-up time (see the package's __init__)
+    from ._progress import ProgressArg
+    from ._snapshots import PoolStats, TaskInfo
+    from ._summary import RunSummary
 
 __all__ = ["CHUNK_BYTES", "ExecutorCore"]
 
@@ -247,6 +249,8 @@ class ExecutorCore:
             if fail_policy is None
             else check_choice("fail_policy", fail_policy, FAIL_POLICIES)
         )
+        from ._progress import progress_tracker
+
         tracker = progress_tracker(progress, desc=desc)  # before the batch is taken
         batch, respawns_before = self.batch.take()
         previous = self._swap_fail_policy(policy, batch)
@@ -344,6 +348,8 @@ class ExecutorCore:
         done, RSS, CPU and restarts; and the pending, running, scheduled and completed
         task counts."""
         workers, counts = self.sup.ask(Snapshot())
+        from ._snapshots import PoolStats, WorkerSnapshot
+
         snapshots = [WorkerSnapshot(*row) for row in workers]
         return PoolStats(workers=tuple(snapshots), **counts)
 

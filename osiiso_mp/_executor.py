@@ -9,21 +9,23 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from ._build_config import build_config
 from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._future import TaskFuture
-from ._group import A, TaskGroup, build_group
 from ._map import check_map_sizes, map_results
 from ._mapping import map_window
-from ._progress import ProgressArg, progress_tracker, sized_total
 from ._resources import cpu_budget
-from ._results import TaskResult
-from ._snapshots import PoolStats, TaskInfo
-from ._summary import RunSummary
 from ._task_options import TaskOptions, resolve_options
+
+if TYPE_CHECKING:  # loaded on first use: start-up time (see the package's __init__)
+    from ._group import A, TaskGroup
+    from ._progress import ProgressArg
+    from ._results import TaskResult
+    from ._snapshots import PoolStats, TaskInfo
+    from ._summary import RunSummary
 
 __all__ = ["Executor", "OptionsView"]
 
@@ -113,6 +115,8 @@ class _Submitter:
         the tasks from the first value asked for until the iterator ends (its total is
         unknown for an iterator streamed with ``buffersize`` until the iterator is used up).
         """
+        from ._progress import progress_tracker, sized_total
+
         check_map_sizes(chunksize, buffersize)
         tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
         end = None if timeout is None else time.monotonic() + timeout
@@ -161,6 +165,8 @@ class _Submitter:
         Every task gets this view's options. Bad arguments raise
         ``TypeError`` before anything is submitted; an empty group is valid.
         """
+        from ._group import build_group
+
         return build_group(self._core, self._opts, fn_or_calls, iterable, group_id)
 
 

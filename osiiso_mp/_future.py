@@ -12,11 +12,11 @@ from ._errors import ClosedError
 from ._map_chunk import handing_over
 from ._results import TaskResult
 from ._runtime.protocol._commands import Info, Status
-from ._snapshots import TaskInfo
 
 if TYPE_CHECKING:
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
+    from ._snapshots import TaskInfo
 
 __all__ = ["TaskFuture"]
 

@@ -28,13 +28,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._progress import ProgressTracker
 from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, SEQ_STEP
 from ._runtime.protocol._commands import MapRead
-from ._summary import RunSummary
 
 if TYPE_CHECKING:
+    from ._progress import ProgressTracker
     from ._runtime._read_ahead import ReadAhead
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
@@ -300,6 +299,8 @@ def collect_values(entries: Iterable[MapEntry]) -> list[Any]:
     for entry in entries:
         entry._collect(values, bad)
     if bad:
+        from ._summary import RunSummary
+
         RunSummary(results=tuple(bad), duration=0.0).raise_for_errors(include_cancelled=True)
     return values
 

@@ -87,6 +87,8 @@ class Attempt:
         outcome: how the attempt ended.
         error: short text of what went wrong; empty when it succeeded.
         exit_code: for a dead worker, its exit code, or minus the signal that killed it.
+        node: where the worker ran: this host's name for a local worker, the node's
+            address and id for one on a cluster (``"10.0.0.5:6b1f04e2"``).
     """
 
     number: int
@@ -102,6 +104,7 @@ class Attempt:
     outcome: Outcome
     error: str = ""
     exit_code: int | None = None
+    node: str = ""
 
 
 class DeferredValue:

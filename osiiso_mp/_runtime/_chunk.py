@@ -68,6 +68,7 @@ class Chunk:
         "key",
         "n",
         "name",
+        "node",
         "opts",
         "outcome",
         "peak_rss",
@@ -109,6 +110,7 @@ class Chunk:
         self.cpu: array[float] | None = None
         self.worker = 0
         self.pid: int | None = None
+        self.node = ""
         self.peak_rss = 0
         self.rss_share = 0
         self.queued_since = created_at
@@ -152,6 +154,7 @@ class Chunk:
         peak_rss: int,
         rss_delta: int,
         queued_since: float,
+        node: str = "",
     ) -> None:
         """Keep what a worker reported for the chunk: ``stored``, its pickle of
         ``(values, errors)`` as received, and the readings, for the items it ran (all of
@@ -161,6 +164,7 @@ class Chunk:
         self.cpu = cpu
         self.worker = worker
         self.pid = pid
+        self.node = node
         self.peak_rss = peak_rss
         self.rss_share = int(rss_delta / self.n) if self.n else 0
         self.queued_since = queued_since
@@ -184,6 +188,7 @@ class Chunk:
             outcome=outcome,
             error=error,
             exit_code=None,
+            node=self.node,
         )
 
     def end_all(
@@ -328,12 +333,13 @@ class Chunk:
             opts.metadata,
         )
         prefix, name, created = self.prefix, self.name, self.created_at
-        worker, pid, peak, share, since = (
+        worker, pid, peak, share, since, node = (
             self.worker,
             self.pid,
             self.peak_rss,
             self.rss_share,
             self.queued_since,
+            self.node,
         )
         attempt, result = make_attempt, make_result
         out: list[TaskResult] = []
@@ -347,10 +353,10 @@ class Chunk:
                 took = end - start if end > start else 0.0
                 waited = start - since if start > since else 0.0
                 # Attempt: number, worker, pid, queued_for, started_at, finished_at,
-                # duration, cpu_time, peak_rss, rss_delta, outcome, error, exit_code
+                # duration, cpu_time, peak_rss, rss_delta, outcome, error, exit_code, node
                 first = attempt(
                     1, worker, pid, waited, start, end, took, cpu[i], peak, share,
-                    "succeeded", "", None,
+                    "succeeded", "", None, node,
                 )  # fmt: skip
                 # TaskResult: task_id, name, status, value, exception, attempts, priority,
                 # must_complete, group_id, detached, created_at, started_at, finished_at,

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._results import Attempt, ReleasedValue, TaskResult, with_value
-from .._snapshots import TaskInfo
 from .._task_options import TaskOptions
 from ._chunk import CHUNK_SUFFIX
 from ._retention import handout
 
 if TYPE_CHECKING:
+    from .._snapshots import TaskInfo
     from ._chunk import Chunk
     from ._read_ahead import ReadAhead
 
@@ -258,6 +258,8 @@ def task_info(
     if task.state == "complete":
         return None
     w = task.worker
+    from .._snapshots import TaskInfo
+
     return TaskInfo(
         task_id=task.task_id if task_id is None else task_id,
         name=task.name,

@@ -135,6 +135,7 @@ class WorkerReady(Message):
 
     pid: int
     clock: float = 0.0
+    node: str = ""  # where it runs, if it knows better than its transport's link
 
 
 @frozen_class

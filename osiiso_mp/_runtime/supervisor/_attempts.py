@@ -186,6 +186,7 @@ class Attempts:
                 outcome=outcome,
                 error=error,
                 exit_code=None,
+                node=w.node,
             )
         )
         if task.first_started_at is None and started is not None:
@@ -213,9 +214,7 @@ class Attempts:
             self.estimates.observe(task.key, now - task.started_at)
         error = str(exc) if isinstance(exc, Cancelled) else short_error(exc)
         task.attempts.append(
-            unreported_attempt(
-                task, w.id, w.pid, outcome, error, now, exit_code=exit_code, peak_rss=peak_rss
-            )
+            unreported_attempt(task, w, outcome, error, now, exit_code=exit_code, peak_rss=peak_rss)
         )
         outcomes = self.outcomes
         if outcomes.hooks:

@@ -79,8 +79,7 @@ class ChunkOutcomes:
             task.attempts.append(
                 unreported_attempt(
                     task,
-                    w.id,
-                    w.pid,
+                    w,
                     "failed",
                     short_error(err),
                     time.perf_counter(),
@@ -103,6 +102,7 @@ class ChunkOutcomes:
             cpu,
             worker=w.id,
             pid=w.pid,
+            node=w.node,
             peak_rss=msg.peak_rss,
             rss_delta=msg.rss_delta,
             queued_since=task.queued_since,

@@ -12,6 +12,7 @@ from ..protocol._buffers import blob_size
 if TYPE_CHECKING:
     from .._task import Task
     from ..protocol._messages import TaskFinished
+    from ._view import WorkerView
 
 __all__ = [
     "ASYNC_GRACE",
@@ -48,8 +49,7 @@ class Cancelled(Exception):
 
 def unreported_attempt(
     task: Task,
-    worker: int,
-    pid: int | None,
+    w: WorkerView,
     outcome: Outcome,
     error: str,
     now: float,
@@ -58,14 +58,14 @@ def unreported_attempt(
     peak_rss: int = 0,
     rss_delta: int = 0,
 ) -> Attempt:
-    """``task``'s attempt on worker slot ``worker`` (process ``pid``), ended at ``now``
+    """``task``'s attempt on worker ``w``, ended at ``now``
     without the worker's own figures for it (killed, crashed, cancelled, or a report that
     could not be read): no CPU time."""
     started = task.started_at
     return Attempt(
         number=len(task.attempts) + 1,
-        worker=worker,
-        pid=pid,
+        worker=w.id,
+        pid=w.pid,
         queued_for=max(0.0, (started if started is not None else now) - task.queued_since),
         started_at=started,
         finished_at=now,
@@ -76,6 +76,7 @@ def unreported_attempt(
         outcome=outcome,
         error=error,
         exit_code=exit_code,
+        node=w.node,
     )
 
 

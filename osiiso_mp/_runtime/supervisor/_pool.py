@@ -113,6 +113,7 @@ class WorkerPool:
             sup.break_(f"could not start a worker process: {exc}")
             return
         w.pid = w.link.pid
+        w.node = w.link.node
         self.workers[slot] = w
         w.link.send(
             configure(
@@ -139,6 +140,7 @@ class WorkerPool:
             self.attempts.on_started(w, msg)
         elif isinstance(msg, WorkerReady):
             w.pid = msg.pid
+            w.node = msg.node or w.link.node
             w.ready = True
             self._init_failures = 0
             if not self.sup.caps.one_clock:  # map its clock onto ours (latency aside)

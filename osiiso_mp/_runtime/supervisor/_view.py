@@ -23,6 +23,7 @@ class WorkerView:
         "killed",
         "link",
         "names",
+        "node",
         "over_cap",
         "pid",
         "ready",
@@ -40,6 +41,7 @@ class WorkerView:
         self.id = slot
         self.link: WorkerLink = None  # type: ignore[assignment]  # set once connected
         self.pid = 0
+        self.node = ""  # where it runs (its link's, or what it reported when ready)
         self.clock_offset = 0.0  # add to the worker's perf_counter readings to get ours
         self.ready = False
         self.killed = False

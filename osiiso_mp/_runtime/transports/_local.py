@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalLink", "LocalTransport"]
 
-_HOST = "localhost"
+_HOST = socket.gethostname()  # where every local worker runs, for the records
 
 
 class LocalLink:

@@ -76,8 +76,10 @@ class WorkerActor:
         sock: socket.socket,
         cfg: Configure,
         leave: Callable[[], None] | None = None,
+        node: str = "",
     ):
         self._loop = loop
+        self._node = node  # where it runs, as its host knows it ("": as the link says)
         # how to end (stopped, or the supervisor gone): the process exits, or, for a worker
         # hosted in a process that lives on (a cluster's actor), ``leave`` is called
         self._leave = leave
@@ -104,7 +106,7 @@ class WorkerActor:
 
     def start(self) -> None:
         """Announce readiness (then, reporting its usage, start watching itself)."""
-        self._channel.send(WorkerReady(os.getpid(), time.perf_counter()))
+        self._channel.send(WorkerReady(os.getpid(), time.perf_counter(), self._node))
         if self._watch is not None:
             self._channel.flush_blocking()  # ready before any report
             self._watch.start()

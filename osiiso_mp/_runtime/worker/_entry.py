@@ -130,12 +130,12 @@ def main(fd: int) -> None:
     serve(socket.socket(fileno=fd))
 
 
-def serve(sock: socket.socket, *, hosted: bool = False) -> None:
+def serve(sock: socket.socket, *, hosted: bool = False, node: str = "") -> None:
     """Serve the supervisor at the other end of ``sock`` (connected, ours to own) until it
     stops this worker, or goes: the process exits then. A worker ``hosted`` in a process
     that lives on (a cluster's actor, which connected back with
     :func:`..transports._tcp.connect_to_supervisor`) returns instead; a failure still
-    ends the process."""
+    ends the process. ``node`` names where it runs, for the records (its host's word)."""
     sock.setblocking(True)
     cfg = _configure(sock)
     _initialize(sock, cfg)
@@ -144,7 +144,7 @@ def serve(sock: socket.socket, *, hosted: bool = False) -> None:
 
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
-        actor = WorkerActor(loop, sock, cfg, loop.stop if hosted else None)
+        actor = WorkerActor(loop, sock, cfg, loop.stop if hosted else None, node)
         actor.start()
     except BaseException as exc:  # our own start-up failed: say so, as a failed setup
         sock.setblocking(True)
