@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol._channel import Channel
 from ._base import Capabilities, LinkEvents
+from ._ray_reaper import Reaper, ray_processes
 from ._tcp import Listener, new_key
 
 if TYPE_CHECKING:
@@ -286,6 +287,7 @@ class RayTransport:
         self._host_class: Any = None
         self._links: set[RayLink] = set()
         self._residue: _Residue | None = None
+        self._reaper: Reaper | None = None
 
     def __repr__(self) -> str:
         where = self.address or "the current Ray session"
@@ -296,6 +298,7 @@ class RayTransport:
         if self.started_ray:
             return
         residue = _Residue()  # before Ray is imported: importing it sets a variable too
+        import psutil
         import ray
 
         if not ray.is_initialized():
@@ -306,8 +309,11 @@ class RayTransport:
             }
             options.update(self.init)
             self._residue = residue
+            before = {child.pid for child in psutil.Process().children(recursive=True)}
             ray.init(address=self.address, **options)
             self.started_ray = True
+            # what it started dies with this process, however it ends
+            self._reaper = Reaper(ray_processes(before))
 
     def default_procs(self) -> int:
         """``procs=None``: as many workers as the cluster's CPUs hold."""
@@ -374,6 +380,9 @@ class RayTransport:
 
             self.started_ray = False
             ray.shutdown()
+            if self._reaper is not None:
+                self._reaper.stop()
+                self._reaper = None
             if self._residue is not None:
                 self._residue.restore()
                 self._residue = None
