@@ -121,40 +121,32 @@ def suggest(name: str, valid: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- sizes, CPUs
 
 
-_MAX_RSS_REQUIREMENT = "a positive number of bytes or a size string like '1.5GiB'"
+def check_bytes(name: str, value: object, *, minimum: int, requirement: str) -> int:
+    """Validate a size option: an int of at least ``minimum`` bytes, or a size string like
+    ``"1.5GiB"``; bytes out. ``requirement`` completes "{name} must be ..."."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value, minimum=minimum)
+        except ValueError as exc:
+            raise ValueError(f"{name} must be {requirement}: {exc}") from None
+    if not is_int(value):
+        raise TypeError(f"{name} must be {requirement}, got {describe(value)}")
+    size = int(cast(numbers.Integral, value))
+    if size < minimum:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return size
 
 
 def check_max_rss(value: object) -> int:
     """Validate ``max_rss``: a positive int of bytes or a size string; bytes out."""
-    if isinstance(value, str):
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            raise ValueError(f"max_rss must be {_MAX_RSS_REQUIREMENT}: {exc}") from None
-    if not is_int(value):
-        raise TypeError(f"max_rss must be {_MAX_RSS_REQUIREMENT}, got {describe(value)}")
-    size = int(cast(numbers.Integral, value))
-    if size <= 0:
-        raise ValueError(f"max_rss must be {_MAX_RSS_REQUIREMENT}, got {value!r}")
-    return size
-
-
-_RETAIN_REQUIREMENT = "a number of bytes >= 0, a size string like '1GiB', or None"
+    requirement = "a positive number of bytes or a size string like '1.5GiB'"
+    return check_bytes("max_rss", value, minimum=1, requirement=requirement)
 
 
 def check_retain_bytes(value: object) -> int:
     """Validate ``retain_bytes``: an int >= 0 or a size string; bytes out."""
-    if isinstance(value, str):
-        try:
-            return parse_size(value, minimum=0)
-        except ValueError as exc:
-            raise ValueError(f"retain_bytes must be {_RETAIN_REQUIREMENT}: {exc}") from None
-    if not is_int(value):
-        raise TypeError(f"retain_bytes must be {_RETAIN_REQUIREMENT}, got {describe(value)}")
-    size = int(cast(numbers.Integral, value))
-    if size < 0:
-        raise ValueError(f"retain_bytes must be {_RETAIN_REQUIREMENT}, got {value!r}")
-    return size
+    requirement = "a number of bytes >= 0, a size string like '1GiB', or None"
+    return check_bytes("retain_bytes", value, minimum=0, requirement=requirement)
 
 
 _AFFINITY_REQUIREMENT = (

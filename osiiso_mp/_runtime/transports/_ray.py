@@ -210,6 +210,19 @@ class _ExitWatch:
                     return
 
 
+def _str_keyed(name: str, value: Any) -> dict[str, Any]:
+    """A copy of ``value``, a mapping with string keys (None: empty)."""
+    from collections.abc import Mapping
+
+    from ..._checks import describe
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"{name} must be a dict with string keys, got {describe(value)}")
+    return dict(value)
+
+
 class _Residue:
     """What ``ray.init`` and ``ray.shutdown`` change in the driver's process, taken before
     a Ray this transport starts, and put back once it has shut that Ray down: the
@@ -242,12 +255,18 @@ class RayTransport:
 
     ``address``: the cluster to join (as ``ray.init(address=...)``; None: the Ray session
     already started in this process, else ``RAY_ADDRESS``, else a new local Ray, which
-    this transport shuts down when the executor shuts down). ``num_cpus``, ``memory``
-    (bytes, Ray's admission only) and ``resources`` are each worker actor's Ray
-    resources; ``runtime_env`` is passed to the actors; ``init`` holds further
-    ``ray.init`` keywords for a Ray started here (which otherwise has no dashboard and
-    logs only errors to this process). ``bind`` is the address the listener
-    for the workers' connections binds (default: this node's address in the cluster).
+    this transport shuts down when the executor shuts down, and which dies with this
+    process however it ends).
+
+    ``num_cpus``, ``memory`` (bytes or a size such as ``"2GiB"``: Ray's admission only,
+    not a cap, see ``max_rss``) and ``resources`` are each worker actor's Ray resources;
+    ``runtime_env`` is passed to the actors; ``init`` holds further ``ray.init`` keywords
+    for a Ray started here (which otherwise has no dashboard and logs only errors to this
+    process). ``bind`` is the address the listener for the workers' connections binds
+    (default: this node's address in the cluster).
+
+    Constructing one starts nothing; the executor joins (or starts) Ray when it is made.
+    Bad arguments raise ``TypeError`` or ``ValueError`` here.
     """
 
     name = "ray"
@@ -265,20 +284,39 @@ class RayTransport:
         address: str | None = None,
         *,
         num_cpus: float = 1.0,
-        memory: int | None = None,
+        memory: int | str | None = None,
         resources: dict[str, float] | None = None,
         runtime_env: dict[str, Any] | None = None,
         init: dict[str, Any] | None = None,
         bind: str | None = None,
     ) -> None:
-        if num_cpus < 0:
-            raise ValueError(f"num_cpus must be >= 0, got {num_cpus!r}")
+        from ..._checks import check_bytes, check_seconds, describe
+
+        for name, value in (("address", address), ("bind", bind)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, got {describe(value)}")
         self.address = address
-        self.num_cpus = num_cpus
-        self.memory = memory
-        self.resources = dict(resources or {})
-        self.runtime_env = runtime_env
-        self.init = dict(init or {})
+        self.num_cpus = check_seconds(
+            "num_cpus", num_cpus, requirement="a number of CPUs >= 0", minimum=0, inclusive=True
+        )
+        self.memory = (
+            None
+            if memory is None
+            else check_bytes(
+                "memory", memory, minimum=1, requirement="a number of bytes or a size like '2GiB'"
+            )
+        )
+        self.resources = _str_keyed("resources", resources)
+        for name, amount in self.resources.items():
+            check_seconds(
+                f"resources[{name!r}]",
+                amount,
+                requirement="an amount >= 0",
+                minimum=0,
+                inclusive=True,
+            )
+        self.runtime_env = None if runtime_env is None else _str_keyed("runtime_env", runtime_env)
+        self.init = _str_keyed("init", init)
         self.bind = bind
         self.started_ray = False  # this transport started Ray, and shuts it down
         self._key = new_key()
