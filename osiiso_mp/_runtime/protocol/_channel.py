@@ -22,7 +22,6 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ._framing import (
     ANC_SIZE,
@@ -35,6 +34,7 @@ from ._framing import (
     take_fds,
 )
 from ._messages import Message, from_wire
+from ._outbox import Segment, send_all
 
 __all__ = ["Channel"]
 
@@ -42,22 +42,6 @@ _MSG_CTRUNC = int(socket.MSG_CTRUNC)  # a plain int: IntFlag's & runs Python cod
 _RECV_SIZE = 1 << 18
 _BIG = 1 << 16  # an incomplete frame this large is read into a buffer of its own
 _IOV_MAX = 512  # buffers per sendmsg (Linux allows 1024)
-
-
-class _Segment:
-    """Buffers to write in order, and descriptors to send with the first byte written.
-
-    ``plain`` while it holds only whole small frames (``bytes``): those are joined and
-    written with one ``send``, the common case; large buffers go out with scatter-gather.
-    """
-
-    __slots__ = ("bufs", "fds", "plain", "started")
-
-    def __init__(self) -> None:
-        self.bufs: list[Any] = []
-        self.fds: list[int] = []
-        self.plain = True
-        self.started = False
 
 
 class Channel:
@@ -119,7 +103,7 @@ class Channel:
         self._big_got = 0
         self._big_shape = (0, 0, 0)  # its header: (meta_len, n_inline, n_shared)
         self._fds_in: deque[int] = deque()  # received descriptors, not yet claimed
-        self._out: deque[_Segment] = deque()
+        self._out: deque[Segment] = deque()
         self._flush_scheduled = False
         self._writer_added = False
         self._write_failed = False  # the peer is gone: send nothing more, read what is left
@@ -140,7 +124,7 @@ class Channel:
         out = self._out
         seg = out[-1] if out else None
         if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > MAX_FDS):
-            seg = _Segment()
+            seg = Segment()
             out.append(seg)
         seg.bufs.extend(parts)
         if len(parts) > 1:  # a frame with buffers beside its pickle
@@ -186,26 +170,13 @@ class Channel:
         later). Needs :meth:`allow_threadsafe_sends` first."""
         lock = self._wlock
         assert lock is not None, "allow_threadsafe_sends() first"
-        frame = memoryview(encode(msg))
+        frame = encode(msg)
         with lock:
             out = self._out
             if self._closed or self._write_failed or (out and out[0].started):
                 return False
-            poller: select.poll | None = None
-            while frame:
-                try:
-                    sent = self._sock.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    return False  # the loop's next write finds the socket failed too
-                frame = frame[sent:]
-                if frame and not sent:
-                    if poller is None:
-                        poller = select.poll()
-                        poller.register(self._fd, select.POLLOUT)
-                    poller.poll(100)
-        return True
+            # (a failed write: the loop's next one finds the socket failed too)
+            return send_all(self._sock, frame)
 
     def _write(self) -> None:
         lock = self._wlock

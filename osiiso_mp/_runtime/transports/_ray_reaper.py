@@ -1,4 +1,9 @@
-"""A Ray started by the executor dies with the user's process, even a SIGKILLed one.
+"""What a Ray started by the executor leaves behind, undone.
+
+:class:`Residue`: what ``ray.init`` and ``ray.shutdown`` change in the user's process
+(``print``, the environment, the SIGTERM handler), put back after the shutdown.
+
+:class:`Reaper`: that Ray dies with the user's process, even a SIGKILLed one.
 
 Ray's own fate-sharing ends the actors, the raylet and the GCS when the driver that
 started them dies, but two of its agents linger for about a minute. So, once a Ray of the
@@ -11,10 +16,13 @@ that a reused pid is never hit) and exits. A clean shutdown stops the reaper fir
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 
-__all__ = ["Reaper", "ray_processes"]
+__all__ = ["Reaper", "Residue", "ray_processes"]
 
 # the reaper's program: bound to its parent before anything else, then watching it
 _PROGRAM = """
@@ -70,3 +78,30 @@ class Reaper:
         """Ray was shut down cleanly: the reaper has nothing left to do."""
         self._proc.kill()
         self._proc.wait()
+
+
+class Residue:
+    """What ``ray.init`` and ``ray.shutdown`` change in the driver's process, taken before
+    a Ray this transport starts, and put back once it has shut that Ray down: the
+    builtin ``print`` (replaced at shutdown), the SIGTERM handler (from the main thread
+    only) and the environment variables Ray sets."""
+
+    def __init__(self) -> None:
+        import builtins
+
+        self._print = builtins.print
+        self._environ = dict(os.environ)
+        main = threading.current_thread() is threading.main_thread()
+        self._sigterm = signal.getsignal(signal.SIGTERM) if main else None
+
+    def restore(self) -> None:
+        import builtins
+
+        builtins.print = self._print
+        for name in set(os.environ) - set(self._environ):
+            del os.environ[name]
+        for name, value in self._environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
