@@ -69,9 +69,11 @@ async def wait_pid(path: Path) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_await_run_and_shutdown(
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
+) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             assert await ex.submit(square, 7) == 49
             assert await ex.submit(async_square, 6) == 36
             futs = [ex.submit(square, i) for i in range(5)]
@@ -89,9 +91,11 @@ def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any])
 
 
 @pytest.mark.timeout(30)
-def test_map_and_as_completed(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_map_and_as_completed(
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
+) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             values = [v async for v in ex.map(square, range(6))]
             assert values == [0, 1, 4, 9, 16, 25]
             windowed = [v async for v in ex.options(retries=1).map(square, range(9), buffersize=2)]
@@ -114,10 +118,11 @@ def odd_fails(x: int) -> int:
 
 @pytest.mark.timeout(60)
 def test_map_sends_chunks_with_a_record_per_element(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             values = [v async for v in ex.map(square, range(5000), chunksize=100)]
             assert values == [i * i for i in range(5000)]
             summary = await ex.run()
@@ -141,12 +146,12 @@ def test_map_sends_chunks_with_a_record_per_element(
 
 @pytest.mark.timeout(30)
 def test_cancelling_the_awaiting_task_kills_the_running_attempt(
-    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
 
     async def main() -> None:
-        async with AsyncExecutor(procs=1) as ex:
+        async with AsyncExecutor(procs=1, transport=transport) as ex:
             fut = ex.submit(spin_with_pid, str(pid_file))
             handler = asyncio.ensure_future(fut)  # a request handler awaiting the work
             pid = await wait_pid(pid_file)
@@ -166,10 +171,11 @@ def test_cancelling_the_awaiting_task_kills_the_running_attempt(
 
 @pytest.mark.timeout(30)
 def test_wait_for_timeout_cancels_the_task(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=1) as ex:
+        async with AsyncExecutor(procs=1, transport=transport) as ex:
             fut = ex.submit(sleep_return, 30, "late")
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(fut, 0.3)
@@ -181,10 +187,11 @@ def test_wait_for_timeout_cancels_the_task(
 
 @pytest.mark.timeout(30)
 def test_max_pending_parks_without_blocking_the_loop(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=1, max_pending=2) as ex:
+        async with AsyncExecutor(procs=1, max_pending=2, transport=transport) as ex:
             started = time.monotonic()
             futs: list[TaskFuture[Any]] = [ex.submit(sleep_return, 0.3, i) for i in range(5)]
             assert time.monotonic() - started < 0.2  # submit never blocks the loop
@@ -204,7 +211,9 @@ def test_max_pending_parks_without_blocking_the_loop(
             assert [await f for f in busy] == [0, 1]
             summary = await ex.run()
             assert summary.total_submitted == 8 and summary.cancelled == 1
-        async with AsyncExecutor(procs=1, max_pending=1, submit_timeout=0) as ex:
+        async with AsyncExecutor(
+            procs=1, max_pending=1, submit_timeout=0, transport=transport
+        ) as ex:
             ex.submit(sleep_return, 0.3)
             with pytest.raises(QueueFullError):
                 ex.submit(sleep_return, 0.0)
@@ -214,14 +223,15 @@ def test_max_pending_parks_without_blocking_the_loop(
 
 @pytest.mark.timeout(30)
 def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> tuple[list[TaskFuture[Any]], list[TaskFuture[Any]]]:
-        async with AsyncExecutor(procs=1, max_pending=1) as ex:
+        async with AsyncExecutor(procs=1, max_pending=1, transport=transport) as ex:
             drained = [ex.submit(sleep_return, 0.1, i) for i in range(3)]
         cancelled: list[TaskFuture[Any]] = []
         with pytest.raises(RuntimeError, match="handler failed"):
-            async with AsyncExecutor(procs=1, max_pending=1) as ex2:
+            async with AsyncExecutor(procs=1, max_pending=1, transport=transport) as ex2:
                 cancelled.extend(ex2.submit(sleep_return, 30, i) for i in range(3))
                 await asyncio.sleep(0.2)
                 raise RuntimeError("handler failed")
@@ -234,7 +244,7 @@ def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
 
 @pytest.mark.timeout(30)
 def test_run_in_executor_cancellation_stops_the_attempt(
-    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
 ) -> None:
     from osiiso_mp import Executor
 
@@ -253,16 +263,16 @@ def test_run_in_executor_cancellation_stops_the_attempt(
             await asyncio.sleep(0.02)
         assert await loop.run_in_executor(ex, square, 4) == 16
 
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         arun(main(ex))
         summary = ex.run()
     assert [r.status for r in summary.results] == ["cancelled", "succeeded"]
 
 
 @pytest.mark.timeout(30)
-def test_async_group(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_async_group(transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             group = ex.options(group_id="squares").group(square, range(5))
             assert await group.values() == [0, 1, 4, 9, 16]
             summary = await group.wait()
@@ -319,10 +329,10 @@ async def spawn_with_task_keywords() -> tuple[str, str, str]:
 
 
 @pytest.mark.timeout(30)
-def test_async_callables_run_on_this_python() -> None:
+def test_async_callables_run_on_this_python(transport: str) -> None:
     from osiiso_mp import Executor
 
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         assert ex.submit(square_now, 3).result(timeout=10) == 9
         assert ex.submit(spawn_with_task_keywords).result(timeout=10) == (
             "unset",
