@@ -40,8 +40,8 @@ def _warm(ex: Executor) -> None:
     ex.run()  # start the batch under test afresh
 
 
-def test_every_batched_task_gets_its_own_record() -> None:
-    with Executor(procs=2) as ex:
+def test_every_batched_task_gets_its_own_record(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(3000)]
         assert [f.result(timeout=30) for f in futs] == [i * 2 for i in range(3000)]
@@ -54,8 +54,8 @@ def test_every_batched_task_gets_its_own_record() -> None:
         assert attempt.started_at is not None and attempt.started_at <= attempt.finished_at
 
 
-def test_a_failure_inside_a_batch_stays_with_its_task() -> None:
-    with Executor(procs=2) as ex:
+def test_a_failure_inside_a_batch_stays_with_its_task(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i, 7) for i in range(1, 701)]
         for i, fut in enumerate(futs, start=1):
@@ -89,8 +89,8 @@ def test_a_crash_inside_a_batch_is_put_down_to_its_task_without_a_respawn_storm(
     assert worker.restarts <= 2
 
 
-def test_cancelling_batched_tasks_gives_each_one_record() -> None:
-    with Executor(procs=1) as ex:
+def test_cancelling_batched_tasks_gives_each_one_record(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(2000)]
         cancelled = [f for f in futs[1000:] if f.cancel()]
@@ -101,9 +101,9 @@ def test_cancelling_batched_tasks_gives_each_one_record() -> None:
     assert all(f.result(timeout=1) == i * 2 for i, f in enumerate(futs) if not f.cancelled())
 
 
-def test_batched_tasks_send_no_start_but_keep_their_start_times() -> None:
+def test_batched_tasks_send_no_start_but_keep_their_start_times(transport: str) -> None:
     # unannounced tasks get no TaskStarted: their start comes with their result
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(500)]
         for fut in futs:
@@ -115,9 +115,11 @@ def test_batched_tasks_send_no_start_but_keep_their_start_times() -> None:
         assert record.created_at <= attempt.started_at <= attempt.finished_at
 
 
-def test_an_on_start_hook_sees_every_start_of_a_tiny_callable() -> None:
+def test_an_on_start_hook_sees_every_start_of_a_tiny_callable(transport: str) -> None:
     started: list[str] = []
-    with Executor(procs=2, on_start=lambda fut: started.append(fut.task_id)) as ex:
+    with Executor(
+        procs=2, on_start=lambda fut: started.append(fut.task_id), transport=transport
+    ) as ex:
         _warm(ex)
         started.clear()
         futs = [ex.submit(tiny, i) for i in range(300)]
@@ -153,11 +155,11 @@ def _known_medium(ex: Executor) -> None:
         assert time.monotonic() < deadline, f"nap's estimate stays at {estimate}"
 
 
-def test_a_task_sent_ahead_is_cancelled_before_it_starts(tmp_path: Path) -> None:
+def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_path: Path) -> None:
     # B waits in the worker behind A; cancelling B while A runs must stop it from ever
     # starting (the worker reads the cancel before it goes on), and the worker goes on
     marker = tmp_path / "b-ran"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         _known_medium(ex)
         a = ex.submit(nap, 0.5)
         b = ex.submit(nap, 0.01, str(marker))
@@ -176,10 +178,10 @@ def test_a_task_sent_ahead_is_cancelled_before_it_starts(tmp_path: Path) -> None
         assert not marker.exists()
 
 
-def test_a_better_task_overtakes_one_sent_ahead() -> None:
+def test_a_better_task_overtakes_one_sent_ahead(transport: str) -> None:
     # B (priority 5) waits in the worker behind A; D (priority 1) comes later and is sent
     # there too: when A ends, D starts before B
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         _known_medium(ex)
         a = ex.submit(nap, 0.4)
         b = ex.options(priority=5).submit(nap, 0.01)
@@ -194,10 +196,12 @@ def test_a_better_task_overtakes_one_sent_ahead() -> None:
         assert rd.started_at < rb.started_at
 
 
-def test_an_announced_result_is_out_before_a_task_sent_ahead_crashes_the_worker() -> None:
+def test_an_announced_result_is_out_before_a_task_sent_ahead_crashes_the_worker(
+    transport: str,
+) -> None:
     # A (announced) runs with B (known-tiny, so unannounced) sent ahead behind it; B kills
     # the worker. A's result must have left before B ran: A succeeds, the crash is B's.
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         _warm(ex)
         _known_medium(ex)
         a = ex.submit(nap, 0.3)

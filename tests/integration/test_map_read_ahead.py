@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,21 +50,22 @@ def blob_failing_once(n: int, where: str) -> bytes:
 
 
 def settled(ex: Executor, quiet: float = 0.5, within: float = 30.0) -> int:
-    """The count of completed tasks once it has not moved for ``quiet`` seconds."""
+    """The count of completed tasks once it has not moved for ``quiet`` seconds, from the
+    first completion on (a worker may take longer than ``quiet`` to start: a Ray actor)."""
     end = time.monotonic() + within
     last, since = -1, time.monotonic()
     while time.monotonic() < end:
         done = ex.stats().completed
         if done != last:
             last, since = done, time.monotonic()
-        elif time.monotonic() - since >= quiet:
+        elif done and time.monotonic() - since >= quiet:
             return done
         time.sleep(0.05)
     raise AssertionError(f"the completed count kept moving for {within}s (at {last})")
 
 
-def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(start_method: str) -> None:
-    with Executor(procs=2, retain_bytes=0, start_method=start_method) as ex:
+def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(launch: dict[str, Any]) -> None:
+    with Executor(procs=2, retain_bytes=0, **launch) as ex:
         values = ex.map(blob, range(N))
         assert next(values) == blob(0)
         done = settled(ex)
@@ -77,8 +79,8 @@ def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(start_method: st
     assert summary.ok and summary.succeeded == N
 
 
-def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor() -> None:
-    with Executor(procs=2, retain_bytes="256MiB") as ex:  # the default
+def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor(transport: str) -> None:
+    with Executor(procs=2, retain_bytes="256MiB", transport=transport) as ex:  # the default
         values = ex.map(blob, range(N))
         next(values)
         done = settled(ex)
@@ -87,16 +89,16 @@ def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor() -> None:
         assert len(list(values)) == N - 1
 
 
-def test_no_budget_no_read_ahead() -> None:
-    with Executor(procs=2, retain_bytes=None) as ex:
+def test_no_budget_no_read_ahead(transport: str) -> None:
+    with Executor(procs=2, retain_bytes=None, transport=transport) as ex:
         values = ex.map(blob, range(N))
         next(values)
         assert settled(ex) == N  # as in the standard library: everything runs
         assert len(list(values)) == N - 1
 
 
-def test_run_waits_for_a_map_nobody_reads() -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_run_waits_for_a_map_nobody_reads(transport: str) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob, range(N))
         assert next(values) == blob(0)
         summary = ex.run()  # waits for every task: none waits for the reader any more
@@ -104,15 +106,15 @@ def test_run_waits_for_a_map_nobody_reads() -> None:
         assert list(values) == [blob(n) for n in range(1, N)]  # and the reader still reads
 
 
-def test_a_map_dropped_unread_runs_to_the_end(tmp_path: Path) -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_a_map_dropped_unread_runs_to_the_end(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         ex.map(blob_noting, range(N), [str(tmp_path)] * N)  # never read, as with the stdlib
         assert settled(ex) == N
     assert len(list(tmp_path.iterdir())) == N
 
 
-def test_shutdown_runs_what_an_unread_map_held_back(tmp_path: Path) -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_shutdown_runs_what_an_unread_map_held_back(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob_noting, range(N), [str(tmp_path)] * N)
         next(values)
         assert settled(ex) < N
@@ -121,8 +123,8 @@ def test_shutdown_runs_what_an_unread_map_held_back(tmp_path: Path) -> None:
     del values
 
 
-def test_closing_the_reader_cancels_what_was_held_back() -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_closing_the_reader_cancels_what_was_held_back(transport: str) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob, range(N))
         next(values)
         done = settled(ex)
@@ -134,10 +136,10 @@ def test_closing_the_reader_cancels_what_was_held_back() -> None:
     assert summary.succeeded + summary.cancelled == N
 
 
-def test_a_reader_waiting_for_a_retried_element_gets_it(tmp_path: Path) -> None:
+def test_a_reader_waiting_for_a_retried_element_gets_it(transport: str, tmp_path: Path) -> None:
     # element 0 fails once and is retried after later elements have filled the read-ahead:
     # the reader waits for it, so it must not be held back with them
-    with Executor(procs=2, retain_bytes=0) as ex:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         opts = ex.options(retries=1, retry_delay=0.5)
         values = list(opts.map(blob_failing_once, range(N), [str(tmp_path)] * N))
         assert values == [blob(n) for n in range(N)]
@@ -146,9 +148,9 @@ def test_a_reader_waiting_for_a_retried_element_gets_it(tmp_path: Path) -> None:
     assert summary.results[0].attempts == 2
 
 
-def test_async_map_holds_back_too() -> None:
+def test_async_map_holds_back_too(transport: str) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2, retain_bytes=0) as aex:
+        async with AsyncExecutor(procs=2, retain_bytes=0, transport=transport) as aex:
             values = aex.map(blob, range(N))
             assert await anext(values) == blob(0)
             await asyncio.sleep(0)
@@ -161,9 +163,9 @@ def test_async_map_holds_back_too() -> None:
     asyncio.run(main())
 
 
-def test_a_map_of_single_tasks_holds_back_too() -> None:
+def test_a_map_of_single_tasks_holds_back_too(transport: str) -> None:
     # chunksize=1: every element its own task and future, counted the same way
-    with Executor(procs=2, retain_bytes=0) as ex:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob, range(N), chunksize=1)
         next(values)
         done = settled(ex)
@@ -172,8 +174,8 @@ def test_a_map_of_single_tasks_holds_back_too() -> None:
         assert list(values) == [blob(n) for n in range(1, N)]
 
 
-def test_a_timed_lookup_of_a_held_back_element_lets_it_run() -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_a_timed_lookup_of_a_held_back_element_lets_it_run(transport: str) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob, range(N), chunksize=1)
         next(values)
         settled(ex)
@@ -185,9 +187,9 @@ def test_a_timed_lookup_of_a_held_back_element_lets_it_run() -> None:
         assert len(list(values)) == N - 1
 
 
-def test_values_read_in_order_through_a_long_map() -> None:
+def test_values_read_in_order_through_a_long_map(transport: str) -> None:
     # many chunks, a slowish reader: everything arrives, in order, with the default budget
-    with Executor(procs=2, retain_bytes=0) as ex:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         total = 0
         for n, value in enumerate(ex.map(blob, range(120), [MIB] * 120)):
             assert value[:4] == n.to_bytes(4, "big")
@@ -213,8 +215,8 @@ def blob_then_slow(n: int, slow_from: int, fail_at: int = -1) -> bytes:
     return blob(n, MIB)
 
 
-def test_a_chunk_is_read_as_its_items_end() -> None:
-    with Executor(procs=2) as ex:
+def test_a_chunk_is_read_as_its_items_end(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(blob_then_slow, range(CHUNK), [20] * CHUNK, chunksize=CHUNK)
         assert next(values) == blob(0, MIB)
         # the 20 slow items take about 5 s on two workers: the first value came before them
@@ -224,8 +226,8 @@ def test_a_chunk_is_read_as_its_items_end() -> None:
     assert summary.ok and summary.succeeded == CHUNK
 
 
-def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place() -> None:
-    with Executor(procs=2) as ex:
+def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(
             blob_then_slow, range(CHUNK), [CHUNK] * CHUNK, [30] * CHUNK, chunksize=CHUNK
         )
@@ -239,8 +241,8 @@ def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place() -> None:
     assert summary.failed == 1
 
 
-def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest() -> None:
-    with Executor(procs=2) as ex:
+def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(blob_then_slow, range(CHUNK), [16] * CHUNK, chunksize=CHUNK, timeout=0.3)
         got = []
         with pytest.raises(TimeoutError):
@@ -253,9 +255,9 @@ def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest() -> None:
     assert summary.succeeded + summary.cancelled == CHUNK
 
 
-def test_an_async_map_reads_a_chunk_as_its_items_end() -> None:
+def test_an_async_map_reads_a_chunk_as_its_items_end(transport: str) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as aex:
+        async with AsyncExecutor(procs=2, transport=transport) as aex:
             values = aex.map(blob_then_slow, range(CHUNK), [20] * CHUNK, chunksize=CHUNK)
             assert await anext(values) == blob(0, MIB)
             assert aex.stats().completed < CHUNK

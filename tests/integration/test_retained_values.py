@@ -68,9 +68,9 @@ def _values_of(records: tuple[TaskResult, ...]) -> list[Any]:
 
 @pytest.mark.parametrize("chunksize", [None, 1], ids=["chunks", "one-by-one"])
 def test_a_value_map_hands_out_is_freed_once_dropped_and_run_still_returns_it(
-    start_method: str, chunksize: int | None
+    launch: dict[str, Any], chunksize: int | None
 ) -> None:
-    with Executor(procs=2, start_method=start_method) as ex:
+    with Executor(procs=2, **launch) as ex:
         refs: list[weakref.ref[Any]] = []
         for out in ex.map(payload, range(40), chunksize=chunksize):  # (enumerate would
             assert out == Payload(len(refs))  # keep the last value in its result tuple)
@@ -84,8 +84,8 @@ def test_a_value_map_hands_out_is_freed_once_dropped_and_run_still_returns_it(
     assert all(r.value is r.value for r in summary.results)  # made once, then kept
 
 
-def test_a_value_read_from_a_dropped_future_is_freed(start_method: str) -> None:
-    with Executor(procs=2, start_method=start_method) as ex:
+def test_a_value_read_from_a_dropped_future_is_freed(launch: dict[str, Any]) -> None:
+    with Executor(procs=2, **launch) as ex:
         futures = [ex.submit(payload, i, 1000) for i in range(10)]
         ids = [f.task_id for f in futures]
         refs = [weakref.ref(f.result(timeout=60)) for f in futures]
@@ -102,11 +102,11 @@ def test_a_value_read_from_a_dropped_future_is_freed(start_method: str) -> None:
         assert again == found and again is not None and again.value == found.value
 
 
-def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(start_method: str) -> None:
+def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(launch: dict[str, Any]) -> None:
     # 2 MiB arrays come back in shared memory, mapped without a copy: what the executor
     # keeps is that mapping, not the array the caller was given
     size = 2 << 20
-    with Executor(procs=2, start_method=start_method) as ex:
+    with Executor(procs=2, **launch) as ex:
         refs: list[weakref.ref[Any]] = []
         for out in ex.map(array, range(6), [size] * 6):
             assert out.nbytes == size and out[0] == len(refs)
@@ -122,8 +122,8 @@ def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(start_method
         assert np.array_equal(value, np.full(size // 8, float(i)))
 
 
-def test_a_kept_future_gives_the_same_object_every_time(start_method: str) -> None:
-    with Executor(procs=1, start_method=start_method) as ex:
+def test_a_kept_future_gives_the_same_object_every_time(launch: dict[str, Any]) -> None:
+    with Executor(procs=1, **launch) as ex:
         fut = ex.submit(payload, 5)
         value = fut.result(timeout=60)
         assert fut.result() is value and fut.result() is value
@@ -148,11 +148,11 @@ def test_a_kept_future_gives_the_same_object_every_time(start_method: str) -> No
         assert ex.run().results[0] is small.task_result()
 
 
-def test_async_map_lets_go_of_what_it_yields(start_method: str) -> None:
+def test_async_map_lets_go_of_what_it_yields(launch: dict[str, Any]) -> None:
     async def main() -> tuple[list[weakref.ref[Any]], list[bool]]:
         refs: list[weakref.ref[Any]] = []
         freed: list[bool] = []
-        async with AsyncExecutor(procs=2, start_method=start_method) as ex:
+        async with AsyncExecutor(procs=2, **launch) as ex:
             async for out in ex.map(payload, range(20)):
                 refs.append(weakref.ref(out))
                 del out
@@ -170,8 +170,8 @@ def _live_payloads() -> list[Payload]:
     return [o for o in gc.get_objects() if type(o) is Payload]
 
 
-def test_a_map_left_early_lets_go_of_what_it_did_not_read() -> None:
-    with Executor(procs=2) as ex:
+def test_a_map_left_early_lets_go_of_what_it_did_not_read(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(payload, range(200), [1000] * 200, chunksize=10)
         first = next(values)
         assert first == Payload(0, 1000)
@@ -185,8 +185,8 @@ def test_a_map_left_early_lets_go_of_what_it_did_not_read() -> None:
     assert summary.values == tuple(Payload(i, 1000) for i in range(200))
 
 
-def test_a_map_never_read_lets_go_of_its_values_when_dropped() -> None:
-    with Executor(procs=2) as ex:
+def test_a_map_never_read_lets_go_of_its_values_when_dropped(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(payload, range(100), chunksize=10)
         ex.shutdown()  # finished, none read; the batch holds the chunks until run()
         assert len(_live_payloads()) == 100
@@ -203,10 +203,12 @@ def _pickled_size(value: Any) -> int:
     return len(pickle.dumps(value, protocol=5))
 
 
-def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay() -> None:
+def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay(
+    transport: str,
+) -> None:
     size = 10_000
     each = _pickled_size(blob(0, size))  # how the budget counts one (in the pickle)
-    with Executor(procs=1, retain_bytes=3 * each + each // 2) as ex:
+    with Executor(procs=1, retain_bytes=3 * each + each // 2, transport=transport) as ex:
         futures = []
         for i in range(8):  # one at a time: finish order is submission order
             futures.append(ex.submit(blob, i, size))
@@ -242,9 +244,9 @@ def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay
 
 @pytest.mark.parametrize("retain_bytes", [0, 1])
 def test_a_budget_of_nothing_keeps_every_record_and_no_value(
-    retain_bytes: int, start_method: str
+    retain_bytes: int, launch: dict[str, Any]
 ) -> None:
-    with Executor(procs=2, retain_bytes=retain_bytes, start_method=start_method) as ex:
+    with Executor(procs=2, retain_bytes=retain_bytes, **launch) as ex:
         assert list(ex.map(payload, range(30))) == [Payload(i) for i in range(30)]
         single = ex.submit(abs, -4)
         scalar_id = single.task_id
@@ -260,8 +262,8 @@ def test_a_budget_of_nothing_keeps_every_record_and_no_value(
     assert len({r.task_id for r in summary.results}) == 31
 
 
-def test_map_chunks_are_released_whole_oldest_first() -> None:
-    with Executor(procs=1, retain_bytes=3_000) as ex:
+def test_map_chunks_are_released_whole_oldest_first(transport: str) -> None:
+    with Executor(procs=1, retain_bytes=3_000, transport=transport) as ex:
         # chunks of 10 items, about 1,000 bytes pickled each, one chunk at a time
         for start in range(0, 50, 10):
             assert list(ex.map(payload, range(start, start + 10), [60] * 10, chunksize=10))
@@ -278,10 +280,12 @@ def test_map_chunks_are_released_whole_oldest_first() -> None:
     assert kept_values == [Payload(i, 60) for i in range(kept.index(True), 50)]
 
 
-def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget() -> None:
+def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget(transport: str) -> None:
     size = 10_000
     each = _pickled_size(blob(0, size))
-    with Executor(procs=1, retain_bytes=2 * each + each // 2, result_ttl=0) as ex:
+    with Executor(
+        procs=1, retain_bytes=2 * each + each // 2, result_ttl=0, transport=transport
+    ) as ex:
         for i in range(2):
             ex.submit(blob, i, size).result(timeout=60)
         first = ex.run()  # the batch is the summary's now; nothing else keeps them
@@ -296,10 +300,10 @@ def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget() ->
     assert budget == (0, 0)  # nothing kept, nothing was released
 
 
-def test_a_pipeline_that_never_calls_run_keeps_its_values_within_the_budget() -> None:
+def test_a_pipeline_that_never_calls_run_keeps_its_values_within_the_budget(transport: str) -> None:
     size = 50_000
     limit = 20 * _pickled_size(blob(0, size))
-    with Executor(procs=2, retain_bytes=limit) as ex:
+    with Executor(procs=2, retain_bytes=limit, transport=transport) as ex:
         count = 0
         for out in ex.map(blob, range(400), [size] * 400):
             count += len(out) == size
