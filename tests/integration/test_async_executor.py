@@ -30,6 +30,15 @@ def arun(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T
     return run
 
 
+# Each case runs on both loops with local workers, and on Ray with the standard library's
+# loop only: the loop is the caller's, the workers are the same whichever runs it.
+loops_and_transports = pytest.mark.parametrize(
+    ("arun", "transport"),
+    [("asyncio", "local"), ("uvloop", "local"), ("asyncio", "ray")],
+    indirect=True,
+)
+
+
 def square(x: int) -> int:
     """A plain task."""
     return x * x
@@ -68,6 +77,7 @@ async def wait_pid(path: Path) -> int:
     raise AssertionError("the task never started")
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_await_run_and_shutdown(
     transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
@@ -90,6 +100,7 @@ def test_await_run_and_shutdown(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_map_and_as_completed(
     transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
@@ -116,6 +127,7 @@ def odd_fails(x: int) -> int:
     return x
 
 
+@loops_and_transports
 @pytest.mark.timeout(60)
 def test_map_sends_chunks_with_a_record_per_element(
     transport: str,
@@ -144,6 +156,7 @@ def test_map_sends_chunks_with_a_record_per_element(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_cancelling_the_awaiting_task_kills_the_running_attempt(
     transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
@@ -169,6 +182,7 @@ def test_cancelling_the_awaiting_task_kills_the_running_attempt(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_wait_for_timeout_cancels_the_task(
     transport: str,
@@ -187,11 +201,10 @@ def test_wait_for_timeout_cancels_the_task(
 
 @pytest.mark.timeout(30)
 def test_max_pending_parks_without_blocking_the_loop(
-    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=1, max_pending=2, transport=transport) as ex:
+        async with AsyncExecutor(procs=1, max_pending=2) as ex:
             started = time.monotonic()
             futs: list[TaskFuture[Any]] = [ex.submit(sleep_return, 0.3, i) for i in range(5)]
             assert time.monotonic() - started < 0.2  # submit never blocks the loop
@@ -211,9 +224,7 @@ def test_max_pending_parks_without_blocking_the_loop(
             assert [await f for f in busy] == [0, 1]
             summary = await ex.run()
             assert summary.total_submitted == 8 and summary.cancelled == 1
-        async with AsyncExecutor(
-            procs=1, max_pending=1, submit_timeout=0, transport=transport
-        ) as ex:
+        async with AsyncExecutor(procs=1, max_pending=1, submit_timeout=0) as ex:
             ex.submit(sleep_return, 0.3)
             with pytest.raises(QueueFullError):
                 ex.submit(sleep_return, 0.0)
@@ -221,6 +232,7 @@ def test_max_pending_parks_without_blocking_the_loop(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
     transport: str,
@@ -242,6 +254,7 @@ def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
     assert all(f.cancelled() for f in cancelled)
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_run_in_executor_cancellation_stops_the_attempt(
     transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
@@ -269,6 +282,7 @@ def test_run_in_executor_cancellation_stops_the_attempt(
     assert [r.status for r in summary.results] == ["cancelled", "succeeded"]
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_async_group(transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
     async def main() -> None:

@@ -101,9 +101,9 @@ def test_cancelling_batched_tasks_gives_each_one_record(transport: str) -> None:
     assert all(f.result(timeout=1) == i * 2 for i, f in enumerate(futs) if not f.cancelled())
 
 
-def test_batched_tasks_send_no_start_but_keep_their_start_times(transport: str) -> None:
+def test_batched_tasks_send_no_start_but_keep_their_start_times() -> None:
     # unannounced tasks get no TaskStarted: their start comes with their result
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(500)]
         for fut in futs:
@@ -115,11 +115,9 @@ def test_batched_tasks_send_no_start_but_keep_their_start_times(transport: str) 
         assert record.created_at <= attempt.started_at <= attempt.finished_at
 
 
-def test_an_on_start_hook_sees_every_start_of_a_tiny_callable(transport: str) -> None:
+def test_an_on_start_hook_sees_every_start_of_a_tiny_callable() -> None:
     started: list[str] = []
-    with Executor(
-        procs=2, on_start=lambda fut: started.append(fut.task_id), transport=transport
-    ) as ex:
+    with Executor(procs=2, on_start=lambda fut: started.append(fut.task_id)) as ex:
         _warm(ex)
         started.clear()
         futs = [ex.submit(tiny, i) for i in range(300)]
@@ -178,10 +176,10 @@ def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_pat
         assert not marker.exists()
 
 
-def test_a_better_task_overtakes_one_sent_ahead(transport: str) -> None:
+def test_a_better_task_overtakes_one_sent_ahead() -> None:
     # B (priority 5) waits in the worker behind A; D (priority 1) comes later and is sent
     # there too: when A ends, D starts before B
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         _known_medium(ex)
         a = ex.submit(nap, 0.4)
         b = ex.options(priority=5).submit(nap, 0.01)
@@ -196,12 +194,10 @@ def test_a_better_task_overtakes_one_sent_ahead(transport: str) -> None:
         assert rd.started_at < rb.started_at
 
 
-def test_an_announced_result_is_out_before_a_task_sent_ahead_crashes_the_worker(
-    transport: str,
-) -> None:
+def test_an_announced_result_is_out_before_a_task_sent_ahead_crashes_the_worker() -> None:
     # A (announced) runs with B (known-tiny, so unannounced) sent ahead behind it; B kills
     # the worker. A's result must have left before B ran: A succeeds, the crash is B's.
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         _warm(ex)
         _known_medium(ex)
         a = ex.submit(nap, 0.3)

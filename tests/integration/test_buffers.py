@@ -109,10 +109,10 @@ def test_array_argument_and_result_round_trip(path: str, launch: dict[str, Any])
 
 
 @pytest.mark.parametrize("path", ["inline", "shared"])
-def test_argument_is_a_snapshot_taken_at_submit(transport: str, path: str) -> None:
+def test_argument_is_a_snapshot_taken_at_submit(path: str) -> None:
     n = SIZES[path]
     a = np.zeros(n, dtype=np.uint8)
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         blocker = ex.submit(_sleep, 0.3)  # the next task waits in the queue meanwhile
         fut = ex.submit(_checksum, a)
         a[:] = 1  # changed after submit, before the task runs

@@ -203,16 +203,16 @@ def test_submit_and_result(launch: dict[str, Any]) -> None:
         assert fut.exception() is None
 
 
-def test_submit_passes_kwargs_including_one_named_fn(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_submit_passes_kwargs_including_one_named_fn() -> None:
+    with Executor(procs=1) as ex:
         fut = ex.submit(echo, 1, "two", fn="named fn", a=3)
         assert fut.result(timeout=10) == ((1, "two"), {"fn": "named fn", "a": 3})
         view = ex.options(priority=1)
         assert view.submit(echo, fn=1).result(timeout=10) == ((), {"fn": 1})
 
 
-def test_isinstance_of_standard_classes(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_isinstance_of_standard_classes() -> None:
+    with Executor(procs=1) as ex:
         assert isinstance(ex, cf.Executor)
         fut = ex.submit(add, 1, 1)
         assert isinstance(fut, cf.Future)
@@ -327,8 +327,8 @@ def test_map_closed_early_cancels_the_rest(transport: str) -> None:
     ]
 
 
-def test_wait_and_as_completed(transport: str) -> None:
-    with Executor(procs=3, transport=transport) as ex:
+def test_wait_and_as_completed() -> None:
+    with Executor(procs=3) as ex:
         futs = [ex.submit(sleep_return, d, i) for i, d in enumerate([0.4, 0.0, 0.2])]
         done, not_done = cf.wait(futs, timeout=10, return_when=cf.FIRST_COMPLETED)
         assert done
@@ -349,8 +349,8 @@ def test_wait_and_as_completed(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_wait_and_as_completed_count_cancelled_futures_as_done(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_wait_and_as_completed_count_cancelled_futures_as_done() -> None:
+    with Executor(procs=1) as ex:
         victim = ex.submit(sleep_return, 30, None)
         assert victim.cancel() is True
         assert victim.done()
@@ -361,7 +361,7 @@ def test_wait_and_as_completed_count_cancelled_futures_as_done(transport: str) -
         assert list(cf.as_completed([victim], timeout=2)) == [victim]
 
 
-def test_add_done_callback_is_called_with_the_future(transport: str, tmp_path: Path) -> None:
+def test_add_done_callback_is_called_with_the_future(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     called: list[cf.Future[Any]] = []
     event = threading.Event()
@@ -370,7 +370,7 @@ def test_add_done_callback_is_called_with_the_future(transport: str, tmp_path: P
         called.append(f)
         event.set()
 
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         fut = ex.submit(gated, str(gate))
         fut.add_done_callback(callback)
         assert not called
@@ -401,7 +401,7 @@ def test_exception_and_remote_traceback(transport: str) -> None:
         assert record.message == "the message"
 
 
-def test_asyncio_run_in_executor_wrap_future_and_await(transport: str) -> None:
+def test_asyncio_run_in_executor_wrap_future_and_await() -> None:
     async def main(ex: Executor) -> tuple[int, int, int, list[int]]:
         loop = asyncio.get_running_loop()
         a = await loop.run_in_executor(ex, add, 2, 3)
@@ -412,7 +412,7 @@ def test_asyncio_run_in_executor_wrap_future_and_await(transport: str) -> None:
             await ex.submit(raise_value_error, "awaited failure")
         return a, b, c, list(many)
 
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         assert asyncio.run(main(ex)) == (5, 7, 9, [0, 2, 4, 6])
 
 
@@ -435,8 +435,8 @@ def test_process_pool_executor_keywords() -> None:
     assert "init" not in _WORKER_STATE
 
 
-def test_submit_after_shutdown_raises_closed_error(transport: str) -> None:
-    ex = Executor(procs=1, transport=transport)
+def test_submit_after_shutdown_raises_closed_error() -> None:
+    ex = Executor(procs=1)
     try:
         assert ex.submit(add, 1, 1).result(timeout=10) == 2
     finally:
@@ -453,10 +453,10 @@ def test_submit_after_shutdown_raises_closed_error(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_two_workers_run_two_long_tasks_at_once(launch: dict[str, Any], tmp_path: Path) -> None:
+def test_two_workers_run_two_long_tasks_at_once(start_method: str, tmp_path: Path) -> None:
     """Submitted together right after start, two tasks on procs=2 both run at once."""
     gate = tmp_path / "gate"
-    with Executor(procs=2, **launch) as ex:
+    with Executor(procs=2, start_method=start_method) as ex:
         try:
             a = ex.submit(gated, str(gate), str(tmp_path / "pid_a"))
             b = ex.submit(gated, str(gate), str(tmp_path / "pid_b"))
@@ -471,10 +471,10 @@ def test_two_workers_run_two_long_tasks_at_once(launch: dict[str, Any], tmp_path
 
 
 @pytest.mark.timeout(20)
-def test_idle_worker_takes_work_queued_behind_a_long_task(transport: str, tmp_path: Path) -> None:
+def test_idle_worker_takes_work_queued_behind_a_long_task(tmp_path: Path) -> None:
     """A task waiting behind a long one must not stay there while another worker is idle."""
     gate = tmp_path / "gate"
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         assert sorted(ex.map(sleep_return, [0.2, 0.2], [1, 2])) == [1, 2]  # both workers up
         try:
             long = ex.submit(gated, str(gate), str(tmp_path / "pid_long"))
@@ -579,11 +579,11 @@ def test_priorities_on_one_worker(transport: str, tmp_path: Path) -> None:
 # ===================================================================== 5. TaskFuture surface
 
 
-def test_task_id_and_name(transport: str) -> None:
+def test_task_id_and_name() -> None:
     def inner(x: int) -> int:
         return x
 
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         fut = ex.submit(add, 1, 2)
         assert re.fullmatch(r"[0-9a-f]{32}", fut.task_id)
         assert uuid.UUID(hex=fut.task_id).version == 4
@@ -662,9 +662,9 @@ def fail_once_then_gated(marker: str, gate: str, pid_file: str) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_info_counts_the_running_attempt_as_a_try(transport: str, tmp_path: Path) -> None:
+def test_info_counts_the_running_attempt_as_a_try(tmp_path: Path) -> None:
     gate, pid_file = tmp_path / "gate", tmp_path / "pid"
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         fut = ex.options(retries=1, retry_delay=2.0).submit(
             fail_once_then_gated, str(tmp_path / "marker"), str(gate), str(pid_file)
         )
@@ -681,9 +681,9 @@ def test_info_counts_the_running_attempt_as_a_try(transport: str, tmp_path: Path
 
 
 @pytest.mark.timeout(20)
-def test_task_id_in_flight_is_refused(transport: str, tmp_path: Path) -> None:
+def test_task_id_in_flight_is_refused(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         first = ex.options(task_id="job-1").submit(gated, str(gate))
         with pytest.raises(ValueError, match="job-1"):
             ex.options(task_id="job-1").submit(add, 1, 2)
@@ -755,8 +755,8 @@ def test_cancel_running_async_task_keeps_its_worker(transport: str, tmp_path: Pa
         assert ex.submit(get_pid).result(timeout=10) == pid
 
 
-def test_cancel_finished_task_returns_false(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_cancel_finished_task_returns_false() -> None:
+    with Executor(procs=1) as ex:
         fut = ex.submit(add, 1, 2)
         assert fut.result(timeout=10) == 3
         assert fut.cancel() is False
@@ -828,8 +828,8 @@ def test_unknown_and_bad_options() -> None:
         Executor(procs=1, retries=-1)
 
 
-def test_executor_level_default_options(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=1, retries=1, transport=transport) as ex:
+def test_executor_level_default_options(tmp_path: Path) -> None:
+    with Executor(procs=1, retries=1) as ex:
         fut = ex.submit(fail_n_times, str(tmp_path / "a"), 1)
         assert fut.result(timeout=10) == 2
         assert _record(fut).attempts == 2
@@ -873,8 +873,8 @@ def test_detached_tasks_run_but_are_left_out_of_the_summary(transport: str) -> N
 # ===================================================================== 7. run()
 
 
-def test_run_summarises_each_batch_in_submission_order(transport: str) -> None:
-    with Executor(procs=3, transport=transport) as ex:
+def test_run_summarises_each_batch_in_submission_order() -> None:
+    with Executor(procs=3) as ex:
         batch1 = [
             ex.submit(sleep_return, 0.3, "a"),
             ex.submit(sleep_return, 0.0, "b"),
@@ -920,8 +920,8 @@ def test_run_strict_raises_execution_error(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_run_strict_does_not_raise_for_cancellations_alone(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_run_strict_does_not_raise_for_cancellations_alone() -> None:
+    with Executor(procs=1) as ex:
         ok = ex.submit(add, 1, 1)
         victim = ex.submit(sleep_return, 30, None)
         assert victim.cancel() is True
@@ -1019,8 +1019,8 @@ TIMED_OUT_REPORT = f"""
 """
 
 
-def test_display_passed_run(transport: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_display_passed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    with Executor(procs=2) as ex:
         for i in range(3):
             ex.submit(add, i, i)
         summary = ex.run()
@@ -1046,8 +1046,8 @@ def test_display_run_with_errors(transport: str, capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.timeout(20)
-def test_display_timed_out_run(transport: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_display_timed_out_run(capsys: pytest.CaptureFixture[str]) -> None:
+    with Executor(procs=2) as ex:
         quick = ex.submit(add, 1, 1)
         ex.submit(sleep_return, 30, None)
         assert quick.result(timeout=10) == 2
@@ -1060,8 +1060,8 @@ def test_display_timed_out_run(transport: str, capsys: pytest.CaptureFixture[str
 # ===================================================================== 9. context manager
 
 
-def test_clean_exit_waits_for_every_task(launch: dict[str, Any]) -> None:
-    with Executor(procs=2, **launch) as ex:
+def test_clean_exit_waits_for_every_task(start_method: str) -> None:
+    with Executor(procs=2, start_method=start_method) as ex:
         futs = [ex.submit(sleep_return, 0.2, i) for i in range(4)]
     assert all(f.done() for f in futs)
     assert [f.result(timeout=0) for f in futs] == [0, 1, 2, 3]
@@ -1143,8 +1143,8 @@ def test_shutdown_kill_stops_running_tasks_now(launch: dict[str, Any], tmp_path:
 
 
 @pytest.mark.timeout(20)
-def test_shutdown_is_idempotent(transport: str) -> None:
-    ex = Executor(procs=1, transport=transport)
+def test_shutdown_is_idempotent() -> None:
+    ex = Executor(procs=1)
     try:
         fut = ex.submit(add, 1, 2)
         ex.shutdown()
@@ -1166,8 +1166,8 @@ def test_shutdown_is_idempotent(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_shutdown_from_threads_at_once(transport: str) -> None:
-    ex = Executor(procs=2, transport=transport)
+def test_shutdown_from_threads_at_once() -> None:
+    ex = Executor(procs=2)
     try:
         futs = [ex.submit(sleep_return, 0.2, i) for i in range(4)]
         threads = [threading.Thread(target=ex.shutdown) for _ in range(4)]
@@ -1182,12 +1182,12 @@ def test_shutdown_from_threads_at_once(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_shutdown_from_a_done_callback(transport: str, tmp_path: Path) -> None:
+def test_shutdown_from_a_done_callback(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     ran = threading.Event()
     errors: list[BaseException] = []
     callback_threads: list[int] = []
-    ex = Executor(procs=1, transport=transport)
+    ex = Executor(procs=1)
 
     def callback(_: cf.Future[Any]) -> None:
         try:

@@ -143,8 +143,8 @@ def test_tuple_form_values_in_input_order_each_with_its_own_callable(transport: 
 
 
 @pytest.mark.timeout(30)
-def test_tuple_form_accepts_any_iterable_of_tuples(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_tuple_form_accepts_any_iterable_of_tuples() -> None:
+    with Executor(procs=2) as ex:
         group = ex.group((add, i, i) for i in range(4))
         assert group.values(timeout=20) == [0, 2, 4, 6]
 
@@ -192,8 +192,8 @@ def test_values_raises_on_failures_and_cancellations_in_input_order(
 
 
 @pytest.mark.timeout(30)
-def test_values_raises_on_cancellation_alone(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_values_raises_on_cancellation_alone(tmp_path: Path) -> None:
+    with Executor(procs=1) as ex:
         group = ex.group([(pid_then_sleep, str(tmp_path / "pid"), 30.0), (square, 3)])
         _read_pid(tmp_path / "pid")
         assert group.futures[0].cancel()
@@ -205,8 +205,8 @@ def test_values_raises_on_cancellation_alone(transport: str, tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(30)
-def test_values_timeout_raises_timeout_error(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_values_timeout_raises_timeout_error(tmp_path: Path) -> None:
+    with Executor(procs=1) as ex:
         group = ex.group([(square, 2), (pid_then_sleep, str(tmp_path / "pid"), 30.0)])
         # the first task done and the second running, whatever the machine's speed: only
         # the second is unfinished when values() times out
@@ -252,10 +252,8 @@ def test_wait_summarises_the_group_in_input_order(transport: str) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_wait_timeout_leaves_unfinished_tasks_out_and_running(
-    transport: str, tmp_path: Path
-) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_wait_timeout_leaves_unfinished_tasks_out_and_running(tmp_path: Path) -> None:
+    with Executor(procs=2) as ex:
         group = ex.group(
             [
                 (square, 2),
@@ -306,8 +304,8 @@ def test_as_completed_yields_each_future_once_in_completion_order() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_as_completed_timeout(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_as_completed_timeout(tmp_path: Path) -> None:
+    with Executor(procs=2) as ex:
         group = ex.group([(square, 5), (pid_then_sleep, str(tmp_path / "pid"), 30.0)])
         it = group.as_completed(timeout=1.0)
         assert next(it) is group.futures[0]
@@ -358,8 +356,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 @pytest.mark.timeout(30)
-def test_cancel_counts_only_unfinished_tasks(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_cancel_counts_only_unfinished_tasks(tmp_path: Path) -> None:
+    with Executor(procs=2) as ex:
         group = ex.group([(square, 2), (pid_then_sleep, str(tmp_path / "pid"), 30.0)])
         assert group.futures[0].result(timeout=10) == 4
         _read_pid(tmp_path / "pid")

@@ -75,8 +75,8 @@ def test_status_and_info_through_a_tasks_life(transport: str, tmp_path: Path) ->
 
 
 @pytest.mark.timeout(30)
-def test_scheduled_while_delayed_and_during_retry_backoff(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_scheduled_while_delayed_and_during_retry_backoff(tmp_path: Path) -> None:
+    with Executor(procs=1) as ex:
         delayed = ex.options(delay=0.5).submit(abs, -1)
         assert ex.status(delayed.task_id) == "scheduled"
         assert ex.queue_size() == 1
@@ -147,8 +147,8 @@ def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_lookups_after_shutdown_use_the_retained_records(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_lookups_after_shutdown_use_the_retained_records() -> None:
+    with Executor(procs=1) as ex:
         fut = ex.submit(abs, -2)
     assert ex.status(fut.task_id) == "complete"
     record = ex.task_result(fut.task_id)
@@ -207,11 +207,10 @@ def test_worker_log_records_reach_the_parent_with_the_task_id(
 
 @pytest.mark.timeout(30)
 def test_worker_logs_below_the_parents_level_are_not_forwarded(
-    transport: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         ex.submit(log_things, 1).result(timeout=10)
     messages = [r.getMessage() for r in caplog.records if r.name == "osiiso_test.worker"]
     assert messages == ["warning from task 1", "exception from task 1"]

@@ -99,8 +99,8 @@ def test_values_records_and_ids_per_item(transport: str) -> None:
     assert summary.telemetry.attempts == 1000
 
 
-def test_lookups_by_item_id(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_lookups_by_item_id() -> None:
+    with Executor(procs=2) as ex:
         list(ex.map(double, range(100), chunksize=10))
         summary = ex.run()
         record = summary.results[42]
@@ -185,9 +185,9 @@ def test_a_crash_inside_a_chunk_is_put_down_to_its_item() -> None:
     assert summary.respawns >= 1
 
 
-def test_unpicklable_argument_fails_only_its_item(transport: str) -> None:
+def test_unpicklable_argument_fails_only_its_item() -> None:
     lock = threading.Lock()
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         gen = ex.map(repr, [1, 2, lock, 4, 5], chunksize=5)
         assert _chunks(gen) == []  # sent one by one, so that the culprit fails alone
         with pytest.raises(SerializationError) as info:
@@ -245,8 +245,8 @@ def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one(transport: str
     assert summary.values == tuple(mib_of(i) for i in ok)
 
 
-def test_closing_the_iterator_cancels_what_is_left(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_closing_the_iterator_cancels_what_is_left() -> None:
+    with Executor(procs=2) as ex:
         gen = ex.map(slow, [0.05] * 40, chunksize=4)
         assert next(gen) == 0.05
         gen.close()
@@ -258,8 +258,8 @@ def test_closing_the_iterator_cancels_what_is_left(transport: str) -> None:
         assert record.message.startswith("cancelled")
 
 
-def test_run_timeout_cancels_chunk_items(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_run_timeout_cancels_chunk_items() -> None:
+    with Executor(procs=1) as ex:
         ex.map(slow, [0.2] * 20, chunksize=2)
         summary = ex.run(timeout=0.5)
     assert summary.timed_out
@@ -276,9 +276,9 @@ def test_fail_first_cancels_other_chunks(transport: str) -> None:
     assert summary.total_submitted == 1000
 
 
-def test_progress_counts_every_item(transport: str) -> None:
+def test_progress_counts_every_item() -> None:
     events: list[ProgressEvent] = []
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         values = list(ex.map(double, range(300), chunksize=32, progress=events.append))
         ex.run()
     assert values == [2 * x for x in range(300)]
@@ -286,8 +286,8 @@ def test_progress_counts_every_item(transport: str) -> None:
     assert final.final and final.done == 300 and final.total == 300 and final.succeeded == 300
 
 
-def test_streaming_with_buffersize_keeps_a_bounded_window(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_streaming_with_buffersize_keeps_a_bounded_window() -> None:
+    with Executor(procs=2) as ex:
         gen = ex.map(double, iter(range(5000)), buffersize=64)
         out = []
         for value in gen:
@@ -300,10 +300,10 @@ def test_streaming_with_buffersize_keeps_a_bounded_window(transport: str) -> Non
     assert summary.total_submitted == 5000
 
 
-def test_log_records_name_their_item(transport: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_log_records_name_their_item(caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.WARNING, logger="osiiso_mp.test.chunks"),
-        Executor(procs=1, transport=transport) as ex,
+        Executor(procs=1) as ex,
     ):
         list(ex.map(logs, range(20), chunksize=10))
         summary = ex.run()
@@ -313,8 +313,8 @@ def test_log_records_name_their_item(transport: str, caplog: pytest.LogCaptureFi
         assert by_message[f"item {i}"].task_id == record.task_id  # type: ignore[attr-defined]
 
 
-def test_shutdown_cancelling_queued_chunks(transport: str) -> None:
-    ex = Executor(procs=1, transport=transport)
+def test_shutdown_cancelling_queued_chunks() -> None:
+    ex = Executor(procs=1)
     ex.map(slow, [0.1] * 30, chunksize=3)
     ex.shutdown(wait=True, cancel_futures=True)
     summary = ex.run()
@@ -330,11 +330,11 @@ def test_lambdas_and_closures_travel_by_value(transport: str) -> None:
         ex.run()
 
 
-def test_chunksize_one_and_async_callables_send_one_task_each(transport: str) -> None:
+def test_chunksize_one_and_async_callables_send_one_task_each() -> None:
     async def coro(x: int) -> int:
         return x
 
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         gen = ex.map(double, range(10), chunksize=1)
         assert _chunks(gen) == []
         assert list(gen) == [2 * x for x in range(10)]
@@ -349,10 +349,10 @@ def test_chunksize_one_and_async_callables_send_one_task_each(transport: str) ->
 @pytest.mark.parametrize(
     "config", [{"rate": 10_000}, {"max_tasks_per_worker": 5}, {"max_pending": 100}]
 )
-def test_per_task_limits_send_one_task_each(transport: str, config: dict[str, Any]) -> None:
+def test_per_task_limits_send_one_task_each(config: dict[str, Any]) -> None:
     # rate counts task starts, max_tasks_per_worker tasks per worker, max_pending
     # unfinished tasks: a chunk would run many tasks for one
-    with Executor(procs=2, **config, transport=transport) as ex:
+    with Executor(procs=2, **config) as ex:
         gen = ex.map(double, range(20))
         assert _chunks(gen) == []
         assert list(gen) == [2 * x for x in range(20)]

@@ -79,8 +79,8 @@ def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(launch: dict[str
     assert summary.ok and summary.succeeded == N
 
 
-def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor(transport: str) -> None:
-    with Executor(procs=2, retain_bytes="256MiB", transport=transport) as ex:  # the default
+def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor() -> None:
+    with Executor(procs=2, retain_bytes="256MiB") as ex:  # the default
         values = ex.map(blob, range(N))
         next(values)
         done = settled(ex)
@@ -89,8 +89,8 @@ def test_the_limit_is_a_quarter_of_retain_bytes_above_the_floor(transport: str) 
         assert len(list(values)) == N - 1
 
 
-def test_no_budget_no_read_ahead(transport: str) -> None:
-    with Executor(procs=2, retain_bytes=None, transport=transport) as ex:
+def test_no_budget_no_read_ahead() -> None:
+    with Executor(procs=2, retain_bytes=None) as ex:
         values = ex.map(blob, range(N))
         next(values)
         assert settled(ex) == N  # as in the standard library: everything runs
@@ -113,8 +113,8 @@ def test_a_map_dropped_unread_runs_to_the_end(transport: str, tmp_path: Path) ->
     assert len(list(tmp_path.iterdir())) == N
 
 
-def test_shutdown_runs_what_an_unread_map_held_back(transport: str, tmp_path: Path) -> None:
-    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
+def test_shutdown_runs_what_an_unread_map_held_back(tmp_path: Path) -> None:
+    with Executor(procs=2, retain_bytes=0) as ex:
         values = ex.map(blob_noting, range(N), [str(tmp_path)] * N)
         next(values)
         assert settled(ex) < N
@@ -123,8 +123,8 @@ def test_shutdown_runs_what_an_unread_map_held_back(transport: str, tmp_path: Pa
     del values
 
 
-def test_closing_the_reader_cancels_what_was_held_back(transport: str) -> None:
-    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
+def test_closing_the_reader_cancels_what_was_held_back() -> None:
+    with Executor(procs=2, retain_bytes=0) as ex:
         values = ex.map(blob, range(N))
         next(values)
         done = settled(ex)
@@ -148,9 +148,9 @@ def test_a_reader_waiting_for_a_retried_element_gets_it(transport: str, tmp_path
     assert summary.results[0].attempts == 2
 
 
-def test_async_map_holds_back_too(transport: str) -> None:
+def test_async_map_holds_back_too() -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2, retain_bytes=0, transport=transport) as aex:
+        async with AsyncExecutor(procs=2, retain_bytes=0) as aex:
             values = aex.map(blob, range(N))
             assert await anext(values) == blob(0)
             await asyncio.sleep(0)
@@ -163,9 +163,9 @@ def test_async_map_holds_back_too(transport: str) -> None:
     asyncio.run(main())
 
 
-def test_a_map_of_single_tasks_holds_back_too(transport: str) -> None:
+def test_a_map_of_single_tasks_holds_back_too() -> None:
     # chunksize=1: every element its own task and future, counted the same way
-    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
+    with Executor(procs=2, retain_bytes=0) as ex:
         values = ex.map(blob, range(N), chunksize=1)
         next(values)
         done = settled(ex)
@@ -174,8 +174,8 @@ def test_a_map_of_single_tasks_holds_back_too(transport: str) -> None:
         assert list(values) == [blob(n) for n in range(1, N)]
 
 
-def test_a_timed_lookup_of_a_held_back_element_lets_it_run(transport: str) -> None:
-    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
+def test_a_timed_lookup_of_a_held_back_element_lets_it_run() -> None:
+    with Executor(procs=2, retain_bytes=0) as ex:
         values = ex.map(blob, range(N), chunksize=1)
         next(values)
         settled(ex)
@@ -187,9 +187,9 @@ def test_a_timed_lookup_of_a_held_back_element_lets_it_run(transport: str) -> No
         assert len(list(values)) == N - 1
 
 
-def test_values_read_in_order_through_a_long_map(transport: str) -> None:
+def test_values_read_in_order_through_a_long_map() -> None:
     # many chunks, a slowish reader: everything arrives, in order, with the default budget
-    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
+    with Executor(procs=2, retain_bytes=0) as ex:
         total = 0
         for n, value in enumerate(ex.map(blob, range(120), [MIB] * 120)):
             assert value[:4] == n.to_bytes(4, "big")
@@ -215,8 +215,8 @@ def blob_then_slow(n: int, slow_from: int, fail_at: int = -1) -> bytes:
     return blob(n, MIB)
 
 
-def test_a_chunk_is_read_as_its_items_end(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_a_chunk_is_read_as_its_items_end() -> None:
+    with Executor(procs=2) as ex:
         values = ex.map(blob_then_slow, range(CHUNK), [20] * CHUNK, chunksize=CHUNK)
         assert next(values) == blob(0, MIB)
         # the 20 slow items take about 5 s on two workers: the first value came before them
@@ -255,9 +255,9 @@ def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest(transport: str)
     assert summary.succeeded + summary.cancelled == CHUNK
 
 
-def test_an_async_map_reads_a_chunk_as_its_items_end(transport: str) -> None:
+def test_an_async_map_reads_a_chunk_as_its_items_end() -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2, transport=transport) as aex:
+        async with AsyncExecutor(procs=2) as aex:
             values = aex.map(blob_then_slow, range(CHUNK), [20] * CHUNK, chunksize=CHUNK)
             assert await anext(values) == blob(0, MIB)
             assert aex.stats().completed < CHUNK

@@ -48,8 +48,8 @@ def status_of(fut: TaskFuture[Any]) -> str:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_graceful_shutdown_completes_both(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_matrix_graceful_shutdown_completes_both() -> None:
+    with Executor(procs=1) as ex:
         ordinary = ex.submit(sleep_return, 0.3, "ordinary")
         keeper = ex.options(must_complete=True).submit(sleep_return, 0.3, "keeper")
         queued = ex.options(delay=0.2).submit(sleep_return, 0.0, "scheduled")
@@ -154,8 +154,8 @@ def test_matrix_forced_shutdown_cancels_both_within_a_second(transport: str) -> 
 
 
 @pytest.mark.timeout(30)
-def test_run_fail_policy_override_trips_on_an_earlier_failure(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:  # executor policy: continue
+def test_run_fail_policy_override_trips_on_an_earlier_failure() -> None:
+    with Executor(procs=2) as ex:  # executor policy: continue
         failed = ex.submit(fail_after, 0.0)
         failed.exception(timeout=10)  # it failed before run() was called
         ordinary = ex.submit(sleep_return, 20, "ordinary")
@@ -168,7 +168,7 @@ def test_run_fail_policy_override_trips_on_an_earlier_failure(transport: str) ->
         survivor = ex.submit(sleep_return, 0.3, "survivor")
         assert ex.run().succeeded == 1 and survivor.result() == "survivor"
     with pytest.raises(ValueError, match="fail_policy must be one of"):
-        Executor(procs=1, fail_policy="stop", transport=transport)
+        Executor(procs=1, fail_policy="stop")
 
 
 # -------------------------------------------------------------------------------- rate
@@ -191,8 +191,8 @@ def test_rate_paces_attempt_starts(transport: str) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_max_pending_blocks_times_out_and_refuses(transport: str) -> None:
-    with Executor(procs=1, max_pending=2, submit_timeout=0.3, transport=transport) as ex:
+def test_max_pending_blocks_times_out_and_refuses() -> None:
+    with Executor(procs=1, max_pending=2, submit_timeout=0.3) as ex:
         first = ex.submit(sleep_return, 0.6, "a")
         ex.submit(sleep_return, 0.6, "b")
         started = time.monotonic()
@@ -200,15 +200,13 @@ def test_max_pending_blocks_times_out_and_refuses(transport: str) -> None:
             ex.submit(sleep_return, 0.0, "c")
         assert time.monotonic() - started >= 0.25  # it waited for room first
         assert not first.done()
-    with Executor(procs=1, max_pending=1, submit_timeout=0, transport=transport) as ex:
+    with Executor(procs=1, max_pending=1, submit_timeout=0) as ex:
         ex.submit(sleep_return, 0.5, "a")
         started = time.monotonic()
         with pytest.raises(QueueFullError):
             ex.submit(sleep_return, 0.0, "b")
         assert time.monotonic() - started < 0.2  # non-blocking
-    with Executor(
-        procs=1, max_pending=1, transport=transport
-    ) as ex:  # submit_timeout=None: waits for room
+    with Executor(procs=1, max_pending=1) as ex:  # submit_timeout=None: waits for room
         first = ex.submit(sleep_return, 0.4, "a")
         second = ex.submit(sleep_return, 0.0, "b")  # blocks until the first finished
         assert first.done()

@@ -88,9 +88,9 @@ def test_callback_counts_a_real_batch_like_run_does(transport: str) -> None:
     assert events.threads[-1] == me  # the final event comes from close()
 
 
-def test_cancelled_tasks_are_counted_as_cancelled(transport: str) -> None:
+def test_cancelled_tasks_are_counted_as_cancelled() -> None:
     events = Events()
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         tracker = progress_tracker(events)
         assert tracker is not None
         slow = ex.submit(sleep_return, 30)
@@ -214,9 +214,9 @@ def test_run_with_a_bad_progress_raises_and_keeps_the_batch() -> None:
         assert ex.run().values == (9,)
 
 
-def test_run_timeout_counts_the_cancelled_tasks(transport: str) -> None:
+def test_run_timeout_counts_the_cancelled_tasks() -> None:
     events = Events()
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         ex.submit(square, 1).result()
         ex.submit(sleep_return, 30)
         ex.submit(square, 2)
@@ -237,9 +237,9 @@ def test_map_progress_counts_every_task_and_knows_the_total(transport: str) -> N
     assert final.done == final.succeeded == 6
 
 
-def test_map_with_buffersize_learns_the_total_when_the_input_runs_out(transport: str) -> None:
+def test_map_with_buffersize_learns_the_total_when_the_input_runs_out() -> None:
     events = Events()
-    with Executor(procs=2, transport=transport) as ex:
+    with Executor(procs=2) as ex:
         values = list(ex.map(square, (i for i in range(10)), buffersize=2, progress=events))
     assert values == [i * i for i in range(10)]
     assert events.events[0].total is None
@@ -247,9 +247,9 @@ def test_map_with_buffersize_learns_the_total_when_the_input_runs_out(transport:
     assert (final.total, final.done, final.succeeded) == (10, 10, 10)
 
 
-def test_map_closed_early_reports_the_cancellations(transport: str) -> None:
+def test_map_closed_early_reports_the_cancellations() -> None:
     events = Events()
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         it = ex.map(sleep_return, [0.0, 30.0, 30.0], progress=events)
         assert next(it) is None
         it.close()

@@ -68,9 +68,9 @@ def _values_of(records: tuple[TaskResult, ...]) -> list[Any]:
 
 @pytest.mark.parametrize("chunksize", [None, 1], ids=["chunks", "one-by-one"])
 def test_a_value_map_hands_out_is_freed_once_dropped_and_run_still_returns_it(
-    launch: dict[str, Any], chunksize: int | None
+    start_method: str, chunksize: int | None
 ) -> None:
-    with Executor(procs=2, **launch) as ex:
+    with Executor(procs=2, start_method=start_method) as ex:
         refs: list[weakref.ref[Any]] = []
         for out in ex.map(payload, range(40), chunksize=chunksize):  # (enumerate would
             assert out == Payload(len(refs))  # keep the last value in its result tuple)
@@ -102,11 +102,11 @@ def test_a_value_read_from_a_dropped_future_is_freed(launch: dict[str, Any]) -> 
         assert again == found and again is not None and again.value == found.value
 
 
-def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(launch: dict[str, Any]) -> None:
+def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(start_method: str) -> None:
     # 2 MiB arrays come back in shared memory, mapped without a copy: what the executor
     # keeps is that mapping, not the array the caller was given
     size = 2 << 20
-    with Executor(procs=2, **launch) as ex:
+    with Executor(procs=2, start_method=start_method) as ex:
         refs: list[weakref.ref[Any]] = []
         for out in ex.map(array, range(6), [size] * 6):
             assert out.nbytes == size and out[0] == len(refs)
@@ -148,11 +148,11 @@ def test_a_kept_future_gives_the_same_object_every_time(launch: dict[str, Any]) 
         assert ex.run().results[0] is small.task_result()
 
 
-def test_async_map_lets_go_of_what_it_yields(launch: dict[str, Any]) -> None:
+def test_async_map_lets_go_of_what_it_yields(start_method: str) -> None:
     async def main() -> tuple[list[weakref.ref[Any]], list[bool]]:
         refs: list[weakref.ref[Any]] = []
         freed: list[bool] = []
-        async with AsyncExecutor(procs=2, **launch) as ex:
+        async with AsyncExecutor(procs=2, start_method=start_method) as ex:
             async for out in ex.map(payload, range(20)):
                 refs.append(weakref.ref(out))
                 del out
@@ -170,8 +170,8 @@ def _live_payloads() -> list[Payload]:
     return [o for o in gc.get_objects() if type(o) is Payload]
 
 
-def test_a_map_left_early_lets_go_of_what_it_did_not_read(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_a_map_left_early_lets_go_of_what_it_did_not_read() -> None:
+    with Executor(procs=2) as ex:
         values = ex.map(payload, range(200), [1000] * 200, chunksize=10)
         first = next(values)
         assert first == Payload(0, 1000)
@@ -185,8 +185,8 @@ def test_a_map_left_early_lets_go_of_what_it_did_not_read(transport: str) -> Non
     assert summary.values == tuple(Payload(i, 1000) for i in range(200))
 
 
-def test_a_map_never_read_lets_go_of_its_values_when_dropped(transport: str) -> None:
-    with Executor(procs=2, transport=transport) as ex:
+def test_a_map_never_read_lets_go_of_its_values_when_dropped() -> None:
+    with Executor(procs=2) as ex:
         values = ex.map(payload, range(100), chunksize=10)
         ex.shutdown()  # finished, none read; the batch holds the chunks until run()
         assert len(_live_payloads()) == 100
@@ -280,12 +280,10 @@ def test_map_chunks_are_released_whole_oldest_first(transport: str) -> None:
     assert kept_values == [Payload(i, 60) for i in range(kept.index(True), 50)]
 
 
-def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget(transport: str) -> None:
+def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget() -> None:
     size = 10_000
     each = _pickled_size(blob(0, size))
-    with Executor(
-        procs=1, retain_bytes=2 * each + each // 2, result_ttl=0, transport=transport
-    ) as ex:
+    with Executor(procs=1, retain_bytes=2 * each + each // 2, result_ttl=0) as ex:
         for i in range(2):
             ex.submit(blob, i, size).result(timeout=60)
         first = ex.run()  # the batch is the summary's now; nothing else keeps them
@@ -300,10 +298,10 @@ def test_a_summary_is_the_callers_and_values_run_took_over_leave_the_budget(tran
     assert budget == (0, 0)  # nothing kept, nothing was released
 
 
-def test_a_pipeline_that_never_calls_run_keeps_its_values_within_the_budget(transport: str) -> None:
+def test_a_pipeline_that_never_calls_run_keeps_its_values_within_the_budget() -> None:
     size = 50_000
     limit = 20 * _pickled_size(blob(0, size))
-    with Executor(procs=2, retain_bytes=limit, transport=transport) as ex:
+    with Executor(procs=2, retain_bytes=limit) as ex:
         count = 0
         for out in ex.map(blob, range(400), [size] * 400):
             count += len(out) == size

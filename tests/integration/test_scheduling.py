@@ -65,8 +65,8 @@ def test_delay_holds_no_worker_and_starts_on_time(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_run_at_starts_at_the_epoch_time(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_run_at_starts_at_the_epoch_time() -> None:
+    with Executor(procs=1) as ex:
         target = time.time() + 0.5
         fut = ex.options(run_at=target).submit(time.time)
         assert fut.status() == "scheduled"
@@ -76,8 +76,8 @@ def test_run_at_starts_at_the_epoch_time(transport: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_cancel_and_graceful_shutdown_with_scheduled_tasks(transport: str) -> None:
-    ex = Executor(procs=1, transport=transport)
+def test_cancel_and_graceful_shutdown_with_scheduled_tasks() -> None:
+    ex = Executor(procs=1)
     try:
         doomed = ex.options(delay=30).submit(started_at)
         kept = ex.options(delay=0.3).submit(started_at)
@@ -105,8 +105,8 @@ def test_task_may_ask_for_a_retry_with_its_own_delay(transport: str, tmp_path: P
 
 
 @pytest.mark.timeout(20)
-def test_retry_beyond_the_budget_fails_with_retry(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_retry_beyond_the_budget_fails_with_retry() -> None:
+    with Executor(procs=1) as ex:
         fut = ex.options(retries=2).submit(always_retry)
         with pytest.raises(Retry, match="never ready"):
             fut.result(timeout=10)

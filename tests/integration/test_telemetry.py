@@ -177,8 +177,8 @@ def test_cpu_bound_task_cpu_time_tracks_its_duration() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_sleeping_task_uses_little_cpu(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_sleeping_task_uses_little_cpu() -> None:
+    with Executor(procs=1) as ex:
         warm_up(ex)
         fut = ex.submit(snooze, 0.3)
         own_start, own_end = fut.result(timeout=30)
@@ -282,9 +282,9 @@ def test_retried_task_attempts_are_ordered_in_time(transport: str, tmp_path: Pat
 
 
 @pytest.mark.timeout(60)
-def test_retry_queued_for_includes_the_retry_delay(transport: str, tmp_path: Path) -> None:
+def test_retry_queued_for_includes_the_retry_delay(tmp_path: Path) -> None:
     """``queued_for`` of a retry is the wait before it started, retry_delay included."""
-    with Executor(procs=1, transport=transport) as ex:
+    with Executor(procs=1) as ex:
         warm_up(ex)
         fut = ex.options(retries=1, retry_delay=0.2).submit(fail_once, str(tmp_path / "m"))
         fut.result(timeout=30)
@@ -499,8 +499,8 @@ def test_timeline_has_one_bar_per_started_attempt(mixed: RunSummary) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_reprs_are_single_line_with_name_and_id(transport: str) -> None:
-    with Executor(procs=1, transport=transport) as ex:
+def test_reprs_are_single_line_with_name_and_id() -> None:
+    with Executor(procs=1) as ex:
         ok = ex.options(name="repr-ok").submit(str.upper, "multi\nline\nvalue")
         bad = ex.options(name="repr-bad").submit(raise_value_error, "line one\nline two")
         pending_repr = repr(ok)

@@ -145,7 +145,7 @@ def test_working_directory_and_environment_are_ours_only_on_our_host(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["local", "hostless", "ray"])
+@pytest.mark.parametrize("kind", ["local", "hostless"])
 def test_a_crash_is_recorded_with_its_exit_code_only_where_the_transport_knows_it(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
