@@ -4,21 +4,36 @@ The fork server (one per test process, shared by every executor, by design) is n
 its children (the workers) are. Nor is multiprocessing's resource tracker, which the standard
 library starts once per process when a test makes a lock or a queue of a forkserver or spawn
 context, and which lives until the process ends. Nor are the processes of the local Ray that
-the Ray tests share (tests/cluster), except our worker actors' (``WorkerHost``), which are.
+the tests share (``ray_session``), except our worker actors' (``WorkerHost``), which are.
+
+One local Ray serves the whole session: started by the first test that asks for it (the
+``ray`` case of the ``transport`` fixture, or ``ray_session`` itself), shut down at the end.
 """
 
 from __future__ import annotations
 
+import builtins
+import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from osiiso_mp._runtime.transports._forkserver import ForkServer
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+TESTS = Path(__file__).resolve().parent
+# The folders pytest imports test modules from (rootdir-relative: a folder without an
+# __init__.py is put on sys.path, a package's first folder above it). A Ray worker that
+# has them on its path imports a test module by name, as a forked worker does.
+TEST_PATHS = (TESTS, TESTS / "integration", TESTS / "cluster")
 
 
 def _leftovers() -> list[psutil.Process]:
@@ -76,11 +91,67 @@ def no_leftover_processes() -> Iterator[None]:
     assert not left, f"processes left behind: {[p.pid for p in left]}"
 
 
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray (``num_cpus=2``, about 3 s to start), shared by every test that asks for
+    it, shut down at the end of the session; usage statistics are off.
+
+    Its workers inherit the raylet's environment, so ``PYTHONPATH`` is extended with the
+    test folders while Ray starts (then put back): task functions defined in test modules
+    travel by reference, as they do to local workers.
+    """
+    import ray
+
+    for folder in TEST_PATHS:  # such a module would be imported instead of Ray's own
+        assert not (folder / "ray").exists() and not (folder / "ray.py").exists(), folder
+    printer = builtins.print
+    saved = os.environ.get("PYTHONPATH")
+    paths = [*(saved.split(os.pathsep) if saved else []), *map(str, TEST_PATHS)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            object_store_memory=100 << 20,
+        )
+    finally:  # the raylet has its copy: ours goes back to what it was
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        builtins.print = printer  # Ray leaves a print of its own in its place
+
+
+@pytest.fixture(params=["local", "ray"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Both transports: the local fork server's processes, and Ray actors on the session's
+    Ray (at most two at once: it has two CPUs, and each actor takes one)."""
+    name: str = request.param
+    if name == "ray":
+        request.getfixturevalue("ray_session")
+    return name
+
+
 @pytest.fixture(params=["forkserver", "spawn"])
 def start_method(request: pytest.FixtureRequest) -> str:
     """Both start methods."""
     method: str = request.param
     return method
+
+
+@pytest.fixture(params=["forkserver", "spawn", "ray"])
+def launch(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Executor keywords for each way to start workers: both local start methods, and Ray
+    actors (for the tests over both start methods whose behaviour is the same on Ray)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+        return {"transport": "ray"}
+    return {"start_method": request.param}
 
 
 def _fds() -> int:

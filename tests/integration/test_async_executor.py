@@ -30,6 +30,15 @@ def arun(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T
     return run
 
 
+# Each case runs on both loops with local workers, and on Ray with the standard library's
+# loop only: the loop is the caller's, the workers are the same whichever runs it.
+loops_and_transports = pytest.mark.parametrize(
+    ("arun", "transport"),
+    [("asyncio", "local"), ("uvloop", "local"), ("asyncio", "ray")],
+    indirect=True,
+)
+
+
 def square(x: int) -> int:
     """A plain task."""
     return x * x
@@ -68,10 +77,13 @@ async def wait_pid(path: Path) -> int:
     raise AssertionError("the task never started")
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
-def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_await_run_and_shutdown(
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
+) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             assert await ex.submit(square, 7) == 49
             assert await ex.submit(async_square, 6) == 36
             futs = [ex.submit(square, i) for i in range(5)]
@@ -88,10 +100,13 @@ def test_await_run_and_shutdown(arun: Callable[[Coroutine[Any, Any, Any]], Any])
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
-def test_map_and_as_completed(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_map_and_as_completed(
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]
+) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             values = [v async for v in ex.map(square, range(6))]
             assert values == [0, 1, 4, 9, 16, 25]
             windowed = [v async for v in ex.options(retries=1).map(square, range(9), buffersize=2)]
@@ -112,12 +127,14 @@ def odd_fails(x: int) -> int:
     return x
 
 
+@loops_and_transports
 @pytest.mark.timeout(60)
 def test_map_sends_chunks_with_a_record_per_element(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             values = [v async for v in ex.map(square, range(5000), chunksize=100)]
             assert values == [i * i for i in range(5000)]
             summary = await ex.run()
@@ -139,14 +156,15 @@ def test_map_sends_chunks_with_a_record_per_element(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_cancelling_the_awaiting_task_kills_the_running_attempt(
-    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
 
     async def main() -> None:
-        async with AsyncExecutor(procs=1) as ex:
+        async with AsyncExecutor(procs=1, transport=transport) as ex:
             fut = ex.submit(spin_with_pid, str(pid_file))
             handler = asyncio.ensure_future(fut)  # a request handler awaiting the work
             pid = await wait_pid(pid_file)
@@ -164,12 +182,14 @@ def test_cancelling_the_awaiting_task_kills_the_running_attempt(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_wait_for_timeout_cancels_the_task(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=1) as ex:
+        async with AsyncExecutor(procs=1, transport=transport) as ex:
             fut = ex.submit(sleep_return, 30, "late")
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(fut, 0.3)
@@ -212,16 +232,18 @@ def test_max_pending_parks_without_blocking_the_loop(
     arun(main())
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
+    transport: str,
     arun: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> None:
     async def main() -> tuple[list[TaskFuture[Any]], list[TaskFuture[Any]]]:
-        async with AsyncExecutor(procs=1, max_pending=1) as ex:
+        async with AsyncExecutor(procs=1, max_pending=1, transport=transport) as ex:
             drained = [ex.submit(sleep_return, 0.1, i) for i in range(3)]
         cancelled: list[TaskFuture[Any]] = []
         with pytest.raises(RuntimeError, match="handler failed"):
-            async with AsyncExecutor(procs=1, max_pending=1) as ex2:
+            async with AsyncExecutor(procs=1, max_pending=1, transport=transport) as ex2:
                 cancelled.extend(ex2.submit(sleep_return, 30, i) for i in range(3))
                 await asyncio.sleep(0.2)
                 raise RuntimeError("handler failed")
@@ -232,9 +254,10 @@ def test_graceful_exit_drains_parked_tasks_and_an_exception_cancels(
     assert all(f.cancelled() for f in cancelled)
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
 def test_run_in_executor_cancellation_stops_the_attempt(
-    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
+    transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
 ) -> None:
     from osiiso_mp import Executor
 
@@ -253,16 +276,17 @@ def test_run_in_executor_cancellation_stops_the_attempt(
             await asyncio.sleep(0.02)
         assert await loop.run_in_executor(ex, square, 4) == 16
 
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         arun(main(ex))
         summary = ex.run()
     assert [r.status for r in summary.results] == ["cancelled", "succeeded"]
 
 
+@loops_and_transports
 @pytest.mark.timeout(30)
-def test_async_group(arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+def test_async_group(transport: str, arun: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
     async def main() -> None:
-        async with AsyncExecutor(procs=2) as ex:
+        async with AsyncExecutor(procs=2, transport=transport) as ex:
             group = ex.options(group_id="squares").group(square, range(5))
             assert await group.values() == [0, 1, 4, 9, 16]
             summary = await group.wait()
@@ -319,10 +343,10 @@ async def spawn_with_task_keywords() -> tuple[str, str, str]:
 
 
 @pytest.mark.timeout(30)
-def test_async_callables_run_on_this_python() -> None:
+def test_async_callables_run_on_this_python(transport: str) -> None:
     from osiiso_mp import Executor
 
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         assert ex.submit(square_now, 3).result(timeout=10) == 9
         assert ex.submit(spawn_with_task_keywords).result(timeout=10) == (
             "unset",

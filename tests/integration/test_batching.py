@@ -40,8 +40,8 @@ def _warm(ex: Executor) -> None:
     ex.run()  # start the batch under test afresh
 
 
-def test_every_batched_task_gets_its_own_record() -> None:
-    with Executor(procs=2) as ex:
+def test_every_batched_task_gets_its_own_record(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(3000)]
         assert [f.result(timeout=30) for f in futs] == [i * 2 for i in range(3000)]
@@ -54,8 +54,8 @@ def test_every_batched_task_gets_its_own_record() -> None:
         assert attempt.started_at is not None and attempt.started_at <= attempt.finished_at
 
 
-def test_a_failure_inside_a_batch_stays_with_its_task() -> None:
-    with Executor(procs=2) as ex:
+def test_a_failure_inside_a_batch_stays_with_its_task(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i, 7) for i in range(1, 701)]
         for i, fut in enumerate(futs, start=1):
@@ -89,8 +89,8 @@ def test_a_crash_inside_a_batch_is_put_down_to_its_task_without_a_respawn_storm(
     assert worker.restarts <= 2
 
 
-def test_cancelling_batched_tasks_gives_each_one_record() -> None:
-    with Executor(procs=1) as ex:
+def test_cancelling_batched_tasks_gives_each_one_record(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         _warm(ex)
         futs = [ex.submit(tiny, i) for i in range(2000)]
         cancelled = [f for f in futs[1000:] if f.cancel()]
@@ -153,11 +153,11 @@ def _known_medium(ex: Executor) -> None:
         assert time.monotonic() < deadline, f"nap's estimate stays at {estimate}"
 
 
-def test_a_task_sent_ahead_is_cancelled_before_it_starts(tmp_path: Path) -> None:
+def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_path: Path) -> None:
     # B waits in the worker behind A; cancelling B while A runs must stop it from ever
     # starting (the worker reads the cancel before it goes on), and the worker goes on
     marker = tmp_path / "b-ran"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         _known_medium(ex)
         a = ex.submit(nap, 0.5)
         b = ex.submit(nap, 0.01, str(marker))

@@ -96,10 +96,10 @@ def _die(a: np.ndarray[Any, Any]) -> None:
 
 
 @pytest.mark.parametrize("path", list(SIZES))
-def test_array_argument_and_result_round_trip(path: str, start_method: str) -> None:
+def test_array_argument_and_result_round_trip(path: str, launch: dict[str, Any]) -> None:
     n = SIZES[path]
     a = np.arange(n, dtype=np.uint8)
-    with Executor(procs=1, start_method=start_method) as ex:
+    with Executor(procs=1, **launch) as ex:
         out = ex.submit(_double_in_place, a).result(timeout=30)
     np.testing.assert_array_equal(a, np.arange(n, dtype=np.uint8))  # ours is untouched
     np.testing.assert_array_equal(out, np.arange(n, dtype=np.uint8) * 2)
@@ -121,16 +121,20 @@ def test_argument_is_a_snapshot_taken_at_submit(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", list(SIZES))
-def test_large_bytes_arguments_and_results_stay_bytes(path: str) -> None:
+def test_large_bytes_arguments_and_results_stay_bytes(transport: str, path: str) -> None:
     n = SIZES[path]
     data = _make(n)
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         assert ex.submit(_length, data).result(timeout=30) == ("bytes", n, 255)
         back = ex.submit(_make, n).result(timeout=30)
     assert type(back) is bytes
     assert back == data
 
 
+# not on Ray yet: a shut-down local executor's last shared-memory value stays mapped in this
+# process until another local worker exits (the fork server's reader thread keeps its last
+# exit watcher, and through it the supervisor and its retained values); the Ray case,
+# run after a local one, sees that mapping
 def test_many_shared_buffers_in_flight_beyond_the_descriptor_budget() -> None:
     # more tasks with shared-memory arguments than the parent keeps descriptors for:
     # the rest travel through the socket; every value arrives
@@ -152,11 +156,11 @@ def _copies(n: int, a: np.ndarray[Any, Any]) -> list[np.ndarray[Any, Any]]:
     return [a + i for i in range(n)]
 
 
-def test_more_large_buffers_in_one_task_than_one_frame_shares() -> None:
+def test_more_large_buffers_in_one_task_than_one_frame_shares(transport: str) -> None:
     # 70 arrays of 1 MiB each way, more descriptors than one write may carry: past
     # SHARED_PER_FRAME, the rest travel by the socket
     arrays = [np.full(SHARED_MIN, i, dtype=np.uint8) for i in range(70)]
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         assert ex.submit(_sums, *arrays).result(timeout=60) == [i * SHARED_MIN for i in range(70)]
         back = ex.submit(_copies, 70, arrays[1]).result(timeout=60)
     assert [int(a[0]) for a in back] == [(1 + i) % 256 for i in range(70)]
@@ -225,12 +229,13 @@ def _many_small(n: int) -> list[int]:
 
 
 def test_a_message_beyond_the_frame_limits_fails_its_task_instead_of_hanging(
+    transport: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from osiiso_mp import SerializationError
     from osiiso_mp._runtime.protocol import _framing
 
-    with Executor(procs=1, initializer=_shrink_frames) as ex:
+    with Executor(procs=1, initializer=_shrink_frames, transport=transport) as ex:
         # a result over the worker's limit: the task fails, the worker carries on
         with pytest.raises(SerializationError, match="result"):
             ex.submit(_many_small, 3_000).result(timeout=30)

@@ -61,8 +61,8 @@ def test_a_dead_worker_is_caught_as_broken_process_pool(start_method: str) -> No
 
 
 @pytest.mark.timeout(60)
-def test_pickling_failures_are_caught_as_pickle_errors(start_method: str) -> None:
-    with Executor(procs=1, start_method=start_method) as ex:
+def test_pickling_failures_are_caught_as_pickle_errors(launch: dict[str, Any]) -> None:
+    with Executor(procs=1, **launch) as ex:
         try:  # an argument that cannot be pickled
             ex.submit(keep, threading.Lock()).result(timeout=30)
         except pickle.PicklingError as exc:
@@ -113,8 +113,8 @@ def test_serialization_errors_keep_their_name_and_pickle_as_they_are() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_the_remote_traceback_is_the_standard_librarys_class(start_method: str) -> None:
-    with Executor(procs=1, start_method=start_method) as ex:
+def test_the_remote_traceback_is_the_standard_librarys_class(launch: dict[str, Any]) -> None:
+    with Executor(procs=1, **launch) as ex:
         exc = ex.submit(fail).exception(timeout=30)
     assert isinstance(exc, KeyError)
     assert isinstance(exc.__cause__, _RemoteTraceback)

@@ -194,8 +194,8 @@ def _check_report(out: str, expected: str) -> None:
 # ===================================================================== 1. concurrent.futures
 
 
-def test_submit_and_result(start_method: str) -> None:
-    with Executor(procs=2, start_method=start_method) as ex:
+def test_submit_and_result(launch: dict[str, Any]) -> None:
+    with Executor(procs=2, **launch) as ex:
         fut = ex.submit(add, 1, 2)
         assert fut.result(timeout=10) == 3
         assert fut.done()
@@ -220,7 +220,7 @@ def test_isinstance_of_standard_classes() -> None:
         assert fut.result(timeout=10) == 2
 
 
-def test_lambdas_and_closures(start_method: str) -> None:
+def test_lambdas_and_closures(launch: dict[str, Any]) -> None:
     factor = 7
 
     def scale(x: int) -> int:
@@ -236,7 +236,7 @@ def test_lambdas_and_closures(start_method: str) -> None:
 
         return step
 
-    with Executor(procs=2, start_method=start_method) as ex:
+    with Executor(procs=2, **launch) as ex:
         assert ex.submit(lambda: 42).result(timeout=10) == 42
         assert (
             ex.submit(cast(Callable[..., int], lambda x, y=1: x * 10 + y), 4, y=2).result(
@@ -250,10 +250,10 @@ def test_lambdas_and_closures(start_method: str) -> None:
         assert ex.submit(functools.partial(add, 10), 5).result(timeout=10) == 15
 
 
-def test_map_keeps_input_order_with_several_iterables(start_method: str) -> None:
+def test_map_keeps_input_order_with_several_iterables(launch: dict[str, Any]) -> None:
     # earlier elements sleep longer, so they finish last; the shortest iterable wins
     delays = [0.3, 0.2, 0.1, 0.0, 0.0, 0.0]
-    with Executor(procs=3, start_method=start_method) as ex:
+    with Executor(procs=3, **launch) as ex:
         values = list(ex.map(sleep_return, delays, ["a", "b", "c", "d", "e"]))
         assert values == ["a", "b", "c", "d", "e"]
         assert list(ex.map(add, range(5), range(100, 200))) == [100, 102, 104, 106, 108]
@@ -264,8 +264,8 @@ def test_map_keeps_input_order_with_several_iterables(start_method: str) -> None
     assert summary.values == ("a", "b", "c", "d", "e", 100, 102, 104, 106, 108)
 
 
-def test_map_raises_first_failure_when_reached() -> None:
-    with Executor(procs=2) as ex:
+def test_map_raises_first_failure_when_reached(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         it = ex.map(check_positive, [1, 2, -3, 4])
         assert next(it) == 1
         assert next(it) == 2
@@ -274,8 +274,8 @@ def test_map_raises_first_failure_when_reached() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_map_timeout_raises_timeout_error() -> None:
-    with Executor(procs=1) as ex:
+def test_map_timeout_raises_timeout_error(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         assert ex.submit(add, 0, 0).result(timeout=10) == 0  # the worker is up
         it = ex.map(sleep_return, [0.0, 30.0, 30.0], ["a", "b", "c"], timeout=1.0)
         assert next(it) == "a"
@@ -292,7 +292,7 @@ def test_map_timeout_raises_timeout_error() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_map_with_buffersize_streams_an_endless_iterable() -> None:
+def test_map_with_buffersize_streams_an_endless_iterable(transport: str) -> None:
     consumed = 0
 
     def source() -> Iterator[int]:
@@ -301,7 +301,7 @@ def test_map_with_buffersize_streams_an_endless_iterable() -> None:
             consumed += 1
             yield i
 
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         it = ex.map(add, source(), itertools.repeat(1000), buffersize=3)
         assert list(itertools.islice(it, 8)) == [1000 + i for i in range(8)]
         # bounded: only about `buffersize` elements beyond what was taken were pulled
@@ -312,8 +312,8 @@ def test_map_with_buffersize_streams_an_endless_iterable() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_map_closed_early_cancels_the_rest() -> None:
-    with Executor(procs=1) as ex:
+def test_map_closed_early_cancels_the_rest(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         it = ex.map(sleep_return, [0.0, 30.0, 30.0, 30.0], [0, 1, 2, 3])
         assert next(it) == 0
         assert isinstance(it, Generator)
@@ -383,8 +383,8 @@ def test_add_done_callback_is_called_with_the_future(tmp_path: Path) -> None:
         assert late == [fut]
 
 
-def test_exception_and_remote_traceback() -> None:
-    with Executor(procs=1) as ex:
+def test_exception_and_remote_traceback(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         bad = ex.submit(raise_value_error, "the message")
         exc = bad.exception(timeout=10)
         assert isinstance(exc, ValueError)
@@ -525,14 +525,14 @@ def test_main_script_lambdas_without_guard(start_method: str, tmp_path: Path) ->
 # ===================================================================== 3. async def tasks
 
 
-def test_async_task_returns_value(start_method: str) -> None:
+def test_async_task_returns_value(launch: dict[str, Any]) -> None:
     offset = 5
 
     async def closure(x: int) -> int:
         await asyncio.sleep(0)
         return x + offset
 
-    with Executor(procs=1, start_method=start_method) as ex:
+    with Executor(procs=1, **launch) as ex:
         fut = ex.submit(async_double, 21)
         value: Any = fut.result(timeout=10)
         assert value == 42
@@ -541,8 +541,8 @@ def test_async_task_returns_value(start_method: str) -> None:
         assert _record(fut).attempts == 1
 
 
-def test_async_tasks_overlap_on_one_worker() -> None:
-    with Executor(procs=1, concurrency=5) as ex:
+def test_async_tasks_overlap_on_one_worker(transport: str) -> None:
+    with Executor(procs=1, concurrency=5, transport=transport) as ex:
         futs = [ex.submit(async_span, 0.3) for _ in range(5)]
         spans: list[Any] = [f.result(timeout=10) for f in futs]
         pids = {a.pid for f in futs for a in _record(f).attempt_log}
@@ -556,10 +556,10 @@ def test_async_tasks_overlap_on_one_worker() -> None:
 # ===================================================================== 4. priorities
 
 
-def test_priorities_on_one_worker(tmp_path: Path) -> None:
+def test_priorities_on_one_worker(transport: str, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     priorities = [5, 1, 3, 1, 4, 2]
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         blocker = ex.submit(gated, str(gate))
         _wait_running(blocker)
         futs = [ex.options(priority=p).submit(start_time) for p in priorities]
@@ -604,9 +604,9 @@ def test_task_id_and_name() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_status_info_and_task_result_through_the_lifecycle(tmp_path: Path) -> None:
+def test_status_info_and_task_result_through_the_lifecycle(transport: str, tmp_path: Path) -> None:
     gate1, gate2, pid_file = tmp_path / "gate1", tmp_path / "gate2", tmp_path / "pid"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         blocker = ex.submit(gated, str(gate1))
         _wait_running(blocker)
         before = time.time()
@@ -697,9 +697,9 @@ def test_task_id_in_flight_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_cancel_queued_task(tmp_path: Path) -> None:
+def test_cancel_queued_task(transport: str, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         blocker = ex.submit(gated, str(gate))
         _wait_running(blocker)
         queued = [ex.submit(add, i, i) for i in range(3)]
@@ -722,9 +722,9 @@ def test_cancel_queued_task(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_cancel_running_sync_task_kills_its_worker(start_method: str, tmp_path: Path) -> None:
+def test_cancel_running_sync_task_kills_its_worker(launch: dict[str, Any], tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    with Executor(procs=1, start_method=start_method) as ex:
+    with Executor(procs=1, **launch) as ex:
         fut = ex.submit(pid_then_sleep, str(pid_file), 30)
         pid = _read_pid(pid_file)
         _wait_running(fut)
@@ -742,9 +742,9 @@ def test_cancel_running_sync_task_kills_its_worker(start_method: str, tmp_path: 
 
 
 @pytest.mark.timeout(20)
-def test_cancel_running_async_task_keeps_its_worker(tmp_path: Path) -> None:
+def test_cancel_running_async_task_keeps_its_worker(transport: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.submit(async_pid_then_sleep, str(pid_file), 30)
         pid = _read_pid(pid_file)
         _wait_running(fut)
@@ -771,9 +771,9 @@ def test_cancel_finished_task_returns_false() -> None:
 # ===================================================================== 6. options
 
 
-def test_retries_with_backoff(tmp_path: Path) -> None:
+def test_retries_with_backoff(transport: str, tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.options(retries=2, retry_delay=0.1, backoff=2).submit(
             fail_n_times, str(counter), 2
         )
@@ -841,9 +841,9 @@ def test_executor_level_default_options(tmp_path: Path) -> None:
         assert kept.result(timeout=10) == 2
 
 
-def test_labels_are_carried_onto_the_record() -> None:
+def test_labels_are_carried_onto_the_record(transport: str) -> None:
     meta = {"source": "s3://bucket/key", "size": 3}
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.options(name="parse", group_id="batch-7", metadata=meta).submit(add, 1, 2)
         plain = ex.submit(add, 2, 2)
         summary = ex.run()
@@ -857,8 +857,8 @@ def test_labels_are_carried_onto_the_record() -> None:
     assert summary.by_name()["parse"] == (record,)
 
 
-def test_detached_tasks_run_but_are_left_out_of_the_summary() -> None:
-    with Executor(procs=1) as ex:
+def test_detached_tasks_run_but_are_left_out_of_the_summary(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         detached = ex.options(detached=True).submit(add, 1, 1)
         normal = ex.submit(add, 2, 2)
         assert detached.result(timeout=10) == 2
@@ -892,8 +892,8 @@ def test_run_summarises_each_batch_in_submission_order() -> None:
     assert s1.ok and s2.ok and s3.ok
 
 
-def test_run_includes_tasks_that_finished_before_it() -> None:
-    with Executor(procs=2) as ex:
+def test_run_includes_tasks_that_finished_before_it(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         early = ex.submit(add, 1, 2)
         assert early.result(timeout=10) == 3
         failed = ex.submit(raise_value_error, "early failure")
@@ -904,8 +904,8 @@ def test_run_includes_tasks_that_finished_before_it() -> None:
     assert [r.status for r in summary.results] == ["succeeded", "failed", "succeeded"]
 
 
-def test_run_strict_raises_execution_error() -> None:
-    with Executor(procs=2) as ex:
+def test_run_strict_raises_execution_error(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         ex.submit(add, 1, 1)
         bad1 = ex.submit(raise_value_error, "bad one")
         bad2 = ex.submit(raise_value_error, "bad two")
@@ -933,8 +933,8 @@ def test_run_strict_does_not_raise_for_cancellations_alone() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_run_timeout_cancels_but_waits_for_must_complete() -> None:
-    with Executor(procs=2) as ex:
+def test_run_timeout_cancels_but_waits_for_must_complete(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         long = ex.submit(sleep_return, 30, "long")
         vital = ex.options(must_complete=True).submit(sleep_return, 1.0, "vital")
         summary = ex.run(timeout=0.3)
@@ -951,8 +951,8 @@ def test_run_timeout_cancels_but_waits_for_must_complete() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_every_task_has_exactly_one_record() -> None:
-    with Executor(procs=2) as ex:
+def test_every_task_has_exactly_one_record(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         futs: list[TaskFuture[Any]] = []
         for i in range(20):
             if i % 4 == 0:
@@ -1029,8 +1029,8 @@ def test_display_passed_run(capsys: pytest.CaptureFixture[str]) -> None:
     _check_report(capsys.readouterr().out, PASSED_REPORT)
 
 
-def test_display_run_with_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    with Executor(procs=2) as ex:
+def test_display_run_with_errors(transport: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         ex.submit(add, 1, 1)
         ex.options(name="fetch-api", retries=2).submit(
             raise_error, ConnectionError, "Connection refused"
@@ -1070,12 +1070,12 @@ def test_clean_exit_waits_for_every_task(start_method: str) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_exception_in_block_force_cancels(start_method: str, tmp_path: Path) -> None:
+def test_exception_in_block_force_cancels(launch: dict[str, Any], tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     raised_at = 0.0
     with (
         pytest.raises(RuntimeError, match="boom"),
-        Executor(procs=1, start_method=start_method) as ex,
+        Executor(procs=1, **launch) as ex,
     ):
         long = ex.submit(pid_then_sleep, str(pid_file), 30)
         queued = [ex.submit(add, i, i) for i in range(3)]
@@ -1095,9 +1095,11 @@ def test_exception_in_block_force_cancels(start_method: str, tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(20)
-def test_shutdown_cancel_futures_lets_the_running_task_finish(tmp_path: Path) -> None:
+def test_shutdown_cancel_futures_lets_the_running_task_finish(
+    transport: str, tmp_path: Path
+) -> None:
     pid_file = tmp_path / "pid"
-    ex = Executor(procs=1)
+    ex = Executor(procs=1, transport=transport)
     try:
         running = ex.submit(pid_then_sleep, str(pid_file), 0.5)
         pid = _read_pid(pid_file)
@@ -1116,9 +1118,9 @@ def test_shutdown_cancel_futures_lets_the_running_task_finish(tmp_path: Path) ->
 
 
 @pytest.mark.timeout(20)
-def test_shutdown_kill_stops_running_tasks_now(start_method: str, tmp_path: Path) -> None:
+def test_shutdown_kill_stops_running_tasks_now(launch: dict[str, Any], tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    ex = Executor(procs=1, start_method=start_method)
+    ex = Executor(procs=1, **launch)
     try:
         # kill=True spares nothing, must_complete tasks included
         vital = ex.options(must_complete=True).submit(pid_then_sleep, str(pid_file), 30)

@@ -106,6 +106,7 @@ def _read_pid(pid_file: Path) -> int:
 # --------------------------------------------------------------------------- values()
 
 
+# local only: five workers at once, where the session's Ray places two
 @pytest.mark.timeout(30)
 def test_values_in_input_order_not_completion_order() -> None:
     with Executor(procs=5) as ex:
@@ -120,8 +121,8 @@ def test_values_in_input_order_not_completion_order() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_tuple_form_values_in_input_order_each_with_its_own_callable() -> None:
-    with Executor(procs=3) as ex:
+def test_tuple_form_values_in_input_order_each_with_its_own_callable(transport: str) -> None:
+    with Executor(procs=3, transport=transport) as ex:
         group = ex.group(
             [
                 (sleep_return, 0.3, "slow"),
@@ -149,8 +150,8 @@ def test_tuple_form_accepts_any_iterable_of_tuples() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_values_raises_execution_error_on_a_failure() -> None:
-    with Executor(procs=2) as ex:
+def test_values_raises_execution_error_on_a_failure(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         group = ex.group(check_positive, [1, -2, 3])
         with pytest.raises(ExecutionError) as info:
             group.values(timeout=20)
@@ -168,8 +169,10 @@ def test_values_raises_execution_error_on_a_failure() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_values_raises_on_failures_and_cancellations_in_input_order(tmp_path: Path) -> None:
-    with Executor(procs=1) as ex:
+def test_values_raises_on_failures_and_cancellations_in_input_order(
+    transport: str, tmp_path: Path
+) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         group = ex.group(
             [
                 (check_positive, -1),
@@ -221,8 +224,8 @@ def test_values_timeout_raises_timeout_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_wait_summarises_the_group_in_input_order() -> None:
-    with Executor(procs=3) as ex:
+def test_wait_summarises_the_group_in_input_order(transport: str) -> None:
+    with Executor(procs=3, transport=transport) as ex:
         other = ex.submit(square, 9)  # not in the group
         group = ex.group(check_positive, [3, -1, 2, 1], group_id="batch-7")
         assert group.group_id == "batch-7"
@@ -282,6 +285,7 @@ def test_wait_timeout_leaves_unfinished_tasks_out_and_running(tmp_path: Path) ->
 # --------------------------------------------------------------------------- as_completed()
 
 
+# local only: five workers at once, where the session's Ray places two
 @pytest.mark.timeout(30)
 def test_as_completed_yields_each_future_once_in_completion_order() -> None:
     with Executor(procs=5) as ex:
@@ -314,8 +318,10 @@ def test_as_completed_timeout(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_cancel_kills_the_running_task_and_cancels_the_queued_ones(tmp_path: Path) -> None:
-    with Executor(procs=1) as ex:
+def test_cancel_kills_the_running_task_and_cancels_the_queued_ones(
+    transport: str, tmp_path: Path
+) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         group = ex.group(
             [
                 (pid_then_sleep, str(tmp_path / "pid"), 30.0),
@@ -363,8 +369,8 @@ def test_cancel_counts_only_unfinished_tasks(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_group_on_an_options_view_carries_the_options(tmp_path: Path) -> None:
-    with Executor(procs=2) as ex:
+def test_group_on_an_options_view_carries_the_options(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         view = ex.options(retries=2, name="fetch", priority=1, metadata={"k": 1})
         group = view.group(flaky, [str(tmp_path / "a"), str(tmp_path / "b")], group_id=("job", 3))
         assert group.values(timeout=20) == [3, 3]

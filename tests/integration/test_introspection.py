@@ -50,9 +50,9 @@ def log_things(value: int) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_status_and_info_through_a_tasks_life(tmp_path: Path) -> None:
+def test_status_and_info_through_a_tasks_life(transport: str, tmp_path: Path) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         blocker = ex.submit(hold, str(gate), str(started))
         queued = ex.options(name="second").submit(abs, -3)
         pid = int(wait_file(started))
@@ -92,9 +92,9 @@ def test_scheduled_while_delayed_and_during_retry_backoff(tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(30)
-def test_task_result_by_id_with_and_without_timeout(tmp_path: Path) -> None:
+def test_task_result_by_id_with_and_without_timeout(transport: str, tmp_path: Path) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.submit(hold, str(gate), str(started))
         wait_file(started)
         assert ex.task_result(fut.task_id) is None
@@ -157,9 +157,9 @@ def test_lookups_after_shutdown_use_the_retained_records() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_stats_during_a_run(tmp_path: Path) -> None:
+def test_stats_during_a_run(transport: str, tmp_path: Path) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         ex.submit(abs, 1).result(timeout=10)
         running = ex.submit(hold, str(gate), str(started))
         pid = int(wait_file(started))
@@ -184,10 +184,11 @@ def test_stats_during_a_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(30)
 def test_worker_log_records_reach_the_parent_with_the_task_id(
+    transport: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)  # before the executor: workers forward from this level
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.submit(log_things, 7)
         assert fut.result(timeout=10) == 7
     records = [r for r in caplog.records if r.name == "osiiso_test.worker"]

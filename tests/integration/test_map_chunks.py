@@ -73,8 +73,8 @@ def _chunks(gen: object) -> list[MapChunk]:
     return [e for e in window.entries if isinstance(e, MapChunk)]
 
 
-def test_values_records_and_ids_per_item() -> None:
-    with Executor(procs=2) as ex:
+def test_values_records_and_ids_per_item(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         gen = ex.map(double, range(1000), chunksize=64)
         assert len(_chunks(gen)) == 16  # 1000 items in chunks of 64
         assert list(gen) == [2 * x for x in range(1000)]
@@ -123,8 +123,8 @@ def test_lookups_by_item_id() -> None:
         ex.run()
 
 
-def test_an_item_that_raises_fails_alone() -> None:
-    with Executor(procs=2) as ex:
+def test_an_item_that_raises_fails_alone(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         gen = ex.map(fail_on, range(100), chunksize=25)
         got = []
         with pytest.raises(ValueError, match=r"item 7$"):
@@ -145,8 +145,8 @@ def test_an_item_that_raises_fails_alone() -> None:
     assert [r.value for r in summary.successes()] == [x for x in range(100) if x % 10 != 7]
 
 
-def test_failed_items_are_retried_on_their_own(tmp_path: Path) -> None:
-    with Executor(procs=2) as ex:
+def test_failed_items_are_retried_on_their_own(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = list(ex.options(retries=2).map(flaky, range(60), [str(tmp_path)] * 60))
         summary = ex.run()
     assert values == list(range(60))
@@ -198,8 +198,8 @@ def test_unpicklable_argument_fails_only_its_item() -> None:
     assert summary.failed == 1
 
 
-def test_unpicklable_value_fails_only_its_item() -> None:
-    with Executor(procs=2) as ex:
+def test_unpicklable_value_fails_only_its_item(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         gen = ex.map(unpicklable_value, range(8), chunksize=8)
         assert len(_chunks(gen)) == 1
         got = []
@@ -219,10 +219,10 @@ def mib_of(x: int) -> bytes:
     return bytes([x]) * (1 << 20)
 
 
-def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one() -> None:
+def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one(transport: str) -> None:
     # the worker stops a chunk once its values reach 16 MiB: what it sends stays that
     # size, and the items it did not run go on their own, in order, each with its record
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         gen = ex.map(mib_of, range(24), chunksize=24)
         (entry,) = _chunks(gen)
         got = []
@@ -267,8 +267,8 @@ def test_run_timeout_cancels_chunk_items() -> None:
     assert summary.cancelled > 0 and summary.succeeded + summary.cancelled == 20
 
 
-def test_fail_first_cancels_other_chunks() -> None:
-    with Executor(procs=1, fail_policy="fail_first") as ex:
+def test_fail_first_cancels_other_chunks(transport: str) -> None:
+    with Executor(procs=1, fail_policy="fail_first", transport=transport) as ex:
         ex.map(fail_on, list(range(10)) + [0] * 990, chunksize=10)
         summary = ex.run()
     assert summary.failed == 1
@@ -323,9 +323,9 @@ def test_shutdown_cancelling_queued_chunks() -> None:
     assert summary.succeeded + summary.cancelled == 30
 
 
-def test_lambdas_and_closures_travel_by_value() -> None:
+def test_lambdas_and_closures_travel_by_value(transport: str) -> None:
     k = 3
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         assert list(ex.map(lambda x: x * k, range(50), chunksize=10)) == [x * 3 for x in range(50)]
         ex.run()
 
@@ -392,11 +392,11 @@ def size_of(data: bytes) -> int:
     return len(data)
 
 
-def test_chunks_of_large_elements_stay_small() -> None:
+def test_chunks_of_large_elements_stay_small(transport: str) -> None:
     # elements of 1 MiB: about 16 MiB per chunk, not the 256 elements (256 MiB) that the
     # element count alone would allow; an explicit chunksize is taken as given
     blob = b"x" * (1 << 20)
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         gen = ex.map(size_of, [blob] * 200)
         sizes = [c.chunk.n for c in _chunks(gen)]
         assert sum(sizes) == 200 and max(sizes) <= 16 and len(sizes) >= 13

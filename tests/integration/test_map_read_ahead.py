@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,21 +50,22 @@ def blob_failing_once(n: int, where: str) -> bytes:
 
 
 def settled(ex: Executor, quiet: float = 0.5, within: float = 30.0) -> int:
-    """The count of completed tasks once it has not moved for ``quiet`` seconds."""
+    """The count of completed tasks once it has not moved for ``quiet`` seconds, from the
+    first completion on (a worker may take longer than ``quiet`` to start: a Ray actor)."""
     end = time.monotonic() + within
     last, since = -1, time.monotonic()
     while time.monotonic() < end:
         done = ex.stats().completed
         if done != last:
             last, since = done, time.monotonic()
-        elif time.monotonic() - since >= quiet:
+        elif done and time.monotonic() - since >= quiet:
             return done
         time.sleep(0.05)
     raise AssertionError(f"the completed count kept moving for {within}s (at {last})")
 
 
-def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(start_method: str) -> None:
-    with Executor(procs=2, retain_bytes=0, start_method=start_method) as ex:
+def test_a_slow_reader_holds_the_map_back_within_the_read_ahead(launch: dict[str, Any]) -> None:
+    with Executor(procs=2, retain_bytes=0, **launch) as ex:
         values = ex.map(blob, range(N))
         assert next(values) == blob(0)
         done = settled(ex)
@@ -95,8 +97,8 @@ def test_no_budget_no_read_ahead() -> None:
         assert len(list(values)) == N - 1
 
 
-def test_run_waits_for_a_map_nobody_reads() -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_run_waits_for_a_map_nobody_reads(transport: str) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         values = ex.map(blob, range(N))
         assert next(values) == blob(0)
         summary = ex.run()  # waits for every task: none waits for the reader any more
@@ -104,8 +106,8 @@ def test_run_waits_for_a_map_nobody_reads() -> None:
         assert list(values) == [blob(n) for n in range(1, N)]  # and the reader still reads
 
 
-def test_a_map_dropped_unread_runs_to_the_end(tmp_path: Path) -> None:
-    with Executor(procs=2, retain_bytes=0) as ex:
+def test_a_map_dropped_unread_runs_to_the_end(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         ex.map(blob_noting, range(N), [str(tmp_path)] * N)  # never read, as with the stdlib
         assert settled(ex) == N
     assert len(list(tmp_path.iterdir())) == N
@@ -134,10 +136,10 @@ def test_closing_the_reader_cancels_what_was_held_back() -> None:
     assert summary.succeeded + summary.cancelled == N
 
 
-def test_a_reader_waiting_for_a_retried_element_gets_it(tmp_path: Path) -> None:
+def test_a_reader_waiting_for_a_retried_element_gets_it(transport: str, tmp_path: Path) -> None:
     # element 0 fails once and is retried after later elements have filled the read-ahead:
     # the reader waits for it, so it must not be held back with them
-    with Executor(procs=2, retain_bytes=0) as ex:
+    with Executor(procs=2, retain_bytes=0, transport=transport) as ex:
         opts = ex.options(retries=1, retry_delay=0.5)
         values = list(opts.map(blob_failing_once, range(N), [str(tmp_path)] * N))
         assert values == [blob(n) for n in range(N)]
@@ -224,8 +226,8 @@ def test_a_chunk_is_read_as_its_items_end() -> None:
     assert summary.ok and summary.succeeded == CHUNK
 
 
-def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place() -> None:
-    with Executor(procs=2) as ex:
+def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(
             blob_then_slow, range(CHUNK), [CHUNK] * CHUNK, [30] * CHUNK, chunksize=CHUNK
         )
@@ -239,8 +241,8 @@ def test_an_item_failing_after_the_chunk_stopped_raises_at_its_place() -> None:
     assert summary.failed == 1
 
 
-def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest() -> None:
-    with Executor(procs=2) as ex:
+def test_a_timeout_while_waiting_inside_a_chunk_cancels_the_rest(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         values = ex.map(blob_then_slow, range(CHUNK), [16] * CHUNK, chunksize=CHUNK, timeout=0.3)
         got = []
         with pytest.raises(TimeoutError):

@@ -58,12 +58,13 @@ def test_matrix_graceful_shutdown_completes_both() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_graceful_shutdown_with_cancel_futures_spares_must_complete() -> None:
-    ex = Executor(procs=1)
+def test_matrix_graceful_shutdown_with_cancel_futures_spares_must_complete(transport: str) -> None:
+    ex = Executor(procs=1, transport=transport)
     running = ex.submit(sleep_return, 0.5, "running")
     ordinary = ex.submit(sleep_return, 0.1, "queued")
     keeper = ex.options(must_complete=True).submit(sleep_return, 0.1, "keeper")
-    time.sleep(0.2)
+    while running.status() != "running":  # a Ray actor takes longer to start than 0.2 s
+        time.sleep(0.02)
     ex.shutdown(wait=True, cancel_futures=True)
     assert status_of(running) == "succeeded"
     assert status_of(ordinary) == "cancelled"
@@ -71,8 +72,8 @@ def test_matrix_graceful_shutdown_with_cancel_futures_spares_must_complete() -> 
 
 
 @pytest.mark.timeout(30)
-def test_matrix_run_timeout_complete() -> None:
-    with Executor(procs=2) as ex:
+def test_matrix_run_timeout_complete(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         ordinary = ex.submit(sleep_return, 20, "ordinary")
         keeper = ex.options(must_complete=True).submit(sleep_return, 1.0, "keeper")
         summary = ex.run(timeout=0.4)
@@ -82,8 +83,8 @@ def test_matrix_run_timeout_complete() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_run_timeout_cancel() -> None:
-    with Executor(procs=2, on_timeout="cancel") as ex:
+def test_matrix_run_timeout_cancel(transport: str) -> None:
+    with Executor(procs=2, on_timeout="cancel", transport=transport) as ex:
         ordinary = ex.submit(sleep_return, 20, "ordinary")
         keeper = ex.options(must_complete=True).submit(sleep_return, 20, "keeper")
         started = time.monotonic()
@@ -94,8 +95,8 @@ def test_matrix_run_timeout_cancel() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_fail_first() -> None:
-    with Executor(procs=3, fail_policy="fail_first") as ex:
+def test_matrix_fail_first(transport: str) -> None:
+    with Executor(procs=3, fail_policy="fail_first", transport=transport) as ex:
         failing = ex.submit(fail_after, 0.3)
         ordinary = ex.submit(sleep_return, 20, "ordinary")
         keeper = ex.options(must_complete=True).submit(sleep_return, 1.0, "keeper")
@@ -112,8 +113,8 @@ def test_matrix_fail_first() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_fut_cancel_cancels_both() -> None:
-    with Executor(procs=2) as ex:
+def test_matrix_fut_cancel_cancels_both(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         ordinary = ex.submit(sleep_return, 20, "ordinary")
         keeper = ex.options(must_complete=True).submit(sleep_return, 20, "keeper")
         while ordinary.status() != "running" or keeper.status() != "running":
@@ -123,8 +124,8 @@ def test_matrix_fut_cancel_cancels_both() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_group_cancel_cancels_both() -> None:
-    with Executor(procs=2) as ex:
+def test_matrix_group_cancel_cancels_both(transport: str) -> None:
+    with Executor(procs=2, transport=transport) as ex:
         ordinary = ex.group([(sleep_return, 20, "ordinary")])
         keeper = ex.options(must_complete=True).group([(sleep_return, 20, "keeper")])
         queued = ex.options(must_complete=True).group([(sleep_return, 20, "queued")])
@@ -136,8 +137,8 @@ def test_matrix_group_cancel_cancels_both() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_forced_shutdown_cancels_both_within_a_second() -> None:
-    ex = Executor(procs=2)
+def test_matrix_forced_shutdown_cancels_both_within_a_second(transport: str) -> None:
+    ex = Executor(procs=2, transport=transport)
     ordinary = ex.submit(sleep_return, 20, "ordinary")
     keeper = ex.options(must_complete=True).submit(sleep_return, 20, "keeper")
     queued = ex.options(must_complete=True).submit(sleep_return, 20, "queued")
@@ -174,8 +175,8 @@ def test_run_fail_policy_override_trips_on_an_earlier_failure() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_rate_paces_attempt_starts() -> None:
-    with Executor(procs=2, rate=20, burst=1) as ex:
+def test_rate_paces_attempt_starts(transport: str) -> None:
+    with Executor(procs=2, rate=20, burst=1, transport=transport) as ex:
         futures = [ex.submit(sleep_return, 0.0, str(i)) for i in range(10)]
         summary = ex.run()
     assert summary.succeeded == 10
@@ -217,7 +218,7 @@ def test_max_pending_blocks_times_out_and_refuses() -> None:
 
 @pytest.mark.timeout(30)
 def test_hooks_are_called_in_the_parent_with_the_right_arguments(
-    caplog: pytest.LogCaptureFixture, tmp_path: Path
+    transport: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     starts: list[TaskFuture[Any]] = []
     retries: list[tuple[TaskFuture[Any], BaseException]] = []
@@ -239,6 +240,7 @@ def test_hooks_are_called_in_the_parent_with_the_right_arguments(
         on_retry=lambda fut, exc: retries.append((fut, exc)),
         on_complete=on_complete,
         on_attempt=attempts.append,
+        transport=transport,
     ) as ex:
         flaky = ex.options(retries=1, name="flaky").submit(fail_after, 0.0)
         fine = ex.options(name="fine").submit(sleep_return, 0.0, "ok")

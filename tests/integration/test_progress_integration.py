@@ -52,9 +52,9 @@ class Events:
             self.threads.append(threading.get_ident())
 
 
-def test_callback_counts_a_real_batch_like_run_does() -> None:
+def test_callback_counts_a_real_batch_like_run_does(transport: str) -> None:
     events = Events()
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         tracker = progress_tracker(events, desc="osiiso_mp run")
         assert tracker is not None
         batch = [ex.submit(fail_on_odd, i) for i in range(8)]
@@ -166,9 +166,9 @@ def final_of(events: Events) -> ProgressEvent:
     return finals[0]
 
 
-def test_run_progress_callable_matches_the_summary() -> None:
+def test_run_progress_callable_matches_the_summary(transport: str) -> None:
     events = Events()
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         done_before = ex.submit(square, 2)
         done_before.result()
         for i in range(7):
@@ -227,9 +227,9 @@ def test_run_timeout_counts_the_cancelled_tasks() -> None:
     assert (final.done, final.succeeded, final.cancelled) == (3, 1, 2)
 
 
-def test_map_progress_counts_every_task_and_knows_the_total() -> None:
+def test_map_progress_counts_every_task_and_knows_the_total(transport: str) -> None:
     events = Events()
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         values = list(ex.map(square, (i for i in range(6)), progress=events))
     assert values == [i * i for i in range(6)]
     assert {e.total for e in events.events} == {6}  # all submitted up front: len known
@@ -277,12 +277,12 @@ def test_pmap_with_a_bad_progress_raises_before_starting_workers() -> None:
         pmap(square, range(3), progress=42)  # type: ignore[call-overload]  # deliberate misuse
 
 
-def test_async_map_progress_as_the_sync_one() -> None:
+def test_async_map_progress_as_the_sync_one(transport: str) -> None:
     # the same map loop under both facades: the same progress events
     events = Events()
 
     async def main() -> list[int]:
-        async with AsyncExecutor(procs=2) as aex:
+        async with AsyncExecutor(procs=2, transport=transport) as aex:
             return [v async for v in aex.map(square, range(6), buffersize=2, progress=events)]
 
     assert asyncio.run(main()) == [i * i for i in range(6)]

@@ -84,8 +84,8 @@ def test_a_value_map_hands_out_is_freed_once_dropped_and_run_still_returns_it(
     assert all(r.value is r.value for r in summary.results)  # made once, then kept
 
 
-def test_a_value_read_from_a_dropped_future_is_freed(start_method: str) -> None:
-    with Executor(procs=2, start_method=start_method) as ex:
+def test_a_value_read_from_a_dropped_future_is_freed(launch: dict[str, Any]) -> None:
+    with Executor(procs=2, **launch) as ex:
         futures = [ex.submit(payload, i, 1000) for i in range(10)]
         ids = [f.task_id for f in futures]
         refs = [weakref.ref(f.result(timeout=60)) for f in futures]
@@ -122,8 +122,8 @@ def test_large_arrays_are_freed_once_dropped_and_made_again_for_run(start_method
         assert np.array_equal(value, np.full(size // 8, float(i)))
 
 
-def test_a_kept_future_gives_the_same_object_every_time(start_method: str) -> None:
-    with Executor(procs=1, start_method=start_method) as ex:
+def test_a_kept_future_gives_the_same_object_every_time(launch: dict[str, Any]) -> None:
+    with Executor(procs=1, **launch) as ex:
         fut = ex.submit(payload, 5)
         value = fut.result(timeout=60)
         assert fut.result() is value and fut.result() is value
@@ -203,10 +203,12 @@ def _pickled_size(value: Any) -> int:
     return len(pickle.dumps(value, protocol=5))
 
 
-def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay() -> None:
+def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay(
+    transport: str,
+) -> None:
     size = 10_000
     each = _pickled_size(blob(0, size))  # how the budget counts one (in the pickle)
-    with Executor(procs=1, retain_bytes=3 * each + each // 2) as ex:
+    with Executor(procs=1, retain_bytes=3 * each + each // 2, transport=transport) as ex:
         futures = []
         for i in range(8):  # one at a time: finish order is submission order
             futures.append(ex.submit(blob, i, size))
@@ -242,9 +244,9 @@ def test_past_retain_bytes_the_oldest_values_are_released_and_their_records_stay
 
 @pytest.mark.parametrize("retain_bytes", [0, 1])
 def test_a_budget_of_nothing_keeps_every_record_and_no_value(
-    retain_bytes: int, start_method: str
+    retain_bytes: int, launch: dict[str, Any]
 ) -> None:
-    with Executor(procs=2, retain_bytes=retain_bytes, start_method=start_method) as ex:
+    with Executor(procs=2, retain_bytes=retain_bytes, **launch) as ex:
         assert list(ex.map(payload, range(30))) == [Payload(i) for i in range(30)]
         single = ex.submit(abs, -4)
         scalar_id = single.task_id
@@ -260,8 +262,8 @@ def test_a_budget_of_nothing_keeps_every_record_and_no_value(
     assert len({r.task_id for r in summary.results}) == 31
 
 
-def test_map_chunks_are_released_whole_oldest_first() -> None:
-    with Executor(procs=1, retain_bytes=3_000) as ex:
+def test_map_chunks_are_released_whole_oldest_first(transport: str) -> None:
+    with Executor(procs=1, retain_bytes=3_000, transport=transport) as ex:
         # chunks of 10 items, about 1,000 bytes pickled each, one chunk at a time
         for start in range(0, 50, 10):
             assert list(ex.map(payload, range(start, start + 10), [60] * 10, chunksize=10))

@@ -21,10 +21,10 @@ async def double(x: int) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_sync_executor_inside_a_running_loop() -> None:
+def test_sync_executor_inside_a_running_loop(transport: str) -> None:
     async def cell() -> tuple[int, list[int], int]:
         # blocking calls inside a coroutine, as a Jupyter cell makes them on the kernel's loop
-        with Executor(procs=2) as ex:
+        with Executor(procs=2, transport=transport) as ex:
             one = ex.submit(add, 1, 2).result(timeout=10)
             many = list(ex.map(add, range(5), range(5)))
             doubled: int = await ex.submit(double, 21)  # typed as the coroutine's result

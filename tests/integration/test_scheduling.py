@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,8 @@ def read_marker() -> str | None:
 
 
 @pytest.mark.timeout(20)
-def test_delay_holds_no_worker_and_starts_on_time() -> None:
-    with Executor(procs=1) as ex:
+def test_delay_holds_no_worker_and_starts_on_time(transport: str) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         ex.submit(started_at).result()  # the worker is up
         submitted = time.perf_counter()
         late = ex.options(delay=0.6).submit(started_at)
@@ -90,8 +91,8 @@ def test_cancel_and_graceful_shutdown_with_scheduled_tasks() -> None:
 
 
 @pytest.mark.timeout(20)
-def test_task_may_ask_for_a_retry_with_its_own_delay(tmp_path: Path) -> None:
-    with Executor(procs=1) as ex:
+def test_task_may_ask_for_a_retry_with_its_own_delay(transport: str, tmp_path: Path) -> None:
+    with Executor(procs=1, transport=transport) as ex:
         fut = ex.options(retries=1, retry_delay=10).submit(retry_once, str(tmp_path / "m"), 0.3)
         assert fut.result(timeout=10) == "done"
         record = fut.task_result()
@@ -114,8 +115,8 @@ def test_retry_beyond_the_budget_fails_with_retry() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_max_tasks_per_child_recycles_workers_without_losing_tasks(start_method: str) -> None:
-    with Executor(max_workers=1, max_tasks_per_child=2, start_method=start_method) as ex:
+def test_max_tasks_per_child_recycles_workers_without_losing_tasks(launch: dict[str, Any]) -> None:
+    with Executor(max_workers=1, max_tasks_per_child=2, **launch) as ex:
         pids = [f.result(timeout=20) for f in [ex.submit(os.getpid) for _ in range(7)]]
         summary = ex.run()
     assert summary.succeeded == 7
@@ -125,15 +126,15 @@ def test_max_tasks_per_child_recycles_workers_without_losing_tasks(start_method:
 
 
 @pytest.mark.timeout(20)
-def test_initializer_runs_in_every_worker() -> None:
-    with Executor(procs=2, initializer=set_marker, initargs=("ready",)) as ex:
+def test_initializer_runs_in_every_worker(transport: str) -> None:
+    with Executor(procs=2, initializer=set_marker, initargs=("ready",), transport=transport) as ex:
         assert {f.result() for f in [ex.submit(read_marker) for _ in range(6)]} == {"ready"}
 
 
 @pytest.mark.timeout(30)
-def test_failing_initializer_breaks_the_executor_loudly() -> None:
+def test_failing_initializer_breaks_the_executor_loudly(transport: str) -> None:
     started = time.monotonic()
-    with Executor(procs=2, initializer=failing_initializer) as ex:
+    with Executor(procs=2, initializer=failing_initializer, transport=transport) as ex:
         fut = ex.submit(read_marker)
         with pytest.raises(OsiisoError, match="failing_initializer") as info:
             fut.result(timeout=20)
@@ -153,10 +154,10 @@ async def async_sleep_pid(seconds: float) -> int:
 
 
 @pytest.mark.timeout(20)
-def test_async_timeout_cancels_inside_the_worker_and_names_the_task() -> None:
+def test_async_timeout_cancels_inside_the_worker_and_names_the_task(transport: str) -> None:
     from osiiso_mp import TaskTimeoutError
 
-    with Executor(procs=1) as ex:
+    with Executor(procs=1, transport=transport) as ex:
         pid = ex.submit(async_sleep_pid, 0).result(timeout=10)
         slow = ex.options(timeout=0.3, name="slow-coro").submit(async_sleep_pid, 30)
         with pytest.raises(TaskTimeoutError) as info:

@@ -6,7 +6,9 @@ CPUs or descriptors of ours), no shared memory, no exit codes, no common clock, 
 pids, no process groups. It is what a cluster transport looks like to the supervisor, so
 these tests check that every such feature is gated by the capability and that tasks, large
 values, crashes, timeouts and cancels still come out right without it. Each case also
-runs on the local transport where the difference is observable, so the check can fail.
+runs on the local transport where the difference is observable, so the check can fail,
+and on the Ray transport (actors of the session's local Ray), which must come out as the
+hostless one does.
 """
 
 from __future__ import annotations
@@ -98,15 +100,20 @@ def _crash_on(x: int) -> int:
     return x * 10
 
 
-def _transport(kind: str) -> Any:
+def _transport(kind: str, request: pytest.FixtureRequest) -> Any:
+    if kind == "ray":  # the real thing: actors of the session's local Ray
+        request.getfixturevalue("ray_session")
+        return "ray"
     return HostlessTransport() if kind == "hostless" else "local"
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["local", "hostless"])
-def test_large_values_travel_in_shared_memory_only_where_the_transport_has_it(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["local", "hostless", "ray"])
+def test_large_values_travel_in_shared_memory_only_where_the_transport_has_it(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
     shared = kind == "local"
-    with Executor(procs=1, transport=_transport(kind)) as ex:
+    with Executor(procs=1, transport=_transport(kind, request)) as ex:
         size, worker_maps = ex.submit(_seen_by_worker, b"a" * BIG).result(timeout=30)
         before = _memfd_maps()
         value = ex.submit(_make, BIG).result(timeout=30)
@@ -122,13 +129,13 @@ def test_large_values_travel_in_shared_memory_only_where_the_transport_has_it(ki
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["local", "hostless"])
+@pytest.mark.parametrize("kind", ["local", "hostless", "ray"])
 def test_working_directory_and_environment_are_ours_only_on_our_host(
-    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OSIISO_MP_TEST_MARK", "1")
-    with Executor(procs=1, transport=_transport(kind)) as ex:
+    with Executor(procs=1, transport=_transport(kind, request)) as ex:
         cwd, env = ex.submit(_where).result(timeout=30)
     if kind == "local":
         assert (cwd, env) == (str(tmp_path), ["OSIISO_MP_TEST_MARK"])
@@ -140,9 +147,9 @@ def test_working_directory_and_environment_are_ours_only_on_our_host(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["local", "hostless"])
 def test_a_crash_is_recorded_with_its_exit_code_only_where_the_transport_knows_it(
-    kind: str,
+    kind: str, request: pytest.FixtureRequest
 ) -> None:
-    with Executor(procs=1, transport=_transport(kind)) as ex:
+    with Executor(procs=1, transport=_transport(kind, request)) as ex:
         fut = ex.options(retries=1).submit(_exit, 7)
         with pytest.raises(WorkerCrashedError) as caught:
             fut.result(timeout=30)
