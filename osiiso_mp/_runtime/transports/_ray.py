@@ -39,6 +39,7 @@ from ._tcp import Listener, new_key
 
 __all__ = ["RayLink", "RayTransport"]
 
+
 def _str_keyed(name: str, value: Any) -> dict[str, Any]:
     """A copy of ``value``, a mapping with string keys (None: empty)."""
     from collections.abc import Mapping
