@@ -13,6 +13,7 @@ import gc
 import os
 import signal
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -131,16 +132,12 @@ def test_large_bytes_arguments_and_results_stay_bytes(transport: str, path: str)
     assert back == data
 
 
-# not on Ray yet: a shut-down local executor's last shared-memory value stays mapped in this
-# process until another local worker exits (the fork server's reader thread keeps its last
-# exit watcher, and through it the supervisor and its retained values); the Ray case,
-# run after a local one, sees that mapping
-def test_many_shared_buffers_in_flight_beyond_the_descriptor_budget() -> None:
+def test_many_shared_buffers_in_flight_beyond_the_descriptor_budget(transport: str) -> None:
     # more tasks with shared-memory arguments than the parent keeps descriptors for:
     # the rest travel through the socket; every value arrives
     n = SHARED_MIN
     arrays = [np.full(n, i % 251, dtype=np.uint8) for i in range(300)]
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, transport=transport) as ex:
         futs = [ex.submit(_checksum, a) for a in arrays]
         got = [f.result(timeout=60) for f in futs]
     assert got == [float((i % 251) * n) for i in range(300)]
@@ -246,3 +243,21 @@ def test_a_message_beyond_the_frame_limits_fails_its_task_instead_of_hanging(
             ex.submit(len, list(range(3_000))).result(timeout=30)
         monkeypatch.undo()
         assert ex.submit(len, [1, 2]).result(timeout=30) == 2
+
+
+def test_a_dropped_executor_keeps_nothing_alive_once_its_last_worker_exited() -> None:
+    # the fork server's reader thread used to keep the last exit watcher it called, and
+    # through it the shut-down executor's supervisor and the values it retained (here in
+    # shared memory), until another local worker exited
+    ex = Executor(procs=1)
+    back = ex.submit(_make, SHARED_MIN * 4).result(timeout=30)
+    assert len(back) == SHARED_MIN * 4
+    ex.shutdown()
+    supervisor = weakref.ref(ex._core.sup)
+    del ex, back
+    deadline = time.monotonic() + 5
+    while (supervisor() is not None or _memfds()) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert supervisor() is None, "a shut-down, dropped executor is still alive"
+    assert _memfds() == []

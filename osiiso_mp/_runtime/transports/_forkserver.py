@@ -251,6 +251,10 @@ class ForkServer:
                     self._exited[pid] = code
             if watcher is not None:
                 _notify(watcher, code)
+                # not kept while this thread waits for the next reply: the watcher holds
+                # the supervisor (and through it the values it retains) of an executor
+                # that may be shut down and dropped meanwhile
+                watcher = None
         # The server is gone: every worker it had is gone with it (they die with it).
         with self._lock:
             self.alive = False
