@@ -232,7 +232,12 @@ class Executor(_Submitter, cf.Executor):
     def __repr__(self) -> str:
         state = "closed" if self._core.closed else "open"
         config = self._core.config
-        return f"<Executor procs={config.procs} {config.start_method} {state}>"
+        transport = config.transport
+        if transport == "local":
+            where = config.start_method  # how its workers start
+        else:  # where they run
+            where = transport if isinstance(transport, str) else repr(transport)
+        return f"<Executor procs={config.procs} {where} {state}>"
 
     @property
     def procs(self) -> int:

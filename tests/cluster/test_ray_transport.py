@@ -90,6 +90,8 @@ def _running(ex: Executor, fut: Any) -> None:
 @pytest.mark.timeout(120)
 def test_every_task_gets_one_record_and_map_keeps_input_order(transport: str) -> None:
     with Executor(procs=2, transport=transport) as ex:
+        where = "forkserver" if transport == "local" else "ray"  # how, or where, they run
+        assert repr(ex) == f"<Executor procs=2 {where} open>"
         futs = [ex.submit(square, i) for i in range(10)]
         mapped = list(ex.map(square, range(200), chunksize=16))
         group = ex.group(square, range(5))

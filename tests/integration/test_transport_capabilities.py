@@ -24,7 +24,7 @@ import pytest
 
 from osiiso_mp import Executor, WorkerCrashedError
 from osiiso_mp._runtime.protocol._messages import Message
-from osiiso_mp._runtime.transports._base import Capabilities, LinkEvents
+from osiiso_mp._runtime.transports._base import ELSEWHERE, LinkEvents
 from osiiso_mp._runtime.transports._local import LocalLink, LocalTransport
 
 # a worker elsewhere cannot import this test module (it gets no sys.path of ours), as a
@@ -54,14 +54,7 @@ class HostlessTransport(LocalTransport):
     """Local workers, seen as if they ran elsewhere: every capability off."""
 
     name = "hostless"
-    capabilities = Capabilities(
-        same_host=False,
-        shared_memory=False,
-        exit_codes=False,
-        one_clock=False,
-        local_pids=False,
-        process_groups=False,
-    )
+    capabilities = ELSEWHERE
 
     def connect(self, slot: int, loop: asyncio.AbstractEventLoop, events: LinkEvents) -> LocalLink:
         return super().connect(slot, loop, _NoExitCodes(events))

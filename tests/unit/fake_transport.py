@@ -47,24 +47,14 @@ from osiiso_mp._runtime.protocol._messages import (
     to_wire,
 )
 from osiiso_mp._runtime.protocol._serialize import dumps_chunk_values, dumps_value, error_info
-from osiiso_mp._runtime.transports import Capabilities, LinkEvents
+from osiiso_mp._runtime.transports import ON_THIS_HOST, Capabilities, LinkEvents
 
-__all__ = ["LOCAL_LIKE", "FakeLink", "FakeTransport", "call_of"]
+__all__ = ["FakeLink", "FakeTransport", "call_of"]
 
 M = TypeVar("M", bound=Message)
 
 WAIT = 5.0  # seconds the test side waits for what the supervisor should do soon
 FAKE_PID = 4_000_000  # fake pids start here (above any real pid_max default)
-
-LOCAL_LIKE = Capabilities(
-    same_host=True,
-    shared_memory=True,
-    exit_codes=True,
-    one_clock=True,
-    local_pids=True,
-    process_groups=True,
-)
-"""The local transport's capabilities: the supervisor treats fake workers as local ones."""
 
 
 def call_of(run: RunTask) -> tuple[Any, Any, Any]:
@@ -89,7 +79,7 @@ class FakeTransport:
 
     name = "fake"
 
-    def __init__(self, capabilities: Capabilities = LOCAL_LIKE) -> None:
+    def __init__(self, capabilities: Capabilities = ON_THIS_HOST) -> None:
         self.capabilities = capabilities
         self.connect_error: BaseException | None = None
         self.closed = False

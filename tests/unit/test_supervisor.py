@@ -38,8 +38,9 @@ from osiiso_mp._runtime.protocol._messages import (
     RunTask,
     Stop,
 )
+from osiiso_mp._runtime.transports import ON_THIS_HOST
 
-from .fake_transport import LOCAL_LIKE, WAIT, FakeLink, FakeTransport, call_of
+from .fake_transport import WAIT, FakeLink, FakeTransport, call_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,7 +157,7 @@ def test_a_worker_on_another_host_gets_no_local_setup_and_its_clock_is_mapped(
     start: Start,
 ) -> None:
     remote = dataclasses.replace(
-        LOCAL_LIKE,
+        ON_THIS_HOST,  # as a local worker, but for its exit code
         same_host=False,
         shared_memory=False,
         one_clock=False,

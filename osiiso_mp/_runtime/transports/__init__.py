@@ -4,6 +4,22 @@ The supervisor asks its transport for a link to each new worker and from then on
 to links (:mod:`._base`); the local fork-server transport (:mod:`._local`) is the first.
 """
 
-from ._base import Capabilities, LinkEvents, Transport, WorkerLink, make_transport
+from ._base import (
+    ELSEWHERE,
+    ON_THIS_HOST,
+    Capabilities,
+    LinkEvents,
+    Transport,
+    WorkerLink,
+    make_transport,
+)
 
-__all__ = ["Capabilities", "LinkEvents", "Transport", "WorkerLink", "make_transport"]
+__all__ = [
+    "ELSEWHERE",
+    "ON_THIS_HOST",
+    "Capabilities",
+    "LinkEvents",
+    "Transport",
+    "WorkerLink",
+    "make_transport",
+]

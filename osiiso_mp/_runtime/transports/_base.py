@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ..protocol._messages import Message
 
 __all__ = [
+    "ELSEWHERE",
+    "ON_THIS_HOST",
     "Capabilities",
     "LinkEvents",
     "Transport",
@@ -54,6 +56,27 @@ class Capabilities:
     """A worker's pid is a process here: its memory and state can be read directly."""
     process_groups: bool
     """Killing a worker kills the processes its tasks started (its process group)."""
+
+
+ON_THIS_HOST = Capabilities(
+    same_host=True,
+    shared_memory=True,
+    exit_codes=True,
+    one_clock=True,
+    local_pids=True,
+    process_groups=True,
+)
+"""Workers that are child processes on this host (the local transport): every capability."""
+
+ELSEWHERE = Capabilities(
+    same_host=False,
+    shared_memory=False,
+    exit_codes=False,
+    one_clock=False,
+    local_pids=False,
+    process_groups=False,
+)
+"""Workers reached only through their connection (a cluster's): no capability of the host."""
 
 
 class LinkEvents(Protocol):

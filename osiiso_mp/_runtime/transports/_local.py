@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._resources import ProcessRss
 from ..protocol._channel import Channel
-from ._base import Capabilities, LinkEvents
+from ._base import ON_THIS_HOST, LinkEvents
 from ._forkserver import ForkedProcess, ForkServer
 from ._processes import process_stopped
 
@@ -101,14 +101,7 @@ class LocalTransport:
     process dies."""
 
     name = "local"
-    capabilities = Capabilities(
-        same_host=True,
-        shared_memory=True,
-        exit_codes=True,
-        one_clock=True,
-        local_pids=True,
-        process_groups=True,
-    )
+    capabilities = ON_THIS_HOST
 
     def __init__(self, *, fresh: bool = False) -> None:
         self._server = ForkServer.get()

@@ -32,7 +32,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ._base import Capabilities, LinkEvents
+from ._base import ELSEWHERE, LinkEvents
 from ._ray_link import ExitWatch, RayLink
 from ._ray_reaper import Reaper, Residue, ray_processes
 from ._tcp import Listener, new_key
@@ -73,14 +73,7 @@ class RayTransport:
     """
 
     name = "ray"
-    capabilities = Capabilities(
-        same_host=False,
-        shared_memory=False,
-        exit_codes=False,
-        one_clock=False,
-        local_pids=False,
-        process_groups=False,
-    )
+    capabilities = ELSEWHERE
 
     def __init__(
         self,
@@ -152,6 +145,7 @@ class RayTransport:
             self._residue = residue
             before = {child.pid for child in psutil.Process().children(recursive=True)}
             ray.init(address=self.address, **options)
+            residue.keep_signals()
             self.started_ray = True
             # what it started dies with this process, however it ends
             self._reaper = Reaper(ray_processes(before))

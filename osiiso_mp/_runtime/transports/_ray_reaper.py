@@ -1,7 +1,9 @@
 """What a Ray started by the executor leaves behind, undone.
 
-:class:`Residue`: what ``ray.init`` and ``ray.shutdown`` change in the user's process
-(``print``, the environment, the SIGTERM handler), put back after the shutdown.
+:class:`Residue`: what ``ray.init`` and ``ray.shutdown`` change in the user's process:
+the SIGTERM handler, put back as soon as Ray is up (Ray's turns SIGTERM into
+``SystemExit``; the user's process keeps the disposition it had), and ``print`` and the
+environment, put back after the shutdown.
 
 :class:`Reaper`: that Ray dies with the user's process, even a SIGKILLed one.
 
@@ -27,10 +29,12 @@ __all__ = ["Reaper", "Residue", "ray_processes"]
 # the reaper's program: bound to its parent before anything else, then watching it
 _PROGRAM = """
 import os, sys, time
+
 parent = int(sys.argv[1])
 while os.getppid() == parent:  # (a parent that died while we started: at once)
     time.sleep(0.25)
-import json, signal
+import json
+
 import psutil
 for pid, started in json.loads(sys.argv[2]):
     try:
@@ -82,9 +86,9 @@ class Reaper:
 
 class Residue:
     """What ``ray.init`` and ``ray.shutdown`` change in the driver's process, taken before
-    a Ray this transport starts, and put back once it has shut that Ray down: the
-    builtin ``print`` (replaced at shutdown), the SIGTERM handler (from the main thread
-    only) and the environment variables Ray sets."""
+    a Ray this transport starts: the SIGTERM handler (:meth:`keep_signals`, right after
+    ``ray.init``, from the main thread), then the builtin ``print`` (replaced at shutdown)
+    and the environment variables Ray sets (:meth:`restore`, after the shutdown)."""
 
     def __init__(self) -> None:
         import builtins
@@ -94,7 +98,16 @@ class Residue:
         main = threading.current_thread() is threading.main_thread()
         self._sigterm = signal.getsignal(signal.SIGTERM) if main else None
 
+    def keep_signals(self) -> None:
+        """Put back the SIGTERM handler ``ray.init`` replaced (where it could: it installs
+        one only from the main thread). Ray's raises ``SystemExit`` and is left installed
+        after ``ray.shutdown``; without it a SIGTERM does what it did before, and what Ray
+        started still dies with this process (its fate-sharing, and the :class:`Reaper`)."""
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
+
     def restore(self) -> None:
+        """Put back ``print`` and the environment (after ``ray.shutdown``, any thread)."""
         import builtins
 
         builtins.print = self._print
@@ -103,5 +116,3 @@ class Residue:
         for name, value in self._environ.items():
             if os.environ.get(name) != value:
                 os.environ[name] = value
-        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._sigterm)
