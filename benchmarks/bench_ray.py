@@ -9,7 +9,8 @@ Three ways to run many small tasks on the same Ray actors' worth of CPUs:
 
 Two figures each: no-op ``submit`` throughput (N tasks submitted, then all waited for),
 and the round trip of one task at a time (p50 over M tasks, after a warm-up). Ratios are
-osiiso_mp's against each peer (> 1: osiiso_mp is better).
+osiiso_mp's against each peer (> 1: osiiso_mp is better). A last row, for reference,
+runs the same executor on local workers in the same run.
 
     python benchmarks/bench_ray.py [--procs 2] [--tasks 5000] [--trips 500]
 """
@@ -42,10 +43,10 @@ def _p50(call: Callable[[], Any], trips: int) -> float:
     return statistics.median(times)
 
 
-def bench_osiiso(procs: int, tasks: int, trips: int) -> tuple[float, float]:
+def bench_osiiso(procs: int, tasks: int, trips: int, transport: str = "ray") -> tuple[float, float]:
     from osiiso_mp import Executor
 
-    with Executor(procs=procs, transport="ray") as ex:
+    with Executor(procs=procs, transport=transport) as ex:
         ex.submit(noop, 0).result(timeout=120)
         start = time.perf_counter()
         futs = [ex.submit(noop, i) for i in range(tasks)]
@@ -117,6 +118,8 @@ def main() -> None:
             "osiiso_mp": bench_osiiso(args.procs, args.tasks, args.trips),
             "ActorPool": bench_actor_pool(args.procs, args.tasks, args.trips),
             "ray Pool": bench_ray_pool(args.procs, args.tasks, args.trips),
+            # for reference, not a peer: the same executor's local workers, Ray still up
+            "(local)": bench_osiiso(args.procs, args.tasks, args.trips, "local"),
         }
     finally:
         ray.shutdown()
@@ -126,7 +129,7 @@ def main() -> None:
     for name, (rate, trip) in rows.items():
         ratio = (
             ""
-            if name == "osiiso_mp"
+            if name in ("osiiso_mp", "(local)")
             else (f"  submit {ours_rate / rate:.1f}x, round trip {trip / ours_trip:.1f}x faster")
         )
         print(f"{name:12} {rate:>17,.0f} {trip * 1e6:>20,.0f}{ratio}")
