@@ -1,22 +1,30 @@
-# The two set-up commands in the README: `make demo` and `make test`. Both create .venv and
-# install the package with its dev and ray extras first, so they work on a fresh machine
-# (the Ray tests, tests/cluster, start a local Ray of their own).
+# The two set-up commands in the README: `make demo` and `make test`. Both create .venv
+# first, so they work on a fresh machine. `make demo` installs the package with its runtime
+# dependencies only (three, with pip's progress shown); `make test` adds the dev and ray
+# extras (the Ray tests, tests/cluster, start a local Ray of their own).
 # Another Python in a virtualenv of its own: `make test PYTHON=python3.13 VENV=.venv-3.13`
 # (.ci/run does this for every Python the package supports).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck check bench soak docs clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@echo "installing osiiso_mp and its runtime dependencies into $(VENV)"
+	$(PY) -m pip install --progress-bar on -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	@echo "installing the dev and ray extras into $(VENV) (a few minutes the first time)"
 	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(PY) -m osiiso_mp demo
 
 test: $(STAMP)

@@ -1,9 +1,10 @@
 """The displays of ``progress=True``: a tqdm bar when tqdm is installed, else a text line.
 
 :func:`bar_display` picks one. The tqdm bar is ``tqdm.auto.tqdm`` (a notebook widget or a
-console bar), updated once per finished task (or map chunk). The text bar is one line on
-a stream, redrawn in place with ``\\r`` by a small thread of its own, at most ten times a
-second, and every second on a terminal so that its clock moves.
+console bar; in a notebook without ipywidgets, the text line instead), updated once per
+finished task (or map chunk). The text bar is one line on a stream, redrawn in place with
+``\\r`` by a small thread of its own, at most ten times a second, and every second on a
+terminal so that its clock moves.
 """
 
 from __future__ import annotations
@@ -48,10 +49,14 @@ def bar_display(desc: str, file: TextIO | None, use_tqdm: bool | None) -> Displa
 
 
 def _tqdm_class() -> Callable[..., Any] | None:
-    """``tqdm.auto.tqdm`` (notebook widget or console bar), or None without tqdm."""
+    """``tqdm.auto.tqdm`` (notebook widget or console bar), or None without tqdm, and in a
+    notebook kernel without ipywidgets (where tqdm would warn, then stack console bars
+    line after line: the text line reads better there)."""
     try:
         from tqdm import TqdmExperimentalWarning
     except ImportError:
+        return None
+    if _in_kernel() and not _widgets_work():
         return None
     with warnings.catch_warnings():
         # tqdm.auto may warn that its notebook mode is experimental: not the user's concern
@@ -62,6 +67,28 @@ def _tqdm_class() -> Callable[..., Any] | None:
             return None
     cls: Callable[..., Any] = auto_tqdm
     return cls
+
+
+def _in_kernel() -> bool:
+    """Is this a Jupyter kernel (where ``tqdm.auto`` picks its notebook bar)? The test is
+    tqdm.auto's own: an IPython shell whose configuration names ``IPKernelApp``."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:
+        return False
+
+
+def _widgets_work() -> bool:
+    """Can tqdm's notebook bar draw its widget (ipywidgets' ``IProgress`` imports)?"""
+    try:
+        from tqdm.notebook import IProgress
+    except Exception:
+        return False
+    return IProgress is not None
 
 
 class _TqdmDisplay:
