@@ -20,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from ._async_group import AsyncTaskGroup
 from ._async_waits import item_ended, wait_all
 from ._build_config import build_config
+from ._checks import from_caller
 from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
 from ._group import build_group
+from ._keywords import ExecutorKeywords, TaskOptionKeywords
 from ._map import check_map_sizes
 from ._mapping import map_window
 from ._progress import ProgressArg, progress_tracker, sized_total
@@ -190,9 +192,15 @@ class AsyncOptionsView(_AsyncSubmitter):
         """The options every task submitted through this view gets."""
         return self._opts
 
-    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> AsyncOptionsView:
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> AsyncOptionsView:
         """A further view: these options on top of this view's."""
-        return AsyncOptionsView(self._aex, resolve_options(self._opts, opts, **overrides))
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return AsyncOptionsView(self._aex, resolved)
 
 
 class AsyncExecutor(_AsyncSubmitter):
@@ -210,8 +218,11 @@ class AsyncExecutor(_AsyncSubmitter):
     ``timeout`` is awaited.
     """
 
-    def __init__(self, procs: int | None = None, **config: Any) -> None:
-        built = build_config(procs, config, cpu_budget=cpu_budget)
+    def __init__(self, procs: int | None = None, **config: Unpack[ExecutorKeywords]) -> None:
+        try:
+            built = build_config(procs, dict(config), cpu_budget=cpu_budget)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
         self._core = ExecutorCore(built, blocking=False)  # max_pending parks, never blocks
         self._aex = self
         self._opts = self._core.opts
@@ -240,9 +251,15 @@ class AsyncExecutor(_AsyncSubmitter):
         """The sync facade over the same pool (for ``loop.run_in_executor`` and friends)."""
         return self._ex
 
-    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> AsyncOptionsView:
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> AsyncOptionsView:
         """A view whose ``submit``/``map`` give tasks these options (see ``Executor``)."""
-        return AsyncOptionsView(self, resolve_options(self._opts, opts, **overrides))
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return AsyncOptionsView(self, resolved)
 
     async def as_completed(
         self, futures: Iterable[TaskFuture[R]], timeout: float | None = None

@@ -20,6 +20,7 @@ from typing import cast
 from ._sizes import parse_size
 
 __all__ = [
+    "from_caller",
     "check_bool",
     "check_choice",
     "check_cpu_affinity",
@@ -48,6 +49,13 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
         return value
     choices = ", ".join(repr(a) for a in allowed)
     raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def from_caller(exc: BaseException) -> BaseException:
+    """``exc``, a validation error, stripped of the library frames it was raised through:
+    re-raised (``raise from_caller(exc) from None``) it shows the caller's line and the
+    facade's, not a dozen frames of checks."""
+    return exc.with_traceback(None)
 
 
 def describe(value: object) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections.abc import Callable, Coroutine, Generator, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, Unpack, overload
 
 from ._build_config import build_config
+from ._checks import from_caller
 from ._config import ExecutorConfig
 from ._core import ExecutorCore
 from ._future import TaskFuture
+from ._keywords import ExecutorKeywords, TaskOptionKeywords
 from ._map import check_map_sizes, map_results
 from ._mapping import map_window
 from ._resources import cpu_budget
@@ -182,9 +184,15 @@ class OptionsView(_Submitter):
         """The options every task submitted through this view gets."""
         return self._opts
 
-    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> OptionsView:
         """A further view: these options on top of this view's."""
-        return OptionsView(self._core, resolve_options(self._opts, opts, **overrides))
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return OptionsView(self._core, resolved)
 
 
 class Executor(_Submitter, cf.Executor):
@@ -217,8 +225,12 @@ class Executor(_Submitter, cf.Executor):
       yields it. The executor holds no reference to a value you have dropped.
     """
 
-    def __init__(self, procs: int | None = None, **config: Any) -> None:
-        self._core = ExecutorCore(build_config(procs, config, cpu_budget=cpu_budget))
+    def __init__(self, procs: int | None = None, **config: Unpack[ExecutorKeywords]) -> None:
+        try:
+            built = build_config(procs, dict(config), cpu_budget=cpu_budget)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        self._core = ExecutorCore(built)
         self._opts = self._core.opts
 
     @classmethod
@@ -255,14 +267,20 @@ class Executor(_Submitter, cf.Executor):
         """The validated configuration."""
         return self._core.config
 
-    def options(self, opts: TaskOptions | None = None, **overrides: Any) -> OptionsView:
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> OptionsView:
         """A view whose ``submit``/``map`` give tasks these options.
 
         ``opts`` (a :class:`TaskOptions`) replaces the executor's defaults; keyword
         ``overrides`` apply on top. Unknown names raise ``TypeError``; bad values
         ``ValueError`` naming the option.
         """
-        return OptionsView(self._core, resolve_options(self._opts, opts, **overrides))
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return OptionsView(self._core, resolved)
 
     # -- running and stopping --------------------------------------------------------------
 

@@ -799,9 +799,9 @@ def test_retries_with_backoff(transport: str, tmp_path: Path) -> None:
 def test_unknown_and_bad_options() -> None:
     with Executor(procs=1) as ex:
         with pytest.raises(TypeError, match="retires"):
-            ex.options(retires=2)
+            ex.options(retires=2)  # type: ignore[call-arg]  # the type checker says so too
         with pytest.raises(TypeError, match="priority"):
-            ex.options(priority="high")
+            ex.options(priority="high")  # type: ignore[arg-type]
         bad_options: list[tuple[dict[str, Any], str]] = [
             ({"retries": -1}, "retries"),
             ({"timeout": 0}, "timeout"),
@@ -819,7 +819,7 @@ def test_unknown_and_bad_options() -> None:
         assert view.task_options == TaskOptions(priority=1, retries=1)
         assert view.submit(add, 2, 2).result(timeout=10) == 4
     with pytest.raises(TypeError, match="retires"):
-        Executor(procs=1, retires=2)
+        Executor(procs=1, retires=2)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="start_method"):
         Executor(procs=1, start_method="bogus")
     with pytest.raises(ValueError, match="procs"):
