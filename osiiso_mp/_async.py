@@ -56,6 +56,22 @@ class _AsyncSubmitter:
     _core: ExecutorCore
     _opts: TaskOptions
 
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> AsyncOptionsView:
+        """A view whose ``submit``/``map``/``group`` give tasks these options, on top of
+        this executor's (or view's): ``ex.options(retries=3).submit(f, x)``.
+
+        ``opts`` (a :class:`TaskOptions`) replaces the defaults; keyword ``overrides``
+        apply on top. Unknown names raise ``TypeError``; bad values ``ValueError``
+        naming the option (raised from the caller's line).
+        """
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return AsyncOptionsView(self._aex, resolved)
+
     @overload
     def group(
         self,
@@ -192,16 +208,6 @@ class AsyncOptionsView(_AsyncSubmitter):
         """The options every task submitted through this view gets."""
         return self._opts
 
-    def options(
-        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
-    ) -> AsyncOptionsView:
-        """A further view: these options on top of this view's."""
-        try:
-            resolved = resolve_options(self._opts, opts, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise from_caller(exc) from None
-        return AsyncOptionsView(self._aex, resolved)
-
 
 class AsyncExecutor(_AsyncSubmitter):
     """The async twin of :class:`Executor`: same keywords, same supervisor, same records.
@@ -250,16 +256,6 @@ class AsyncExecutor(_AsyncSubmitter):
     def executor(self) -> Executor:
         """The sync facade over the same pool (for ``loop.run_in_executor`` and friends)."""
         return self._ex
-
-    def options(
-        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
-    ) -> AsyncOptionsView:
-        """A view whose ``submit``/``map`` give tasks these options (see ``Executor``)."""
-        try:
-            resolved = resolve_options(self._opts, opts, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise from_caller(exc) from None
-        return AsyncOptionsView(self, resolved)
 
     async def as_completed(
         self, futures: Iterable[TaskFuture[R]], timeout: float | None = None

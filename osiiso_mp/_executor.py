@@ -41,6 +41,22 @@ class _Submitter:
     _core: ExecutorCore
     _opts: TaskOptions
 
+    def options(
+        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
+    ) -> OptionsView:
+        """A view whose ``submit``/``map``/``group`` give tasks these options, on top of
+        this executor's (or view's): ``ex.options(retries=3).submit(f, x)``.
+
+        ``opts`` (a :class:`TaskOptions`) replaces the defaults; keyword ``overrides``
+        apply on top. Unknown names raise ``TypeError``; bad values ``ValueError``
+        naming the option (raised from the caller's line).
+        """
+        try:
+            resolved = resolve_options(self._opts, opts, **overrides)
+        except (TypeError, ValueError) as exc:
+            raise from_caller(exc) from None
+        return OptionsView(self._core, resolved)
+
     @overload
     def submit(
         self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
@@ -184,16 +200,6 @@ class OptionsView(_Submitter):
         """The options every task submitted through this view gets."""
         return self._opts
 
-    def options(
-        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
-    ) -> OptionsView:
-        """A further view: these options on top of this view's."""
-        try:
-            resolved = resolve_options(self._opts, opts, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise from_caller(exc) from None
-        return OptionsView(self._core, resolved)
-
 
 class Executor(_Submitter, cf.Executor):
     """A pool of persistent worker processes behind a ``concurrent.futures.Executor``.
@@ -266,21 +272,6 @@ class Executor(_Submitter, cf.Executor):
     def config(self) -> ExecutorConfig:
         """The validated configuration."""
         return self._core.config
-
-    def options(
-        self, opts: TaskOptions | None = None, **overrides: Unpack[TaskOptionKeywords]
-    ) -> OptionsView:
-        """A view whose ``submit``/``map`` give tasks these options.
-
-        ``opts`` (a :class:`TaskOptions`) replaces the executor's defaults; keyword
-        ``overrides`` apply on top. Unknown names raise ``TypeError``; bad values
-        ``ValueError`` naming the option.
-        """
-        try:
-            resolved = resolve_options(self._opts, opts, **overrides)
-        except (TypeError, ValueError) as exc:
-            raise from_caller(exc) from None
-        return OptionsView(self._core, resolved)
 
     # -- running and stopping --------------------------------------------------------------
 
