@@ -168,7 +168,9 @@ class _AsyncSubmitter:
         ``progress`` is as for :meth:`Executor.map`.
         """
         check_map_sizes(chunksize, buffersize)
-        tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
+        tracker = progress_tracker(
+            progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
+        )
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
         window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)

@@ -251,7 +251,7 @@ class ExecutorCore:
         )
         from ._progress import progress_tracker
 
-        tracker = progress_tracker(progress, desc=desc)  # before the batch is taken
+        tracker = progress_tracker(progress, desc=desc, pool=self.stats)  # before the batch
         batch, respawns_before = self.batch.take()
         previous = self._swap_fail_policy(policy, batch)
         if tracker:

@@ -136,7 +136,9 @@ class _Submitter:
         from ._progress import progress_tracker, sized_total
 
         check_map_sizes(chunksize, buffersize)
-        tracker = progress_tracker(progress, total=sized_total(iterables), desc="osiiso_mp map")
+        tracker = progress_tracker(
+            progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
+        )
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
         window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)
@@ -295,8 +297,10 @@ class Executor(_Submitter, cf.Executor):
         but ``must_complete`` ones, including a failure that happened before the call).
         ``strict=True`` raises :class:`ExecutionError` if any task failed.
         ``progress=True`` shows a progress bar while waiting (tqdm's, notebook or console,
-        when tqdm is installed; else a text line on stderr); ``progress=callable`` calls it
-        with a :class:`ProgressEvent` as each task finishes and once more at the end.
+        when tqdm is installed; else a text line on stderr); ``progress="live"`` shows the
+        live view (counts, throughput, queue, each worker, the last failure; an HTML block
+        updated in place in a notebook, a line on stderr elsewhere); ``progress=callable``
+        calls it with a :class:`ProgressEvent` as each task finishes and once more at the end.
         """
         core = self._core
         run = core.start_run(fail_policy, progress, "osiiso_mp run")

@@ -332,6 +332,7 @@ def pmap(
         entries = submit_all(ex._core, opts, fn, ((item,) for item in iterable), None)
         try:
             if tracker:
+                tracker.watch_pool(ex._core.stats)
                 tracker.track_all(entries, last=True)
             return collect_values(entries)
         finally:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._results import TaskResult
     from ._tracker import Display, ProgressTracker
 
-__all__ = ["bar_display"]
+__all__ = ["TextDisplay", "bar_display", "in_kernel"]
 
 log = logging.getLogger("osiiso_mp")
 
@@ -44,7 +44,7 @@ def bar_display(desc: str, file: TextIO | None, use_tqdm: bool | None) -> Displa
             "progress bars with use_tqdm=True need tqdm: pip install 'osiiso_mp[progress]'"
         )
     if tqdm_cls is None:
-        return _TextDisplay(desc, file)
+        return TextDisplay(desc, file)
     return _TqdmDisplay(tqdm_cls, desc, file)
 
 
@@ -56,7 +56,7 @@ def _tqdm_class() -> Callable[..., Any] | None:
         from tqdm import TqdmExperimentalWarning
     except ImportError:
         return None
-    if _in_kernel() and not _widgets_work():
+    if in_kernel() and not _widgets_work():
         return None
     with warnings.catch_warnings():
         # tqdm.auto may warn that its notebook mode is experimental: not the user's concern
@@ -69,7 +69,7 @@ def _tqdm_class() -> Callable[..., Any] | None:
     return cls
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
     """Is this a Jupyter kernel (where ``tqdm.auto`` picks its notebook bar)? The test is
     tqdm.auto's own: an IPython shell whose configuration names ``IPKernelApp``."""
     ipython = sys.modules.get("IPython")
@@ -180,7 +180,7 @@ def _line(desc: str, event: ProgressEvent) -> str:
     return f"{desc}: |{bar}| {event.done}/{event.total} done {counts} {clock}"
 
 
-class _TextDisplay:
+class TextDisplay:
     """A single line on a text stream, redrawn with ``\\r``.
 
     Counting only marks the line stale; a thread of its own redraws it at most every
@@ -200,13 +200,17 @@ class _TextDisplay:
         self._ticker: threading.Thread | None = None
         self._broken = False
 
-    def open(self, tracker: ProgressTracker) -> None:
+    def attach(self) -> None:
+        """Take the stream to draw on (``file``, else ``sys.stderr`` as it is now)."""
         stream = sys.stderr if self._file is None else self._file
         self._stream = stream
         try:
             self._tty = bool(stream.isatty())
         except Exception:
             self._tty = False
+
+    def open(self, tracker: ProgressTracker) -> None:
+        self.attach()
         self._draw(tracker._event(None, False))
         self._ticker = threading.Thread(
             target=self._tick, args=(tracker,), name="osiiso_mp-progress", daemon=True
@@ -238,10 +242,13 @@ class _TextDisplay:
                 self._draw(tracker.snapshot())
 
     def _draw(self, event: ProgressEvent, end: str = "") -> None:
+        self.write(_line(self._desc, event), end)
+
+    def write(self, text: str, end: str = "") -> None:
+        """Draw ``text`` over the line (cut to a terminal's width), then ``end``."""
         stream = self._stream
         if stream is None or self._broken:
             return
-        text = _line(self._desc, event)
         if self._tty:
             import shutil  # here: importing it costs start-up time, and few draw on a tty
 

@@ -19,8 +19,9 @@ __all__ = [
     "sized_total",
 ]
 
-DisplayKind = Literal["tqdm", "text", "callback"]
-"""How a :class:`ProgressTracker` reports: a tqdm bar, the text bar, or a callable."""
+DisplayKind = Literal["tqdm", "text", "callback", "live"]
+"""How a :class:`ProgressTracker` reports: a tqdm bar, the text bar, a callable, or the
+live view."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,9 @@ class ProgressEvent:
 ProgressCallback: TypeAlias = Callable[[ProgressEvent], object]
 """A callable that receives :class:`ProgressEvent` objects."""
 
-ProgressArg: TypeAlias = bool | ProgressCallback | None
-"""What a ``progress=`` parameter accepts: True (a bar), a callable, or False/None (off)."""
+ProgressArg: TypeAlias = bool | Literal["live"] | ProgressCallback | None
+"""What a ``progress=`` parameter accepts: True (a bar), ``"live"`` (the live view), a
+callable, or False/None (off)."""
 
 
 def sized_total(iterables: Iterable[object]) -> int | None:

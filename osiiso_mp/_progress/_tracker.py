@@ -27,13 +27,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any, Protocol, TextIO
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .._results import Status, TaskResult, record_of
 from ._bars import bar_display
 from ._callback import CallbackDisplay, short_repr
 from ._events import DisplayKind, ProgressArg, ProgressEvent
+
+if TYPE_CHECKING:
+    from .._snapshots import PoolStats
 
 __all__ = ["Display", "ProgressTracker", "progress_tracker"]
 
@@ -47,6 +50,7 @@ def progress_tracker(
     desc: str = "osiiso_mp",
     use_tqdm: bool | None = None,
     file: TextIO | None = None,
+    pool: Callable[[], PoolStats] | None = None,
 ) -> ProgressTracker | None:
     """A :class:`ProgressTracker` for a ``progress=`` argument, or None when it is off.
 
@@ -61,6 +65,8 @@ def progress_tracker(
             text bar.
         file: the stream the bar writes to; None means ``sys.stderr`` as it is when the bar
             appears (a tqdm notebook widget ignores it).
+        pool: where the live view takes its :class:`~osiiso_mp.PoolStats` snapshots (the
+            executor's ``stats``; also settable later, :meth:`ProgressTracker.watch_pool`).
 
     Nothing is displayed, and no thread started, until the tracker tracks its first future
     (or is closed).
@@ -72,14 +78,22 @@ def progress_tracker(
     display: Display
     if progress is True:
         display = bar_display(desc, file, use_tqdm)
+    elif isinstance(progress, str) and progress == "live":
+        from ._live import live_display
+
+        display = live_display(desc, file)
     elif callable(progress):
         display = CallbackDisplay(progress)
     else:
         raise TypeError(
-            "progress must be True (a progress bar), a callable taking a ProgressEvent, or "
-            f"False/None, got {short_repr(progress)} ({type(progress).__qualname__})"
+            'progress must be True (a progress bar), "live" (the live view), a callable '
+            f"taking a ProgressEvent, or False/None, got {short_repr(progress)} "
+            f"({type(progress).__qualname__})"
         )
-    return ProgressTracker(display, total=total)
+    tracker = ProgressTracker(display, total=total)
+    if pool is not None:
+        tracker.watch_pool(pool)
+    return tracker
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -114,6 +128,7 @@ class ProgressTracker:
         self._callback_threads: set[int] = set()
         self._t0: float | None = None
         self._closed = False
+        self._pool: Callable[[], PoolStats] | None = None
 
     def __repr__(self) -> str:
         snap = self.snapshot()
@@ -125,7 +140,7 @@ class ProgressTracker:
 
     @property
     def kind(self) -> DisplayKind:
-        """``"tqdm"``, ``"text"`` or ``"callback"``: how this tracker reports."""
+        """``"tqdm"``, ``"text"``, ``"callback"`` or ``"live"``: how this tracker reports."""
         return self._display.kind
 
     @property
@@ -157,6 +172,23 @@ class ProgressTracker:
             result=result,
             final=final,
         )
+
+    def watch_pool(self, stats: Callable[[], PoolStats]) -> None:
+        """Take the pool's snapshots from ``stats`` (an executor's ``stats``), for the live
+        view."""
+        self._pool = stats
+
+    def pool_stats(self) -> PoolStats | None:
+        """The pool now, or None without a source or when no snapshot could be taken.
+        Never call it with the tracker's lock held (the supervisor answers it, and counts
+        finished tasks under that lock)."""
+        source = self._pool
+        if source is None:
+            return None
+        try:
+            return source()
+        except Exception:
+            return None
 
     # -- tracking ------------------------------------------------------------------------
 

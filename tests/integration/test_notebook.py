@@ -1,6 +1,6 @@
 """examples/quickstart.ipynb runs top to bottom under a real Jupyter kernel and shows what
 it promises: the values, the retry and the failure, the HTML summary, the SVG timeline and
-a progress bar; and it leaves no process behind once the kernel has stopped.
+the live view of the run; and it leaves no process behind once the kernel has stopped.
 
 The kernel is ipykernel's "python3", which jupyter_client starts with this interpreter
 (``sys.executable``, the virtualenv's), so the kernel imports the osiiso_mp under test.
@@ -150,14 +150,14 @@ def test_quickstart_notebook_runs(tmp_path: pathlib.Path) -> None:
     assert "scaled: [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]" in out
     assert "primes: [168, 1229, 5133]" in out
 
-    # The batch: a retry that succeeds, a task that always fails, a progress bar.
-    batch = _cell(nb, "ex.run(progress=True)")
+    # The batch: a retry that succeeds, a task that always fails, the live view, which
+    # stays as the run's final state.
+    batch = _cell(nb, 'ex.run(progress="live")')
     assert "fetched after 2 attempts" in _stream(batch, "stdout")
-    bar = _stream(batch, "stderr")
-    widget = any(
-        "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in batch.outputs
-    )
-    assert widget or ("osiiso_mp run" in bar and "8/8" in bar), batch.outputs
+    live = _text(_data(batch, "text/html"))
+    for fact in ("8/8 done", "7 ok", "1 failed", "finished", "workers: 0 of 2 busy"):
+        assert fact in live, (fact, live)
+    assert "last failure: JSONDecodeError: Expecting property name" in live, live
 
     # The summary, rendered as HTML.
     html = _data(_summary_cell(nb), "text/html")

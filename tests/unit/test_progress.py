@@ -460,7 +460,7 @@ def test_text_bar_pads_a_shorter_line_over_a_longer_one() -> None:
     tracker.track_all(futures(10))
     first = text_frames(out.getvalue())[0]
     display = tracker._display
-    assert isinstance(display, _bars._TextDisplay)
+    assert isinstance(display, _bars.TextDisplay)
     display._width = len(first) + 7  # as if a longer line was on screen
     tracker.close()
     raw_last = out.getvalue().split("\r")[-1]
