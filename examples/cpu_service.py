@@ -21,7 +21,9 @@ Endpoints (JSON)::
     GET /primes?n=N        primes below N, counted in a worker (pure Python)
     GET /burn?seconds=S    burn CPU in a worker for S seconds
     GET /alloc?mb=M        allocate and touch M MiB in a worker (hold it ``hold`` seconds)
-    GET /stats             the executor's live stats: workers, pending, running, ...
+    GET /stats             the executor's live stats: workers, pending, running, tasks
+                           ended by status (succeeded, failed, cancelled), timeouts, ...
+    GET /metrics           the same in the Prometheus text format, for a scraper
 
 Run it::
 
@@ -230,7 +232,10 @@ async def alloc(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /stats``: the executor's live snapshot (workers, pending, running, ...)."""
+    """``GET /stats``: the executor's live snapshot (workers, pending, running, tasks
+    ended by status, attempts timed out, crashed or killed for memory, retries) and the
+    service's limits. ``completed`` counts every task that ended, cancelled ones too:
+    ``succeeded``, ``failed`` and ``cancelled`` split it."""
     ex = request.app[EXECUTOR]
     body = dataclasses.asdict(ex.stats())
     config = ex.config
@@ -241,6 +246,18 @@ async def stats(request: web.Request) -> web.Response:
         "task_timeout": request.app[SETTINGS].task_timeout,
     }
     return web.json_response(body)
+
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: the executor's live snapshot in the Prometheus text format
+    (``PoolStats.to_prometheus``): tasks by status, retries, timeouts, crashes and memory
+    kills as counters; the queue, running tasks and workers by state as gauges; per worker
+    its RSS, CPU and restarts."""
+    text = request.app[EXECUTOR].stats().to_prometheus()
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TEXT})
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -272,6 +289,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/burn", burn_cpu)
     app.router.add_get("/alloc", alloc)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

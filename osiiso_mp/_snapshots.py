@@ -10,6 +10,7 @@ Pure, immutable data, taken on the supervisor thread; finished tasks' records ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,12 +77,30 @@ class WorkerSnapshot:
 class PoolStats:
     """A live snapshot of an executor, as ``Executor.stats()`` returns it.
 
+    The task counts take a map's items one by one. The counters run from the executor's
+    start and never go down; the supervisor keeps them, so they agree with the records: a
+    task is counted in ``succeeded``, ``failed`` or ``cancelled`` when its record is made.
+
     Attributes:
         workers: one :class:`WorkerSnapshot` per worker slot.
         pending: tasks queued to start (including those sent ahead to a busy worker).
         running: tasks running now.
         scheduled: tasks waiting for a delay, a start time or a retry backoff.
-        completed: tasks finished since the executor started.
+        completed: tasks ended so far, whatever their status: always ``succeeded + failed
+            + cancelled`` (cancelled tasks are counted here too: read ``succeeded`` for the
+            tasks that produced a value).
+        succeeded, failed, cancelled: tasks ended so far with that status.
+        retries: retries scheduled so far (an attempt failed and the task will run again).
+        timeouts, crashes, memory_exceeded: attempts so far that ran past their
+            ``timeout``, were lost with their worker, or were killed above ``max_rss``
+            (outcomes ``timed_out``, ``crashed`` and ``memory_exceeded``), counted as they
+            happen, whether their task then succeeds on a retry or fails. A map chunk
+            running several items at once counts once, as the one attempt it is.
+
+    Once the executor is idle (``pending``, ``running`` and ``scheduled`` 0), ``completed``
+    is every task it took. (A task an ``AsyncExecutor`` parks past ``max_pending`` is
+    taken when it gets its slot; one cancelled while parked never was, and is not
+    counted.) :meth:`to_prometheus` renders the snapshot as Prometheus metrics.
     """
 
     workers: tuple[WorkerSnapshot, ...]
@@ -89,3 +108,33 @@ class PoolStats:
     running: int
     scheduled: int
     completed: int
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    crashes: int = 0
+    memory_exceeded: int = 0
+
+    def to_prometheus(
+        self, prefix: str = "osiiso_mp", *, labels: Mapping[str, str] | None = None
+    ) -> str:
+        """The snapshot in the Prometheus text exposition format (version 0.0.4), for a
+        ``/metrics`` endpoint: serve it with the content type
+        ``text/plain; version=0.0.4; charset=utf-8``.
+
+        Counters (``_total``): tasks ended by ``status``, retries, timeouts, crashes,
+        memory kills, and per worker its restarts and finished attempts. Gauges: tasks
+        pending (the queue depth), running and scheduled; workers by ``state``; per worker
+        its resident memory in bytes, CPU percent, running tasks and pid. Every metric has
+        its ``# HELP`` and ``# TYPE`` lines, and every name starts with ``prefix``;
+        ``labels`` (say ``{"service": "api"}``) are added to every sample, their values
+        escaped. docs/telemetry.md lists the metrics.
+
+        Raises:
+            ValueError: ``prefix`` is not a valid metric name, or a label name is not a
+                valid label name (or is one the metrics use).
+        """
+        from ._prometheus import exposition
+
+        return exposition(self, prefix, labels or {})

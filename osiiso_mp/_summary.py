@@ -19,6 +19,10 @@ from ._results import RESULT_FIELDS, TaskResult, safe_repr, value_repr
 from ._run_telemetry import RunTelemetry
 
 if TYPE_CHECKING:
+    import os
+
+    import pandas
+
     from ._render import SVG
 
 __all__ = ["SCHEMA_VERSION", "RunSummary"]
@@ -246,6 +250,48 @@ class RunSummary:
         from ._render import timeline_svg
 
         return timeline_svg(self, width=width)
+
+    # -- other tools' forms (in _exports, imported on first use) --------------------------
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """A ``pandas.DataFrame`` with one row per attempt, in submission order (a task's
+        attempts in order); a task that made no attempt (cancelled before it ran) has one
+        row whose attempt columns are missing.
+
+        Columns: the task's ``task_id``, ``name``, ``group_id``, ``status``, ``attempts``,
+        ``exception_type`` (``module.QualName`` of a failed task's exception, bare for
+        builtins), ``message`` and ``created_at``, repeated on each of its attempts; then
+        the attempt's ``attempt`` (its number), ``outcome``, ``worker``, ``pid``, ``node``,
+        ``queued_for``, ``started_at``, ``finished_at``, ``duration``, ``cpu_time``,
+        ``peak_rss``, ``rss_delta``, ``error`` and ``exit_code``, as in :class:`Attempt`.
+        Integer columns that may be missing are pandas' nullable ``Int64``; times are
+        ``time.perf_counter()`` seconds (``float64``, NaN where missing).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'osiiso_mp[pandas]'``).
+        """
+        from ._exports import data_frame
+
+        return data_frame(self)
+
+    def to_chrome_trace(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The run as a Chrome trace (the Trace Event Format) that Perfetto
+        (ui.perfetto.dev) and ``chrome://tracing`` open, like ``ray timeline``; with
+        ``path``, also written there as JSON.
+
+        One track per worker slot (named ``worker N (pid ...)``), one complete event
+        (``"ph": "X"``) per attempt that started, named after the task, from its start for
+        its duration (microseconds since the run's first submission), its category the
+        attempt's outcome; an attempt that never started is an instant event. Each event's
+        ``args`` hold the task id, attempt number, outcome, the task's status, pid, and
+        the error and exit code where there is one.
+        """
+        from ._exports import chrome_trace, write_trace
+
+        trace = chrome_trace(self)
+        if path is not None:
+            write_trace(trace, path)
+        return trace
 
 
 def _fields_dict(obj: Any) -> dict[str, Any]:

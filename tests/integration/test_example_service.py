@@ -322,6 +322,8 @@ def test_memory_cap_answers_507_and_the_service_keeps_serving(service: Service) 
             await get_primes(service, client, 100_000)
             stats = await service.stats(client)
             assert sum(w["restarts"] for w in stats["workers"]) >= 1
+            assert stats["memory_exceeded"] == 1  # the 500 MiB request's attempt
+            assert (stats["succeeded"], stats["failed"], stats["cancelled"]) == (2, 1, 0)
 
     run(scenario())
 
@@ -339,6 +341,78 @@ def test_task_timeout_answers_504_and_the_service_keeps_serving(service: Service
             assert body["error"] == "timeout"
             assert body["timeout"] == 0.5
             await get_primes(service, client, 100_000)
+
+    run(scenario())
+
+
+def metric_families(text: str) -> dict[str, Any]:
+    """The families of a /metrics body, parsed by prometheus_client (by name; a counter's
+    name without its ``_total``)."""
+    parser = pytest.importorskip("prometheus_client.parser")  # in the dev extra
+    return {f.name: f for f in parser.text_string_to_metric_families(text)}
+
+
+def sample(family: Any, name: str, **labels: str) -> float:
+    found = [s.value for s in family.samples if s.name == name and s.labels == labels]
+    assert len(found) == 1, (name, labels, family.samples)
+    return float(found[0])
+
+
+@pytest.mark.timeout(60)
+def test_stats_count_each_outcome_and_metrics_serve_them(service: Service) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as client:
+            await wait_stats(service, client, all_idle, 10.0, "two idle workers")
+            await get_primes(service, client, 10_000)
+            await get_primes(service, client, 20_000)
+            params = {"seconds": "20", "timeout": "0.3"}
+            async with client.get(service.url("/burn"), params=params) as resp:
+                assert resp.status == 504
+            burner = aiohttp.ClientSession()  # a client that goes away: its task is cancelled
+            try:
+                request = asyncio.ensure_future(
+                    burner.get(service.url("/burn"), params={"seconds": "30"})
+                )
+                await wait_stats(service, client, some_busy, 10.0, "a busy worker")
+                request.cancel()
+                try:
+                    await request
+                except asyncio.CancelledError:
+                    pass
+            finally:
+                await burner.close()
+            stats = await wait_stats(
+                service,
+                client,
+                lambda s: s["cancelled"] == 1 and s["running"] == 0,
+                10.0,
+                "the cancellation counted",
+            )
+            # cancelled work is not folded into success: each outcome has its counter
+            assert (stats["succeeded"], stats["failed"], stats["cancelled"]) == (2, 1, 1)
+            assert stats["completed"] == 4 == stats["succeeded"] + stats["failed"] + 1
+            assert (stats["timeouts"], stats["crashes"], stats["retries"]) == (1, 0, 0)
+            assert stats["memory_exceeded"] == 0
+
+            async with client.get(service.url("/metrics")) as resp:
+                assert resp.status == 200
+                content_type = resp.headers["Content-Type"]
+                text = await resp.text()
+            assert content_type.startswith("text/plain; version=0.0.4")
+            found = metric_families(text)
+            tasks = found["osiiso_mp_tasks"]
+            assert tasks.type == "counter"
+            for status in ("succeeded", "failed", "cancelled"):
+                got = sample(tasks, "osiiso_mp_tasks_total", status=status)
+                assert got == stats[status]
+            assert sample(found["osiiso_mp_timeouts"], "osiiso_mp_timeouts_total") == 1
+            assert found["osiiso_mp_tasks_pending"].type == "gauge"
+            assert sample(found["osiiso_mp_tasks_pending"], "osiiso_mp_tasks_pending") == 0
+            workers = found["osiiso_mp_workers"]
+            assert sum(s.value for s in workers.samples) == 2
+            rss = found["osiiso_mp_worker_rss_bytes"]
+            assert {s.labels["worker"] for s in rss.samples} == {"0", "1"}
+            assert any(s.value > 1 << 20 for s in rss.samples)
 
     run(scenario())
 

@@ -130,6 +130,9 @@ class Attempts:
             )
             error.__cause__ = cause
         self._record(task, w, msg, msg.outcome, short_error(error))
+        lost = self.ledger.lost
+        if msg.outcome in lost:  # an async attempt timed out in its worker
+            lost[msg.outcome] += 1
         self.after_failure(task, error)
 
     def _succeeded(self, w: WorkerView, task: Task, msg: TaskFinished) -> None:
@@ -207,6 +210,9 @@ class Attempts:
     ) -> None:
         """An attempt ended without a report from the worker (killed, crashed, cancelled);
         ``peak_rss`` is the worker's size when it was killed for memory, else unknown (0)."""
+        lost = self.ledger.lost
+        if outcome in lost:
+            lost[outcome] += 1
         if task.chunk is not None and outcome != "cancelled":
             self.chunks.split_chunk(task)
             return
@@ -248,6 +254,7 @@ class Attempts:
             outcomes.hook("on_retry", task.fut, exc)
         if task.state == "complete":  # the hook cancelled it
             return
+        self.ledger.retries += 1
         if delay <= 0:
             self.dispatch.enqueue(task)
         else:

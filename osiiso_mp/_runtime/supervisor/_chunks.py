@@ -117,7 +117,7 @@ class ChunkOutcomes:
         del values
         self.ledger.keep_values(chunk, chunk.opts, stored.nbytes)
         self._end_transport(task)
-        self.ledger.completed += ran - len(errors)
+        self.ledger.ended["succeeded"] += ran - len(errors)
         chunk.busy = True  # not settled before every failed item is handled
         for i in sorted(errors):  # each is retried, or finished and handed to the chunk
             error = rebuild_exception(errors[i])
@@ -236,7 +236,7 @@ class ChunkOutcomes:
         assert chunk is not None
         self._end_transport(task)
         finished = task.attempts[-1].finished_at if task.attempts else time.perf_counter()
-        self.ledger.completed += chunk.end_all(
+        self.ledger.ended[status] += chunk.end_all(
             status, exc=exc, message=message, attempts=tuple(task.attempts), finished_at=finished
         )
         self._settle_if_done(task)

@@ -46,7 +46,13 @@ class Ledger:
         self._next_expiry = math.inf  # the earliest expiry in either: nothing is due before
         self.budget = ValueBudget(config.retain_bytes)  # values kept, within retain_bytes
         self.in_lookups = IN_LOOKUPS if self.ttl > 0 else 0
-        self.completed = 0  # tasks (map items included) finished so far
+        # what stats() counts since the executor started. Tasks (map items one by one)
+        # that ended, by status: their sum is the snapshot's ``completed``.
+        self.ended = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        # attempts stopped for a timeout, lost with their worker, killed above max_rss (by
+        # outcome), and retries scheduled; a map chunk's counts once, as it is one attempt
+        self.lost = {"timed_out": 0, "crashed": 0, "memory_exceeded": 0}
+        self.retries = 0
 
     # -- in flight -------------------------------------------------------------------------
 
@@ -79,7 +85,7 @@ class Ledger:
         not the future's own); keep it for lookups by id for ``result_ttl`` seconds, then
         forget it; count its value (``kept_size`` bytes) in the budget. (Its future is
         settled next: the batch finds the record first.)"""
-        self.completed += 1
+        self.ended[kept.status] += 1
         task.finished(kept, stored=stored)
         now = time.monotonic()
         self.expire(now)
@@ -176,10 +182,20 @@ class Ledger:
         )
 
     def counts(self) -> dict[str, int]:
-        """Tasks pending (queued), running and scheduled now, and completed so far."""
+        """Tasks pending (queued), running and scheduled now; tasks ended so far, in all
+        (``completed``) and by status; attempts lost by outcome, and retries."""
         counts = {"pending": 0, "running": 0, "scheduled": 0}
         for t in self.tasks.values():
             key = "pending" if t.state == "queued" else t.state
             counts[key] = counts.get(key, 0) + (1 if t.chunk is None else t.chunk.n)
-        counts["completed"] = self.completed
+        ended = self.ended
+        lost = self.lost
+        counts.update(
+            completed=sum(ended.values()),
+            **ended,
+            retries=self.retries,
+            timeouts=lost["timed_out"],
+            crashes=lost["crashed"],
+            memory_exceeded=lost["memory_exceeded"],
+        )
         return counts

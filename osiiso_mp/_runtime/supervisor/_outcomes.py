@@ -111,7 +111,7 @@ class Outcomes:
         sink = task.fut
         flow = task.flow
         if type(sink) is ItemSink:  # an item of a map chunk: the chunk keeps it
-            self.ledger.completed += 1
+            self.ledger.ended[status] += 1
             sink.settle_item(record, kept, kept_size, flow_bytes)
         else:
             self.ledger.retain(task, kept, kept_size, stored=stored is not None)
