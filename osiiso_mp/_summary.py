@@ -32,6 +32,7 @@ K = TypeVar("K")
 SCHEMA_VERSION = 1
 """The version of the :meth:`RunSummary.to_dict` schema."""
 _BAR = "-" * 40
+_GROUP_FAILURES_ABOVE = 10  # _failure_groups.GROUP_ABOVE, without importing it here
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -141,7 +142,13 @@ class RunSummary:
     # -- text ----------------------------------------------------------------------------
 
     def report(self) -> str:
-        """The text :meth:`display` prints (no trailing newline)."""
+        """The text :meth:`display` prints (no trailing newline).
+
+        Up to 10 failed tasks are listed one by one, with their messages; more are grouped
+        by exception type and message (each kind with its count and one example task, at
+        most 10 kinds and 3 lines of message each), so that the text stays short for any
+        number of failures.
+        """
         lines = [_BAR, f"  Run Summary: {self.status_word}", _BAR]
         for label, value in (
             ("Total tasks", str(self.total_submitted)),
@@ -153,7 +160,12 @@ class RunSummary:
             lines.append(f"  {label:<12}: {value}")
         lines.append(_BAR)
         failures = self.errors  # cancelled tasks are counted above, not listed
-        if failures:
+        if len(failures) > _GROUP_FAILURES_ABOVE:
+            from ._failure_groups import grouped_lines
+
+            lines.extend(grouped_lines(failures))
+            lines.append(_BAR)
+        elif failures:
             lines.append("  Failures:")
             for r in failures:
                 tries = f" ({r.attempts} attempts)" if r.attempts > 1 else ""
@@ -233,7 +245,8 @@ class RunSummary:
     # -- notebooks (rendering lives in _render, imported on first use) --------------------
 
     def _repr_html_(self) -> str:
-        """An HTML table of the summary, for Jupyter."""
+        """The summary as HTML, for Jupyter: counters, failures (grouped when many, the
+        list bounded), the timeline, the attempt-duration and worker-utilisation plots."""
         from ._render import summary_html
 
         return summary_html(self)
@@ -246,7 +259,13 @@ class RunSummary:
 
     def timeline(self, width: int = 900) -> SVG:
         """An SVG Gantt chart of the attempts, one row per worker (a ``str`` that Jupyter
-        renders as an image)."""
+        renders as an image).
+
+        It scales with its container up to ``width`` pixels, reads on light and dark
+        themes, and names the task, outcome and duration of each bar in its tooltip. Above
+        2,000 attempts it bins the run in time (per worker: busy share, and a mark wherever
+        an attempt failed, timed out or crashed), so that it stays small for any run.
+        """
         from ._render import timeline_svg
 
         return timeline_svg(self, width=width)

@@ -482,7 +482,7 @@ def test_timeline_has_one_rect_per_started_attempt() -> None:
     started = sum(a.started_at is not None for r in summary.results for a in r.attempt_log)
     assert started == 7
     assert len(rects) == started
-    titles = [e.findtext(f"{SVG_NS}title") for e in rects]
+    titles = [(e.findtext(f"{SVG_NS}title") or "").splitlines()[0] for e in rects]
     assert "fetch-api #3 failed 0.100s" in titles
     fills = {e.get("fill") for e in rects}
     assert fills == {"#2e9e44", "#d62728"}
@@ -491,7 +491,9 @@ def test_timeline_has_one_rect_per_started_attempt() -> None:
 def test_timeline_escapes_and_handles_empty() -> None:
     named = RunSummary((result("x", "<b>&", "succeeded"),), duration=1.0)
     root = ET.fromstring(named.timeline())
-    titles = [e.findtext(f"{SVG_NS}title") for e in root.iter(f"{SVG_NS}rect")]
+    titles = [
+        (e.findtext(f"{SVG_NS}title") or "\n").splitlines()[0] for e in root.iter(f"{SVG_NS}rect")
+    ]
     assert "<b>& #1 succeeded 0.100s" in titles
 
     empty = ET.fromstring(RunSummary((), duration=0.0).timeline())
