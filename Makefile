@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench soak docs clean
+.PHONY: demo test lint typecheck check bench soak docs screenshots clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ soak: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The screenshots in docs/images (docs/gallery.md), by headless Chromium: needs `chromium`
+# on the PATH (apt-get install chromium).
+screenshots: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,docs,screenshots]'
+	$(PY) docs/_screenshots.py
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache build dist site *.egg-info

@@ -139,7 +139,11 @@ def _worker_row(worker: WorkerSnapshot) -> str:
         str(worker.worker),
         "" if worker.pid is None else str(worker.pid),
         f'<span style="color:{colour}">&#9679;</span> {escape(worker.state)}',
-        f'<code title="{escape(", ".join(worker.current))}">{escape(current)}</code>',
+        (
+            f'<code title="{escape(", ".join(worker.current))}">{escape(current)}</code>'
+            if current
+            else ""
+        ),
         str(worker.tasks_done),
         format_bytes(worker.rss) if worker.rss else "",
         f"{worker.cpu_percent:.0f}%",
