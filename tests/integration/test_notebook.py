@@ -173,6 +173,10 @@ def test_quickstart_notebook_runs(tmp_path: pathlib.Path) -> None:
         "Expecting property name enclosed in double quotes",
     ):
         assert fact in text, (fact, text)
+    # ...with its pictures inline: the timeline, the duration histogram, the utilisation
+    assert html.count("<svg") == 3, html
+    for title in ("9 attempts on 2 workers", "Attempt durations", "Worker utilisation"):
+        assert title in text, (title, text)
 
     # The failure keeps its type, the retry has its attempt log.
     out = _stream(_cell(nb, "summary.errors"), "stdout")
