@@ -81,14 +81,17 @@ class CallableReuse:
         target = self.pickled(fn)
         return dumps_task(fn if target is None else target, args, kwargs, shared=shared)
 
-    def pickled(self, fn: Any) -> PickledCallable | None:
+    def pickled(self, fn: Any, *, decide: bool = True) -> PickledCallable | None:
         """``fn``'s pickle made once, if a payload of it has been made and was large (None
-        when it is not worth it, or ``fn`` has not been met)."""
+        when it is not worth it, or ``fn`` has not been met; or, unless ``decide``, when
+        it has been met once only)."""
         entry = self._seen.get(id(fn))
         if entry is None or entry[0] is not fn:
             return None
         state = entry[1]
         if isinstance(state, int):  # met once: decide now
+            if not decide:
+                return None
             first_size, state = state, None
             if first_size >= REUSE_BYTES:
                 try:

@@ -188,7 +188,7 @@ class ExecutorCore:
         check_size(fn, payload, buffers, reuse)
         fn_name = callable_name(fn)
         created_at = time.perf_counter()
-        pickled = None if reuse is None else reuse.pickled(fn)
+        pickled = None if reuse is None else reuse.pickled(fn, decide=False)
         chunk = Chunk(
             prefix=new_task_id()[:PREFIX_LEN],
             fn=fn if pickled is None else pickled,  # an item run again alone reuses it too

@@ -5,10 +5,10 @@
   a function from a script's ``__main__`` or a notebook cell that raised in a worker then
   showed ``File "<dynamic-code>", line 7`` in its traceback, with no source line.
   :func:`dumps_by_value` pickles as cloudpickle does, except that code objects keep their
-  real file name (:func:`rebuild_code` puts it back in the worker), so that the worker's
-  traceback names the user's file (or cell) and reads its source line where the worker can;
-  where it cannot (a notebook cell, another host), the parent fills it in (see
-  :mod:`osiiso_mp._remote_tb`). Nothing else of cloudpickle's behaviour changes.
+  real file name (in the argument of ``types.CodeType`` where cloudpickle puts its marker),
+  so that the worker's traceback names the user's file (or cell) and shows its source line
+  where the worker can read it; where it cannot (a notebook cell, another host), the
+  parent fills it in (see :mod:`osiiso_mp._remote_tb`). Nothing else changes.
 - :class:`PickledCallable` is a callable pickled once, to be embedded in many tasks'
   payloads (the chunks of one ``map``, the tasks of one group): its pickle travels as one
   buffer beside each payload and is unpickled in the worker by :func:`load_callable`. A
@@ -25,9 +25,13 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-__all__ = ["PickledCallable", "dumps_by_value", "load_callable", "rebuild_code"]
+__all__ = ["PickledCallable", "dumps_by_value", "load_callable"]
 
 _pickler: type[Any] | None = None  # cloudpickle's Pickler with our code reducer, once made
+# where the file name is among the arguments of types.CodeType (Python 3.11 to 3.13), and
+# what cloudpickle puts there
+_FILENAME_AT = 10
+_DYNAMIC = ("<dynamic-code>",)
 
 
 def _by_value_pickler() -> type[Any]:
@@ -46,7 +50,9 @@ def _by_value_pickler() -> type[Any]:
 
             def reduce_code(code: types.CodeType) -> tuple[Any, ...]:
                 make, args = code_reduce(code)
-                return rebuild_code, (make, args, code.co_filename)
+                if make is types.CodeType and args[_FILENAME_AT : _FILENAME_AT + 1] == _DYNAMIC:
+                    args = (*args[:_FILENAME_AT], code.co_filename, *args[_FILENAME_AT + 1 :])
+                return make, args  # (a layout we do not know: as cloudpickle made it)
 
             from collections import ChainMap
 
@@ -67,14 +73,6 @@ def dumps_by_value(
     with io.BytesIO() as out:
         _by_value_pickler()(out, protocol=5, buffer_callback=buffer_callback).dump(obj)
         return out.getvalue()
-
-
-def rebuild_code(
-    make: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str
-) -> types.CodeType:
-    """In the worker: a code object as cloudpickle rebuilds it, with its file name back."""
-    code = make(*args)
-    return code if code.co_filename == filename else code.replace(co_filename=filename)
 
 
 class PickledCallable:
