@@ -161,6 +161,40 @@ def test_a_cell_function_gets_its_source_line_from_the_parent(
         ex.run(timeout=60)
 
 
+NOTEBOOK_CELLS = [
+    f"import sys\nsys.path.insert(0, {str(ROOT)!r})  # this checkout's osiiso_mp\n"
+    "from osiiso_mp import Executor\nex = Executor(procs=1)",
+    "def in_a_cell(x):\n    y = x * 3\n    raise ValueError(y)",
+    "exc = ex.submit(in_a_cell, 2).exception(timeout=60)\nex.shutdown()\nprint(exc.__cause__)",
+]
+
+
+@pytest.mark.timeout(120)
+def test_a_real_notebook_cell_is_named_with_its_line(tmp_path: Path) -> None:
+    # IPython compiles each cell under a file name of its own that exists nowhere (e.g.
+    # /tmp/ipykernel_123/456.py): the worker cannot read it, the kernel's linecache has it
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]  # type: ignore[no-untyped-call]
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=60,
+        startup_timeout=60,
+        shutdown_kernel="graceful",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    text = "".join(o.text for o in nb.cells[2].outputs if o.output_type == "stream")
+    frames = [line for line in text.splitlines() if line.endswith(", line 3, in in_a_cell")]
+    assert len(frames) == 1, text
+    assert frames[0].startswith('  File "') and "<dynamic-code>" not in text
+    assert _frame(text, frames[0].split('"')[1], 3, "in_a_cell")[1] == "    raise ValueError(y)"
+    assert text.rstrip().endswith("ValueError: 6")
+
+
 def test_the_remote_error_text_gets_the_source_line_too(cell: tuple[str, dict[str, Any]]) -> None:
     filename, namespace = cell
     source = "def cell_raises(x):\n    raise Boom(x)\n"
