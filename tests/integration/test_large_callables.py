@@ -54,9 +54,9 @@ def closure(size: int, fail_on: int = -1) -> Any:
 SIZE = 300_000  # past the size from which a callable is pickled once, short of the warning
 
 
-def test_a_map_pickles_its_callable_once_for_all_its_chunks() -> None:
+def test_a_map_pickles_its_callable_once_for_all_its_chunks(launch: dict[str, Any]) -> None:
     fn = closure(SIZE)
-    with Executor(procs=2) as ex:
+    with Executor(procs=2, **launch) as ex:
         assert list(ex.map(fn, range(64))) == [SIZE + i for i in range(64)]
         assert PICKLED[0] == 2  # the probe that sizes the chunks, then the callable alone
         PICKLED[0] = 0
