@@ -23,6 +23,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._async import AsyncExecutor, AsyncOptionsView
     from ._async_group import AsyncTaskGroup
+    from ._callables import LargeCallableWarning
     from ._errors import (
         ClosedError,
         ExecutionError,
@@ -63,6 +64,7 @@ _LAZY: dict[str, str] = {
     "ExecutionError": "._errors",
     "Executor": "._executor",
     "InternalError": "._errors",
+    "LargeCallableWarning": "._callables",
     "MemoryLimitError": "._errors",
     "OptionsView": "._executor",
     "OsiisoError": "._errors",
@@ -116,6 +118,7 @@ __all__ = [
     "ExecutionError",
     "Executor",
     "InternalError",
+    "LargeCallableWarning",
     "MemoryLimitError",
     "OptionsView",
     "OsiisoError",

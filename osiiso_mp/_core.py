@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._admission import Admission
 from ._batch import Run, RunBatch, must_complete
+from ._callables import CallableReuse, check_size, chunk_room_size
 from ._checks import check_choice
 from ._config import FAIL_POLICIES, HOOKS, ExecutorConfig
 from ._errors import ClosedError, SerializationError
@@ -30,7 +31,7 @@ from ._results import TaskResult
 from ._runtime._chunk import MAX_CHUNK, PREFIX_LEN, SEQ_STEP, Chunk
 from ._runtime._read_ahead import ReadAhead
 from ._runtime._task import Task
-from ._runtime.protocol._buffers import blob_size, release
+from ._runtime.protocol._buffers import release
 from ._runtime.protocol._commands import (
     CancelAll,
     CheckId,
@@ -111,7 +112,11 @@ class ExecutorCore:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         flow: ReadAhead[Task] | None = None,
+        reuse: CallableReuse | None = None,
     ) -> TaskFuture[Any]:
+        """Submit ``fn(*args, **kwargs)`` as one task. ``flow``: the read-ahead of the map
+        it belongs to; ``reuse``: the callables of the map or group it belongs to, each
+        pickled once (see :mod:`._callables`)."""
         self.check_submittable()
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
@@ -121,12 +126,17 @@ class ExecutorCore:
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
-            payload, buffers = dumps_task(fn, args, kwargs, shared=self._shared)
+            if reuse is None:
+                payload, buffers = dumps_task(fn, args, kwargs, shared=self._shared)
+            else:
+                payload, buffers = reuse.dumps(fn, args, kwargs, shared=self._shared)
         except SerializationError as exc:
             payload, buffers = b"", ()
             error = SerializationError(
                 exc.stage, exc.type_name, exc.detail, name=name, task_id=task_id
             )
+        if buffers or type(payload) is not bytes:  # large: is it the callable? (once per fn)
+            check_size(fn, payload, buffers, reuse)
         fut: TaskFuture[Any] = TaskFuture(self.sup, task_id, name)
         task = Task(
             seq=next(self._seq),
@@ -161,20 +171,27 @@ class ExecutorCore:
         fn: Callable[..., Any],
         items: list[tuple[Any, ...]],
         flow: ReadAhead[Task] | None = None,
+        reuse: CallableReuse | None = None,
     ) -> list[Any]:
         """Submit ``fn(*args)`` for each of ``items`` as one chunk: ``[MapChunk]``; or, when
         they do not pickle together, one task each (so that the culprit fails alone).
-        ``flow``: the read-ahead of the map they belong to."""
+        ``flow``: the read-ahead of the map they belong to; ``reuse``: its callable,
+        pickled once for all its chunks."""
         self.check_submittable()
         try:
-            payload, buffers = dumps_task(fn, tuple(items), {}, shared=self._shared)
+            if reuse is None:
+                payload, buffers = dumps_task(fn, tuple(items), {}, shared=self._shared)
+            else:
+                payload, buffers = reuse.dumps(fn, tuple(items), {}, shared=self._shared)
         except SerializationError:
-            return [self.submit(opts, fn, args, {}, flow) for args in items]
+            return [self.submit(opts, fn, args, {}, flow, reuse) for args in items]
+        check_size(fn, payload, buffers, reuse)
         fn_name = callable_name(fn)
         created_at = time.perf_counter()
+        pickled = None if reuse is None else reuse.pickled(fn, decide=False)
         chunk = Chunk(
             prefix=new_task_id()[:PREFIX_LEN],
-            fn=fn,
+            fn=fn if pickled is None else pickled,  # an item run again alone reuses it too
             args=items,
             name=opts.name or fn_name,
             fn_name=fn_name,
@@ -222,19 +239,25 @@ class ExecutorCore:
             and not any(getattr(config, hook) is not None for hook in HOOKS)
         )
 
-    def chunk_room(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+    def chunk_room(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], reuse: CallableReuse | None = None
+    ) -> int:
         """How many elements like ``args`` fit in a chunk of about :data:`CHUNK_BYTES`
         pickled (from one element pickled as a probe): a map over large arrays then sends
-        a few per message, not hundreds, which one worker would have to hold at once."""
+        a few per message, not hundreds, which one worker would have to hold at once. A
+        large callable that ``reuse`` pickles once for every chunk is not counted."""
         try:
-            payload, buffers = dumps_task(fn, (args,), {}, shared=self._shared)
+            if reuse is None:
+                packed = dumps_task(fn, (args,), {}, shared=self._shared)
+            else:
+                packed = reuse.dumps(fn, (args,), {}, shared=self._shared)
         except SerializationError:
             return MAX_CHUNK  # the chunk will not pickle either: it goes element by element
         try:
-            size = sum(blob_size(blob) for blob in (payload, *buffers))
+            size = chunk_room_size(reuse, fn, packed)
         finally:
-            release((payload, *buffers))
-        return max(1, CHUNK_BYTES // max(1, size))
+            release((packed[0], *packed[1]))
+        return max(1, CHUNK_BYTES // size)
 
     def estimate(self, fn: Callable[..., Any]) -> float | None:
         """The supervisor's estimate of one call of ``fn``, in seconds (None: unknown)."""

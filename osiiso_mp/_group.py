@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
+from ._callables import CallableReuse
 from ._future import TaskFuture
 from ._progress import ProgressArg, progress_tracker
 from ._progress._callback import short_repr
@@ -116,9 +117,10 @@ def build_group(
             "group: task ids must be unique"
         )
     futures: list[TaskFuture[Any]] = []
+    reuse = CallableReuse()  # a large callable met again is pickled once for the group
     try:
         for fn, args in calls:
-            futures.append(core.submit(task_opts, fn, args, {}))
+            futures.append(core.submit(task_opts, fn, args, {}, reuse=reuse))
     except BaseException:
         for fut in futures:
             fut.cancel()

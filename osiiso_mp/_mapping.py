@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._callables import CallableReuse
 from ._core import CHUNK_BYTES
 from ._map import MapWindow
 from ._runtime._policy import chunk_size
@@ -36,13 +37,15 @@ def map_window(
     buffersize: int | None,
 ) -> MapWindow:
     """Submit a ``map``'s elements (all of them, or the first ``buffersize`` when
-    streaming): in chunks when it may be, else one task each."""
+    streaming): in chunks when it may be, else one task each; a large callable pickled
+    once for them all (see :mod:`._callables`)."""
     chunked = chunksize != 1 and core.chunkable(opts, fn)
+    reuse = CallableReuse()
 
     def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
         if chunked:
-            return core.submit_items(opts, fn, items)
-        return [core.submit(opts, fn, args, {}) for args in items]
+            return core.submit_items(opts, fn, items, reuse=reuse)
+        return [core.submit(opts, fn, args, {}, reuse=reuse) for args in items]
 
     if buffersize is None:
         retain = core.config.retain_bytes
@@ -51,14 +54,16 @@ def map_window(
             if retain is None
             else ReadAhead(max(retain // _READ_AHEAD_SHARE, _READ_AHEAD_FLOOR))
         )
-        entries = submit_all(core, opts, fn, args_iter, chunksize, chunked=chunked, flow=flow)
+        entries = submit_all(
+            core, opts, fn, args_iter, chunksize, chunked=chunked, flow=flow, reuse=reuse
+        )
         return MapWindow(entries, None, submit_items, None, flow, core.sup)
     size = 1
     if chunked:
         first = next(args_iter, None)
         if first is not None:
             args_iter = itertools.chain((first,), args_iter)
-            size = chunksize or _chunk_size(core, fn, first, window=buffersize)
+            size = chunksize or _chunk_size(core, fn, first, window=buffersize, reuse=reuse)
     size = min(size, buffersize)
     batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
     window = MapWindow(deque(), batches, submit_items, buffersize)
@@ -75,21 +80,25 @@ def submit_all(
     *,
     chunked: bool | None = None,
     flow: ReadAhead[Task] | None = None,
+    reuse: CallableReuse | None = None,
 ) -> deque[Any]:
     """Submit ``fn(*args)`` for every tuple, in chunks when it may be (``chunked``, when
     the caller has already decided): the :class:`MapChunk` and :class:`TaskFuture`
-    entries, in input order. ``flow``: the read-ahead of the map they belong to."""
+    entries, in input order. ``flow``: the read-ahead of the map they belong to;
+    ``reuse``: its callable, pickled once for them all (a new one if not given)."""
     if chunked is None:
         chunked = chunksize != 1 and core.chunkable(opts, fn)
+    if reuse is None:
+        reuse = CallableReuse()
     if not chunked:
-        return deque(core.submit(opts, fn, args, {}, flow) for args in args_iter)
+        return deque(core.submit(opts, fn, args, {}, flow, reuse) for args in args_iter)
     items = list(args_iter)
     if not items:
         return deque()
-    size = chunksize or _chunk_size(core, fn, items[0], total=len(items))
+    size = chunksize or _chunk_size(core, fn, items[0], total=len(items), reuse=reuse)
     entries: deque[Any] = deque()
     for at in range(0, len(items), size):
-        entries.extend(core.submit_items(opts, fn, items[at : at + size], flow))
+        entries.extend(core.submit_items(opts, fn, items[at : at + size], flow, reuse))
     return entries
 
 
@@ -100,10 +109,18 @@ def _chunk_size(
     *,
     total: int | None = None,
     window: int | None = None,
+    reuse: CallableReuse | None = None,
 ) -> int:
     """Elements per chunk when ``chunksize`` is not given: the policy's size for the
-    callable's estimated duration, within the bytes one element like ``first`` takes."""
-    by_time = chunk_size(
-        total=total, procs=core.config.procs, estimate=core.estimate(fn), window=window
-    )
-    return min(by_time, core.chunk_room(fn, first))
+    callable's estimated duration, within the bytes one element like ``first`` takes.
+
+    A callable large enough to be pickled once for the map (``reuse``) costs each chunk
+    its transfer and unpickling, which the estimate (the durations of its tasks, whose
+    unpickling they include) cannot tell from its work: its chunks are sized as for an
+    unknown duration, not one item each for a callable that looks slow.
+    """
+    room = core.chunk_room(fn, first, reuse)
+    large = reuse is not None and reuse.pickled(fn) is not None
+    estimate = None if large else core.estimate(fn)
+    by_time = chunk_size(total=total, procs=core.config.procs, estimate=estimate, window=window)
+    return min(by_time, room)

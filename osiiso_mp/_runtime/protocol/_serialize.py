@@ -1,8 +1,10 @@
 """What crosses the pipe besides messages: task payloads, values and exceptions.
 
 - A task payload is ``cloudpickle.dumps((fn, args, kwargs))``, made in the submitting thread,
-  so lambdas, closures and functions from ``__main__`` or a notebook cell travel by value.
+  so lambdas, closures and functions from ``__main__`` or a notebook cell travel by value
+  (their code keeping its file name, for the worker's tracebacks: see :mod:`._by_value`).
   When it fails, :func:`dumps_task` says which stage failed (the callable or the arguments).
+  ``fn`` may be a :class:`~._by_value.PickledCallable`, pickled once for many payloads.
 - Pickling uses protocol 5: the data of large buffers that support it out of band (numpy
   arrays, :class:`pickle.PickleBuffer`) is kept out of the pickle and copied once, as a
   snapshot, into what travels beside it (:func:`._buffers.attach_copy`); the pickle itself is
@@ -29,6 +31,7 @@ from typing import Any
 
 from ..._errors import RemoteError, SerializationError
 from ._buffers import INLINE_MIN, SHARED_PER_FRAME, Blob, SharedBuffer, attach, attach_copy
+from ._by_value import PickledCallable, dumps_by_value
 from ._messages import ErrorInfo
 
 Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
@@ -104,7 +107,11 @@ def dumps_task(
     ``shared=False`` keeps large buffers out of shared memory (a transport whose workers
     are on another host).
     """
-    if _plain_call(fn, args, kwargs):
+    if type(fn) is PickledCallable:  # pickled already: only the arguments may need cloudpickle
+        plain = _plain_args(args, kwargs)
+    else:
+        plain = _plain_call(fn, args, kwargs)
+    if plain:
         try:
             if out_of_band and _has_large_bytes(args, kwargs):
                 # pickle would copy them into the pickle first: send them as buffers, copied
@@ -116,24 +123,28 @@ def dumps_task(
                     buffer_callback=_collector(oob_plain),
                 )
                 return _pack(data, oob_plain, shared)
+            if out_of_band and type(fn) is PickledCallable:
+                oob_fn: list[pickle.PickleBuffer] = []
+                data = pickle.dumps(
+                    (fn, args, kwargs), protocol=5, buffer_callback=_collector(oob_fn)
+                )
+                return _pack(data, oob_fn, shared)
             data = pickle.dumps((fn, args, kwargs), protocol=5)
         except Exception:  # not the object its module holds now, say: as below
             pass
         else:
             return _pack(data, [], shared) if out_of_band else (data, ())
     oob: list[pickle.PickleBuffer] = []
-    import cloudpickle
-
     try:
         if not out_of_band:
-            return cloudpickle.dumps((fn, args, kwargs), protocol=5), ()
-        data = cloudpickle.dumps((fn, args, kwargs), protocol=5, buffer_callback=_collector(oob))
+            return dumps_by_value((fn, args, kwargs)), ()
+        data = dumps_by_value((fn, args, kwargs), _collector(oob))
         return _pack(data, oob, shared)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
-            cloudpickle.dumps(fn, protocol=5)
+            dumps_by_value(fn)
         except BaseException as fn_exc:
             if isinstance(fn_exc, KeyboardInterrupt):
                 raise
@@ -153,16 +164,23 @@ _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 _BY_REFERENCE: dict[int, Any] = {}
 
 
-def _plain_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Can plain pickle (C, several times faster) make exactly the payload cloudpickle
-    would? Yes for a callable pickled by reference with arguments of plain types."""
+def _plain_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Are the arguments all of plain types (see ``_PLAIN``)?"""
     plain = _PLAIN
     for arg in args:
         if type(arg) not in plain:
             return False
-    for arg in kwargs.values():
+    for arg in kwargs.values():  # noqa: SIM110 - loops: faster than all() (a hot path)
         if type(arg) not in plain:
             return False
+    return True
+
+
+def _plain_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Can plain pickle (C, several times faster) make exactly the payload cloudpickle
+    would? Yes for a callable pickled by reference with arguments of plain types."""
+    if not _plain_args(args, kwargs):
+        return False
     if _BY_REFERENCE.get(id(fn)) is fn:
         return True
     kind = type(fn)
@@ -300,8 +318,13 @@ def error_info(exc: BaseException) -> ErrorInfo:
 def rebuild_exception(info: ErrorInfo) -> BaseException:
     """The task's exception in the parent: the original type when possible, else RemoteError.
 
-    The remote traceback text is attached as ``__cause__`` either way.
+    The remote traceback text is attached as ``__cause__`` either way, completed with the
+    source lines the worker could not read and the parent has (see :mod:`osiiso_mp._remote_tb`).
     """
+    from ..._pool_errors import RemoteTraceback  # parent side only: workers never load it
+    from ..._remote_tb import fill_source
+
+    text = fill_source(info.traceback)
     exc: BaseException
     if info.pickled is not None:
         try:
@@ -311,11 +334,9 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
         exc = (
             rebuilt
             if isinstance(rebuilt, BaseException)
-            else RemoteError(info.type_name, info.message, info.traceback)
+            else RemoteError(info.type_name, info.message, text)
         )
     else:
-        exc = RemoteError(info.type_name, info.message, info.traceback)
-    from ..._pool_errors import RemoteTraceback  # parent side only: workers never load it
-
-    exc.__cause__ = RemoteTraceback(info.traceback)
+        exc = RemoteError(info.type_name, info.message, text)
+    exc.__cause__ = RemoteTraceback(text)
     return exc

@@ -1,0 +1,107 @@
+"""The worker's traceback text: code pickled by value keeps its file name, and the parent
+fills in the source lines the worker could not read (no process: the texts are made here)."""
+
+from __future__ import annotations
+
+import linecache
+import pickle
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from osiiso_mp._remote_tb import fill_source
+from osiiso_mp._runtime.protocol._by_value import dumps_by_value
+
+CELL = "def f(x):\n    y = x + 1\n    raise ValueError(y)\n\n\ndef g():\n    return f(1)\n"
+FILENAME = "/tmp/ipykernel_0/osiiso-unit-cell.py"  # exists nowhere: linecache alone has it
+
+
+@pytest.fixture
+def cell() -> Iterator[dict[str, Any]]:
+    """``CELL`` compiled as IPython compiles a cell: its lines in linecache only."""
+    linecache.cache[FILENAME] = (len(CELL), None, CELL.splitlines(True), FILENAME)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(CELL, FILENAME, "exec"), namespace)
+    try:
+        yield namespace
+    finally:
+        linecache.cache.pop(FILENAME, None)
+
+
+def _text_without_source(namespace: dict[str, Any]) -> str:
+    """The traceback of ``g()`` as a worker that cannot read the cell formats it."""
+    lines = linecache.cache.pop(FILENAME)
+    try:
+        namespace["g"]()
+    except ValueError as exc:
+        return "".join(traceback.format_exception(exc))
+    finally:
+        linecache.cache[FILENAME] = lines
+    raise AssertionError("g() did not raise")
+
+
+def test_code_pickled_by_value_keeps_its_file_name_and_lines(cell: dict[str, Any]) -> None:
+    def outer() -> Any:
+        def inner() -> int:
+            return 1
+
+        return inner
+
+    for fn in (cell["g"], outer, outer(), lambda: 0):
+        data = dumps_by_value(fn)
+        assert b"<dynamic-code>" not in data
+        loaded = pickle.loads(data)
+        assert loaded is not fn
+        assert loaded.__code__.co_filename == fn.__code__.co_filename
+        assert loaded.__code__.co_firstlineno == fn.__code__.co_firstlineno
+    rebuilt = pickle.loads(dumps_by_value(cell["g"]))
+    assert rebuilt.__code__.co_filename == FILENAME
+    with pytest.raises(ValueError) as info:
+        rebuilt()
+    frames = traceback.extract_tb(info.value.__traceback__)
+    assert [(f.filename, f.lineno, f.line) for f in frames[-2:]] == [
+        (FILENAME, 7, "return f(1)"),
+        (FILENAME, 3, "raise ValueError(y)"),
+    ]
+
+
+def test_the_parent_fills_in_the_missing_source_lines(cell: dict[str, Any]) -> None:
+    text = _text_without_source(cell)
+    assert f'File "{FILENAME}", line 3, in f\nValueError: 2' in text  # no source line
+    filled = fill_source(text)
+    assert f'  File "{FILENAME}", line 7, in g\n    return f(1)\n' in filled
+    assert f'  File "{FILENAME}", line 3, in f\n    raise ValueError(y)\nValueError: 2' in filled
+    # the frame of this test file had its line already: it is not repeated
+    assert filled.count('namespace["g"]()') == 1
+    assert fill_source(filled) == filled
+
+
+def test_exception_groups_and_chains_get_their_lines_at_their_margin(
+    cell: dict[str, Any],
+) -> None:
+    lines = linecache.cache.pop(FILENAME)
+    try:
+        try:
+            cell["g"]()
+        except ValueError as exc:
+            group = ExceptionGroup("many", [exc])
+        text = "".join(traceback.format_exception(group))
+    finally:
+        linecache.cache[FILENAME] = lines
+    filled = fill_source(text)
+    assert f'    |   File "{FILENAME}", line 3, in f\n    |     raise ValueError(y)\n' in filled
+    assert f'    |   File "{FILENAME}", line 7, in g\n    |     return f(1)\n' in filled
+
+
+def test_what_the_parent_cannot_read_stays_as_it_was() -> None:
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "<dynamic-code>", line 3, in f\n'
+        '  File "<string>", line 1, in <module>\n'
+        '  File "/no/such/dir/osiiso_missing.py", line 9, in h\n'
+        "KeyError: 1\n"
+    )
+    assert fill_source(text) is text
+    assert fill_source("KeyError: 1\n") == "KeyError: 1\n"
