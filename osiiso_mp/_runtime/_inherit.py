@@ -90,18 +90,21 @@ def dumps_inherited(dumps: Callable[[], bytes], call: tuple[Any, ...]) -> tuple[
 
 
 def _dumps_spawning(call: tuple[Any, ...]) -> bytes:
-    """``call`` pickled by value where needed (cloudpickle), with multiprocessing's own
-    reducers for its objects (connections, shared memory arenas), as ``Process`` does."""
+    """``call`` pickled by value where needed (cloudpickle, code keeping its file name, as a
+    task's), with multiprocessing's own reducers for its objects (connections, shared
+    memory arenas), as ``Process`` does."""
     import io
     from collections import ChainMap
     from multiprocessing.reduction import ForkingPickler
 
-    import cloudpickle
+    from .protocol._by_value import by_value_pickler
 
-    class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+    base = by_value_pickler()  # cloudpickle's, code keeping its file name
+
+    class Pickler(base):  # type: ignore[misc,valid-type]
         dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
             ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
-            cloudpickle.CloudPickler.dispatch_table,
+            base.dispatch_table,
         )
 
     out = io.BytesIO()

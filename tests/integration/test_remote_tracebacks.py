@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import osiiso_mp
-from osiiso_mp import Executor, RemoteError
+from osiiso_mp import Executor, OsiisoError, RemoteError
 from osiiso_mp._errors import RemoteTraceback
 
 pytestmark = pytest.mark.timeout(120)
@@ -207,3 +207,28 @@ def test_the_remote_error_text_gets_the_source_line_too(cell: tuple[str, dict[st
         assert _frame(exc.traceback, filename, 2, "cell_raises")[1] == "    raise Boom(x)"
         assert exc.traceback == str(exc.__cause__)
         ex.run(timeout=60)
+
+
+INIT_CELL = "def cell_init():\n    ready = False\n    raise RuntimeError('no database')\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_initializer_is_logged_with_its_source_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    filename = "/tmp/ipykernel_0/osiiso-no-such-init-cell.py"
+    assert not os.path.exists(filename)
+    linecache.cache[filename] = (len(INIT_CELL), None, INIT_CELL.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(INIT_CELL, filename, "exec"), namespace)
+    try:
+        with (
+            caplog.at_level("ERROR", logger="osiiso_mp"),
+            pytest.raises(OsiisoError, match="cell_init"),
+            Executor(procs=1, initializer=namespace["cell_init"]) as ex,
+        ):
+            ex.submit(abs, 1).result(timeout=30)
+    finally:
+        linecache.cache.pop(filename, None)
+    logged = "\n".join(r.getMessage() for r in caplog.records if "initializer" in r.getMessage())
+    assert _frame(logged, filename, 3, "cell_init")[1] == "    raise RuntimeError('no database')"

@@ -25,7 +25,7 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-__all__ = ["PickledCallable", "dumps_by_value", "load_callable"]
+__all__ = ["PickledCallable", "by_value_pickler", "dumps_by_value", "load_callable"]
 
 _pickler: type[Any] | None = None  # cloudpickle's Pickler with our code reducer, once made
 # where the file name is among the arguments of types.CodeType (Python 3.11 to 3.13), and
@@ -34,7 +34,7 @@ _FILENAME_AT = 10
 _DYNAMIC = ("<dynamic-code>",)
 
 
-def _by_value_pickler() -> type[Any]:
+def by_value_pickler() -> type[Any]:
     """cloudpickle's ``Pickler`` whose code objects keep their file name (cloudpickle's own
     where its code reducer is not where we expect it)."""
     global _pickler
@@ -71,7 +71,7 @@ def dumps_by_value(
     """``cloudpickle.dumps(obj, protocol=5, buffer_callback=...)``, code keeping its file
     name."""
     with io.BytesIO() as out:
-        _by_value_pickler()(out, protocol=5, buffer_callback=buffer_callback).dump(obj)
+        by_value_pickler()(out, protocol=5, buffer_callback=buffer_callback).dump(obj)
         return out.getvalue()
 
 

@@ -156,7 +156,10 @@ class WorkerPool:
             self._init_failures += 1
             self._init_error = msg.error
             self._init_stage = msg.stage
-            log.error("osiiso_mp worker %s failed: %s\n%s", msg.stage, msg.error, msg.traceback)
+            from ..._remote_tb import fill_source  # (a failure: the source lines we have)
+
+            trace = fill_source(msg.traceback)
+            log.error("osiiso_mp worker %s failed: %s\n%s", msg.stage, msg.error, trace)
         self.sup.dispatch_soon()
 
     def on_closed(self, w: WorkerView) -> None:
