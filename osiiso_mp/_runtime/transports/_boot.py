@@ -41,8 +41,12 @@ _DEATHSIG = "; import ctypes; ctypes.CDLL(None).prctl(1, 15, 0, 0, 0)"
 
 
 def package_root() -> str:
-    """The directory holding the ``osiiso_mp`` package (put on a fresh process's sys.path)."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    """The directory holding the ``osiiso_mp`` package (put first on a fresh process's
+    sys.path, so that the fork server and its workers run the parent's copy of it)."""
+    here = os.path.abspath(__file__)  # <root>/osiiso_mp/_runtime/transports/_boot.py
+    for _ in range(4):
+        here = os.path.dirname(here)
+    return here
 
 
 def _server_argv(fd: int) -> list[str]:
