@@ -84,6 +84,8 @@ class Configure(Message):
     # a worker the supervisor cannot read (elsewhere); with max_rss it also watches
     # itself mid-task (MemoryExceeded). None: no reports (the supervisor reads /proc)
     report_usage: float | None = None
+    # the worker's process title (see .._title): "osiiso_mp worker 3 (executor 1, ...)"
+    title: str = ""
 
 
 @frozen_class

@@ -30,7 +30,7 @@ from ..protocol._messages import (
     on_our_clock,
 )
 from ._common import INIT_FAILURES, LIVENESS_INTERVAL, STOP_GRACE, STOPPED_GRACE, log
-from ._setup import configure, forward_log
+from ._setup import configure, executor_number, forward_log
 from ._view import WorkerView
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class WorkerPool:
         self.inherited: tuple[PassedFd, ...] = tuple(map(PassedFd, inherited))
         self._env = thread_env(config.inner_threads, config.procs)
         self._live_timer: asyncio.TimerHandle | None = None
+        self._number = executor_number()  # for the workers' process titles
 
     def wire(self) -> None:
         """Take the other parts (once all exist)."""
@@ -117,7 +118,14 @@ class WorkerPool:
         self.workers[slot] = w
         w.link.send(
             configure(
-                sup.config, sup.caps, slot, w.link, self._initializer, self.inherited, self._env
+                sup.config,
+                sup.caps,
+                slot,
+                w.link,
+                self._initializer,
+                self.inherited,
+                self._env,
+                self._number,
             )
         )
         w.link.flush()  # now: the first workers start before the loop runs

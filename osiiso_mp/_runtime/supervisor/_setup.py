@@ -4,11 +4,14 @@ the log records it forwards."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .._title import worker_title
 from ..protocol._messages import Configure, LogRecorded
 from ._common import USAGE_EVERY
 
@@ -20,7 +23,15 @@ if TYPE_CHECKING:
     from ..transports import Capabilities, WorkerLink
     from ._view import WorkerView
 
-__all__ = ["configure", "dumps_initializer", "forward_log"]
+__all__ = ["configure", "dumps_initializer", "executor_number", "forward_log"]
+
+_executors = itertools.count(1)
+
+
+def executor_number() -> int:
+    """The next executor's number in this process (1, 2, ...), as its workers' titles show
+    it: ``osiiso_mp worker 3 (executor 1, parent 12345)``."""
+    return next(_executors)
 
 
 def configure(
@@ -31,9 +42,11 @@ def configure(
     initializer: bytes | None,
     inherited: tuple[PassedFd, ...],
     env: tuple[tuple[str, str], ...],
+    executor: int,
 ) -> Configure:
     """A worker's set-up: what every worker takes, and, on our host (the transport says),
-    our ``sys.path``, working directory, environment, CPUs and descriptors."""
+    our ``sys.path``, working directory, environment, CPUs and descriptors. ``executor``
+    is the executor's number (:func:`executor_number`), for the worker's process title."""
     local = caps.same_host
     affinity = config.cpu_affinity if local else None
     return Configure(
@@ -53,6 +66,7 @@ def configure(
         whole_env=local,
         shared_memory=caps.shared_memory,
         report_usage=None if caps.local_pids else USAGE_EVERY,
+        title=worker_title(slot, executor, os.getpid(), None if local else socket.gethostname()),
     )
 
 

@@ -21,6 +21,8 @@ and ask it for workers::
   group and exits; workers also die with the server (``PR_SET_PDEATHSIG``).
 - Workers are the server's children, so only the server can ``waitpid`` them: it forwards
   their exit codes, and the user process keeps a pidfd per worker to signal it safely.
+- ``ps`` shows the server as ``osiiso_mp fork server (parent 12345)`` and each worker, once
+  configured, as ``osiiso_mp worker 3 (executor 1, parent 12345)`` (:mod:`.._title`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def serve(fd: int) -> None:  # pragma: no cover - runs in the server process
     """Main loop of the fork server, serving the control socket ``fd``."""
     _close_inherited(keep=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .._title import SERVER_COMM, server_title, set_title
+
+    # "osiiso_mp fork server (parent 12345)" in ps; it also loads setproctitle for the workers
+    set_title(server_title(os.getppid()), SERVER_COMM)
     import uvloop  # noqa: F401  (each worker's main() imports it: loaded once, here)
 
     from ..worker import _entry as _worker_entry  # preload what every worker imports

@@ -6,14 +6,35 @@ to the supervisor's listener, proves it holds the executor's key, and runs the s
 loop as a local worker (:func:`..worker._entry.serve`) until the supervisor stops it (the
 call then returns) or goes away. A crash, a timeout's kill or a memory cap's kill ends the
 actor's process: Ray reports that, and the transport turns it into the worker's exit.
+
+While it serves, ``ps`` shows the actor as ``ray::WorkerHost.serve osiiso_mp worker 3
+(executor 1, parent 12345 on HOST)``: Ray's title with ours after it, set through Ray's own
+``setproctitle`` (Ray puts its title back when the call returns). The process's name (what
+``top`` shows) stays Ray's ``ray::WorkerHost``, which ``ray stop`` looks for.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..protocol._messages import Configure
 
 __all__ = ["WorkerHost"]
+
+
+def _title(cfg: Configure) -> None:
+    """Add our title to Ray's (see the module's docstring); never raises."""
+    if not cfg.title:
+        return
+    try:
+        from ray import _raylet
+
+        _raylet.setproctitle(f"ray::WorkerHost.serve {cfg.title}")  # type: ignore[attr-defined]
+    except Exception:
+        pass
 
 
 class WorkerHost:
@@ -34,5 +55,5 @@ class WorkerHost:
         node_id = ray.get_runtime_context().get_node_id()
         ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         node = f"{ip}:{node_id[:8]}"
-        serve(connect_to_supervisor(address, key, token), hosted=True, node=node)
+        serve(connect_to_supervisor(address, key, token), hosted=True, node=node, title=_title)
         return "stopped"

@@ -5,7 +5,9 @@ module beforehand) with one end of a socket pair as ``FD``. :func:`main` reads a
 :class:`Configure` frame (blocking), sets up ``sys.path``, the working directory, the
 environment (thread variables: ``inner_threads``), its CPU affinity and niceness, runs the
 initializer, and starts the :class:`~._actor.WorkerActor` on a uvloop event loop, which
-reports :class:`WorkerReady` and serves tasks until it exits.
+reports :class:`WorkerReady` and serves tasks until it exits. It takes its process title
+(``osiiso_mp worker 3 (executor 1, parent 12345)``, see :mod:`.._title`) as soon as its
+:class:`Configure` arrives, before applying anything else of it.
 
 - The worker ignores SIGINT (Ctrl-C belongs to the parent) and dies with its parent
   (``PR_SET_PDEATHSIG`` on Linux, and end-of-file on its pipe everywhere).
@@ -26,16 +28,18 @@ import pickle
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from multiprocessing import process as mp_process  # loaded once in the fork server
 from typing import Any, NoReturn
 
+from .._title import set_title, worker_comm
 from ..protocol._framing import encode, read_frame_blocking
 from ..protocol._messages import Configure, InitFailed
 from ..protocol._serialize import error_info
 from ._actor import WorkerActor
 from ._failures import fatal
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "retitle", "serve"]
 
 
 def _libc() -> Any:
@@ -63,9 +67,12 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _configure(sock: socket.socket) -> Configure:
-    """Read the :class:`Configure` frame and apply it: parent watch, ``sys.path``, working
-    directory, thread variables, CPU affinity and niceness (before any user code runs).
+def _configure(sock: socket.socket, title: Callable[[Configure], None]) -> Configure:
+    """Read the :class:`Configure` frame and apply it: process title, parent watch,
+    ``sys.path``, working directory, environment, CPU affinity and niceness (before any
+    user code runs). The title comes first: setproctitle finds the command line's memory
+    through the environment block, which is not ours to find once the environment is
+    replaced.
 
     A CPU affinity or niceness that cannot be applied is reported as :class:`InitFailed`
     (the worker then exits with status 3), like an initializer that raises.
@@ -73,6 +80,7 @@ def _configure(sock: socket.socket) -> Configure:
     msg = read_frame_blocking(sock)
     if not isinstance(msg, Configure):
         os._exit(0)  # the supervisor went away before configuring us
+    title(msg)
     if msg.parent_pid is not None:
         _die_with_parent(msg.parent_pid)
     if msg.authkey:  # as a child process of the user's would have it: proxies connect
@@ -124,20 +132,33 @@ def _initialize(sock: socket.socket, cfg: Configure) -> None:
         os._exit(3)
 
 
+def retitle(cfg: Configure) -> None:
+    """Show what this worker is in ``ps`` (its command line) and ``top`` (its name)."""
+    if cfg.title:
+        set_title(cfg.title, worker_comm(cfg.worker_id))
+
+
 def main(fd: int) -> None:
     """Entry point of a worker process serving the supervisor at the other end of ``fd``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(socket.socket(fileno=fd))
 
 
-def serve(sock: socket.socket, *, hosted: bool = False, node: str = "") -> None:
+def serve(
+    sock: socket.socket,
+    *,
+    hosted: bool = False,
+    node: str = "",
+    title: Callable[[Configure], None] = retitle,
+) -> None:
     """Serve the supervisor at the other end of ``sock`` (connected, ours to own) until it
     stops this worker, or goes: the process exits then. A worker ``hosted`` in a process
     that lives on (a cluster's actor, which connected back with
     :func:`..transports._tcp.connect_to_supervisor`) returns instead; a failure still
-    ends the process. ``node`` names where it runs, for the records (its host's word)."""
+    ends the process. ``node`` names where it runs, for the records (its host's word);
+    ``title(cfg)`` sets the process title from its set-up (a host may title it its way)."""
     sock.setblocking(True)
-    cfg = _configure(sock)
+    cfg = _configure(sock, title)
     _initialize(sock, cfg)
     try:
         import uvloop
