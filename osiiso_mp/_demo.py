@@ -108,8 +108,10 @@ def digest(summary: RunSummary) -> str:
 
 
 def run_demo(procs: int | None = None) -> RunSummary:
-    """Run the demo batch and print its story; return the summary."""
-    procs = procs or min(4, cpu_budget())
+    """Run the demo batch on ``procs`` workers (``None``: the CPU budget, at most 4) and
+    print its story; return the summary."""
+    if procs is None:
+        procs = min(4, cpu_budget())
     started = time.perf_counter()
     total = BURNS + 4
     print(f"osiiso_mp demo: {total} tasks on {procs} worker processes")
