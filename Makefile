@@ -1,6 +1,6 @@
 # The two set-up commands in the README: `make demo` and `make test`. Both create .venv
 # first, so they work on a fresh machine. `make demo` installs the package with its runtime
-# dependencies only (three, with pip's progress shown); `make test` adds the dev and ray
+# dependencies only (four, with pip's progress shown); `make test` adds the dev and ray
 # extras (the Ray tests, tests/cluster, start a local Ray of their own).
 # Another Python in a virtualenv of its own: `make test PYTHON=python3.13 VENV=.venv-3.13`
 # (.ci/run does this for every Python the package supports).
