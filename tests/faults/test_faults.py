@@ -538,7 +538,7 @@ def test_workers_die_with_a_sigkilled_parent(start_method: str) -> None:
         workers = info["workers"]
         assert len(set(workers)) == 2
         children = psutil.Process(proc.pid).children()
-        servers = [c.pid for c in children if any("_forkserver" in part for part in c.cmdline())]
+        servers = [c.pid for c in children if c.cmdline()[0].startswith("osiiso_mp fork server")]
         # both start methods go through the per-process server: it is the workers' parent
         # (forked from it, or fresh interpreters it started for "spawn")
         assert len(servers) == 1, [c.cmdline() for c in children]
