@@ -29,7 +29,7 @@ SLOW_TIMEOUT = 0.5
 
 NEXT_STEPS = (
     ("docs/quickstart.md", "submit, map, run() and the summary, step by step"),
-    ("examples/quickstart.ipynb", "a notebook: HTML summary, SVG timeline, progress bar"),
+    ("examples/quickstart.ipynb", "a notebook: the live view, HTML summary, SVG timeline"),
     ("python -m osiiso_mp info", "what this machine gives the pool: CPU budget, cgroup limits"),
 )
 """The "where to look next" lines: (what, why)."""
