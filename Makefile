@@ -42,6 +42,7 @@ check: test lint typecheck
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/harness.py
+	$(PY) benchmarks/bench_busy_caller.py
 
 soak: $(STAMP)
 	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak

@@ -27,6 +27,7 @@ __all__ = [
     "chunk_size",
     "may_prefetch",
     "must_announce",
+    "ahead_budget",
     "send_depth",
     "retry_delay",
 ]
@@ -112,6 +113,16 @@ def must_announce(
     return estimate is None or estimate >= TINY
 
 
+def ahead_budget(switch_interval: float) -> float:
+    """Seconds of estimated work a worker may hold: 2 ms, or two of the interpreter's GIL
+    switch intervals (``sys.getswitchinterval()``, 5 ms by default) when that is more.
+
+    The supervisor shares the user's GIL: while a thread of the user's runs Python code,
+    the supervisor gets the GIL back only at a switch, so a worker holding less than a
+    switch interval of work would run dry before its next task could be sent."""
+    return max(0.002, 2.0 * switch_interval)
+
+
 def send_depth(
     *,
     chunk: bool,
@@ -120,6 +131,7 @@ def send_depth(
     holds_chunks_only: bool,
     holds_short_only: bool,
     longest: float | None,
+    budget: float = 0.002,
 ) -> int:
     """How many tasks a worker may hold (running or waiting there) and still be sent this
     one, before :func:`may_prefetch` lets a better one overtake.
@@ -129,15 +141,15 @@ def send_depth(
       worker;
     - an async task: up to the worker's ``concurrency``, one more when everything it holds
       is known to be short (``holds_short_only``);
-    - a sync task: as many as fit in about 2 ms of the ``longest`` estimate among this
-      task's callable and those the worker holds (None: one of them is long or unknown,
-      so only one).
+    - a sync task: as many as fit in ``budget`` seconds (:func:`ahead_budget`) of the
+      ``longest`` estimate among this task's callable and those the worker holds (None:
+      one of them is long or unknown, so only one).
     """
     if chunk:
         return 2 if holds_chunks_only else 1
     if is_async:
         return concurrency + 1 if holds_short_only else concurrency
-    return DurationEstimates.depth_for(longest)
+    return DurationEstimates.depth_for(longest, budget)
 
 
 def retry_delay(

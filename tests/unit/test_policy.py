@@ -4,6 +4,7 @@ read-ahead."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from osiiso_mp._runtime._policy import (
     DurationEstimates,
     ReadyQueue,
     TokenBucket,
+    ahead_budget,
     may_prefetch,
     must_announce,
     retry_delay,
@@ -155,6 +157,19 @@ def test_pipeline_depth_scales_with_known_short_tasks() -> None:
     est.observe("instant", 0.0)
     assert est.pipeline_depth(["instant"]) == 64  # capped
     assert est.pipeline_depth([]) == 64
+
+
+def test_a_worker_holds_two_gil_switch_intervals_of_short_work() -> None:
+    assert ahead_budget(0.005) == 0.01  # the default switch interval: 10 ms of work
+    assert ahead_budget(0.0001) == 0.002  # never under 2 ms
+    kw: dict[str, Any] = dict(
+        chunk=False, is_async=False, concurrency=1, holds_chunks_only=False, holds_short_only=False
+    )
+    # 2 ms tasks: five held (one runs) where the GIL switches every 5 ms, two at 1 ms
+    assert send_depth(longest=0.002, budget=ahead_budget(0.005), **kw) == 5
+    assert send_depth(longest=0.002, budget=ahead_budget(0.001), **kw) == 2
+    assert send_depth(longest=None, budget=ahead_budget(0.005), **kw) == 1  # unknown: one
+    assert send_depth(longest=1e-7, budget=ahead_budget(0.005), **kw) == 64  # capped
 
 
 def test_by_default_a_worker_is_sent_one_more_behind_tasks_under_50_ms() -> None:

@@ -3,11 +3,13 @@ tasks to workers, ahead of time where that is safe.
 
 - Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
   for the next message, but only behind tasks whose callable is known to be short
-  (:class:`.._policy.DurationEstimates`): as many as fit in about 2 ms of estimated work,
-  2 to 64. A worker running a sync task does not read its pipe, so a task queued behind a
-  long one could not be taken back for an idle worker. A better priority task may still
-  overtake what a worker holds (:func:`.._policy.may_prefetch`). Sync tasks known to take
-  under 1 ms, without a timeout, are sent unannounced and run in batches (``announce``).
+  (:class:`.._policy.DurationEstimates`): as many as fit in the work budget of
+  :func:`.._policy.ahead_budget` (two GIL switch intervals, 10 ms by default, so that a
+  worker does not run dry while a thread of the user's holds the GIL), 2 to 64. A worker
+  running a sync task does not read its pipe, so a task queued behind a long one could
+  not be taken back for an idle worker. A better priority task may still overtake what a
+  worker holds (:func:`.._policy.may_prefetch`). Sync tasks known to take under 1 ms,
+  without a timeout, are sent unannounced and run in batches (``announce``).
 - A ``map`` without ``buffersize`` runs ahead of its reader only so far: its tasks past its
   read-ahead wait here, parked (:class:`.._policy.ReadAhead`).
 
@@ -16,6 +18,7 @@ Supervisor thread only.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,7 @@ from .._policy import (
     DurationEstimates,
     ReadyQueue,
     TokenBucket,
+    ahead_budget,
     may_prefetch,
     must_announce,
     send_depth,
@@ -61,6 +65,7 @@ class Dispatcher:
         )
         self._rate_timer: asyncio.TimerHandle | None = None
         self._concurrency = config.concurrency
+        self._budget = ahead_budget(sys.getswitchinterval())  # work a worker may hold
         self._per_worker = config.max_tasks_per_worker
         # the read-ahead of every map without buffersize that has live tasks
         self.flows: set[ReadAhead[Task]] = set()
@@ -173,6 +178,7 @@ class Dispatcher:
                     holds_chunks_only=chunk and all(n.endswith(CHUNK_SUFFIX) for n in w.names),
                     holds_short_only=is_async and estimates.all_short(w.names),
                     longest=longest,
+                    budget=self._budget,
                 )
                 if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
                     best is None or len(w.sent) < len(best.sent)
