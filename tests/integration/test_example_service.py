@@ -348,7 +348,8 @@ def test_task_timeout_answers_504_and_the_service_keeps_serving(service: Service
 def metric_families(text: str) -> dict[str, Any]:
     """The families of a /metrics body, parsed by prometheus_client (by name; a counter's
     name without its ``_total``)."""
-    parser = pytest.importorskip("prometheus_client.parser")  # in the dev extra
+    from prometheus_client import parser
+
     return {f.name: f for f in parser.text_string_to_metric_families(text)}
 
 

@@ -10,42 +10,17 @@ by event, as Perfetto would read it.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from outcome_tasks import die, fail, fail_once, nap
 
 from osiiso_mp import Executor, RunSummary
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def fail(message: str) -> None:
-    """Raise ValueError(message)."""
-    raise ValueError(message)
-
-
-def fail_once(marker: str) -> str:
-    """Fail on the first attempt, succeed on the next."""
-    if not os.path.exists(marker):
-        Path(marker).touch()
-        raise RuntimeError("first attempt fails")
-    return "ok"
-
-
-def die() -> None:
-    """End the worker process, as a crash would."""
-    os._exit(3)
-
-
-def nap(seconds: float) -> float:
-    """Sleep ``seconds``."""
-    time.sleep(seconds)
-    return seconds
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +48,8 @@ def by_name(summary: RunSummary) -> dict[str, Any]:
 
 
 def test_to_pandas_has_one_row_per_attempt(summary: RunSummary) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = summary.to_pandas()
     assert isinstance(frame, pd.DataFrame)
     # every attempt, plus one row for the task cancelled before it made any
@@ -118,7 +94,6 @@ def test_to_pandas_has_one_row_per_attempt(summary: RunSummary) -> None:
 
 
 def test_to_pandas_of_an_empty_run_has_the_columns() -> None:
-    pytest.importorskip("pandas")
     frame = RunSummary(results=(), duration=0.0).to_pandas()
     assert len(frame) == 0
     assert "outcome" in frame.columns and "task_id" in frame.columns

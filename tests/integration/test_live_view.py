@@ -10,9 +10,8 @@ import io
 import pathlib
 import time
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_support import run_cells, stream
 
 from osiiso_mp import AsyncExecutor, Executor, pmap
 from osiiso_mp._progress import progress_tracker
@@ -100,19 +99,8 @@ print("done", summary.succeeded, summary.failed)
 def test_in_a_notebook_it_is_one_html_block_that_keeps_the_final_state(
     tmp_path: pathlib.Path,
 ) -> None:
-    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
-    nb.cells = [nbformat.v4.new_code_cell(CELL)]  # type: ignore[no-untyped-call]
-    NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=60,
-        startup_timeout=60,
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
-    (cell,) = nb.cells
-    stdout = "".join(
-        o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"
-    )
+    (cell,) = run_cells([CELL], tmp_path)
+    stdout = stream(cell, "stdout")
     assert "done 38 2" in stdout
     stderr = [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
     assert not stderr, stderr  # no console line in a notebook

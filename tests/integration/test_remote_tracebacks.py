@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from notebook_support import run_cells, stream
 
 import osiiso_mp
 from osiiso_mp import Executor, OsiisoError, RemoteError
@@ -173,21 +174,7 @@ NOTEBOOK_CELLS = [
 def test_a_real_notebook_cell_is_named_with_its_line(tmp_path: Path) -> None:
     # IPython compiles each cell under a file name of its own that exists nowhere (e.g.
     # /tmp/ipykernel_123/456.py): the worker cannot read it, the kernel's linecache has it
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]  # type: ignore[no-untyped-call]
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=60,
-        startup_timeout=60,
-        shutdown_kernel="graceful",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
-    text = "".join(o.text for o in nb.cells[2].outputs if o.output_type == "stream")
+    text = stream(run_cells(NOTEBOOK_CELLS, tmp_path)[2])
     frames = [line for line in text.splitlines() if line.endswith(", line 3, in in_a_cell")]
     assert len(frames) == 1, text
     assert frames[0].startswith('  File "') and "<dynamic-code>" not in text

@@ -11,43 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from outcome_tasks import die, fail, fail_once, nap
+from prometheus_client import parser
 
 from osiiso_mp import AsyncExecutor, Executor, PoolStats, TaskFuture
 
-parser = pytest.importorskip("prometheus_client.parser")  # in the dev extra
-
 pytestmark = pytest.mark.timeout(60)
-
-
-def fail(message: str) -> None:
-    """Raise ValueError(message)."""
-    raise ValueError(message)
-
-
-def fail_once(marker: str) -> str:
-    """Fail on the first attempt, succeed on the next."""
-    if not os.path.exists(marker):
-        Path(marker).touch()
-        raise RuntimeError("first attempt fails")
-    return "ok"
-
-
-def die() -> None:
-    """End the worker process, as a crash would."""
-    os._exit(3)
-
-
-def nap(seconds: float) -> float:
-    """Sleep ``seconds``."""
-    time.sleep(seconds)
-    return seconds
 
 
 def every_seventh_fails(x: int) -> int:
