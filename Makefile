@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/bench_busy_caller.py
+	$(PY) benchmarks/bench_floors.py
 
 soak: $(STAMP)
 	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak

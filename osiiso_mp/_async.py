@@ -20,26 +20,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
-from typing import Any, ParamSpec, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from ._async_group import AsyncTaskGroup
 from ._async_waits import item_ended, wait_all
 from ._build_config import build_config
 from ._checks import from_caller
 from ._config import ExecutorConfig
-from ._core import ExecutorCore
 from ._executor import Executor
 from ._future import TaskFuture
 from ._group import build_group
 from ._keywords import ExecutorKeywords, TaskOptionKeywords
 from ._map import check_map_sizes
-from ._mapping import map_window
 from ._progress import ProgressArg, progress_tracker, sized_total
 from ._resources import cpu_budget
 from ._results import TaskResult
+from ._runtime.transports._forkserver import start_early
 from ._snapshots import PoolStats, TaskInfo
 from ._summary import RunSummary
 from ._task_options import TaskOptions, resolve_options
+
+if TYPE_CHECKING:
+    from ._core import ExecutorCore
 
 __all__ = ["AsyncExecutor", "AsyncOptionsView"]
 
@@ -167,6 +169,8 @@ class _AsyncSubmitter:
         reached; leaving the loop early (or a cancellation) cancels what is left.
         ``progress`` is as for :meth:`Executor.map`.
         """
+        from ._mapping import map_window
+
         check_map_sizes(chunksize, buffersize)
         tracker = progress_tracker(
             progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
@@ -231,6 +235,9 @@ class AsyncExecutor(_AsyncSubmitter):
             built = build_config(procs, dict(config), cpu_budget=cpu_budget)
         except (TypeError, ValueError) as exc:
             raise from_caller(exc) from None
+        start_early(built.transport)
+        from ._core import ExecutorCore  # the runtime: imported while the fork server boots
+
         self._core = ExecutorCore(built, blocking=False)  # max_pending parks, never blocks
         self._aex = self
         self._opts = self._core.opts

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, Unpack, over
 from ._build_config import build_config
 from ._checks import from_caller
 from ._config import ExecutorConfig
-from ._core import ExecutorCore
 from ._future import TaskFuture
 from ._keywords import ExecutorKeywords, TaskOptionKeywords
 from ._map import check_map_sizes, map_results
-from ._mapping import map_window
 from ._resources import cpu_budget
+from ._runtime.transports._forkserver import start_early
 from ._task_options import TaskOptions, resolve_options
 
 if TYPE_CHECKING:  # loaded on first use: start-up time (see the package's __init__)
+    from ._core import ExecutorCore
     from ._group import A, TaskGroup
     from ._progress import ProgressArg
     from ._results import TaskResult
@@ -133,6 +133,7 @@ class _Submitter:
         the tasks from the first value asked for until the iterator ends (its total is
         unknown for an iterator streamed with ``buffersize`` until the iterator is used up).
         """
+        from ._mapping import map_window
         from ._progress import progress_tracker, sized_total
 
         check_map_sizes(chunksize, buffersize)
@@ -238,6 +239,9 @@ class Executor(_Submitter, cf.Executor):
             built = build_config(procs, dict(config), cpu_budget=cpu_budget)
         except (TypeError, ValueError) as exc:
             raise from_caller(exc) from None
+        start_early(built.transport)
+        from ._core import ExecutorCore  # the runtime: imported while the fork server boots
+
         self._core = ExecutorCore(built)
         self._opts = self._core.opts
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -132,6 +131,8 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await fut``: the value, or the task's exception raised."""
+        import asyncio  # loaded already where anything awaits (not at the executor's start)
+
         return asyncio.wrap_future(self).__await__()
 
     # -- as an entry of a map's window or of a group (see ``_map.MapEntry``): one item ----

@@ -10,7 +10,6 @@ arguments and its payload, and holds its kept ``record`` instead (see
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -21,6 +20,8 @@ from ._chunk import CHUNK_SUFFIX
 from ._retention import handout
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .._snapshots import TaskInfo
     from ._chunk import Chunk
     from ._read_ahead import ReadAhead

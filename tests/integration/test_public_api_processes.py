@@ -84,3 +84,69 @@ def test_the_server_starts_through_subprocess_where_posix_spawn_cannot(
         ours.close()
     popen: Any = _boot._popens.pop(pid)  # reaped through its Popen, which then knows it
     assert popen.wait(timeout=30) == 0
+
+
+def test_looking_up_the_executor_loads_no_runtime() -> None:
+    # the executor's class comes without asyncio, the supervisor or the protocol: the
+    # constructor launches the fork server first, and imports those while it boots
+    code = (
+        "import sys, osiiso_mp; osiiso_mp.Executor; "
+        "print([m for m in ('asyncio', 'uvloop', 'osiiso_mp._core', "
+        "'osiiso_mp._runtime.supervisor', 'osiiso_mp._runtime.protocol._framing') "
+        "if m in sys.modules])"
+    )
+    assert _printed_by(code) == ["[]"]
+
+
+# the modules loaded when the fork server is launched, printed by the launch itself
+_LAUNCH_PROBE = (
+    "import sys; from osiiso_mp._runtime.transports import _forkserver as fs; "
+    "real = fs.launch\n"
+    "def launch():\n"
+    "    print(sorted(m for m in ('asyncio', 'uvloop', 'osiiso_mp._core', "
+    "'osiiso_mp._runtime.supervisor') if m in sys.modules))\n"
+    "    return real()\n"
+    "fs.launch = launch\n"
+)
+
+
+@pytest.mark.timeout(60)
+def test_the_fork_server_boots_while_the_executor_imports_its_runtime() -> None:
+    code = _LAUNCH_PROBE + (
+        "from osiiso_mp import Executor\n"
+        "with Executor(procs=1) as ex: print(ex.submit(abs, -5).result(timeout=30))\n"
+        "import psutil; print(len(psutil.Process().children()))\n"  # only the server
+    )
+    assert _printed_by(code) == ["[]", "5", "1"]
+
+
+@pytest.mark.timeout(60)
+def test_the_async_executor_launches_the_server_before_its_runtime_too() -> None:
+    code = _LAUNCH_PROBE + (
+        "import asyncio\n"
+        "from osiiso_mp import AsyncExecutor\n"
+        "async def main():\n"
+        "    async with AsyncExecutor(procs=1) as ex: print(await ex.submit(abs, -6))\n"
+        "asyncio.run(main())\n"
+    )
+    assert _printed_by(code) == ["['asyncio']", "6"]
+
+
+@pytest.mark.timeout(60)
+def test_an_executor_that_fails_after_the_launch_leaves_the_server_to_the_next() -> None:
+    # the server is launched before the runtime is built: if building fails, the server
+    # is the process's one all the same (one, and used by the next executor)
+    code = (
+        "import psutil, osiiso_mp\n"
+        "from osiiso_mp._runtime.transports import _local\n"
+        "real = _local.LocalTransport.__init__\n"
+        "def broken(self, **kw): raise OSError('no transport today')\n"
+        "_local.LocalTransport.__init__ = broken\n"
+        "try: osiiso_mp.Executor(procs=1)\n"
+        "except OSError as exc: print('refused')\n"
+        "me = psutil.Process(); first = [p.pid for p in me.children()]; print(len(first))\n"
+        "_local.LocalTransport.__init__ = real\n"
+        "with osiiso_mp.Executor(procs=1) as ex: print(ex.submit(abs, -7).result(timeout=30))\n"
+        "print([p.pid for p in me.children()] == first)\n"
+    )
+    assert _printed_by(code) == ["refused", "1", "7", "True"]

@@ -21,3 +21,14 @@ def test_unknown_names_raise_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("no AttributeError")
+
+
+def test_only_local_executors_start_the_fork_server_early() -> None:
+    # a cluster's name or a transport object: nothing to launch here (the unit tests'
+    # audit hook fails any test that starts a process)
+    from osiiso_mp._runtime.transports._forkserver import ForkServer, start_early
+
+    before = ForkServer._instance
+    start_early("ray")
+    start_early(object())
+    assert ForkServer._instance is before

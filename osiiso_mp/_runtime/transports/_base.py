@@ -19,11 +19,12 @@ memory, and its clock is mapped onto ours from the hand-shake.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # asyncio too: the executor's class loads this before it needs asyncio
+    import asyncio
+
     from ..._config import ExecutorConfig
     from ..protocol._messages import Message
 

@@ -44,7 +44,7 @@ from ._processes import BOOTSTRAP, kill_group, reap_group_first
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ForkServer", "ForkedProcess", "serve"]
+__all__ = ["ForkServer", "ForkedProcess", "serve", "start_early"]
 
 _REPLY = struct.Struct("!cqq")  # kind, pid, exit code
 _IDLE_MS = 200  # the server imports what can wait once no request came for this long
@@ -170,6 +170,19 @@ def _close_inherited(keep: int) -> None:  # pragma: no cover - runs in the serve
 
 
 # --- client side ---------------------------------------------------------------------------
+
+
+def start_early(transport: object) -> None:
+    """Launch this process's fork server now if an executor with this ``transport`` option
+    will take its workers from it and none runs yet.
+
+    The executor's constructor calls this before it imports the runtime (asyncio, the
+    supervisor, the protocol: tens of milliseconds), so that the server's own start (a
+    fresh interpreter importing what workers need) runs beside that import rather than after
+    it. The server is the one :meth:`ForkServer.get` hands the executor's transport.
+    """
+    if isinstance(transport, str) and transport == "local":
+        ForkServer.get()
 
 
 class ForkServer:
