@@ -358,6 +358,9 @@ def test_lookup_many_beyond_sqlites_variable_limit(ck: Checkpoint) -> None:
     selects.clear()
     assert ck.lookup_many(asked, "empty") == {} and selects == []
     conn.set_trace_callback(None)
+    # writes go by statements of as many rows as the limit allows (166 here)
+    assert ck.record_many([(k, i) for i, k in enumerate(keys[:1000])], "written") == 1000
+    assert len(ck.lookup_many(keys, "written")) == 1000
 
 
 # -- the batched writer ----------------------------------------------------------------
@@ -462,8 +465,8 @@ def test_a_dropped_unclosed_checkpoint_commits_its_records(path: str) -> None:
 def test_the_writer_keeps_up_beside_a_thread_running_python(path: str) -> None:
     # sqlite3 lets the GIL go at each step, and beside a thread running Python taking it
     # back may cost a switch interval (5 ms). One step a row (executemany) took from 0.03 to
-    # 10 s for 4,096 rows, depending on scheduling; rows go 500 to a statement instead, so
-    # that even if every step waited, these 5,000 rows (about 14 steps) would take 0.07 s.
+    # 10 s for 4,096 rows, depending on scheduling; rows go thousands to a statement
+    # instead, so that these 5,000 rows take a step or two whatever the scheduling.
     with Checkpoint(path, batch_rows=1_000, batch_seconds=60) as ck:
         ck.record_many([(str(i), i) for i in range(5_000)], NS, flush=False)
         store = ck._store
