@@ -58,7 +58,7 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 # executemany took from 0.03 to 10 s; by INSERTs of 500 rows 0.03 s, but then the writer
 # commits at most ~100,000 rows/s while the recording thread is busy (500 rows per 5 ms).
 # 5,000 a statement (30,000 variables, under SQLite's default limit of 32,766) lifts that
-# to ~1,000,000; idle, the size makes no difference.
+# ceiling to ~1,000,000 (computed, not measured); idle, the size makes no difference.
 _ROWS_PER_INSERT = 5_000
 # How many records a namespace holds, counting no further than the limit (O(limit), not O(n))
 _COUNT_UP_TO = "SELECT COUNT(*) FROM (SELECT 1 FROM records WHERE namespace = ? LIMIT ?)"
