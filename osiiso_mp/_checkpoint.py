@@ -1,0 +1,346 @@
+"""``Checkpoint``: a SQLite file that remembers which inputs of a batch are done, and their
+values, so that a batch run again after a crash or an interrupt runs only the rest.
+
+Records are kept by ``(namespace, key)``: the namespace names the function (see
+:func:`namespace_of`), the key the input (see :func:`key_of`). How values are stored is in
+:mod:`._checkpoint_codec`; the file, its schema and the batched writer in
+:mod:`._checkpoint_db`.
+
+What is guaranteed:
+
+- ``record`` does no I/O: it encodes the value (a snapshot: a later change to the object is
+  not seen) and queues the row. A background writer commits queued rows in one transaction
+  when ``batch_rows`` are queued or the oldest has waited ``batch_seconds``.
+- A record is durable, surviving the death of the process (SIGKILL included), once
+  :meth:`Checkpoint.flush` has returned after it, or :meth:`Checkpoint.close` has. A killed
+  process loses at most the records it had not committed; the file always opens.
+- Reads (``is_done``, ``lookup``, ``count``...) first commit this object's queued records,
+  so an object always sees its own records.
+- A record keeps the time it was first recorded; recording its key again replaces the value
+  (unless the new record has none) and the name.
+- Several threads may share one object; several objects, in one process or several, may
+  share one file (SQLite WAL; a writer waits up to ``timeout`` seconds for another).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from ._checkpoint_codec import (
+    CUSTOM,
+    Decoder,
+    Encoder,
+    decode,
+    encode_json,
+    encode_pickle,
+    key_of,
+    namespace_of,
+)
+from ._checkpoint_db import Row, Store
+from ._checkpoint_schema import CheckpointError
+
+__all__ = ["DEFAULT_NAMESPACE", "Checkpoint", "CheckpointError", "CheckpointRecord"]
+
+log = logging.getLogger("osiiso_mp")
+
+DEFAULT_NAMESPACE = "default"
+"""The namespace of the methods that take one, when none is given."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """What a checkpoint holds for one input."""
+
+    value: Any
+    """The stored value (``None`` when the record has none: ``store_values=False``)."""
+    name: str | None
+    """The name it was recorded with (the task's name)."""
+    recorded_at: float
+    """When it was first recorded: wall-clock seconds since the epoch (``time.time()``)."""
+    has_value: bool
+    """Whether a value was stored with it."""
+
+
+class Checkpoint:
+    """A SQLite file remembering finished inputs and their values (``":memory:"``: none).
+
+    ``store_values=False`` records only that an input is done. Values are pickled (protocol
+    5, large buffers stored compactly) unless ``serializer="json"``; ``encoder`` (value to
+    ``bytes`` or ``str``) and ``decoder`` (back), given together, override both.
+
+    :meth:`record` only queues; a writer thread commits the queue in one transaction when
+    ``batch_rows`` records wait or the oldest has waited ``batch_seconds``. A record is
+    durable (it survives the process being killed) once :meth:`flush` has returned after
+    it, or :meth:`close` has. ``timeout`` is how long a write waits for another writer of
+    the file. Threads may share a checkpoint, and checkpoints (in one process or several)
+    a file. A checkpoint belongs to the process that opened it: a forked child opens its
+    own.
+    """
+
+    key_of = staticmethod(key_of)
+    namespace_of = staticmethod(namespace_of)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        store_values: bool = True,
+        serializer: Literal["pickle", "json"] = "pickle",
+        encoder: Encoder | None = None,
+        decoder: Decoder | None = None,
+        batch_rows: int = 4096,
+        batch_seconds: float = 1.0,
+        timeout: float = 30.0,
+    ) -> None:
+        if serializer not in ("pickle", "json"):
+            raise ValueError(f"serializer must be 'pickle' or 'json', not {serializer!r}")
+        if (encoder is None) != (decoder is None):
+            raise ValueError("encoder and decoder go together: give both or neither")
+        if type(batch_rows) is not int or batch_rows < 1:
+            raise ValueError(f"batch_rows must be an int of 1 or more, not {batch_rows!r}")
+        if not batch_seconds > 0 or not timeout >= 0:
+            raise ValueError(
+                f"batch_seconds must be above 0 and timeout 0 or more "
+                f"(got {batch_seconds!r} and {timeout!r})"
+            )
+        self._path = os.fspath(path)
+        self._store_values = bool(store_values)
+        self._serializer = serializer
+        self._decoder = decoder
+        self._encode: Callable[[Any], tuple[str, Any]]
+        if encoder is not None:
+            self._encode = _custom(encoder)
+        else:
+            self._encode = encode_json if serializer == "json" else encode_pickle
+        self._warned: set[tuple[str, str]] = set()  # (what failed, namespace), logged once
+        self._store = Store(
+            self._path, timeout=timeout, batch_rows=batch_rows, batch_seconds=batch_seconds
+        )
+        # Commits what is queued if the object is dropped unclosed, or at interpreter exit.
+        self._finalizer = weakref.finalize(self, _close_quietly, self._store)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def record(
+        self,
+        key: str,
+        value: Any = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        name: str | None = None,
+    ) -> bool:
+        """Queue the record that the input ``key`` is done with ``value``; no I/O.
+
+        Returns False, recording nothing, when the value cannot be encoded: a warning is
+        logged (once per namespace) and the input runs again next time. Durable once
+        :meth:`flush` returns (or the checkpoint is closed).
+        """
+        if type(key) is not str or type(namespace) is not str:
+            _refuse(key, namespace)
+        if not self._store_values:
+            self._store.append((namespace, key, name, time.time(), None, None))
+            return True
+        try:
+            codec, stored = self._encode(value)
+        except Exception as exc:
+            self._cannot_store(namespace, key, exc)
+            return False
+        self._store.append((namespace, key, name, time.time(), codec, stored))
+        return True
+
+    def record_many(
+        self,
+        rows: Iterable[tuple[str, Any]],
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        name: str | None = None,
+        flush: bool = True,
+    ) -> int:
+        """Record ``(key, value)`` pairs; how many were recorded (unencodable values are
+        not, as in :meth:`record`).
+
+        With ``flush=True`` they are committed, with anything queued, in one transaction
+        before it returns; with ``flush=False`` they are queued as :meth:`record` queues
+        one (one lock for them all).
+        """
+        if type(namespace) is not str:
+            _refuse("", namespace)
+        encode = self._encode
+        store_values = self._store_values
+        now = time.time()
+        kept: list[Row] = []
+        for key, value in rows:
+            if type(key) is not str:
+                _refuse(key, namespace)
+            if not store_values:
+                kept.append((namespace, key, name, now, None, None))
+                continue
+            try:
+                codec, stored = encode(value)
+            except Exception as exc:
+                self._cannot_store(namespace, key, exc)
+                continue
+            kept.append((namespace, key, name, now, codec, stored))
+        if flush:
+            self._store.write(kept)
+        else:
+            self._store.extend(kept)
+        return len(kept)
+
+    def _cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
+        """Log (once per namespace) that a value of ``key`` cannot be stored."""
+        self._warn_once(
+            "store",
+            namespace,
+            "a value of namespace %r cannot be stored (%s: %s; key %.80s): its input is "
+            "not recorded and runs again next time (further such values of this "
+            "namespace are not logged)",
+            namespace,
+            type(exc).__name__,
+            exc,
+            key,
+        )
+
+    def flush(self) -> None:
+        """Commit every queued record now. When it returns, every record made before the
+        call is durable. Costs a lock when nothing is queued."""
+        self._store.flush()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def is_done(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        """Is the input ``key`` recorded in ``namespace``?"""
+        return bool(
+            self._store.query(
+                "SELECT 1 FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+            )
+        )
+
+    def lookup(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> CheckpointRecord | None:
+        """The record of the input ``key`` in ``namespace``, or None.
+
+        None also for a record whose value cannot be decoded any more (a class that is
+        gone, say): a warning is logged (once per namespace) and its input runs again.
+        """
+        return self.lookup_many((key,), namespace).get(key)
+
+    def lookup_many(
+        self, keys: Iterable[str], namespace: str = DEFAULT_NAMESPACE
+    ) -> dict[str, CheckpointRecord]:
+        """The records of those of ``keys`` that ``namespace`` holds, by key (one SELECT
+        per few hundred keys; records whose value cannot be decoded are left out, as in
+        :meth:`lookup`)."""
+        found: dict[str, CheckpointRecord] = {}
+        decoder = self._decoder
+        for key, name, recorded_at, codec, stored in self._store.select(namespace, keys):
+            try:
+                value = decode(codec, stored, decoder)
+            except Exception as exc:
+                self._warn_once(
+                    "read",
+                    namespace,
+                    "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
+                    "input is treated as not done and runs again (further such values of "
+                    "this namespace are not logged)",
+                    namespace,
+                    type(exc).__name__,
+                    exc,
+                    key,
+                )
+                continue
+            found[key] = CheckpointRecord(value, name, recorded_at, codec is not None)
+        return found
+
+    def count(self, namespace: str | None = None) -> int:
+        """How many inputs are recorded in ``namespace`` (in all: None)."""
+        if namespace is None:
+            rows = self._store.query("SELECT COUNT(*) FROM records")
+        else:
+            rows = self._store.query(
+                "SELECT COUNT(*) FROM records WHERE namespace = ?", (namespace,)
+            )
+        return int(rows[0][0])
+
+    def namespaces(self) -> list[str]:
+        """The namespaces that hold records, sorted."""
+        rows = self._store.query("SELECT DISTINCT namespace FROM records ORDER BY namespace")
+        return [row[0] for row in rows]
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Forget the records of ``namespace`` (of all namespaces: None); how many went."""
+        return self._store.delete(namespace)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The file's path (``":memory:"`` for a checkpoint in memory)."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """Has :meth:`close` been called?"""
+        return self._store.closed
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer thread and close the file (idempotent)."""
+        self._finalizer.detach()
+        self._store.close()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        how = "custom codec" if self._decoder is not None else f"serializer={self._serializer!r}"
+        values = how if self._store_values else "store_values=False"
+        state = ", closed" if self.closed else ""
+        return f"Checkpoint({self._path!r}, {values}{state})"
+
+    def _warn_once(self, what: str, namespace: str, message: str, *args: object) -> None:
+        """Log ``message`` as a warning unless one was logged for ``what`` in ``namespace``."""
+        if (what, namespace) in self._warned:
+            return
+        self._warned.add((what, namespace))
+        log.warning("checkpoint %r: " + message, self._path, *args)
+
+
+def _refuse(key: object, namespace: object) -> None:
+    """Raise the :class:`TypeError` for a key or a namespace that is not a str."""
+    if type(namespace) is not str:
+        raise TypeError(f"a checkpoint namespace is a str, not {namespace!r:.80}")
+    raise TypeError(f"a checkpoint key is a str (see Checkpoint.key_of), not {key!r:.80}")
+
+
+def _custom(encoder: Encoder) -> Callable[[Any], tuple[str, Any]]:
+    """The codec function of a user's ``encoder``: it must return ``bytes`` or ``str``."""
+
+    def encode(value: Any) -> tuple[str, Any]:
+        stored = encoder(value)
+        if not isinstance(stored, bytes | bytearray | memoryview | str):
+            raise TypeError(f"the encoder returned {type(stored).__name__}, not bytes or str")
+        return CUSTOM, stored
+
+    return encode
+
+
+def _close_quietly(store: Store) -> None:
+    """Close ``store`` for a checkpoint dropped unclosed (or at exit), logging a failure."""
+    try:
+        store.close()
+    except Exception as exc:
+        log.warning("checkpoint %r: closing failed (%s: %s)", store.path, type(exc).__name__, exc)

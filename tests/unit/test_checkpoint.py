@@ -1,0 +1,567 @@
+"""The checkpoint store (``osiiso_mp._checkpoint``): keys and namespaces, values and their
+codecs, the batched writer and what ``flush`` guarantees, files shared by several objects.
+
+The map/group wiring is tested elsewhere; here the store is driven directly, with a second
+plain ``sqlite3`` connection as the outside observer of what is committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import logging
+import pathlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from osiiso_mp._checkpoint import Checkpoint, CheckpointError, CheckpointRecord
+from osiiso_mp._checkpoint_schema import SCHEMA_VERSION
+
+NS = "tests.score"
+
+
+@pytest.fixture
+def path(tmp_path: pathlib.Path) -> str:
+    return str(tmp_path / "ck.sqlite")
+
+
+@pytest.fixture
+def ck(path: str) -> Iterator[Checkpoint]:
+    with Checkpoint(path) as checkpoint:
+        yield checkpoint
+
+
+def committed(path: str, namespace: str = NS) -> set[str]:
+    """The keys of ``namespace`` that another connection sees (what is committed)."""
+    with sqlite3.connect(path) as other:
+        rows = other.execute("SELECT key FROM records WHERE namespace = ?", (namespace,))
+        return {row[0] for row in rows}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def score(x: int) -> int:
+    return x
+
+
+class Scorer:
+    def __call__(self, x: int) -> int:
+        return x
+
+    def method(self, x: int) -> int:
+        return x
+
+
+# -- keys and namespaces ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["a", "é/\"x'", 5, -3, 10**30, 2.5, True, None, (1, "a"), [1, [2, 3]], {"b": 1, "a": (2,)}],
+)
+def test_the_default_key_is_the_canonical_json_of_the_input(item: Any) -> None:
+    assert Checkpoint.key_of(item) == json.dumps(item, sort_keys=True, separators=(",", ":"))
+
+
+def test_equal_inputs_have_equal_keys_whatever_their_dict_order_or_tuple_type() -> None:
+    assert Checkpoint.key_of({"a": 1, "b": 2}) == Checkpoint.key_of({"b": 2, "a": 1})
+    assert Checkpoint.key_of((1, 2)) == Checkpoint.key_of([1, 2]) == "[1,2]"
+
+
+def test_an_input_without_json_asks_for_key() -> None:
+    with pytest.raises(TypeError, match=r"pass key=, a callable that maps an input to a str"):
+        Checkpoint.key_of({1, 2})
+    with pytest.raises(TypeError, match=r"Scorer"):
+        Checkpoint.key_of(Scorer())
+
+
+def test_a_key_callable_names_the_input() -> None:
+    assert Checkpoint.key_of({1, 2}, key=lambda s: ",".join(map(str, sorted(s)))) == "1,2"
+    with pytest.raises(TypeError, match=r"must return a str; it returned int"):
+        Checkpoint.key_of("a", key=len)  # type: ignore[arg-type]
+
+
+def test_the_default_namespace_is_the_module_and_qualified_name() -> None:
+    assert Checkpoint.namespace_of(score) == f"{__name__}.score"
+    assert Checkpoint.namespace_of(functools.partial(score, 1)) == f"{__name__}.score"
+    assert Checkpoint.namespace_of(Scorer().method) == f"{__name__}.Scorer.method"
+    assert Checkpoint.namespace_of(Scorer()) == f"{__name__}.Scorer"
+    assert Checkpoint.namespace_of(len) == "builtins.len"
+    assert Checkpoint.namespace_of(score, "mine") == "mine"
+
+
+def test_a_lambda_needs_a_namespace() -> None:
+    with pytest.raises(TypeError, match=r"pass namespace="):
+        Checkpoint.namespace_of(lambda x: x)
+    assert Checkpoint.namespace_of(lambda x: x, "doubled") == "doubled"
+    with pytest.raises(ValueError, match=r"non-empty str"):
+        Checkpoint.namespace_of(score, "")
+
+
+def test_keys_and_namespaces_must_be_str(ck: Checkpoint) -> None:
+    with pytest.raises(TypeError, match=r"key is a str \(see Checkpoint.key_of\)"):
+        ck.record(5, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"namespace is a str"):
+        ck.record("5", 1, namespace=None)  # type: ignore[arg-type]
+
+
+# -- values ----------------------------------------------------------------------------
+
+VALUES: list[Any] = [
+    0,
+    -7,
+    10**40,
+    2.5,
+    "text",
+    None,
+    b"small",
+    b"\x00" * 200_000,
+    {"a": [1, 2, {"b": None}], "c": (3, 4)},
+    [1, "two", 3.0],
+]
+
+
+def test_values_round_trip(path: str) -> None:
+    with Checkpoint(path) as ck:
+        for i, value in enumerate(VALUES):
+            assert ck.record(str(i), value, namespace=NS, name="score")
+        for i, value in enumerate(VALUES):
+            found = ck.lookup(str(i), namespace=NS)
+            assert found is not None and found.value == value and found.has_value
+            assert type(found.value) is type(value)
+            assert found.name == "score"
+
+
+def test_a_numpy_array_round_trips_writable_and_is_stored_compactly(path: str) -> None:
+    big = np.arange(250_000, dtype=np.float64)  # 2 MB: its buffer goes beside the pickle
+    small = np.arange(10, dtype=np.int32)
+    with Checkpoint(path) as ck:
+        ck.record("big", big, namespace=NS)
+        ck.record("small", small, namespace=NS)
+        big[0] = -1.0  # after the record: a snapshot was taken
+        found = ck.lookup("big", namespace=NS)
+        assert found is not None
+        assert found.value.dtype == np.float64 and found.value[0] == 0.0
+        np.testing.assert_array_equal(found.value[1:], big[1:])
+        assert found.value.flags.writeable
+        found.value[1] = 5.0  # it is the caller's own copy
+        little = ck.lookup("small", namespace=NS)
+        assert little is not None
+        np.testing.assert_array_equal(little.value, small)
+    with sqlite3.connect(path) as other:
+        codec, size = other.execute(
+            "SELECT codec, length(value) FROM records WHERE key = 'big'"
+        ).fetchone()
+    assert codec == "pickle+buffers"
+    assert big.nbytes < size < big.nbytes + 1024
+
+
+def test_large_bytes_are_stored_beside_the_pickle(ck: Checkpoint, path: str) -> None:
+    data = bytes(range(256)) * 1024
+    ck.record("b", data, namespace=NS)
+    found = ck.lookup("b", namespace=NS)
+    assert found is not None and found.value == data and type(found.value) is bytes
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT codec FROM records").fetchone() == ("pickle+buffers",)
+
+
+def test_a_value_only_cloudpickle_can_pickle_is_stored(ck: Checkpoint) -> None:
+    assert ck.record("f", lambda: 42, namespace=NS)
+    found = ck.lookup("f", namespace=NS)
+    assert found is not None and found.value() == 42
+
+
+def test_json_values(path: str) -> None:
+    with Checkpoint(path, serializer="json") as ck:
+        assert ck.record("a", {"b": (1, 2), "c": "d"}, namespace=NS)
+        found = ck.lookup("a", namespace=NS)
+        assert found is not None and found.value == {"b": [1, 2], "c": "d"}  # tuples: lists
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT codec, value FROM records").fetchone() == (
+            "json",
+            '{"b":[1,2],"c":"d"}',
+        )
+
+
+def test_custom_encoder_and_decoder(path: str) -> None:
+    seen: list[Any] = []
+
+    def decode(stored: Any) -> Any:
+        seen.append(stored)
+        return int(stored.decode()) * 2
+
+    with Checkpoint(path, encoder=lambda v: str(v).encode(), decoder=decode) as ck:
+        assert ck.record("a", 21, namespace=NS)
+        found = ck.lookup("a", namespace=NS)
+        assert found is not None and found.value == 42
+    assert seen == [b"21"]
+    with pytest.raises(ValueError, match=r"give both or neither"):
+        Checkpoint(encoder=str)
+    with pytest.raises(ValueError, match=r"'pickle' or 'json'"):
+        Checkpoint(serializer="yaml")  # type: ignore[arg-type]
+
+
+def test_each_record_is_read_with_the_codec_it_was_written_with(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Checkpoint(path) as ck:
+        ck.record("pickled", (1, 2), namespace=NS)
+    with Checkpoint(path, encoder=lambda v: json.dumps(v), decoder=json.loads) as ck:
+        ck.record("custom", [3], namespace=NS)
+    with Checkpoint(path, serializer="json") as ck:
+        ck.record("json", {"x": 1}, namespace=NS)
+        found = ck.lookup_many(["pickled", "json", "custom"], NS)
+    # the custom record needs its decoder: left out (its input runs again), with a warning
+    assert {k: r.value for k, r in found.items()} == {"pickled": (1, 2), "json": {"x": 1}}
+    assert "open the checkpoint with decoder=" in caplog.text
+
+
+def test_store_values_false_records_only_that_an_input_is_done(path: str) -> None:
+    with Checkpoint(path, store_values=False) as ck:
+        assert ck.record("a", object(), namespace=NS, name="score")  # not even encoded
+        assert ck.is_done("a", namespace=NS)
+        found = ck.lookup("a", namespace=NS)
+        assert found is not None
+        assert (found.value, found.name, found.has_value) == (None, "score", False)
+    with Checkpoint(path) as ck:
+        ck.record("b", 5, namespace=NS)
+    with Checkpoint(path, store_values=False) as ck:
+        ck.record("b", 6, namespace=NS)  # a record without a value keeps the stored one
+        found = ck.lookup("b", namespace=NS)
+    assert found is not None and found.value == 5 and found.has_value
+
+
+def test_an_unencodable_value_is_not_recorded_and_warned_about_once_per_namespace(
+    ck: Checkpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="osiiso_mp")
+    lock = threading.Lock()
+    assert ck.record("a", lock, namespace=NS) is False
+    assert ck.record("b", lock, namespace=NS) is False
+    assert ck.record("c", 3, namespace=NS) is True
+    assert ck.record_many([("d", lock), ("e", 5)], NS) == 1
+    assert ck.record("a", lock, namespace="other") is False
+    warnings = [r for r in caplog.records if "cannot be stored" in r.getMessage()]
+    assert [r.name for r in warnings] == ["osiiso_mp", "osiiso_mp"]
+    assert "'tests.score'" in warnings[0].getMessage()
+    assert "runs again next time" in warnings[0].getMessage()
+    assert "'other'" in warnings[1].getMessage()
+    assert sorted(ck.lookup_many("abcde", NS)) == ["c", "e"]
+    assert not ck.is_done("a", namespace=NS)
+
+
+def test_json_mode_does_not_record_a_value_without_json(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Checkpoint(path, serializer="json") as ck:
+        assert ck.record("a", {1, 2}, namespace=NS) is False
+        assert ck.record("b", float("nan"), namespace=NS) is True  # as json.dumps allows
+        assert ck.count() == 1
+    assert "cannot be stored (TypeError" in caplog.text
+
+
+# -- records ---------------------------------------------------------------------------
+
+
+def test_a_record_keeps_its_first_time_and_takes_the_latest_value(ck: Checkpoint) -> None:
+    ck.record("a", 1, namespace=NS, name="first")
+    first = ck.lookup("a", namespace=NS)
+    assert first is not None
+    assert abs(first.recorded_at - time.time()) < 60
+    time.sleep(0.02)
+    ck.record("a", 2, namespace=NS, name="second")
+    again = ck.lookup("a", namespace=NS)
+    assert again == CheckpointRecord(2, "second", first.recorded_at, True)
+
+
+def test_namespaces_keep_keys_apart(ck: Checkpoint) -> None:
+    ck.record("k", "one", namespace="f")
+    ck.record("k", "two", namespace="g")
+    ck.record("k", "three")  # the default namespace
+    assert [ck.lookup("k", namespace=n).value for n in ("f", "g", "default")] == [  # type: ignore[union-attr]
+        "one",
+        "two",
+        "three",
+    ]
+    assert ck.lookup("k", namespace="h") is None
+    assert not ck.is_done("k", namespace="h")
+
+
+def test_count_namespaces_and_clear(ck: Checkpoint) -> None:
+    assert ck.count() == 0 and ck.namespaces() == []
+    ck.record_many([(str(i), i) for i in range(5)], "b")
+    ck.record_many([(str(i), i) for i in range(3)], "a")
+    assert ck.count() == 8 and ck.count("a") == 3 and ck.count("none") == 0
+    assert ck.namespaces() == ["a", "b"]
+    assert ck.clear("a") == 3
+    assert ck.namespaces() == ["b"] and ck.count() == 5
+    assert ck.clear() == 5
+    assert ck.count() == 0
+
+
+def test_reopening_a_file_finds_everything(path: str) -> None:
+    arr = np.arange(100_000)
+    with Checkpoint(path) as ck:
+        for i in range(100):
+            ck.record(Checkpoint.key_of(i), {"i": i}, namespace=NS, name="score")
+        ck.record("arr", arr, namespace="arrays")
+        before = ck.lookup_many([Checkpoint.key_of(i) for i in range(100)], NS)
+    with Checkpoint(path) as ck:
+        assert ck.count() == 101
+        assert ck.namespaces() == ["arrays", NS]
+        after = ck.lookup_many([Checkpoint.key_of(i) for i in range(100)], NS)
+        found = ck.lookup("arr", namespace="arrays")
+    assert after == before and len(after) == 100
+    assert after["7"].value == {"i": 7} and after["7"].name == "score"
+    assert found is not None
+    np.testing.assert_array_equal(found.value, arr)
+
+
+def test_a_checkpoint_in_memory() -> None:
+    with Checkpoint() as ck:
+        assert ck.path == ":memory:"
+        ck.record("a", 1)
+        assert ck.is_done("a") and ck.count() == 1
+        assert ck.lookup_many(["a", "b"]) == {"a": ck.lookup("a")}
+
+
+def test_lookup_many_beyond_sqlites_variable_limit(ck: Checkpoint) -> None:
+    keys = [Checkpoint.key_of(i) for i in range(40_000)]
+    ck.record_many([(k, i) for i, k in enumerate(keys)], NS)
+    ck.record_many([(k, i) for i, k in enumerate(keys[:100])], "small")
+    conn = ck._store._conn
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
+    selects: list[str] = []
+    conn.set_trace_callback(lambda sql: selects.append(sql) if "SELECT key, name" in sql else None)
+    asked = [*keys, *(Checkpoint.key_of(-i) for i in range(1, 1001))]
+    found = ck.lookup_many(asked, NS)
+    assert len(found) == 40_000
+    assert all(found[k].value == i for i, k in enumerate(keys))
+    assert 40_000 / 999 < len(selects) <= len(asked) / 500 + 1  # by chunks, not one per key
+    selects.clear()
+    # a namespace with fewer records than the keys asked: only the keys it holds are fetched
+    assert len(ck.lookup_many(asked, "small")) == 100 and len(selects) == 1
+    selects.clear()
+    assert ck.lookup_many(asked, "empty") == {} and selects == []
+    conn.set_trace_callback(None)
+    # writes go by statements of as many rows as the limit allows (166 here)
+    assert ck.record_many([(k, i) for i, k in enumerate(keys[:1000])], "written") == 1000
+    assert len(ck.lookup_many(keys, "written")) == 1000
+
+
+# -- the batched writer ----------------------------------------------------------------
+
+
+def test_records_are_committed_by_flush_not_before(path: str) -> None:
+    with Checkpoint(path, batch_rows=10_000, batch_seconds=60) as ck:
+        for i in range(100):
+            assert ck.record(str(i), i, namespace=NS)
+        assert committed(path) == set()  # queued, not written
+        ck.flush()
+        assert committed(path) == {str(i) for i in range(100)}
+
+
+def test_close_commits_what_is_queued(path: str) -> None:
+    ck = Checkpoint(path, batch_rows=10_000, batch_seconds=60)
+    ck.record("a", 1, namespace=NS)
+    ck.close()
+    assert committed(path) == {"a"}
+    assert ck.closed and "closed" in repr(ck)
+    ck.close()  # again: nothing
+    with pytest.raises(CheckpointError, match=r"is closed"):
+        ck.record("b", 2, namespace=NS)
+    with pytest.raises(CheckpointError, match=r"is closed"):
+        ck.flush()
+    with pytest.raises(CheckpointError, match=r"is closed"):
+        ck.count()
+
+
+def test_the_writer_commits_a_full_batch_or_an_old_one_by_itself(path: str) -> None:
+    with Checkpoint(path, batch_rows=50, batch_seconds=60) as ck:
+        for i in range(50):
+            ck.record(str(i), i, namespace=NS)
+        assert wait_for(lambda: len(committed(path)) == 50)
+    with Checkpoint(path, batch_rows=10_000, batch_seconds=0.05) as ck:
+        ck.record("late", 1, namespace=NS)
+        assert wait_for(lambda: "late" in committed(path))
+
+
+def test_reads_see_this_objects_own_queued_records(path: str) -> None:
+    with Checkpoint(path, batch_rows=10_000, batch_seconds=60) as ck:
+        ck.record("a", 1, namespace=NS)
+        assert ck.is_done("a", namespace=NS)
+        assert ck.count(NS) == 1
+
+
+def test_record_many_commits_at_once_or_queues(path: str) -> None:
+    with Checkpoint(path, batch_rows=10_000, batch_seconds=60) as ck:
+        ck.record("queued", 0, namespace=NS)
+        assert ck.record_many([("a", 1), ("b", 2)], NS, name="score") == 2
+        assert committed(path) == {"queued", "a", "b"}  # with what was queued before
+        assert ck.record_many([("c", 3)], NS, flush=False) == 1
+        assert "c" not in committed(path)
+        ck.flush()
+        assert "c" in committed(path)
+
+
+def test_flush_with_nothing_queued_does_no_io(ck: Checkpoint) -> None:
+    ck.record("a", 1, namespace=NS)
+    ck.flush()
+    statements: list[str] = []
+    ck._store._conn.set_trace_callback(statements.append)
+    start = time.perf_counter()
+    for _ in range(10_000):
+        ck.flush()
+    took = time.perf_counter() - start
+    ck._store._conn.set_trace_callback(None)
+    assert statements == []
+    assert took < 0.5  # about 0.3 us each on a 2-core VM
+
+
+def writer_of(ck: Checkpoint) -> threading.Thread | None:
+    """The checkpoint's writer thread, if one runs."""
+    return ck._store._writer
+
+
+def test_the_writer_thread_starts_on_the_first_record_and_ends_with_close(path: str) -> None:
+    ck = Checkpoint(path, batch_seconds=0.05)
+    assert writer_of(ck) is None  # opening starts nothing
+    ck.record("a", 1, namespace=NS)
+    writer = writer_of(ck)
+    assert writer is not None and writer.is_alive() and writer.daemon
+    assert wait_for(lambda: writer_of(ck) is None)  # idle: it ends
+    ck.record("b", 2, namespace=NS)  # and the next record starts another
+    writer = writer_of(ck)
+    assert writer is not None
+    ck.close()
+    assert not writer.is_alive()
+    assert committed(path) == {"a", "b"}
+
+
+def test_a_dropped_unclosed_checkpoint_commits_its_records(path: str) -> None:
+    ck = Checkpoint(path, batch_rows=10_000, batch_seconds=60)
+    ck.record("a", 1, namespace=NS)
+    writer = writer_of(ck)
+    del ck
+    gc.collect()
+    assert committed(path) == {"a"}
+    assert writer is not None and not writer.is_alive()
+
+
+def test_the_writer_keeps_up_beside_a_thread_running_python(path: str) -> None:
+    # sqlite3 lets the GIL go at each step, and beside a thread running Python taking it
+    # back may cost a switch interval (5 ms). One step a row (executemany) took from 0.03 to
+    # 10 s for 4,096 rows, depending on scheduling; rows go thousands to a statement
+    # instead, so that these 5,000 rows take a step or two whatever the scheduling.
+    with Checkpoint(path, batch_rows=1_000, batch_seconds=60) as ck:
+        ck.record_many([(str(i), i) for i in range(5_000)], NS, flush=False)
+        store = ck._store
+        deadline = time.monotonic() + 3.0
+        x = 0
+        while store._committed < 5_000 and time.monotonic() < deadline:
+            for i in range(1_000):  # pure Python: the GIL is let go only at switches
+                x += i
+        assert store._committed == 5_000
+    assert len(committed(path)) == 5_000
+
+
+def test_a_failed_commit_keeps_the_records_queued(path: str) -> None:
+    with Checkpoint(path, batch_rows=10_000, batch_seconds=60, timeout=0.05) as ck:
+        ck.record("a", 1, namespace=NS)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        with pytest.raises(sqlite3.OperationalError, match=r"locked"):
+            ck.flush()
+        ck.record("b", 2, namespace=NS)
+        other.execute("ROLLBACK")
+        other.close()
+        ck.flush()
+        assert committed(path) == {"a", "b"}
+
+
+# -- files -----------------------------------------------------------------------------
+
+
+def test_a_file_of_an_unknown_schema_version_is_refused(path: str) -> None:
+    Checkpoint(path).close()
+    with sqlite3.connect(path) as other:
+        other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(CheckpointError, match=r"schema version 2; this osiiso_mp reads version 1"):
+        Checkpoint(path)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: pathlib.Path) -> None:
+    other_db = tmp_path / "app.sqlite"
+    with sqlite3.connect(other_db) as other:
+        other.execute("CREATE TABLE users (id INTEGER)")
+    with pytest.raises(CheckpointError, match=r"not an osiiso_mp checkpoint .*'users'"):
+        Checkpoint(other_db)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a database at all" * 100)
+    with pytest.raises(CheckpointError, match=r"cannot open the checkpoint file"):
+        Checkpoint(text)
+    with pytest.raises(CheckpointError, match=r"cannot open"):
+        Checkpoint(tmp_path / "missing" / "dir" / "ck.sqlite")
+
+
+def test_the_file_is_in_wal_mode(ck: Checkpoint, path: str) -> None:
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_two_objects_on_one_file_written_from_threads(path: str) -> None:
+    first, second = Checkpoint(path, batch_rows=64), Checkpoint(path, batch_rows=64)
+    errors: list[BaseException] = []
+
+    def write(ck: Checkpoint, tag: str) -> None:
+        try:
+            for i in range(1500):
+                ck.record(f"{tag}-{i}", {"i": i}, namespace=NS)
+                if i % 500 == 0:
+                    ck.flush()
+                    ck.lookup_many([f"{tag}-{j}" for j in range(i)], NS)
+            ck.record_many([(f"{tag}-many-{i}", i) for i in range(200)], NS)
+            ck.flush()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(ck, f"{n}{t}"))
+        for n, ck in (("a", first), ("b", second))
+        for t in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    first.close()
+    second.close()
+    assert errors == []
+    assert len(committed(path)) == 4 * 1700
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with Checkpoint(path) as ck:
+        found = ck.lookup("b1-1499", namespace=NS)
+    assert found is not None and found.value == {"i": 1499}
+
+
+def test_repr() -> None:
+    with Checkpoint() as ck:
+        assert repr(ck) == "Checkpoint(':memory:', serializer='pickle')"
+    with Checkpoint(store_values=False) as ck:
+        assert repr(ck) == "Checkpoint(':memory:', store_values=False)"
