@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ._async import AsyncExecutor, AsyncOptionsView
     from ._async_group import AsyncTaskGroup
     from ._callables import LargeCallableWarning
+    from ._checkpoint import Checkpoint, CheckpointRecord
+    from ._checkpoint_schema import CheckpointError
     from ._errors import (
         ClosedError,
         ExecutionError,
@@ -60,6 +62,9 @@ _LAZY: dict[str, str] = {
     "AsyncOptionsView": "._async",
     "AsyncTaskGroup": "._async_group",
     "Attempt": "._results",
+    "Checkpoint": "._checkpoint",
+    "CheckpointError": "._checkpoint_schema",
+    "CheckpointRecord": "._checkpoint",
     "ClosedError": "._errors",
     "ExecutionError": "._errors",
     "Executor": "._executor",
@@ -114,6 +119,9 @@ __all__ = [
     "AsyncOptionsView",
     "AsyncTaskGroup",
     "Attempt",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointRecord",
     "ClosedError",
     "ExecutionError",
     "Executor",

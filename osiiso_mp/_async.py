@@ -41,6 +41,7 @@ from ._summary import RunSummary
 from ._task_options import TaskOptions, resolve_options
 
 if TYPE_CHECKING:
+    from ._checkpoint import Checkpoint
     from ._core import ExecutorCore
 
 __all__ = ["AsyncExecutor", "AsyncOptionsView"]
@@ -82,6 +83,9 @@ class _AsyncSubmitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncTaskGroup[R]: ...
 
     @overload
@@ -92,6 +96,9 @@ class _AsyncSubmitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncTaskGroup[R]: ...
 
     @overload
@@ -106,9 +113,15 @@ class _AsyncSubmitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncTaskGroup[Any]:
-        """Submit tasks as one group (see :meth:`Executor.group`); an :class:`AsyncTaskGroup`."""
-        group = build_group(self._core, self._opts, fn_or_calls, iterable, group_id)
+        """Submit tasks as one group (see :meth:`Executor.group`, ``checkpoint`` too); an
+        :class:`AsyncTaskGroup`."""
+        group = build_group(
+            self._core, self._opts, fn_or_calls, iterable, group_id, checkpoint, key, namespace
+        )
         return AsyncTaskGroup(group, self._aex)
 
     @overload
@@ -136,6 +149,9 @@ class _AsyncSubmitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncIterator[R]: ...
 
     @overload
@@ -147,6 +163,9 @@ class _AsyncSubmitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncIterator[R]: ...
 
     async def map(
@@ -157,6 +176,9 @@ class _AsyncSubmitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> AsyncIterator[Any]:
         """``async for value in ex.map(fn, xs)``: values in input order.
 
@@ -167,17 +189,21 @@ class _AsyncSubmitter:
         :meth:`Executor.map` says; with it, at most ``buffersize`` elements are
         outstanding. ``timeout`` bounds the whole iteration. The first failure raises when
         reached; leaving the loop early (or a cancellation) cancels what is left.
-        ``progress`` is as for :meth:`Executor.map`.
+        ``progress``, ``checkpoint``, ``key`` and ``namespace`` are as for
+        :meth:`Executor.map` (a bad key raises when iteration starts).
         """
-        from ._mapping import map_window
+        from ._mapping import map_window, resume_of
 
         check_map_sizes(chunksize, buffersize)
+        resume = resume_of(checkpoint, fn, self._opts, key, namespace, "map()")
         tracker = progress_tracker(
             progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
         )
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
-        window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)
+        window = map_window(
+            self._core, self._opts, fn, args, chunksize, buffersize, resume, len(iterables) == 1
+        )
         window.track(tracker)
         try:
             while window.advance():
@@ -188,10 +214,10 @@ class _AsyncSubmitter:
                     await item_ended(window, first, start, end)
                     if first.done():
                         break
-                    yield first._item(start)
+                    yield window.item(first, start)
                     start += 1
                 del first
-                values = window.pop()._take_values(start)
+                values = window.take(start)
                 while True:  # no name holds a value while the caller has it (so it can go)
                     try:
                         yield next(values)

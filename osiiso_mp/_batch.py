@@ -18,13 +18,18 @@ from ._map_chunk import MapChunk
 from ._results import TaskResult
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from ._config import ExecutorConfig
     from ._future import TaskFuture
     from ._progress import ProgressTracker
+    from ._restored import Restored
     from ._runtime._retention import Holder
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
     from ._summary import RunSummary
+
+    Entry: TypeAlias = Task | MapChunk | Restored  # what the batch holds: one per submission
 
 __all__ = ["PRUNE_AT", "Run", "RunBatch", "must_complete"]
 
@@ -36,7 +41,7 @@ class Run:
     """One ``run()`` in progress: its batch, and the futures of the entries that had not
     finished when it started (what it waits for, and cancels on a timeout)."""
 
-    batch: list[Task | MapChunk]
+    batch: list[Entry]
     futures: list[TaskFuture[Any] | MapChunk]
     respawns_before: int
     previous_policy: str | None
@@ -51,7 +56,7 @@ class RunBatch:
         self._ttl = config.result_ttl
         self._procs = config.procs
         self._lock = threading.Lock()  # guards entries, _weight, _prune_at, _respawns
-        self.entries: list[Task | MapChunk] = []
+        self.entries: list[Entry] = []
         self._weight = 0  # the tasks in entries (a map chunk counts its items)
         self._prune_at = PRUNE_AT
         self._respawns = 0  # the supervisor's replacements when the last run ended
@@ -67,6 +72,17 @@ class RunBatch:
             if self._weight >= self._prune_at:
                 self._prune()
 
+    def add_restored(self, entry: Restored) -> None:
+        """Inputs a checkpoint had finished, in their place among the map's or group's
+        tasks (detached ones are part of no batch)."""
+        if entry._opts.detached:
+            return
+        with self._lock:
+            self.entries.append(entry)
+            self._weight += entry.weight
+            if self._weight >= self._prune_at:
+                self._prune()
+
     def _prune(self) -> None:
         """Bound the memory of a batch nobody summarises (a server never calling run()).
 
@@ -76,11 +92,12 @@ class RunBatch:
         amortised O(1) per task.
         """
         horizon = time.perf_counter() - self._ttl
-        kept: list[Task | MapChunk] = []
+        kept: list[Entry] = []
         dropped: list[Holder] = []
         for entry in self.entries:
             if _finished_before(entry, horizon):
-                dropped.append(entry.holder)
+                if entry.holder is not None:  # (restored inputs hold nothing of the budget)
+                    dropped.append(entry.holder)
             else:
                 kept.append(entry)
         self.entries = kept
@@ -88,7 +105,7 @@ class RunBatch:
         self._prune_at = max(PRUNE_AT, 2 * self._weight)
         self._sup.batch_let_go(dropped)
 
-    def take(self) -> tuple[list[Task | MapChunk], int]:
+    def take(self) -> tuple[list[Entry], int]:
         """The whole batch, for a ``run()`` (a new one begins), and the replacement count
         when the previous run ended."""
         with self._lock:
@@ -97,7 +114,7 @@ class RunBatch:
             self._prune_at = PRUNE_AT
             return batch, self._respawns
 
-    def restore(self, batch: list[Task | MapChunk]) -> None:
+    def restore(self, batch: list[Entry]) -> None:
         """A ``run()`` was interrupted: its batch goes back, first, for the next one."""
         with self._lock:
             self.entries[:0] = batch
@@ -115,7 +132,8 @@ class RunBatch:
         for entry in run.batch:
             if entry.done():  # every entry has finished, unless the executor broke
                 records.extend(entry.records())
-        self._sup.batch_let_go([entry.holder for entry in run.batch], wait=True)
+        holders: list[Holder] = [e.holder for e in run.batch if e.holder is not None]
+        self._sup.batch_let_go(holders, wait=True)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
         else:
@@ -132,7 +150,7 @@ class RunBatch:
         return summary
 
 
-def _finished_before(entry: Task | MapChunk, horizon: float) -> bool:
+def _finished_before(entry: Entry, horizon: float) -> bool:
     """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
     finished = entry.finished_at
     return finished is not None and finished <= horizon

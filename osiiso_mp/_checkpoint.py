@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 from ._checkpoint_codec import (
     CUSTOM,
+    PICKLE,
     Decoder,
     Encoder,
     decode,
@@ -235,11 +237,27 @@ class Checkpoint:
         self, keys: Iterable[str], namespace: str = DEFAULT_NAMESPACE
     ) -> dict[str, CheckpointRecord]:
         """The records of those of ``keys`` that ``namespace`` holds, by key (one SELECT
-        per few hundred keys; records whose value cannot be decoded are left out, as in
-        :meth:`lookup`)."""
-        found: dict[str, CheckpointRecord] = {}
+        per few hundred keys, or one for a namespace no bigger than ``keys``; records
+        whose value cannot be decoded are left out, as in :meth:`lookup`)."""
+        return {
+            key: CheckpointRecord(value, name, recorded_at, has_value)
+            for key, (value, name, recorded_at, has_value) in self._found(keys, namespace)
+        }
+
+    def _found(
+        self, keys: Iterable[str], namespace: str
+    ) -> Iterator[tuple[str, tuple[Any, str | None, float, bool]]]:
+        """``(key, (value, name, recorded_at, has_value))`` of those of ``keys`` found,
+        decoded (what :meth:`lookup_many` and a resumed map read, without the records)."""
         decoder = self._decoder
+        loads = pickle.loads
         for key, name, recorded_at, codec, stored in self._store.select(namespace, keys):
+            if codec == PICKLE:  # the common case, inline
+                try:
+                    yield key, (loads(stored), name, recorded_at, True)
+                    continue
+                except Exception:
+                    pass  # (reported below)
             try:
                 value = decode(codec, stored, decoder)
             except Exception as exc:
@@ -255,8 +273,7 @@ class Checkpoint:
                     key,
                 )
                 continue
-            found[key] = CheckpointRecord(value, name, recorded_at, codec is not None)
-        return found
+            yield key, (value, name, recorded_at, codec is not None)
 
     def count(self, namespace: str | None = None) -> int:
         """How many inputs are recorded in ``namespace`` (in all: None)."""

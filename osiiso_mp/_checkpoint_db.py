@@ -62,7 +62,6 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 _ROWS_PER_INSERT = 5_000
 # How many records a namespace holds, counting no further than the limit (O(limit), not O(n))
 _COUNT_UP_TO = "SELECT COUNT(*) FROM (SELECT 1 FROM records WHERE namespace = ? LIMIT ?)"
-_KEYS = "SELECT key FROM records WHERE namespace = ?"
 _SELECT = "SELECT key, name, recorded_at, codec, value FROM records WHERE namespace = ?"
 _KEYS_PER_SELECT = 500  # measured: 40,000 keys take the same time in chunks of 100 to 5,000
 
@@ -102,6 +101,7 @@ class Store:
         self._closed = False  # the connection is closed (under _db_lock)
         self._close_in_writer = False  # close() ran in the writer thread: it finishes it
         self._failed = False  # the writer's last commit failed (logged once)
+        self._flush_wanted = 0  # a flush() waits for the writer to commit this many rows
         self._pid = os.getpid()
         self._conn = connect(path, timeout)
 
@@ -121,7 +121,7 @@ class Store:
                 if self._writer is None:
                     self._start_writer()
             elif len(pending) == self._batch_rows:
-                self._cond.notify()
+                self._cond.notify_all()  # (the writer; flush() waiters check and wait on)
 
     def extend(self, rows: Sequence[Row]) -> None:
         """Queue ``rows`` for the writer, as :meth:`append` does each."""
@@ -138,7 +138,7 @@ class Store:
             if self._writer is None:
                 self._start_writer()
             elif len(pending) >= self._batch_rows:
-                self._cond.notify()
+                self._cond.notify_all()
 
     def _start_writer(self) -> None:
         """Start the writer thread. Holds ``_lock``."""
@@ -155,11 +155,30 @@ class Store:
             self._commit_pending(rows)
 
     def flush(self) -> None:
-        """Commit the pending rows now; returns at once when every row is committed."""
+        """Commit the pending rows now; returns at once when every row is committed.
+
+        While the writer thread runs, it is asked to commit them and this thread waits (the
+        SQLite work then runs in the writer, without the GIL, beside whatever Python the
+        process's other threads run meanwhile); otherwise, or if the writer stops or fails
+        meanwhile, they are committed here."""
         with self._lock:
             self._check_open()
-            if self._committed >= self._appended:
+            target = self._appended
+            if self._committed >= target:
                 return
+            writer = self._writer
+            if writer is not None and writer is not threading.current_thread():
+                self._flush_wanted = max(self._flush_wanted, target)
+                self._cond.notify_all()
+                while (
+                    self._committed < target
+                    and self._writer is writer
+                    and not self._stopping
+                    and not self._failed
+                ):
+                    self._cond.wait(self._batch_seconds)
+                if self._committed >= target:
+                    return
         with self._db_lock:
             self._check_connection()
             self._commit_pending(())
@@ -215,12 +234,15 @@ class Store:
                     now = time.monotonic()
                     if len(self._pending) >= self._batch_rows:
                         break
+                    if self._flush_wanted > self._committed:  # a flush() waits
+                        break
                     if self._pending:
                         wait = self._oldest_at + self._batch_seconds - now
                         if wait <= 0:
                             break
                     elif now >= idle_until:
                         self._writer = None  # under _lock: the next append starts another
+                        self._cond.notify_all()
                         return
                     else:
                         wait = idle_until - now
@@ -248,6 +270,8 @@ class Store:
                     retry_after = self._batch_seconds
                 else:
                     self._failed = False
+            with self._lock:
+                self._cond.notify_all()  # flush() waiters: committed, or failed
             idle_until = time.monotonic() + self._batch_seconds
             if retry_after:
                 with self._lock:
@@ -261,8 +285,9 @@ class Store:
         (one snapshot of the file).
 
         An empty namespace costs one short COUNT; one with no more records than ``keys``
-        has its keys read (from the index, not the values) and only the keys found are
-        fetched; fetches go a few hundred keys per SELECT (below SQLite's variable limit).
+        is read whole in one SELECT (a resumed batch asks for all of its inputs: 200,000
+        rows in about 0.1 s, where fetching them by key took 0.4 s), its rows filtered here;
+        otherwise fetches go a few hundred keys per SELECT (below SQLite's variable limit).
         """
         keys = list(keys)
         self.flush()
@@ -276,10 +301,11 @@ class Store:
                 held = conn.execute(_COUNT_UP_TO, (namespace, len(keys) + 1)).fetchone()[0]
                 if not held or not keys:
                     return found
-                if held <= len(keys):
+                if held <= len(keys):  # the namespace is no bigger: read it whole, keep ours
                     wanted = set(keys)
-                    rows = conn.execute(_KEYS, (namespace,))
-                    keys = [key for (key,) in rows if key in wanted]
+                    rows = conn.execute(_SELECT, (namespace,)).fetchall()
+                    found += [row for row in rows if row[0] in wanted]
+                    return found
                 for start in range(0, len(keys), per):
                     chunk = keys[start : start + per]
                     found += conn.execute(_select_sql(len(chunk)), (namespace, *chunk)).fetchall()

@@ -52,7 +52,9 @@ from ._runtime.transports import make_transport
 from ._task_options import TaskOptions
 
 if TYPE_CHECKING:  # loaded on first use: start-up time (see the package's __init__)
+    from ._batch import Entry
     from ._progress import ProgressArg
+    from ._resume import Resume
     from ._snapshots import PoolStats, TaskInfo
     from ._summary import RunSummary
 
@@ -82,6 +84,9 @@ class ExecutorCore:
         self._shared = transport.capabilities.shared_memory
         self.sup = Supervisor(config, transport)
         self.batch = RunBatch(self.sup, config)  # what run() will summarise
+        # the checkpoints of maps and groups with tasks in flight: run() makes what has
+        # ended of them durable before it returns
+        self.resumes: weakref.WeakSet[Resume] = weakref.WeakSet()
         self.sup.start()
         adopt(self.sup)
         # dropped without shutdown(): finish the tasks, then stop the workers
@@ -310,9 +315,11 @@ class ExecutorCore:
             run.tracker.close()
 
     def summarise(self, run: Run, timed_out: bool, strict: bool) -> RunSummary:
+        for resume in list(self.resumes):
+            resume.settle()
         return self.batch.summarise(run, timed_out, strict)
 
-    def _swap_fail_policy(self, policy: str, batch: list[Task | MapChunk]) -> str | None:
+    def _swap_fail_policy(self, policy: str, batch: list[Entry]) -> str | None:
         """Set the supervisor's fail policy; return the one it replaced (None: unchanged).
 
         Switching to ``fail_first`` trips at once if the batch already holds a failure.

@@ -21,7 +21,10 @@ from ._resources import cpu_budget
 from ._runtime.transports._forkserver import start_early
 from ._task_options import TaskOptions, resolve_options
 
-if TYPE_CHECKING:  # loaded on first use: start-up time (see the package's __init__)
+if TYPE_CHECKING:
+    from ._checkpoint import (
+        Checkpoint,
+    )  # loaded on first use: start-up time (see the package's __init__)
     from ._core import ExecutorCore
     from ._group import A, TaskGroup
     from ._progress import ProgressArg
@@ -84,6 +87,9 @@ class _Submitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> Generator[R, None, None]: ...
 
     @overload
@@ -95,6 +101,9 @@ class _Submitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> Generator[R, None, None]: ...
 
     def map(
@@ -105,6 +114,9 @@ class _Submitter:
         chunksize: int | None = None,
         buffersize: int | None = None,
         progress: ProgressArg = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> Generator[Any, None, None]:
         """Like :meth:`concurrent.futures.Executor.map`: values in input order, lazily.
 
@@ -132,17 +144,31 @@ class _Submitter:
         cancels what is left. ``progress`` is as for :meth:`Executor.run`; the bar follows
         the tasks from the first value asked for until the iterator ends (its total is
         unknown for an iterator streamed with ``buffersize`` until the iterator is used up).
+
+        ``checkpoint`` (a :class:`Checkpoint`) makes the map resumable: elements it holds
+        from an earlier run are not run again; their stored values come back in their
+        place, and ``run()`` lists each with a ``succeeded`` record with no attempt and the
+        message ``"restored from checkpoint"``. The others' successes are recorded as they
+        come (failures are not: they run again next time), and every value this iterator
+        yields is durable in the checkpoint before it is yielded. An element's key is its
+        canonical JSON (of the argument tuple with several iterables), or ``key(element)``;
+        the namespace is the callable's module and qualified name, or ``namespace`` (which
+        a lambda needs). An element with no JSON and no ``key`` raises ``TypeError``
+        before anything is submitted. See the checkpoints guide.
         """
-        from ._mapping import map_window
+        from ._mapping import map_window, resume_of
         from ._progress import progress_tracker, sized_total
 
         check_map_sizes(chunksize, buffersize)
+        resume = resume_of(checkpoint, fn, self._opts, key, namespace, "map()")
         tracker = progress_tracker(
             progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
         )
         end = None if timeout is None else time.monotonic() + timeout
         args = zip(*iterables, strict=False)
-        window = map_window(self._core, self._opts, fn, args, chunksize, buffersize)
+        window = map_window(
+            self._core, self._opts, fn, args, chunksize, buffersize, resume, len(iterables) == 1
+        )
         return map_results(window, end, tracker)
 
     @overload
@@ -153,6 +179,9 @@ class _Submitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> TaskGroup[R]: ...
 
     @overload
@@ -163,6 +192,9 @@ class _Submitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> TaskGroup[R]: ...
 
     @overload
@@ -177,6 +209,9 @@ class _Submitter:
         /,
         *,
         group_id: Hashable | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: Callable[[Any], str] | None = None,
+        namespace: str | None = None,
     ) -> TaskGroup[Any]:
         """Submit tasks as one :class:`TaskGroup`, all carrying the same ``group_id``.
 
@@ -185,10 +220,19 @@ class _Submitter:
         (``ex.options(group_id=...)``) or else a fresh id (``"group-"`` and 12 hex digits).
         Every task gets this view's options. Bad arguments raise
         ``TypeError`` before anything is submitted; an empty group is valid.
+
+        ``checkpoint`` (a :class:`Checkpoint`; ``group(fn, iterable)`` only): items it holds
+        from an earlier run are not run again. Their futures are done from the start, with
+        the stored value and a ``succeeded`` record with no attempt (message ``"restored
+        from checkpoint"``); the others' successes are recorded as they come, and are
+        durable once :meth:`TaskGroup.values` or :meth:`TaskGroup.wait` returns. ``key``
+        and ``namespace`` as for :meth:`map`.
         """
         from ._group import build_group
 
-        return build_group(self._core, self._opts, fn_or_calls, iterable, group_id)
+        return build_group(
+            self._core, self._opts, fn_or_calls, iterable, group_id, checkpoint, key, namespace
+        )
 
 
 class OptionsView(_Submitter):

@@ -25,7 +25,9 @@ from ._summary import RunSummary
 from ._task_options import TaskOptions
 
 if TYPE_CHECKING:
+    from ._checkpoint import Checkpoint
     from ._core import ExecutorCore
+    from ._resume import Resume
     from ._runtime._task import Task
 
 __all__ = ["TaskGroup", "build_group", "new_group_id", "pmap"]
@@ -99,13 +101,25 @@ def build_group(
     fn_or_calls: object,
     iterable: object,
     group_id: Hashable | None,
+    checkpoint: Checkpoint | None = None,
+    key: Callable[[Any], str] | None = None,
+    namespace: str | None = None,
 ) -> TaskGroup[Any]:
     """Submit the tasks of ``ex.group(...)`` with ``opts`` and return their :class:`TaskGroup`.
 
     The arguments are validated first; if a submission fails part way (the executor shut
     down meanwhile), the tasks already submitted are cancelled before the error propagates.
+    With ``checkpoint`` (``group(fn, iterable)`` only), the items it holds are restored:
+    their futures are done from the start (see :mod:`._resume`).
     """
+    from ._mapping import resume_of
+
     calls = _calls_of(fn_or_calls, iterable)
+    resume = None
+    if checkpoint is not None or key is not None or namespace is not None:
+        if not callable(fn_or_calls):
+            raise TypeError("group(): checkpoint= goes with the group(fn, iterable) form")
+        resume = resume_of(checkpoint, fn_or_calls, opts, key, namespace, "group()")
     # an explicit group_id wins, then the view's (ex.options(group_id=...)), then a fresh one
     gid: Hashable = group_id if group_id is not None else opts.group_id
     if gid is None:
@@ -119,13 +133,29 @@ def build_group(
     futures: list[TaskFuture[Any]] = []
     reuse = CallableReuse()  # a large callable met again is pickled once for the group
     try:
-        for fn, args in calls:
-            futures.append(core.submit(task_opts, fn, args, {}, reuse=reuse))
+        if resume is None:
+            for fn, args in calls:
+                futures.append(core.submit(task_opts, fn, args, {}, reuse=reuse))
+        else:
+            keys = resume.keys([args[0] for _, args in calls])
+            core.check_submittable()
+            core.resumes.add(resume)
+            for start, stop, restored in resume.split(keys, gid):
+                if restored is not None:
+                    core.batch.add_restored(restored)
+                    futures.extend(restored.futures(core.sup))
+                    continue
+                new = [
+                    core.submit(task_opts, fn, args, {}, reuse=reuse)
+                    for fn, args in calls[start:stop]
+                ]
+                resume.follow(list(new), keys[start:stop])
+                futures.extend(new)
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
-    return TaskGroup(gid, futures, procs=core.config.procs)
+    return TaskGroup(gid, futures, procs=core.config.procs, resume=resume)
 
 
 def _finished_at(fut: TaskFuture[Any]) -> float:
@@ -150,12 +180,22 @@ class TaskGroup(Generic[T]):
     """
 
     def __init__(
-        self, group_id: Hashable, futures: Iterable[TaskFuture[T]], *, procs: int = 1
+        self,
+        group_id: Hashable,
+        futures: Iterable[TaskFuture[T]],
+        *,
+        procs: int = 1,
+        resume: Resume | None = None,
     ) -> None:
         self.group_id: Hashable = group_id
         """The ``group_id`` every task of the group carries (the key in ``by_group()``)."""
         self._futures: tuple[TaskFuture[T], ...] = tuple(futures)
         self._procs = procs
+        self._resume = resume  # its checkpoint: what values()/wait() hand over is durable
+
+    def _durable(self) -> None:
+        if self._resume is not None:
+            self._resume.durable_all(list(self._futures))
 
     @property
     def futures(self) -> tuple[TaskFuture[T], ...]:
@@ -208,6 +248,7 @@ class TaskGroup(Generic[T]):
         first raises ``TimeoutError``; the tasks are left running.
         """
         self._wait_all(timeout)
+        self._durable()
         records = [record_of(fut) for fut in self._futures]
         RunSummary(results=tuple(records), duration=0.0).raise_for_errors(include_cancelled=True)
         return [cast(T, r.value) for r in records]
@@ -221,6 +262,7 @@ class TaskGroup(Generic[T]):
         task's submission to the last finish among the records listed.
         """
         done, not_done = cf.wait(self._futures, timeout)
+        self._durable()
         records = tuple(record_of(fut) for fut in self._futures if fut in done)
         if records:
             duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
@@ -291,6 +333,9 @@ def pmap(
     *,
     procs: int | None = None,
     progress: ProgressArg = None,
+    checkpoint: Checkpoint | None = None,
+    key: Callable[[Any], str] | None = None,
+    namespace: str | None = None,
     **options: Any,
 ) -> list[R]: ...
 
@@ -302,6 +347,9 @@ def pmap(
     *,
     procs: int | None = None,
     progress: ProgressArg = None,
+    checkpoint: Checkpoint | None = None,
+    key: Callable[[Any], str] | None = None,
+    namespace: str | None = None,
     **options: Any,
 ) -> list[R]: ...
 
@@ -312,6 +360,9 @@ def pmap(
     *,
     procs: int | None = None,
     progress: ProgressArg = None,
+    checkpoint: Checkpoint | None = None,
+    key: Callable[[Any], str] | None = None,
+    namespace: str | None = None,
     **options: Any,
 ) -> list[Any]:
     """``fn(item)`` for every item, on a fresh pool of ``procs`` workers; values in input order.
@@ -322,21 +373,34 @@ def pmap(
     timeout=10)``); unknown names raise ``TypeError`` and bad values ``ValueError``, before
     any worker starts. Any failed or cancelled task raises :class:`ExecutionError`
     (``.results`` holds their records). ``progress`` is as for ``Executor.run``.
+    ``checkpoint``, ``key`` and ``namespace`` are as for :meth:`Executor.map`: items the
+    checkpoint holds are not run again, and the successes of the others are durable in it
+    once ``pmap`` returns or raises.
     """
     from ._executor import Executor
     from ._map import collect_values
-    from ._mapping import submit_all
+    from ._mapping import resume_of, submit_all, submit_resumed
 
     tracker = progress_tracker(progress, desc="osiiso_mp pmap")  # validate it first too
-    TaskOptions().replace(**options)  # validate before starting any worker
+    opts = TaskOptions().replace(**options)  # validate before starting any worker
+    resume = resume_of(checkpoint, fn, opts, key, namespace, "pmap()")
+    if resume is not None:  # a bad key raises before any worker starts
+        iterable = list(iterable)
+        keys = resume.keys(iterable)
     with Executor(procs=procs) as ex:
         opts = ex.options(**options).task_options
-        entries = submit_all(ex._core, opts, fn, ((item,) for item in iterable), None)
+        args = [(item,) for item in iterable]
+        if resume is None:
+            entries = submit_all(ex._core, opts, fn, args, None)
+        else:
+            entries = submit_resumed(ex._core, opts, fn, args, None, resume, keys=keys)
         try:
             if tracker:
                 tracker.watch_pool(ex._core.stats)
                 tracker.track_all(entries, last=True)
             return collect_values(entries)
         finally:
+            if resume is not None:
+                resume.settle()
             if tracker:
                 tracker.close()

@@ -34,6 +34,7 @@ from ._runtime.protocol._commands import MapRead
 
 if TYPE_CHECKING:
     from ._progress import ProgressTracker
+    from ._resume import Resume
     from ._runtime._read_ahead import ReadAhead
     from ._runtime._task import Task
     from ._runtime.supervisor import Supervisor
@@ -123,6 +124,7 @@ class MapWindow:
         window: int | None,
         flow: ReadAhead[Task] | None = None,
         sup: Supervisor | None = None,
+        resume: Resume | None = None,
     ) -> None:
         self.entries = entries
         self.more = more
@@ -134,6 +136,7 @@ class MapWindow:
         self._read = 0  # bytes taken and not yet reported
         self._tracker: ProgressTracker | None = None
         self._total_known = more is None
+        self._resume = resume  # the map's checkpoint: what is handed over is recorded first
 
     def refill(self) -> list[MapEntry]:
         """Submit from ``more`` up to the window; the entries added. When ``more`` runs out
@@ -189,6 +192,22 @@ class MapWindow:
             if self._read >= READ_REPORT_BYTES:
                 self._report(gone=False)
         return head
+
+    def item(self, head: MapEntry, i: int) -> Any:
+        """Item ``i`` of the first entry, ``head`` (under way), handed over: its error, or
+        ``CancelledError``, raised instead. Recorded in the map's checkpoint first."""
+        if self._resume is not None:
+            self._resume.durable(head, i)
+        return head._item(i)
+
+    def take(self, start: int) -> Iterator[Any]:
+        """The first entry's values from item ``start`` on, handed over (see
+        ``MapEntry._take_values``), the entry taken out; recorded in the map's checkpoint
+        first."""
+        head = self.pop()
+        if self._resume is not None:
+            self._resume.durable(head)
+        return head._take_values(start)
 
     @property
     def bounded(self) -> bool:
@@ -278,10 +297,10 @@ def map_results(
                 win.wait_item(head, i, end)
                 if head.done():
                     break
-                yield head._item(i)  # its error, if it failed, is raised here
+                yield win.item(head, i)  # its error, if it failed, is raised here
                 i += 1
             del head
-            yield from win.pop()._take_values(i)
+            yield from win.take(i)
     finally:
         win.close()
 

@@ -16,10 +16,11 @@ from ._runtime._read_ahead import ReadAhead
 
 if TYPE_CHECKING:
     from ._core import ExecutorCore
+    from ._resume import Resume
     from ._runtime._task import Task
     from ._task_options import TaskOptions
 
-__all__ = ["map_window", "submit_all"]
+__all__ = ["map_window", "resume_of", "submit_all", "submit_resumed"]
 
 # how many bytes of values a map without buffersize holds for a reader slower than its
 # workers before its next tasks wait for the reader (see ReadAhead): a quarter of
@@ -35,14 +36,32 @@ def map_window(
     args_iter: Iterator[tuple[Any, ...]],
     chunksize: int | None,
     buffersize: int | None,
+    resume: Resume | None = None,
+    single: bool = True,
 ) -> MapWindow:
     """Submit a ``map``'s elements (all of them, or the first ``buffersize`` when
     streaming): in chunks when it may be, else one task each; a large callable pickled
-    once for them all (see :mod:`._callables`)."""
+    once for them all (see :mod:`._callables`). With ``resume`` (a checkpoint), elements
+    it holds are restored instead, in their place; ``single``: the map has one iterable
+    (its keys are of the elements themselves, else of the argument tuples)."""
     chunked = chunksize != 1 and core.chunkable(opts, fn)
     reuse = CallableReuse()
 
     def submit_items(items: list[tuple[Any, ...]]) -> list[Any]:
+        if resume is not None:
+            return list(
+                submit_resumed(
+                    core,
+                    opts,
+                    fn,
+                    items,
+                    chunksize,
+                    resume,
+                    single=single,
+                    chunked=chunked,
+                    reuse=reuse,
+                )
+            )
         if chunked:
             return core.submit_items(opts, fn, items, reuse=reuse)
         return [core.submit(opts, fn, args, {}, reuse=reuse) for args in items]
@@ -54,10 +73,24 @@ def map_window(
             if retain is None
             else ReadAhead(max(retain // _READ_AHEAD_SHARE, _READ_AHEAD_FLOOR))
         )
-        entries = submit_all(
-            core, opts, fn, args_iter, chunksize, chunked=chunked, flow=flow, reuse=reuse
-        )
-        return MapWindow(entries, None, submit_items, None, flow, core.sup)
+        if resume is None:
+            entries = submit_all(
+                core, opts, fn, args_iter, chunksize, chunked=chunked, flow=flow, reuse=reuse
+            )
+        else:
+            entries = submit_resumed(
+                core,
+                opts,
+                fn,
+                list(args_iter),
+                chunksize,
+                resume,
+                single=single,
+                chunked=chunked,
+                flow=flow,
+                reuse=reuse,
+            )
+        return MapWindow(entries, None, submit_items, None, flow, core.sup, resume)
     size = 1
     if chunked:
         first = next(args_iter, None)
@@ -66,7 +99,7 @@ def map_window(
             size = chunksize or _chunk_size(core, fn, first, window=buffersize, reuse=reuse)
     size = min(size, buffersize)
     batches = iter(lambda: list(itertools.islice(args_iter, size)), [])
-    window = MapWindow(deque(), batches, submit_items, buffersize)
+    window = MapWindow(deque(), batches, submit_items, buffersize, resume=resume)
     window.refill()  # the first window is submitted now, as without buffersize
     return window
 
@@ -99,6 +132,60 @@ def submit_all(
     entries: deque[Any] = deque()
     for at in range(0, len(items), size):
         entries.extend(core.submit_items(opts, fn, items[at : at + size], flow, reuse))
+    return entries
+
+
+def resume_of(
+    checkpoint: object,
+    fn: Callable[..., Any],
+    opts: TaskOptions,
+    key: Callable[[Any], str] | None,
+    namespace: str | None,
+    where: str,
+) -> Resume | None:
+    """The checkpoint of a ``map``/``group``/``pmap`` call (None without one); the
+    checkpoint's modules (and sqlite3) load only when one is given."""
+    if checkpoint is None and key is None and namespace is None:
+        return None
+    from ._resume import resume_for
+
+    return resume_for(checkpoint, fn, opts, key, namespace, where=where)
+
+
+def submit_resumed(
+    core: ExecutorCore,
+    opts: TaskOptions,
+    fn: Callable[..., Any],
+    items: list[tuple[Any, ...]],
+    chunksize: int | None,
+    resume: Resume,
+    *,
+    single: bool = True,
+    keys: list[str] | None = None,
+    chunked: bool | None = None,
+    flow: ReadAhead[Task] | None = None,
+    reuse: CallableReuse | None = None,
+) -> deque[Any]:
+    """:func:`submit_all` for inputs a checkpoint may hold: every key is worked out first
+    (a bad one raises before anything is submitted), then runs of done inputs become
+    :class:`~._restored.Restored` entries, in their place in the window and the batch of
+    ``run()``, and the others are submitted, their successes recorded as they come.
+    ``keys``: the inputs' keys when the caller has them already."""
+    core.check_submittable()
+    if keys is None:
+        keys = resume.keys([args[0] for args in items] if single else items)
+    core.resumes.add(resume)
+    entries: deque[Any] = deque()
+    for start, stop, restored in resume.split(keys):
+        if restored is not None:
+            core.batch.add_restored(restored)
+            entries.append(restored)
+            continue
+        new = submit_all(
+            core, opts, fn, items[start:stop], chunksize, chunked=chunked, flow=flow, reuse=reuse
+        )
+        resume.follow(list(new), keys[start:stop])
+        entries.extend(new)
     return entries
 
 

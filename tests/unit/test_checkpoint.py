@@ -347,13 +347,19 @@ def test_lookup_many_beyond_sqlites_variable_limit(ck: Checkpoint) -> None:
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
     selects: list[str] = []
     conn.set_trace_callback(lambda sql: selects.append(sql) if "SELECT key, name" in sql else None)
+    # a namespace bigger than the keys asked: fetched by chunks of keys, not one per key
+    asked = [*keys[:30_000], *(Checkpoint.key_of(-i) for i in range(1, 1001))]
+    found = ck.lookup_many(asked, NS)
+    assert len(found) == 30_000
+    assert all(found[k].value == i for i, k in enumerate(keys[:30_000]))
+    assert 30_000 / 999 < len(selects) <= len(asked) / 500 + 1
+    selects.clear()
+    # one no bigger than the keys asked is read whole, in one SELECT, and filtered
     asked = [*keys, *(Checkpoint.key_of(-i) for i in range(1, 1001))]
     found = ck.lookup_many(asked, NS)
-    assert len(found) == 40_000
+    assert len(found) == 40_000 and len(selects) == 1
     assert all(found[k].value == i for i, k in enumerate(keys))
-    assert 40_000 / 999 < len(selects) <= len(asked) / 500 + 1  # by chunks, not one per key
     selects.clear()
-    # a namespace with fewer records than the keys asked: only the keys it holds are fetched
     assert len(ck.lookup_many(asked, "small")) == 100 and len(selects) == 1
     selects.clear()
     assert ck.lookup_many(asked, "empty") == {} and selects == []
@@ -565,3 +571,27 @@ def test_repr() -> None:
         assert repr(ck) == "Checkpoint(':memory:', serializer='pickle')"
     with Checkpoint(store_values=False) as ck:
         assert repr(ck) == "Checkpoint(':memory:', store_values=False)"
+
+
+def test_a_flush_while_the_writer_runs_has_the_writer_commit(path: str) -> None:
+    # the SQLite work goes to the writer thread (without the GIL there), and flush()
+    # returns once it is done: the rows are then visible to another connection
+    with Checkpoint(path, batch_seconds=30.0) as ck:
+        ck.record("warm", 0, namespace=NS)  # starts the writer, which waits 30 s to commit
+        ck.flush()
+        committers: list[str] = []
+        ck._store._conn.set_trace_callback(
+            lambda sql: (
+                committers.append(threading.current_thread().name)
+                if sql.startswith("INSERT")
+                else None
+            )
+        )
+        ck.record_many([(str(i), i) for i in range(1000)], NS, flush=False)
+        started = time.monotonic()
+        ck.flush()
+        assert time.monotonic() - started < 10  # not the writer's 30 s
+        assert committers == ["osiiso_mp-checkpoint-writer"]
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1001
+        ck._store._conn.set_trace_callback(None)
