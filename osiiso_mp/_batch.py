@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._map_chunk import MapChunk
-from ._results import TaskResult
+from ._results import TaskResult, run_span
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -134,13 +134,9 @@ class RunBatch:
                 records.extend(entry.records())
         holders: list[Holder] = [e.holder for e in run.batch if e.holder is not None]
         self._sup.batch_let_go(holders, wait=True)
-        if records:
-            duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
-        else:
-            duration = 0.0
         summary = RunSummary(
             results=tuple(records),
-            duration=max(0.0, duration),
+            duration=run_span(records),
             timed_out=timed_out,
             procs=self._procs,
             respawns=max(0, respawns - run.respawns_before),

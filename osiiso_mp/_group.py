@@ -19,7 +19,7 @@ from ._callables import CallableReuse
 from ._future import TaskFuture
 from ._progress import ProgressArg, progress_tracker
 from ._progress._callback import short_repr
-from ._results import record_of
+from ._results import record_of, run_span
 from ._runtime.protocol._commands import CancelAll
 from ._summary import RunSummary
 from ._task_options import TaskOptions
@@ -264,13 +264,9 @@ class TaskGroup(Generic[T]):
         done, not_done = cf.wait(self._futures, timeout)
         self._durable()
         records = tuple(record_of(fut) for fut in self._futures if fut in done)
-        if records:
-            duration = max(r.finished_at for r in records) - min(r.created_at for r in records)
-        else:
-            duration = 0.0
         return RunSummary(
             results=records,
-            duration=max(0.0, duration),
+            duration=run_span(records),
             timed_out=bool(not_done),
             procs=self._procs,
             respawns=0,

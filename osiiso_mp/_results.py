@@ -19,7 +19,7 @@ immutable data: nothing here does I/O.
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +38,7 @@ __all__ = [
     "make_result",
     "raw_value",
     "record_of",
+    "run_span",
     "safe_repr",
     "set_raw_value",
     "value_repr",
@@ -301,6 +302,18 @@ def with_value(record: TaskResult, value: Any) -> TaskResult:
     """A copy of ``record`` whose ``value`` slot holds ``value`` (the other fields are the
     same objects)."""
     return make_result(*_BEFORE_VALUE(record), value, *_AFTER_VALUE(record))
+
+
+def run_span(records: Iterable[TaskResult]) -> float:
+    """Seconds from the first record's creation to the last one's finish (0.0 for none).
+
+    Inputs restored from a checkpoint (``succeeded`` with no attempt) finished in an earlier
+    run, perhaps days ago: they are left out, so that the span is this run's.
+    """
+    ran = [r for r in records if r.attempts or r.status != "succeeded"]
+    if not ran:
+        return 0.0
+    return max(0.0, max(r.finished_at for r in ran) - min(r.created_at for r in ran))
 
 
 def record_of(fut: Any) -> TaskResult:

@@ -73,6 +73,12 @@ class RunSummary:
         return self.failed == 0 and self.cancelled == 0 and not self.timed_out
 
     @property
+    def restored(self) -> int:
+        """How many of the succeeded tasks were restored from a checkpoint: inputs an
+        earlier run finished (``succeeded`` records with no attempt; see ``Checkpoint``)."""
+        return sum(1 for r in self.results if r.status == "succeeded" and not r.attempts)
+
+    @property
     def status_word(self) -> str:
         """``"TIMED OUT"``, else ``"PASSED"`` when :attr:`ok`, else ``"COMPLETED WITH ERRORS"``."""
         if self.timed_out:
@@ -152,7 +158,7 @@ class RunSummary:
         lines = [_BAR, f"  Run Summary: {self.status_word}", _BAR]
         for label, value in (
             ("Total tasks", str(self.total_submitted)),
-            ("Succeeded", str(self.succeeded)),
+            ("Succeeded", _with_restored(self.succeeded, self.restored)),
             ("Failed", str(self.failed)),
             ("Cancelled", str(self.cancelled)),
             ("Duration", f"{self.duration:.3f}s"),
@@ -370,3 +376,8 @@ def _grouped(
     for r in results:
         out.setdefault(key(r), []).append(r)
     return {k: tuple(group) for k, group in out.items()}
+
+
+def _with_restored(succeeded: int, restored: int) -> str:
+    """``"12"``, or ``"12 (8 restored from checkpoint)"``."""
+    return f"{succeeded} ({restored} restored from checkpoint)" if restored else str(succeeded)

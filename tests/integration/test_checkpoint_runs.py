@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,8 @@ def test_a_resumed_map_runs_only_what_the_first_run_did_not_finish(
             assert (record.attempts, record.message, record.attempt_log) == (0, RESTORED, ())
             assert record.started_at is None and record.duration == 0.0
     assert summary.succeeded == 12
+    assert summary.restored == 12 - len(ran_again)
+    assert f"12 ({summary.restored} restored from checkpoint)" in summary.report()
 
 
 def test_failures_are_not_recorded_and_run_again(env: Path) -> None:
@@ -161,7 +164,8 @@ def test_restored_records_take_their_place_among_new_tasks_in_input_order(env: P
         namespace = Checkpoint.namespace_of(square)
         for x in (1, 2, 5, 9):  # an earlier run finished these (with other values, even)
             ck.record(Checkpoint.key_of(x), -x, namespace=namespace, name="square")
-    before = time.time()
+    with sqlite3.connect(db) as conn:  # ... a day ago
+        conn.execute("UPDATE records SET recorded_at = recorded_at - 86400")
     with Checkpoint(db) as ck, Executor(procs=2) as ex:
         values = list(ex.map(square, range(10), checkpoint=ck, chunksize=2))
         summary = ex.run()
@@ -169,12 +173,14 @@ def test_restored_records_take_their_place_among_new_tasks_in_input_order(env: P
     assert restored == [1, 2, 5, 9]
     assert values == [-x if x in restored else x * x for x in range(10)]
     assert calls(env / "calls.jsonl") == Counter({x: 1 for x in range(10) if x not in restored})
-    # their times are when they were first recorded, on the records' clock (perf_counter)
+    # their times are when they were first recorded, on the records' clock (perf_counter);
+    # the run's duration is this run's, not a day
     for x in restored:
         age = time.perf_counter() - summary.results[x].finished_at
-        assert 0 <= age <= time.time() - before + 60
+        assert 86400 <= age <= 86400 + 60
         assert summary.results[x].name == "square"
         assert summary.results[x].task_id != summary.results[x - 1].task_id
+    assert 0 < summary.duration < 60
 
 
 def test_custom_keys_and_namespaces(env: Path) -> None:
