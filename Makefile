@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/bench_busy_caller.py
 	$(PY) benchmarks/bench_floors.py
+	$(PY) benchmarks/bench_checkpoint.py
 
 soak: $(STAMP)
 	OSIISO_SOAK_TASKS=100000 $(PY) -m pytest -q -m soak

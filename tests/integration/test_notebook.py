@@ -146,7 +146,7 @@ def test_quickstart_notebook_runs(tmp_path: pathlib.Path) -> None:
     assert pathlib.Path(probe["executable"]).resolve() == pathlib.Path(sys.executable).resolve()
 
     # Values: a lambda over a closure, and a function defined in a cell.
-    out = _stream(_cell(nb, "ex.map("), "stdout")
+    out = _stream(_cell(nb, "ex.map(lambda"), "stdout")
     assert "scaled: [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]" in out
     assert "primes: [168, 1229, 5133]" in out
 
@@ -193,6 +193,22 @@ def test_quickstart_notebook_runs(tmp_path: pathlib.Path) -> None:
     assert "parse-data #1 failed" in svg
 
     assert "9 attempts, 1 retried" in _stream(_cell(nb, "summary.telemetry"), "stdout")
+
+    # An interrupted batch, resumed: the first run stopped after 20 values, every one of
+    # them (and whatever else had finished) recorded; the second ran only the rest, and
+    # its summary has all 60 inputs, the restored ones with no attempt.
+    out = _stream(_cell(nb, "break  # stands for Ctrl-C"), "stdout")
+    first = re.search(r"values read: (\d+), calls: (\d+), recorded: (\d+)", out)
+    assert first is not None, out
+    read, calls, recorded = map(int, first.groups())
+    assert read == 20 and 20 <= recorded <= calls <= 60, out
+    out = _stream(_cell(nb, "resumed = ex.run()"), "stdout")
+    assert "values: 60, in order: True" in out, out
+    second = re.search(r"restored: (\d+), ran: (\d+), calls in this run: (\d+)", out)
+    assert second is not None, out
+    restored, ran, calls_now = map(int, second.groups())
+    assert restored == recorded and ran == 60 - recorded and calls_now == ran, out
+    assert "succeeded 0 'restored from checkpoint'" in out, out
 
     # Processes: once the notebook's `with` blocks were over, only the fork server was
     # left in the kernel; after the kernel's shutdown nothing it started is alive.
