@@ -79,7 +79,7 @@ def summary_html(summary: RunSummary) -> str:
     ]
     counters = [
         ["Total tasks", str(summary.total_submitted)],
-        ["Succeeded", str(summary.succeeded)],
+        ["Succeeded", summary._succeeded_label()],
         ["Failed", str(summary.failed)],
         ["Cancelled", str(summary.cancelled)],
         ["Duration", f"{summary.duration:.3f}s"],

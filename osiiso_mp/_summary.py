@@ -78,6 +78,13 @@ class RunSummary:
         earlier run finished (``succeeded`` records with no attempt; see ``Checkpoint``)."""
         return sum(1 for r in self.results if r.status == "succeeded" and not r.attempts)
 
+    def _succeeded_label(self) -> str:
+        """``"12"``, or ``"12 (8 restored from checkpoint)"`` (the text and HTML reports')."""
+        restored = self.restored
+        if not restored:
+            return str(self.succeeded)
+        return f"{self.succeeded} ({restored} restored from checkpoint)"
+
     @property
     def status_word(self) -> str:
         """``"TIMED OUT"``, else ``"PASSED"`` when :attr:`ok`, else ``"COMPLETED WITH ERRORS"``."""
@@ -158,7 +165,7 @@ class RunSummary:
         lines = [_BAR, f"  Run Summary: {self.status_word}", _BAR]
         for label, value in (
             ("Total tasks", str(self.total_submitted)),
-            ("Succeeded", _with_restored(self.succeeded, self.restored)),
+            ("Succeeded", self._succeeded_label()),
             ("Failed", str(self.failed)),
             ("Cancelled", str(self.cancelled)),
             ("Duration", f"{self.duration:.3f}s"),
@@ -377,7 +384,3 @@ def _grouped(
         out.setdefault(key(r), []).append(r)
     return {k: tuple(group) for k, group in out.items()}
 
-
-def _with_restored(succeeded: int, restored: int) -> str:
-    """``"12"``, or ``"12 (8 restored from checkpoint)"``."""
-    return f"{succeeded} ({restored} restored from checkpoint)" if restored else str(succeeded)

@@ -125,6 +125,7 @@ def test_a_resumed_map_runs_only_what_the_first_run_did_not_finish(
     assert summary.succeeded == 12
     assert summary.restored == 12 - len(ran_again)
     assert f"12 ({summary.restored} restored from checkpoint)" in summary.report()
+    assert f"12 ({summary.restored} restored from checkpoint)" in summary._repr_html_()
 
 
 def test_failures_are_not_recorded_and_run_again(env: Path) -> None:
