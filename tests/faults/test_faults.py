@@ -45,7 +45,9 @@ from fault_support import (
 )
 
 from osiiso_mp import (
+    ClosedError,
     Executor,
+    OsiisoError,
     RemoteError,
     SerializationError,
     TaskResult,
@@ -581,3 +583,29 @@ def test_workers_ignore_sigint(start_method: str, tmp_path: Path) -> None:
         assert rec.status == "succeeded" and rec.attempts == 1
         assert alive(pid)
         assert canary(ex) == pid
+
+
+# --- workers that die while starting ---------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("initializer", "initargs", "last"),
+    [
+        (os._exit, (3,), "exit code 3"),
+        (ctypes.string_at, (0,), "SIGSEGV"),  # a segfault while starting
+    ],
+    ids=["os._exit", "segfault"],
+)
+def test_workers_that_die_while_starting_break_the_executor_instead_of_hanging(
+    initializer: Callable[..., object], initargs: tuple[Any, ...], last: str
+) -> None:
+    # no exception to report (the initializer ends the process): the pool used to replace
+    # its workers for ever, and a task waited for ever
+    with Executor(procs=2, initializer=initializer, initargs=initargs) as ex:
+        exc = ex.submit(abs, -1).exception(timeout=WAIT)
+        assert isinstance(exc, OsiisoError), repr(exc)
+        assert "workers exited before they were ready" in str(exc)
+        assert last in str(exc)
+        with pytest.raises(ClosedError, match="the executor is broken"):
+            ex.submit(abs, -2)

@@ -8,6 +8,7 @@ process of its group (the fork server, the workers) may survive it, whatever the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -17,14 +18,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp  # in the dev extra: a missing one fails loudly, as the other extras do
 import psutil
 import pytest
-
-aiohttp = pytest.importorskip("aiohttp")  # in the dev extra; skipped where it is missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "cpu_service.py"
@@ -231,6 +231,26 @@ def busy_pids(stats: dict[str, Any]) -> set[int]:
     return {w["pid"] for w in stats["workers"] if w["state"] == "busy" and w["current"]}
 
 
+@contextlib.asynccontextmanager
+async def a_client_that_goes_away(svc: Service, client: Any) -> AsyncIterator[None]:
+    """Another client's ``/burn`` keeps a worker busy (waited for) while the block runs;
+    then that client goes away: its request is cancelled and its session closed."""
+    burner = aiohttp.ClientSession()
+    try:
+        request = asyncio.ensure_future(burner.get(svc.url("/burn"), params={"seconds": "30"}))
+        try:
+            await wait_stats(svc, client, some_busy, 10.0, "a busy worker")
+            yield
+        finally:
+            request.cancel()
+            try:
+                await request
+            except asyncio.CancelledError:
+                pass
+    finally:
+        await burner.close()
+
+
 def all_idle(stats: dict[str, Any]) -> bool:
     return all(w["state"] == "idle" for w in stats["workers"])
 
@@ -369,19 +389,8 @@ def test_stats_count_each_outcome_and_metrics_serve_them(service: Service) -> No
             params = {"seconds": "20", "timeout": "0.3"}
             async with client.get(service.url("/burn"), params=params) as resp:
                 assert resp.status == 504
-            burner = aiohttp.ClientSession()  # a client that goes away: its task is cancelled
-            try:
-                request = asyncio.ensure_future(
-                    burner.get(service.url("/burn"), params={"seconds": "30"})
-                )
-                await wait_stats(service, client, some_busy, 10.0, "a busy worker")
-                request.cancel()
-                try:
-                    await request
-                except asyncio.CancelledError:
-                    pass
-            finally:
-                await burner.close()
+            async with a_client_that_goes_away(service, client):  # its task is cancelled
+                pass
             stats = await wait_stats(
                 service,
                 client,
@@ -454,24 +463,12 @@ def test_a_full_queue_answers_503(start_service: Callable[..., Service]) -> None
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as client:
-            burner = aiohttp.ClientSession()
-            try:
-                request = asyncio.ensure_future(
-                    burner.get(svc.url("/burn"), params={"seconds": "30"})
-                )
-                await wait_stats(svc, client, some_busy, 10.0, "a busy worker")
+            async with a_client_that_goes_away(svc, client):
                 async with client.get(svc.url("/primes"), params={"n": "1000"}) as resp:
                     body = await resp.json()
                     assert resp.status == 503, body
                     assert resp.headers["Retry-After"]
                 assert body["error"] == "queue_full"
-                request.cancel()
-                try:
-                    await request
-                except asyncio.CancelledError:
-                    pass
-            finally:
-                await burner.close()
             # The cancelled request gave its slot back.
             deadline = time.monotonic() + 5.0
             while True:

@@ -769,6 +769,42 @@ def test_an_initializer_failing_three_times_in_a_row_breaks_the_executor(start: 
     assert all(not link.sent(RunTask) for link in transport.links)
 
 
+def test_workers_exiting_before_they_are_ready_break_the_executor(start: Start) -> None:
+    # no InitFailed: the process just ends while starting (os._exit in an initializer, a
+    # segfault on import); replacing it for ever would leave every task waiting
+    ex, transport = start(2, ready=False)
+    fut = ex.submit(abs, -1)
+    for index in range(3):  # the two first workers, then one replacement
+        link = transport.link(index)
+        link.expect(Configure)
+        link.exit(-11)
+    exc = fut.exception(timeout=WAIT)
+    assert isinstance(exc, OsiisoError)
+    assert "workers exited before they were ready 3 times in a row" in str(exc)
+    assert "(the last: killed by SIGSEGV)" in str(exc)
+    with pytest.raises(ClosedError, match="the executor is broken"):
+        ex.submit(abs, -2)
+    started = len(transport.links)  # (a replacement may have been on its way already)
+    time.sleep(0.3)
+    assert len(transport.links) == started <= 4
+
+
+def test_a_worker_that_gets_ready_resets_the_count_of_early_exits(start: Start) -> None:
+    ex, transport = start(1, ready=False)
+    for index in (0, 1):  # two early exits...
+        transport.link(index).exit(1)
+    transport.link(2).ready()  # ... then a worker that starts: the count begins again
+    transport.link(2).exit(-9)  # (its crash after it was ready is no start's failure)
+    for index in (3, 4):  # two more early exits: still below three in a row
+        transport.link(index).exit(1)
+    link = transport.link(5)
+    link.ready()
+    fut = ex.submit(abs, -3)
+    link.expect(RunTask)  # the task goes to the worker that started: nothing broke
+    assert not fut.done()
+    assert ex._core.sup.broken is None
+
+
 def test_messages_from_a_worker_are_heard_until_it_exits(start: Start) -> None:
     # a result the worker sent just before it died still counts (delivered before the exit)
     ex, transport = start(1)

@@ -13,7 +13,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import WorkerCrashedError
+from ..._errors import WorkerCrashedError, describe_exit
 from ..._resources import thread_env
 from ..protocol._buffers import PassedFd
 from ..protocol._messages import (
@@ -76,6 +76,10 @@ class WorkerPool:
         self._init_failures = 0
         self._init_error: str | None = None
         self._init_stage = "initializer"  # what failed last: "initializer" or "setup"
+        # workers that exited before they were ready (not killed by us), since one last was:
+        # a crash while starting that no InitFailed reports (os._exit in an initializer, a
+        # segfault on import) would otherwise be replaced for ever, its tasks never run
+        self._early_exits = 0
         # the initializer, pickled once, and the descriptors its arguments' multiprocessing
         # objects need (kept open until teardown: every worker started gets them)
         self._initializer = initializer
@@ -151,6 +155,7 @@ class WorkerPool:
             w.node = msg.node or w.link.node
             w.ready = True
             self._init_failures = 0
+            self._early_exits = 0
             if not self.sup.caps.one_clock:  # map its clock onto ours (latency aside)
                 w.clock_offset = time.perf_counter() - msg.clock
         elif isinstance(msg, LogRecorded):
@@ -203,6 +208,17 @@ class WorkerPool:
             )
             sup.break_(f"{what} failed {self._init_failures} times in a row: {self._init_error}")
             return
+        if not (w.ready or w.retiring or w.killed):
+            self._early_exits += 1
+            # as many as the workers (at least 3): a pool of 16 whose every first start
+            # fails breaks at once, one whose few unlucky starts fail does not
+            if self._early_exits >= max(INIT_FAILURES, sup.config.procs):
+                sup.break_(
+                    f"workers exited before they were ready {self._early_exits} times in a "
+                    f"row (the last: {describe_exit(code)}): something in their start-up "
+                    "(an initializer, sitecustomize, an import) ends the process"
+                )
+                return
         if sup.broken is not None:
             return
         self.respawns += 1
