@@ -26,31 +26,39 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Literal
 
+from ._checkpoint_batch import MAX_BATCH, Batch, Single
 from ._checkpoint_codec import (
     CUSTOM,
-    PICKLE,
     Decoder,
     Encoder,
-    decode,
     encode_json,
-    encode_pickle,
+    encode_one,
+    join_json,
+    json_many,
     key_of,
     namespace_of,
+    pack_each,
+    pickle_many,
 )
-from ._checkpoint_db import Row, Store
+from ._checkpoint_db import Entry, Store
+from ._checkpoint_index import found
 from ._checkpoint_schema import CheckpointError
 
 __all__ = ["DEFAULT_NAMESPACE", "Checkpoint", "CheckpointError", "CheckpointRecord"]
 
 log = logging.getLogger("osiiso_mp")
+
+# record_many of fewer pairs queues them one by one (as record does), for the writer to
+# join them up with their neighbours: a map of chunks of one item is not a row per item
+_FEW = 16
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of the methods that take one, when none is given."""
@@ -116,11 +124,15 @@ class Checkpoint:
         self._store_values = bool(store_values)
         self._serializer = serializer
         self._decoder = decoder
+        # how a value is encoded on its own, and a batch's values together
         self._encode: Callable[[Any], tuple[str, Any]]
+        self._encode_many: Callable[[list[Any]], tuple[str, Any]] | None
         if encoder is not None:
-            self._encode = _custom(encoder)
+            self._encode, self._encode_many = _custom(encoder), None
+        elif serializer == "json":
+            self._encode, self._encode_many = encode_json, json_many
         else:
-            self._encode = encode_json if serializer == "json" else encode_pickle
+            self._encode, self._encode_many = encode_one, pickle_many
         self._warned: set[tuple[str, str]] = set()  # (what failed, namespace), logged once
         self._store = Store(
             self._path, timeout=timeout, batch_rows=batch_rows, batch_seconds=batch_seconds
@@ -146,15 +158,10 @@ class Checkpoint:
         """
         if type(key) is not str or type(namespace) is not str:
             _refuse(key, namespace)
-        if not self._store_values:
-            self._store.append((namespace, key, name, time.time(), None, None))
-            return True
-        try:
-            codec, stored = self._encode(value)
-        except Exception as exc:
-            self._cannot_store(namespace, key, exc)
+        single = self._single(namespace, name, time.time(), key, value)
+        if single is None:
             return False
-        self._store.append((namespace, key, name, time.time(), codec, stored))
+        self._store.append(single)
         return True
 
     def record_many(
@@ -168,33 +175,90 @@ class Checkpoint:
         """Record ``(key, value)`` pairs; how many were recorded (unencodable values are
         not, as in :meth:`record`).
 
-        With ``flush=True`` they are committed, with anything queued, in one transaction
-        before it returns; with ``flush=False`` they are queued as :meth:`record` queues
-        one (one lock for them all).
+        Their values are encoded together, now (a snapshot), and stored as one batch (a
+        row of the file; several for more than a few thousand). With ``flush=True`` they
+        are committed, with anything queued, in one transaction before it returns; with
+        ``flush=False`` they are queued as :meth:`record` queues one.
         """
         if type(namespace) is not str:
             _refuse("", namespace)
-        encode = self._encode
-        store_values = self._store_values
+        pairs = rows if type(rows) is list else list(rows)
+        if pairs and set(map(len, pairs)) != {2}:
+            raise ValueError("record_many takes (key, value) pairs")
+        keys: list[str] = list(map(itemgetter(0), pairs))
+        if keys and set(map(type, keys)) != {str}:
+            _refuse(next(k for k in keys if type(k) is not str), namespace)
+        values: list[Any] = list(map(itemgetter(1), pairs))
         now = time.time()
-        kept: list[Row] = []
-        for key, value in rows:
-            if type(key) is not str:
-                _refuse(key, namespace)
-            if not store_values:
-                kept.append((namespace, key, name, now, None, None))
-                continue
+        entries: list[Entry] = []
+        if len(keys) < _FEW:  # queued as records one by one: the writer joins them up
+            for key, value in zip(keys, values, strict=True):
+                single = self._single(namespace, name, now, key, value)
+                if single is not None:
+                    entries.append(single)
+            recorded = len(entries)
+        else:
+            for start in range(0, len(keys), MAX_BATCH):
+                stop = start + MAX_BATCH
+                batch = self._batch(namespace, name, now, keys[start:stop], values[start:stop])
+                if batch is not None:
+                    entries.append(batch)
+            recorded = sum(map(len, entries))
+        if flush:
+            self._store.write(entries)
+        else:
+            self._store.extend(entries, recorded)
+        return recorded
+
+    def _single(
+        self, namespace: str, name: str | None, now: float, key: str, value: Any
+    ) -> Single | None:
+        """The record of ``key``, its value encoded on its own; None (warned about) if it
+        cannot be stored."""
+        if not self._store_values:
+            return (namespace, name, now, None, None, key)
+        try:
+            codec, stored = self._encode(value)
+        except Exception as exc:
+            self._cannot_store(namespace, key, exc)
+            return None
+        return (namespace, name, now, codec, stored, key)
+
+    def _batch(
+        self, namespace: str, name: str | None, now: float, keys: list[str], values: list[Any]
+    ) -> Batch | None:
+        """The batch of ``keys`` and ``values`` (encoded together; those that cannot be
+        stored left out, and warned about); None if none can."""
+        if not self._store_values:
+            return Batch(namespace, name, now, keys, None, None)
+        encode_many = self._encode_many
+        if encode_many is not None:
+            try:
+                codec, stored = encode_many(values)
+            except Exception:
+                pass  # one value or more cannot be stored: which ones? (below)
+            else:
+                return Batch(namespace, name, now, keys, codec, stored)
+        kept: list[str] = []
+        codecs: list[str] = []
+        items: list[Any] = []
+        encode = self._encode
+        for key, value in zip(keys, values, strict=True):
             try:
                 codec, stored = encode(value)
             except Exception as exc:
                 self._cannot_store(namespace, key, exc)
                 continue
-            kept.append((namespace, key, name, now, codec, stored))
-        if flush:
-            self._store.write(kept)
+            kept.append(key)
+            codecs.append(codec)
+            items.append(stored)
+        if not kept:
+            return None
+        if encode_many is json_many:
+            codec, stored = join_json(items)
         else:
-            self._store.extend(kept)
-        return len(kept)
+            codec, stored = pack_each(CUSTOM if encode_many is None else codecs, items)
+        return Batch(namespace, name, now, kept, codec, stored)
 
     def _cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
         """Log (once per namespace) that a value of ``key`` cannot be stored."""
@@ -219,11 +283,7 @@ class Checkpoint:
 
     def is_done(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Is the input ``key`` recorded in ``namespace``?"""
-        return bool(
-            self._store.query(
-                "SELECT 1 FROM records WHERE namespace = ? AND key = ?", (namespace, key)
-            )
-        )
+        return key in self._store.keys_held(namespace)[namespace]
 
     def lookup(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> CheckpointRecord | None:
         """The record of the input ``key`` in ``namespace``, or None.
@@ -236,9 +296,9 @@ class Checkpoint:
     def lookup_many(
         self, keys: Iterable[str], namespace: str = DEFAULT_NAMESPACE
     ) -> dict[str, CheckpointRecord]:
-        """The records of those of ``keys`` that ``namespace`` holds, by key (one SELECT
-        per few hundred keys, or one for a namespace no bigger than ``keys``; records
-        whose value cannot be decoded are left out, as in :meth:`lookup`)."""
+        """The records of those of ``keys`` that ``namespace`` holds, by key (one read of
+        the batches holding them, each decoded whole; records whose value cannot be decoded
+        are left out, as in :meth:`lookup`)."""
         return {
             key: CheckpointRecord(value, name, recorded_at, has_value)
             for key, (value, name, recorded_at, has_value) in self._found(keys, namespace)
@@ -249,46 +309,30 @@ class Checkpoint:
     ) -> Iterator[tuple[str, tuple[Any, str | None, float, bool]]]:
         """``(key, (value, name, recorded_at, has_value))`` of those of ``keys`` found,
         decoded (what :meth:`lookup_many` and a resumed map read, without the records)."""
-        decoder = self._decoder
-        loads = pickle.loads
-        for key, name, recorded_at, codec, stored in self._store.select(namespace, keys):
-            if codec == PICKLE:  # the common case, inline
-                try:
-                    yield key, (loads(stored), name, recorded_at, True)
-                    continue
-                except Exception:
-                    pass  # (reported below)
-            try:
-                value = decode(codec, stored, decoder)
-            except Exception as exc:
-                self._warn_once(
-                    "read",
-                    namespace,
-                    "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
-                    "input is treated as not done and runs again (further such values of "
-                    "this namespace are not logged)",
-                    namespace,
-                    type(exc).__name__,
-                    exc,
-                    key,
-                )
-                continue
-            yield key, (value, name, recorded_at, codec is not None)
+        plan = self._store.plan(namespace, list(keys))
+
+        def cannot_read(exc: Exception, key: str) -> None:
+            self._warn_once(
+                "read",
+                namespace,
+                "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
+                "input is treated as not done and runs again (further such values of "
+                "this namespace are not logged)",
+                namespace,
+                type(exc).__name__,
+                exc,
+                key,
+            )
+
+        return found(plan, self._decoder, cannot_read)
 
     def count(self, namespace: str | None = None) -> int:
         """How many inputs are recorded in ``namespace`` (in all: None)."""
-        if namespace is None:
-            rows = self._store.query("SELECT COUNT(*) FROM records")
-        else:
-            rows = self._store.query(
-                "SELECT COUNT(*) FROM records WHERE namespace = ?", (namespace,)
-            )
-        return int(rows[0][0])
+        return sum(map(len, self._store.keys_held(namespace).values()))
 
     def namespaces(self) -> list[str]:
         """The namespaces that hold records, sorted."""
-        rows = self._store.query("SELECT DISTINCT namespace FROM records ORDER BY namespace")
-        return [row[0] for row in rows]
+        return self._store.namespaces()
 
     def clear(self, namespace: str | None = None) -> int:
         """Forget the records of ``namespace`` (of all namespaces: None); how many went."""
@@ -348,9 +392,13 @@ def _custom(encoder: Encoder) -> Callable[[Any], tuple[str, Any]]:
 
     def encode(value: Any) -> tuple[str, Any]:
         stored = encoder(value)
-        if not isinstance(stored, bytes | bytearray | memoryview | str):
+        if type(stored) is bytes or type(stored) is str:
+            return CUSTOM, stored
+        if isinstance(stored, str):
+            return CUSTOM, str.__str__(stored)
+        if not isinstance(stored, bytes | bytearray | memoryview):
             raise TypeError(f"the encoder returned {type(stored).__name__}, not bytes or str")
-        return CUSTOM, stored
+        return CUSTOM, bytes(stored)
 
     return encode
 

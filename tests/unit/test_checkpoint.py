@@ -2,7 +2,8 @@
 codecs, the batched writer and what ``flush`` guarantees, files shared by several objects.
 
 The map/group wiring is tested elsewhere; here the store is driven directly, with a second
-plain ``sqlite3`` connection as the outside observer of what is committed.
+plain ``sqlite3`` connection as the outside observer of what is committed (one row per
+batch of records, its keys packed: see ``osiiso_mp._checkpoint_schema``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from osiiso_mp._checkpoint import Checkpoint, CheckpointError, CheckpointRecord
+from osiiso_mp._checkpoint_batch import MAX_BATCH, unpack_keys
 from osiiso_mp._checkpoint_schema import SCHEMA_VERSION
 
 NS = "tests.score"
@@ -38,11 +40,18 @@ def ck(path: str) -> Iterator[Checkpoint]:
         yield checkpoint
 
 
+def batches(path: str, namespace: str | None = None) -> list[tuple[list[str], str | None, Any]]:
+    """The ``(keys, codec, value)`` of the batches (of ``namespace``) that another
+    connection sees, in order."""
+    sql = "SELECT namespace, keys, codec, value FROM records ORDER BY id"
+    with sqlite3.connect(path) as other:
+        rows = other.execute(sql).fetchall()
+    return [(unpack_keys(k), c, v) for ns, k, c, v in rows if namespace in (None, ns)]
+
+
 def committed(path: str, namespace: str = NS) -> set[str]:
     """The keys of ``namespace`` that another connection sees (what is committed)."""
-    with sqlite3.connect(path) as other:
-        rows = other.execute("SELECT key FROM records WHERE namespace = ?", (namespace,))
-        return {row[0] for row in rows}
+    return {key for keys, _, _ in batches(path, namespace) for key in keys}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -162,21 +171,31 @@ def test_a_numpy_array_round_trips_writable_and_is_stored_compactly(path: str) -
         little = ck.lookup("small", namespace=NS)
         assert little is not None
         np.testing.assert_array_equal(little.value, small)
-    with sqlite3.connect(path) as other:
-        codec, size = other.execute(
-            "SELECT codec, length(value) FROM records WHERE key = 'big'"
-        ).fetchone()
-    assert codec == "pickle+buffers"
-    assert big.nbytes < size < big.nbytes + 1024
+    # recorded one by one: one batch of the two, each value encoded on its own
+    [(keys, codec, stored)] = batches(path)
+    assert keys == ["big", "small"] and codec == "each"
+    assert big.nbytes < len(stored) < big.nbytes + 1024
+    with Checkpoint(path) as ck:  # recorded together: one pickle, the buffers beside it
+        ints = [(str(i), i) for i in range(14)]
+        ck.record_many([("big2", big), ("small2", small), *ints], NS)  # 16: a batch
+        found = ck.lookup("big2", namespace=NS)
+        assert found is not None and found.value.flags.writeable
+        np.testing.assert_array_equal(found.value, big)
+    keys, codec, stored = batches(path)[1]
+    assert keys == ["big2", "small2", *(k for k, _ in ints)] and codec == "pickle+buffers"
+    assert big.nbytes < len(stored) < big.nbytes + 1024
 
 
 def test_large_bytes_are_stored_beside_the_pickle(ck: Checkpoint, path: str) -> None:
     data = bytes(range(256)) * 1024
     ck.record("b", data, namespace=NS)
-    found = ck.lookup("b", namespace=NS)
-    assert found is not None and found.value == data and type(found.value) is bytes
-    with sqlite3.connect(path) as other:
-        assert other.execute("SELECT codec FROM records").fetchone() == ("pickle+buffers",)
+    ck.record_many([("c", data), ("d", b"small")] * 8, NS)  # 16: a batch
+    found = ck.lookup_many("bcd", NS)
+    assert [found[k].value for k in "bcd"] == [data, data, b"small"]
+    assert type(found["b"].value) is bytes and type(found["c"].value) is bytes
+    (_, codec, one), (_, codec_many, many) = batches(path)
+    assert codec == "each" and len(data) < len(one) < len(data) + 1024
+    assert codec_many == "pickle+buffers" and 8 * len(data) < len(many) < 8 * len(data) + 1024
 
 
 def test_a_value_only_cloudpickle_can_pickle_is_stored(ck: Checkpoint) -> None:
@@ -190,11 +209,14 @@ def test_json_values(path: str) -> None:
         assert ck.record("a", {"b": (1, 2), "c": "d"}, namespace=NS)
         found = ck.lookup("a", namespace=NS)
         assert found is not None and found.value == {"b": [1, 2], "c": "d"}  # tuples: lists
-    with sqlite3.connect(path) as other:
-        assert other.execute("SELECT codec, value FROM records").fetchone() == (
-            "json",
-            '{"b":[1,2],"c":"d"}',
-        )
+    # one JSON array per batch, readable with the sqlite3 shell
+    assert [(codec, value) for _, codec, value in batches(path)] == [
+        ("json", '[{"b":[1,2],"c":"d"}]')
+    ]
+    with Checkpoint(path, serializer="json") as ck:
+        ck.record_many([("x", [1]), ("y", None)], NS)
+        assert ck.lookup_many(["a", "x", "y"], NS)["x"].value == [1]
+    assert batches(path)[1][1:] == ("json", "[[1],null]")
 
 
 def test_custom_encoder_and_decoder(path: str) -> None:
@@ -339,34 +361,45 @@ def test_a_checkpoint_in_memory() -> None:
         assert ck.lookup_many(["a", "b"]) == {"a": ck.lookup("a")}
 
 
-def test_lookup_many_beyond_sqlites_variable_limit(ck: Checkpoint) -> None:
+def test_a_batch_is_one_row_and_a_read_decodes_only_the_batches_it_needs(
+    ck: Checkpoint, path: str
+) -> None:
     keys = [Checkpoint.key_of(i) for i in range(40_000)]
     ck.record_many([(k, i) for i, k in enumerate(keys)], NS)
-    ck.record_many([(k, i) for i, k in enumerate(keys[:100])], "small")
+    rows = batches(path)  # a big record_many: rows of at most MAX_BATCH records, in order
+    assert [len(k) for k, _, _ in rows] == [MAX_BATCH] * 4 + [40_000 - 4 * MAX_BATCH]
+    assert [key for k, _, _ in rows for key in k] == keys
+    assert {codec for _, codec, _ in rows} == {"pickle"}
     conn = ck._store._conn
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
-    selects: list[str] = []
-    conn.set_trace_callback(lambda sql: selects.append(sql) if "SELECT key, name" in sql else None)
-    # a namespace bigger than the keys asked: fetched by chunks of keys, not one per key
+    reads: list[str] = []
+    conn.set_trace_callback(lambda sql: reads.append(sql) if "codec, value" in sql else None)
+    # a good part of the namespace: its batches are read in one SELECT, decoded, filtered
     asked = [*keys[:30_000], *(Checkpoint.key_of(-i) for i in range(1, 1001))]
     found = ck.lookup_many(asked, NS)
-    assert len(found) == 30_000
+    assert len(found) == 30_000 and len(reads) == 1
     assert all(found[k].value == i for i, k in enumerate(keys[:30_000]))
-    assert 30_000 / 999 < len(selects) <= len(asked) / 500 + 1
-    selects.clear()
-    # one no bigger than the keys asked is read whole, in one SELECT, and filtered
-    asked = [*keys, *(Checkpoint.key_of(-i) for i in range(1, 1001))]
-    found = ck.lookup_many(asked, NS)
-    assert len(found) == 40_000 and len(selects) == 1
-    assert all(found[k].value == i for i, k in enumerate(keys))
-    selects.clear()
-    assert len(ck.lookup_many(asked, "small")) == 100 and len(selects) == 1
-    selects.clear()
-    assert ck.lookup_many(asked, "empty") == {} and selects == []
+    reads.clear()
+    # a few keys: only the batches holding them
+    found = ck.lookup_many([keys[5], keys[9], keys[-1], "missing"], NS)
+    assert {k: r.value for k, r in found.items()} == {keys[5]: 5, keys[9]: 9, keys[-1]: 39_999}
+    assert len(reads) == 1 and reads[0].count(",") == 3  # (id, codec, value FROM ... IN (?,?))
+    reads.clear()
+    assert ck.lookup_many(asked, "empty") == {} and reads == []
+    assert not ck.is_done(keys[0], namespace="empty") and reads == []  # keys only
     conn.set_trace_callback(None)
-    # writes go by statements of as many rows as the limit allows (166 here)
-    assert ck.record_many([(k, i) for i, k in enumerate(keys[:1000])], "written") == 1000
-    assert len(ck.lookup_many(keys, "written")) == 1000
+    # a thousand small batches in one commit: INSERTs of as many rows as the limit allows
+    with Checkpoint(path, batch_rows=100_000, batch_seconds=60) as writer:
+        conn = writer._store._conn
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # 142 rows of 7 columns
+        inserts: list[str] = []
+        conn.set_trace_callback(inserts.append)
+        for start in range(0, 20_000, 20):
+            writer.record_many([(k, 1) for k in keys[start : start + 20]], "written", flush=False)
+        writer.flush()
+        conn.set_trace_callback(None)
+    assert [sql.split()[0] for sql in inserts] == ["BEGIN", *["INSERT"] * 8, "COMMIT"]
+    assert ck.count("written") == 20_000 == len(committed(path, "written"))
 
 
 # -- the batched writer ----------------------------------------------------------------
@@ -506,8 +539,24 @@ def test_a_file_of_an_unknown_schema_version_is_refused(path: str) -> None:
     Checkpoint(path).close()
     with sqlite3.connect(path) as other:
         other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(CheckpointError, match=r"schema version 2; this osiiso_mp reads version 1"):
+    with pytest.raises(CheckpointError, match=r"schema version 3; this osiiso_mp reads version 2"):
         Checkpoint(path)
+
+
+def test_a_version_1_file_is_refused_saying_what_to_do(path: str) -> None:
+    with sqlite3.connect(path) as old:  # the layout of version 1: a row per record
+        old.execute(
+            "CREATE TABLE records (namespace TEXT NOT NULL, key TEXT NOT NULL, name TEXT, "
+            "recorded_at REAL NOT NULL, codec TEXT, value BLOB, PRIMARY KEY (namespace, key))"
+        )
+        old.execute("INSERT INTO records VALUES ('ns', 'k', NULL, 0.0, 'json', '1')")
+        old.execute("PRAGMA user_version = 1")
+    with pytest.raises(
+        CheckpointError, match=r"schema version 1 .*delete it \(its inputs then run"
+    ):
+        Checkpoint(path)
+    with sqlite3.connect(path) as old:  # left as it was
+        assert old.execute("SELECT key, value FROM records").fetchall() == [("k", "1")]
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: pathlib.Path) -> None:
@@ -592,6 +641,5 @@ def test_a_flush_while_the_writer_runs_has_the_writer_commit(path: str) -> None:
         ck.flush()
         assert time.monotonic() - started < 10  # not the writer's 30 s
         assert committers == ["osiiso_mp-checkpoint-writer"]
-        with sqlite3.connect(path) as other:
-            assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1001
+        assert len(committed(path)) == 1001
         ck._store._conn.set_trace_callback(None)
