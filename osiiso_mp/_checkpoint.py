@@ -28,26 +28,14 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from types import TracebackType
 from typing import Any, Literal
 
-from ._checkpoint_batch import MAX_BATCH, Batch, Single
-from ._checkpoint_codec import (
-    CUSTOM,
-    Decoder,
-    Encoder,
-    encode_json,
-    encode_one,
-    join_json,
-    json_many,
-    key_of,
-    namespace_of,
-    pack_each,
-    pickle_many,
-)
+from ._checkpoint_batch import Encoding
+from ._checkpoint_codec import Decoder, Encoder, key_of, namespace_of
 from ._checkpoint_db import Entry, Store
 from ._checkpoint_index import found
 from ._checkpoint_schema import CheckpointError
@@ -124,15 +112,12 @@ class Checkpoint:
         self._store_values = bool(store_values)
         self._serializer = serializer
         self._decoder = decoder
-        # how a value is encoded on its own, and a batch's values together
-        self._encode: Callable[[Any], tuple[str, Any]]
-        self._encode_many: Callable[[list[Any]], tuple[str, Any]] | None
-        if encoder is not None:
-            self._encode, self._encode_many = _custom(encoder), None
-        elif serializer == "json":
-            self._encode, self._encode_many = encode_json, json_many
-        else:
-            self._encode, self._encode_many = encode_one, pickle_many
+        self._encoding = Encoding(
+            store_values=self._store_values,
+            serializer=serializer,
+            encoder=encoder,
+            failed=self._cannot_store,
+        )
         self._warned: set[tuple[str, str]] = set()  # (what failed, namespace), logged once
         self._store = Store(
             self._path, timeout=timeout, batch_rows=batch_rows, batch_seconds=batch_seconds
@@ -158,7 +143,7 @@ class Checkpoint:
         """
         if type(key) is not str or type(namespace) is not str:
             _refuse(key, namespace)
-        single = self._single(namespace, name, time.time(), key, value)
+        single = self._encoding.single(namespace, name, time.time(), key, value)
         if single is None:
             return False
         self._store.append(single)
@@ -175,10 +160,12 @@ class Checkpoint:
         """Record ``(key, value)`` pairs; how many were recorded (unencodable values are
         not, as in :meth:`record`).
 
-        Their values are encoded together, now (a snapshot), and stored as one batch (a
-        row of the file; several for more than a few thousand). With ``flush=True`` they
-        are committed, with anything queued, in one transaction before it returns; with
-        ``flush=False`` they are queued as :meth:`record` queues one.
+        Their values are encoded together, now (a snapshot), and stored as one batch: a
+        row of the file (several of at most 1,024 records and about 1 MiB of values each,
+        for more; fewer than 16 pairs are queued one by one, as :meth:`record` queues, and
+        joined up with their neighbours). With ``flush=True`` they are committed, with
+        anything queued, in one transaction before it returns; with ``flush=False`` they
+        are queued.
         """
         if type(namespace) is not str:
             _refuse("", namespace)
@@ -190,75 +177,20 @@ class Checkpoint:
             _refuse(next(k for k in keys if type(k) is not str), namespace)
         values: list[Any] = list(map(itemgetter(1), pairs))
         now = time.time()
-        entries: list[Entry] = []
+        entries: list[Entry]
         if len(keys) < _FEW:  # queued as records one by one: the writer joins them up
-            for key, value in zip(keys, values, strict=True):
-                single = self._single(namespace, name, now, key, value)
-                if single is not None:
-                    entries.append(single)
+            single = self._encoding.single
+            made = (single(namespace, name, now, k, v) for k, v in zip(keys, values, strict=True))
+            entries = [entry for entry in made if entry is not None]
             recorded = len(entries)
         else:
-            for start in range(0, len(keys), MAX_BATCH):
-                stop = start + MAX_BATCH
-                batch = self._batch(namespace, name, now, keys[start:stop], values[start:stop])
-                if batch is not None:
-                    entries.append(batch)
+            entries = list(self._encoding.batches(namespace, name, now, keys, values))
             recorded = sum(map(len, entries))
         if flush:
             self._store.write(entries)
         else:
             self._store.extend(entries, recorded)
         return recorded
-
-    def _single(
-        self, namespace: str, name: str | None, now: float, key: str, value: Any
-    ) -> Single | None:
-        """The record of ``key``, its value encoded on its own; None (warned about) if it
-        cannot be stored."""
-        if not self._store_values:
-            return (namespace, name, now, None, None, key)
-        try:
-            codec, stored = self._encode(value)
-        except Exception as exc:
-            self._cannot_store(namespace, key, exc)
-            return None
-        return (namespace, name, now, codec, stored, key)
-
-    def _batch(
-        self, namespace: str, name: str | None, now: float, keys: list[str], values: list[Any]
-    ) -> Batch | None:
-        """The batch of ``keys`` and ``values`` (encoded together; those that cannot be
-        stored left out, and warned about); None if none can."""
-        if not self._store_values:
-            return Batch(namespace, name, now, keys, None, None)
-        encode_many = self._encode_many
-        if encode_many is not None:
-            try:
-                codec, stored = encode_many(values)
-            except Exception:
-                pass  # one value or more cannot be stored: which ones? (below)
-            else:
-                return Batch(namespace, name, now, keys, codec, stored)
-        kept: list[str] = []
-        codecs: list[str] = []
-        items: list[Any] = []
-        encode = self._encode
-        for key, value in zip(keys, values, strict=True):
-            try:
-                codec, stored = encode(value)
-            except Exception as exc:
-                self._cannot_store(namespace, key, exc)
-                continue
-            kept.append(key)
-            codecs.append(codec)
-            items.append(stored)
-        if not kept:
-            return None
-        if encode_many is json_many:
-            codec, stored = join_json(items)
-        else:
-            codec, stored = pack_each(CUSTOM if encode_many is None else codecs, items)
-        return Batch(namespace, name, now, kept, codec, stored)
 
     def _cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
         """Log (once per namespace) that a value of ``key`` cannot be stored."""
@@ -385,22 +317,6 @@ def _refuse(key: object, namespace: object) -> None:
     if type(namespace) is not str:
         raise TypeError(f"a checkpoint namespace is a str, not {namespace!r:.80}")
     raise TypeError(f"a checkpoint key is a str (see Checkpoint.key_of), not {key!r:.80}")
-
-
-def _custom(encoder: Encoder) -> Callable[[Any], tuple[str, Any]]:
-    """The codec function of a user's ``encoder``: it must return ``bytes`` or ``str``."""
-
-    def encode(value: Any) -> tuple[str, Any]:
-        stored = encoder(value)
-        if type(stored) is bytes or type(stored) is str:
-            return CUSTOM, stored
-        if isinstance(stored, str):
-            return CUSTOM, str.__str__(stored)
-        if not isinstance(stored, bytes | bytearray | memoryview):
-            raise TypeError(f"the encoder returned {type(stored).__name__}, not bytes or str")
-        return CUSTOM, bytes(stored)
-
-    return encode
 
 
 def _close_quietly(store: Store) -> None:

@@ -1,11 +1,15 @@
 """What a checkpoint queues, and the rows the writer makes of it: one row per batch.
 
-A :class:`Batch` is the records of one ``record_many`` (its values encoded together when
+A :class:`Batch` is records of one ``record_many`` (their values encoded together when
 it was called: a snapshot); a :data:`Single` is one ``record`` (its value encoded when it
-was called, unless it is of an immutable plain type, kept as it is: ``VALUE``). The
-writer makes a row of each batch, and one of each run of consecutive singles of one
-namespace and name (their values encoded together then), so that a thousand ``record``
-calls cost SQLite one row, not a thousand.
+was called, unless it is of an immutable plain type, kept as it is: ``VALUE``), or one of
+a ``record_many`` of a few pairs. The writer makes a row of each batch, and one of each
+run of consecutive singles of one namespace and name (their values encoded together
+then), so that a thousand ``record`` calls cost SQLite one row, not a thousand.
+
+Reading a record decodes its whole row, so a row holds at most :data:`MAX_BATCH` records
+and, unless it holds one, about :data:`ROW_BYTES` of values: a bigger ``record_many`` is
+cut into several batches (:class:`Encoding`).
 
 Keys are packed into a row's ``keys`` as UTF-8 joined by NUL (readable, and split at C
 speed), or, when a key holds a NUL, as a pickle of their list (which starts with byte
@@ -18,14 +22,27 @@ from __future__ import annotations
 import pickle
 import sys
 from array import array
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
-from ._checkpoint_codec import JSON, VALUE, join_json, pack_each, pickle_many
+from ._checkpoint_codec import (
+    CUSTOM,
+    JSON,
+    VALUE,
+    Encoder,
+    encode_json,
+    encode_one,
+    join_json,
+    json_many,
+    pack_each,
+    pickle_many,
+)
 
 __all__ = [
     "MAX_BATCH",
+    "ROW_BYTES",
     "Batch",
+    "Encoding",
     "Row",
     "Single",
     "pack_keys",
@@ -34,8 +51,10 @@ __all__ = [
     "unpack_times",
 ]
 
-MAX_BATCH = 8192
+MAX_BATCH = 1024
 """The most records a row holds: reading one record decodes its whole row."""
+ROW_BYTES = 1 << 20
+"""About the most bytes of values a row of several records holds."""
 
 # namespace, name, recorded_at (wall clock), codec (None: no value), value or stored, key
 Single = tuple[str, str | None, float, str | None, Any, str]
@@ -69,6 +88,132 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+class Encoding:
+    """How a checkpoint encodes the values it records; ``failed(namespace, key, error)``
+    is told of each value that cannot be stored (and is left out)."""
+
+    def __init__(
+        self,
+        *,
+        store_values: bool,
+        serializer: Literal["pickle", "json"],
+        encoder: Encoder | None,
+        failed: Callable[[str, str, Exception], None],
+    ) -> None:
+        self._store_values = store_values
+        self._failed = failed
+        # how a value is encoded on its own, and a batch's values together
+        self._one: Callable[[Any], tuple[str, Any]]
+        self._many: Callable[[list[Any]], tuple[str, Any]] | None
+        if encoder is not None:
+            self._one, self._many = _custom(encoder), None
+        elif serializer == "json":
+            self._one, self._many = encode_json, json_many
+        else:
+            self._one, self._many = encode_one, pickle_many
+
+    def single(
+        self, namespace: str, name: str | None, at: float, key: str, value: Any
+    ) -> Single | None:
+        """The record of ``key``, its value encoded on its own (None if it cannot be)."""
+        if not self._store_values:
+            return (namespace, name, at, None, None, key)
+        try:
+            codec, stored = self._one(value)
+        except Exception as exc:
+            self._failed(namespace, key, exc)
+            return None
+        return (namespace, name, at, codec, stored, key)
+
+    def batches(
+        self, namespace: str, name: str | None, at: float, keys: list[str], values: list[Any]
+    ) -> list[Batch]:
+        """The batches of ``keys`` and ``values`` (at most :data:`MAX_BATCH` records and
+        about :data:`ROW_BYTES` each; values that cannot be stored left out)."""
+        out: list[Batch] = []
+        for start in range(0, len(keys), MAX_BATCH):
+            stop = start + MAX_BATCH
+            self._cut(namespace, name, at, keys[start:stop], values[start:stop], out)
+        return out
+
+    def _cut(
+        self,
+        namespace: str,
+        name: str | None,
+        at: float,
+        keys: list[str],
+        values: list[Any],
+        out: list[Batch],
+    ) -> None:
+        """Append the batch of ``keys`` and ``values``, encoded together, to ``out``; when
+        they cannot be (a value cannot be stored, a custom encoder) or make too big a row,
+        encode them one by one instead (leaving out those that cannot be stored), in
+        batches of about :data:`ROW_BYTES` (one for a bigger value)."""
+        batch = self._together(namespace, name, at, keys, values)
+        if batch is not None and (
+            batch.stored is None or len(batch.stored) <= ROW_BYTES or len(keys) == 1
+        ):
+            out.append(batch)
+            return
+        part: list[tuple[str, str, Any]] = []
+        size = 0
+        for key, value in zip(keys, values, strict=True):
+            try:
+                codec, stored = self._one(value)
+            except Exception as exc:
+                self._failed(namespace, key, exc)
+                continue
+            more = len(stored) if type(stored) is bytes or type(stored) is str else 16
+            if part and size + more > ROW_BYTES:
+                out.append(self._each(namespace, name, at, part))
+                part, size = [], 0
+            part.append((key, codec, stored))
+            size += more
+        if part:
+            out.append(self._each(namespace, name, at, part))
+
+    def _together(
+        self, namespace: str, name: str | None, at: float, keys: list[str], values: list[Any]
+    ) -> Batch | None:
+        """The batch of ``keys`` and ``values`` encoded together; None if they cannot be."""
+        if not self._store_values:
+            return Batch(namespace, name, at, keys, None, None)
+        if self._many is None:
+            return None
+        try:
+            codec, stored = self._many(values)
+        except Exception:
+            return None  # one value or more cannot be stored: which ones? (one by one)
+        return Batch(namespace, name, at, keys, codec, stored)
+
+    def _each(
+        self, namespace: str, name: str | None, at: float, part: list[tuple[str, str, Any]]
+    ) -> Batch:
+        """The batch of values encoded one by one: ``(key, codec, stored)``."""
+        keys = [key for key, _, _ in part]
+        items = [stored for _, _, stored in part]
+        if self._many is json_many:
+            return Batch(namespace, name, at, keys, *join_json(items))
+        codecs = CUSTOM if self._many is None else [codec for _, codec, _ in part]
+        return Batch(namespace, name, at, keys, *pack_each(codecs, items))
+
+
+def _custom(encoder: Encoder) -> Callable[[Any], tuple[str, Any]]:
+    """The codec function of a user's ``encoder``: it must return ``bytes`` or ``str``."""
+
+    def encode(value: Any) -> tuple[str, Any]:
+        stored = encoder(value)
+        if type(stored) is bytes or type(stored) is str:
+            return CUSTOM, stored
+        if isinstance(stored, str):
+            return CUSTOM, str.__str__(stored)
+        if not isinstance(stored, bytes | bytearray | memoryview):
+            raise TypeError(f"the encoder returned {type(stored).__name__}, not bytes or str")
+        return CUSTOM, bytes(stored)
+
+    return encode
 
 
 def rows_of(pending: list[Batch | Single]) -> list[Row]:

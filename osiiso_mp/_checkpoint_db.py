@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -38,10 +39,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ._checkpoint_batch import Batch, Row, Single, rows_of
-from ._checkpoint_index import Index, Plan, refresh
+from ._checkpoint_index import Indexes, Plan, namespaces
 from ._checkpoint_schema import CheckpointError, connect
 
 __all__ = ["Entry", "Store"]
@@ -88,7 +89,7 @@ class Store:
         self._close_in_writer = False  # close() ran in the writer thread: it finishes it
         self._failed = False  # the writer's last commit failed (logged once)
         self._flush_wanted = 0  # a flush() waits for the writer to commit this many records
-        self._indexes: dict[str, Index] = {}  # by namespace, as last read (under _db_lock)
+        self._indexes = Indexes()  # what this object read of the file (under _db_lock)
         self._pid = os.getpid()
         self._conn = connect(path, timeout)
 
@@ -190,6 +191,7 @@ class Store:
                 self._pending_records += records
                 self._oldest_at = time.monotonic()
             raise
+        self._indexes.wrote()
         with self._lock:
             self._committed = upto
 
@@ -269,80 +271,53 @@ class Store:
 
     # -- reads and deletes -------------------------------------------------------------
 
-    def plan(self, namespace: str, keys: list[str]) -> Plan:
-        """What reading the records of ``keys`` in ``namespace`` needs (the index's part,
-        and the rows of the batches holding their values), after the pending entries are
-        committed, in one read transaction; decoding is the caller's
-        (:func:`~._checkpoint_index.found`)."""
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+        """The connection, in a transaction (a read's by default: one snapshot), after the
+        pending entries are committed."""
         self.flush()
         with self._db_lock:
             self._check_connection()
             conn = self._conn
-            conn.execute("BEGIN")
+            conn.execute(begin)
             try:
-                index = self._index(namespace)
-                return Plan(conn, namespace, index, keys)
-            finally:
-                conn.execute("COMMIT")
-
-    def keys_held(self, namespace: str | None) -> dict[str, dict[str, int]]:
-        """The index's key-to-slot map of ``namespace`` (of each namespace: None), by
-        namespace, up to date (read-only for the caller)."""
-        self.flush()
-        with self._db_lock:
-            self._check_connection()
-            conn = self._conn
-            conn.execute("BEGIN")
-            try:
-                names = self._namespaces() if namespace is None else [namespace]
-                return {name: self._index(name).slot_of for name in names}
-            finally:
-                conn.execute("COMMIT")
-
-    def namespaces(self) -> list[str]:
-        """The namespaces that hold batches, sorted."""
-        self.flush()
-        with self._db_lock:
-            self._check_connection()
-            return self._namespaces()
-
-    def delete(self, namespace: str | None) -> int:
-        """Remove the records of ``namespace`` (of every namespace: None); how many keys."""
-        self.flush()
-        with self._db_lock:
-            self._check_connection()
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                names = self._namespaces() if namespace is None else [namespace]
-                gone = sum(len(self._index(name).slot_of) for name in names)
-                if namespace is None:
-                    conn.execute("DELETE FROM records")
-                else:
-                    conn.execute("DELETE FROM records WHERE namespace = ?", (namespace,))
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            finally:
-                for name in names:
-                    self._indexes.pop(name, None)
-            return gone
 
-    def _index(self, namespace: str) -> Index:
-        """The namespace's index, up to date. Holds ``_db_lock``, in a transaction."""
-        index = refresh(self._conn, namespace, self._indexes.get(namespace))
-        if index.ids:
-            self._indexes[namespace] = index
-        else:  # nothing to remember
-            self._indexes.pop(namespace, None)
-        return index
+    def plan(self, namespace: str, keys: list[str]) -> Plan:
+        """What reading the records of ``keys`` in ``namespace`` needs (the index's part,
+        and the rows of the batches holding their values), in one read transaction;
+        decoding is the caller's (:func:`~._checkpoint_index.found`)."""
+        with self._transaction() as conn:
+            return Plan(conn, namespace, self._indexes.get(conn, namespace), keys)
 
-    def _namespaces(self) -> list[str]:
-        """The namespaces that hold batches, sorted. Holds ``_db_lock``."""
-        sql = "SELECT DISTINCT namespace FROM records ORDER BY namespace"
-        return [row[0] for row in self._conn.execute(sql)]
+    def keys_held(self, namespace: str | None) -> dict[str, dict[str, int]]:
+        """The index's key-to-slot map of ``namespace`` (of each namespace: None), by
+        namespace, up to date (read-only for the caller)."""
+        with self._transaction() as conn:
+            names = namespaces(conn) if namespace is None else [namespace]
+            return {name: self._indexes.get(conn, name).slot_of for name in names}
+
+    def namespaces(self) -> list[str]:
+        """The namespaces that hold batches, sorted."""
+        with self._transaction() as conn:
+            return namespaces(conn)
+
+    def delete(self, namespace: str | None) -> int:
+        """Remove the records of ``namespace`` (of every namespace: None); how many keys."""
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            names = namespaces(conn) if namespace is None else [namespace]
+            gone = sum(len(self._indexes.get(conn, name).slot_of) for name in names)
+            if namespace is None:
+                conn.execute("DELETE FROM records")
+            else:
+                conn.execute("DELETE FROM records WHERE namespace = ?", (namespace,))
+            self._indexes.wrote()
+        return gone
 
     # -- closing -----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any
 from ._checkpoint_batch import unpack_keys, unpack_times
 from ._checkpoint_codec import EACH, Decoder, Undecodable, decode_many
 
-__all__ = ["Index", "Plan", "found", "refresh"]
+__all__ = ["Index", "Indexes", "Plan", "found", "namespaces", "refresh"]
 
 _HELD = "SELECT COUNT(*) FROM records WHERE namespace = ? AND id <= ?"
 _NEWER = (
@@ -58,6 +58,7 @@ class Index:
         "name",
         "names",
         "slot_of",
+        "stamp",
         "times",
         "total",
     )
@@ -73,6 +74,7 @@ class Index:
         self.total = 0  # slots
         self.name: Any = _MIXED  # the name of every slot, if they have one
         self.all_valued = True  # every slot has a value
+        self.stamp: tuple[int, int] = (-1, -1)  # see Indexes
 
     @property
     def last_id(self) -> int:
@@ -139,9 +141,41 @@ class Index:
         return end - self.bases[position]
 
 
+class Indexes:
+    """A checkpoint object's indexes, by namespace, each up to date as of the ``stamp``
+    it holds: the file's ``PRAGMA data_version`` (which changes when another connection
+    commits) and how many commits this object has made. Used under the store's lock."""
+
+    def __init__(self) -> None:
+        self._by_namespace: dict[str, Index] = {}
+        self._writes = 0
+
+    def wrote(self) -> None:
+        """This object committed (records, or a clear)."""
+        self._writes += 1
+
+    def get(self, conn: sqlite3.Connection, namespace: str) -> Index:
+        """The index of ``namespace``, up to date, inside the caller's transaction (the
+        file is asked what changed only when something has)."""
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        stamp = (version, self._writes)
+        index = self._by_namespace.get(namespace)
+        if index is None or index.stamp != stamp:
+            index = refresh(conn, namespace, index)
+            index.stamp = stamp
+            self._by_namespace[namespace] = index
+        return index
+
+
+def namespaces(conn: sqlite3.Connection) -> list[str]:
+    """The namespaces that hold batches, sorted."""
+    sql = "SELECT DISTINCT namespace FROM records ORDER BY namespace"
+    return [row[0] for row in conn.execute(sql)]
+
+
 def refresh(conn: sqlite3.Connection, namespace: str, index: Index | None) -> Index:
-    """``index`` brought up to date with the file (a new one if it cannot be), inside the
-    caller's transaction."""
+    """``index`` brought up to date with the file (a new one if it cannot be: batches it
+    read went), inside the caller's transaction."""
     if index is not None and index.ids:
         (held,) = conn.execute(_HELD, (namespace, index.last_id)).fetchone()
         if held != len(index.ids):  # batches went (a clear): read them all again
@@ -207,11 +241,10 @@ def found(
     (with the first of their keys, once per batch). Index lists are only appended to
     meanwhile (another read may add batches): what ``plan`` saw stays as it was."""
     index = plan.index
-    position = {batch_id: i for i, batch_id in enumerate(index.ids)}
     decoded: dict[int, list[Any]] = {}  # batch position: values
     failed: dict[int, Exception] = {}
     for batch_id, codec, stored in plan.rows:
-        i = position[batch_id]
+        i = bisect.bisect_left(index.ids, batch_id)
         try:
             decoded[i] = decode_many(codec, stored, index.size(i), decoder)
         except Exception as exc:

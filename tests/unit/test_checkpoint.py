@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from osiiso_mp._checkpoint import Checkpoint, CheckpointError, CheckpointRecord
-from osiiso_mp._checkpoint_batch import MAX_BATCH, unpack_keys
+from osiiso_mp._checkpoint_batch import MAX_BATCH, ROW_BYTES, unpack_keys
 from osiiso_mp._checkpoint_schema import SCHEMA_VERSION
 
 NS = "tests.score"
@@ -175,19 +175,20 @@ def test_a_numpy_array_round_trips_writable_and_is_stored_compactly(path: str) -
     [(keys, codec, stored)] = batches(path)
     assert keys == ["big", "small"] and codec == "each"
     assert big.nbytes < len(stored) < big.nbytes + 1024
+    mid = big[:100_000]  # 800 kB
     with Checkpoint(path) as ck:  # recorded together: one pickle, the buffers beside it
         ints = [(str(i), i) for i in range(14)]
-        ck.record_many([("big2", big), ("small2", small), *ints], NS)  # 16: a batch
-        found = ck.lookup("big2", namespace=NS)
+        ck.record_many([("mid", mid), ("small2", small), *ints], NS)  # 16: a batch
+        found = ck.lookup("mid", namespace=NS)
         assert found is not None and found.value.flags.writeable
-        np.testing.assert_array_equal(found.value, big)
+        np.testing.assert_array_equal(found.value, mid)
     keys, codec, stored = batches(path)[1]
-    assert keys == ["big2", "small2", *(k for k, _ in ints)] and codec == "pickle+buffers"
-    assert big.nbytes < len(stored) < big.nbytes + 1024
+    assert keys == ["mid", "small2", *(k for k, _ in ints)] and codec == "pickle+buffers"
+    assert mid.nbytes < len(stored) < mid.nbytes + 1024
 
 
 def test_large_bytes_are_stored_beside_the_pickle(ck: Checkpoint, path: str) -> None:
-    data = bytes(range(256)) * 1024
+    data = bytes(range(256)) * 400  # 100 kB
     ck.record("b", data, namespace=NS)
     ck.record_many([("c", data), ("d", b"small")] * 8, NS)  # 16: a batch
     found = ck.lookup_many("bcd", NS)
@@ -323,6 +324,160 @@ def test_namespaces_keep_keys_apart(ck: Checkpoint) -> None:
     assert not ck.is_done("k", namespace="h")
 
 
+def test_a_later_batch_overrides_an_earlier_one_and_keys_keep_their_first_time(
+    ck: Checkpoint, path: str
+) -> None:
+    ck.record_many([(str(i), i) for i in range(20)], NS, name="one")
+    one = ck.lookup("3", namespace=NS)
+    assert one is not None
+    time.sleep(0.02)
+    ck.record_many([(str(i), -i) for i in range(10, 30)], NS, name="two")
+    two = ck.lookup("25", namespace=NS)
+    assert two is not None and two.recorded_at > one.recorded_at
+    found = ck.lookup_many([str(i) for i in range(30)], NS)
+    assert [found[str(i)].value for i in range(30)] == [*range(10), *(-i for i in range(10, 30))]
+    assert [found[str(i)].name for i in (0, 9, 10, 19, 20)] == ["one"] * 2 + ["two"] * 3
+    # re-recorded keys: the value and name of the later batch, the time of the first
+    assert {found[str(i)].recorded_at for i in range(20)} == {one.recorded_at}
+    assert {found[str(i)].recorded_at for i in range(20, 30)} == {two.recorded_at}
+    assert ck.count(NS) == 30  # keys, not records
+    # within a batch, the later pair wins
+    ck.record_many([("dup", 1), *((f"x{i}", i) for i in range(16)), ("dup", 2)], "dups")
+    assert ck.lookup("dup", namespace="dups") == CheckpointRecord(2, None, ANY_TIME, True)
+    assert ck.count("dups") == 17
+    # records made one by one are joined into a row, each keeping its time
+    ck.record("s1", 1, namespace="singles")
+    time.sleep(0.02)
+    ck.record("s2", 2, namespace="singles")
+    ck.record("s1", 3, namespace="singles")
+    ck.flush()
+    assert [keys for keys, _, _ in batches(path, "singles")] == [["s1", "s2", "s1"]]
+    s1, s2 = (ck.lookup(k, namespace="singles") for k in ("s1", "s2"))
+    assert s1 is not None and s2 is not None
+    assert (s1.value, s2.value) == (3, 2)
+    assert s2.recorded_at - s1.recorded_at >= 0.02
+
+
+class _AnyTime(float):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, float) and abs(other - time.time()) < 60
+
+    __hash__ = float.__hash__
+
+
+ANY_TIME = _AnyTime()
+
+
+def test_reads_see_the_batches_another_object_adds_and_clears(path: str) -> None:
+    with Checkpoint(path) as a, Checkpoint(path) as b:
+        a.record_many([(str(i), i) for i in range(20)], NS)
+        assert b.count(NS) == 20
+        index = b._store._indexes._by_namespace[NS]
+        a.record_many([(str(i), i * 10) for i in range(15, 35)], NS)
+        a.record("single", "s", namespace=NS)
+        a.flush()
+        found = b.lookup_many(["3", "15", "34", "single"], NS)
+        assert {k: r.value for k, r in found.items()} == {
+            "3": 3,
+            "15": 150,
+            "34": 340,
+            "single": "s",
+        }
+        assert b.count(NS) == 36 and b.namespaces() == [NS]
+        assert (
+            b._store._indexes._by_namespace[NS] is index and len(index.ids) == 3
+        )  # read what was new
+        # a clear, then as many batches again: b reads them afresh, not on top of the old
+        assert a.clear(NS) == 36
+        for prefix in "nmo":
+            a.record_many([(f"{prefix}{i}", i) for i in range(16)], NS)
+        assert b.count(NS) == 48 and not b.is_done("3", namespace=NS)
+        assert b._store._indexes._by_namespace[NS] is not index
+        found_n3 = b.lookup("n3", namespace=NS)
+        assert found_n3 is not None and found_n3.value == 3
+        assert b.clear() == 48
+        assert a.count() == 0 and a.namespaces() == [] and a.lookup("n3", namespace=NS) is None
+
+
+def test_an_unencodable_value_in_a_batch_leaves_out_that_input_only(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="osiiso_mp")
+    lock = threading.Lock()
+    pairs: list[tuple[str, Any]] = [(str(i), lock if i in (3, 17) else i) for i in range(40)]
+    with Checkpoint(path) as ck:
+        assert ck.record_many(pairs, NS) == 38
+        found = ck.lookup_many([k for k, _ in pairs], NS)
+        assert sorted(found, key=int) == [str(i) for i in range(40) if i not in (3, 17)]
+        assert all(found[str(i)].value == i for i in range(40) if i not in (3, 17))
+        # a value only cloudpickle can pickle does not split a batch
+        assert ck.record_many([(f"f{i}", lambda i=i: i) for i in range(20)], "fns") == 20
+        fn = ck.lookup("f7", namespace="fns")
+        assert fn is not None and fn.value() == 7
+    warnings = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    assert len(warnings) == 1 and "key 3" in warnings[0]  # once per namespace
+    (keys, codec, _), (_, fn_codec, _) = batches(path)
+    assert len(keys) == 38 and codec == "each" and fn_codec == "pickle"
+    with Checkpoint(path, serializer="json") as ck:
+        json_pairs: list[tuple[str, Any]] = [(f"j{i}", {i} if i == 5 else [i]) for i in range(20)]
+        assert ck.record_many(json_pairs, "json") == 19
+        assert not ck.is_done("j5", namespace="json")
+    assert batches(path, "json")[0][1:] == (
+        "json",
+        f"[{','.join(f'[{i}]' for i in range(20) if i != 5)}]",
+    )
+
+    def encode(value: int) -> bytes:
+        if value == 5:
+            raise ValueError("not five")
+        return str(value).encode()
+
+    with Checkpoint(path, encoder=encode, decoder=lambda b: int(b)) as ck:
+        assert ck.record_many([(f"c{i}", i) for i in range(20)], "custom") == 19
+        assert ck.lookup("c7", namespace="custom") == CheckpointRecord(7, None, ANY_TIME, True)
+        assert ck.lookup("c5", namespace="custom") is None
+
+
+class Vanishing:
+    """A class whose instances cannot be read back once it is gone from this module."""
+
+
+def test_a_value_that_cannot_be_read_back_leaves_out_its_batch_or_itself(
+    path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Checkpoint(path) as ck:
+        # values pickled together: one that cannot be read back takes its batch with it
+        ck.record_many([(str(i), Vanishing() if i == 5 else i) for i in range(20)], NS)
+        ck.record_many([(str(i), i) for i in range(20, 40)], NS)
+        # values pickled one by one (records made one at a time): only itself
+        ck.record("gone", Vanishing(), namespace="one")
+        ck.record("kept", 2, namespace="one")
+        monkeypatch.delattr(f"{__name__}.Vanishing")
+        found = ck.lookup_many([str(i) for i in range(40)], NS)
+        assert sorted(found, key=int) == [str(i) for i in range(20, 40)]
+        assert ck.is_done("5", namespace=NS)  # recorded, only not readable
+        assert ck.lookup_many(["gone", "kept"], "one") == {
+            "kept": CheckpointRecord(2, None, ANY_TIME, True)
+        }
+    warnings = [r.getMessage() for r in caplog.records if "cannot be read back" in r.getMessage()]
+    assert len(warnings) == 2 and "AttributeError" in warnings[0]
+
+
+def test_keys_of_any_text_are_packed_and_read_back(ck: Checkpoint, path: str) -> None:
+    plain = ["", "é", "\ud800", "a b", *(str(i) for i in range(16))]
+    ck.record_many([(k, i) for i, k in enumerate(plain)], "plain")
+    odd = ["a\0b", "\0", *plain]  # a NUL in a key: packed another way
+    ck.record_many([(k, i) for i, k in enumerate(odd)], "odd")
+    for namespace, keys in (("plain", plain), ("odd", odd)):
+        found = ck.lookup_many(keys, namespace)
+        assert [found[k].value for k in keys] == list(range(len(keys)))
+        assert [k for k, _, _ in batches(path, namespace)] == [keys]
+    with sqlite3.connect(path) as other:
+        packed = [row[0] for row in other.execute("SELECT keys FROM records ORDER BY id")]
+    assert packed[0] == "\0".join(plain).encode("utf-8", "surrogatepass")
+    assert packed[1][:1] == b"\x80"
+
+
 def test_count_namespaces_and_clear(ck: Checkpoint) -> None:
     assert ck.count() == 0 and ck.namespaces() == []
     ck.record_many([(str(i), i) for i in range(5)], "b")
@@ -361,13 +516,32 @@ def test_a_checkpoint_in_memory() -> None:
         assert ck.lookup_many(["a", "b"]) == {"a": ck.lookup("a")}
 
 
+def test_a_batch_of_large_values_is_cut_into_rows_of_about_row_bytes(
+    ck: Checkpoint, path: str
+) -> None:
+    arrays = [np.full(25_000, i, dtype=np.float64) for i in range(40)]  # 200 kB each
+    assert ck.record_many([(str(i), a) for i, a in enumerate(arrays)], NS) == 40
+    rows = batches(path)
+    assert [key for keys, _, _ in rows for key in keys] == [str(i) for i in range(40)]
+    assert 8 <= len(rows) <= 12
+    assert all(len(stored) <= ROW_BYTES + 4096 for _, _, stored in rows)
+    found = ck.lookup("33", namespace=NS)
+    assert found is not None
+    np.testing.assert_array_equal(found.value, arrays[33])
+    one = np.zeros(300_000)  # bigger than a row: a row of its own
+    assert ck.record_many([("one", one), *((f"s{i}", i) for i in range(20))], "big") == 21
+    assert [len(keys) for keys, _, _ in batches(path, "big")] == [1, 20]
+
+
 def test_a_batch_is_one_row_and_a_read_decodes_only_the_batches_it_needs(
     ck: Checkpoint, path: str
 ) -> None:
     keys = [Checkpoint.key_of(i) for i in range(40_000)]
     ck.record_many([(k, i) for i, k in enumerate(keys)], NS)
     rows = batches(path)  # a big record_many: rows of at most MAX_BATCH records, in order
-    assert [len(k) for k, _, _ in rows] == [MAX_BATCH] * 4 + [40_000 - 4 * MAX_BATCH]
+    assert [len(k) for k, _, _ in rows] == [MAX_BATCH] * (40_000 // MAX_BATCH) + [
+        40_000 % MAX_BATCH
+    ]
     assert [key for k, _, _ in rows for key in k] == keys
     assert {codec for _, codec, _ in rows} == {"pickle"}
     conn = ck._store._conn
