@@ -2,14 +2,18 @@
 values, so that a batch run again after a crash or an interrupt runs only the rest.
 
 Records are kept by ``(namespace, key)``: the namespace names the function (see
-:func:`namespace_of`), the key the input (see :func:`key_of`). How values are stored is in
-:mod:`._checkpoint_codec`; the file, its schema and the batched writer in
-:mod:`._checkpoint_db`.
+:func:`namespace_of`), the key the input (see :func:`key_of`). The file holds a row per
+*batch* of records (a ``record_many``'s, or records made one by one and joined up by the
+writer), keys packed and values encoded together: :mod:`._checkpoint_schema` (the
+layout), :mod:`._checkpoint_batch` (batches), :mod:`._checkpoint_codec` (values),
+:mod:`._checkpoint_db` (the connection and the batched writer), :mod:`._checkpoint_index`
+(reading records by key).
 
 What is guaranteed:
 
 - ``record`` does no I/O: it encodes the value (a snapshot: a later change to the object is
-  not seen) and queues the row. A background writer commits queued rows in one transaction
+  not seen; a value of an immutable plain type needs none, and is encoded with its batch)
+  and queues the record. A background writer commits queued records in one transaction
   when ``batch_rows`` are queued or the oldest has waited ``batch_seconds``.
 - A record is durable, surviving the death of the process (SIGKILL included), once
   :meth:`Checkpoint.flush` has returned after it, or :meth:`Checkpoint.close` has. A killed
@@ -17,7 +21,13 @@ What is guaranteed:
 - Reads (``is_done``, ``lookup``, ``count``...) first commit this object's queued records,
   so an object always sees its own records.
 - A record keeps the time it was first recorded; recording its key again replaces the value
-  (unless the new record has none) and the name.
+  (unless the new record has none) and the name: of a key's records, the latest batch's
+  (and, in a batch, the latest) wins.
+- Reads see what other objects and processes have committed: each read brings this
+  object's index of the namespace up to date (cheaply when nothing changed). Reading a
+  record decodes its whole batch (at most 1,024 records, about 1 MiB of values): values
+  recorded together come back as one unpickling gives them (two that were one object are
+  one again), and a batch that cannot be unpickled any more is left out whole.
 - Several threads may share one object; several objects, in one process or several, may
   share one file (SQLite WAL; a writer waits up to ``timeout`` seconds for another).
 """

@@ -316,6 +316,7 @@ class Store:
                 conn.execute("DELETE FROM records")
             else:
                 conn.execute("DELETE FROM records WHERE namespace = ?", (namespace,))
+            conn.execute("UPDATE clears SET generation = generation + 1")  # (readers: all)
             self._indexes.wrote()
         return gone
 

@@ -9,9 +9,9 @@ Building it costs C-speed dict operations per batch (a key recorded again costs 
 step); values are not kept: each read decodes the batches it needs, so every caller gets
 its own copies.
 
-The index is brought up to date at each read, in the read's transaction: the batches
-above the last ``id`` read are added; if fewer batches at or below it are left than were
-read (a ``clear``, by any object or process), it is built again.
+The index is brought up to date at each read that finds the file changed, in the read's
+transaction: the batches above the last ``id`` read are added; after a ``clear`` (by any
+object or process: the file's clear generation changed), it is built again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ._checkpoint_codec import EACH, Decoder, Undecodable, decode_many
 
 __all__ = ["Index", "Indexes", "Plan", "found", "namespaces", "refresh"]
 
-_HELD = "SELECT COUNT(*) FROM records WHERE namespace = ? AND id <= ?"
+_GENERATION = "SELECT generation FROM clears"
 _NEWER = (
     "SELECT id, name, recorded_at, times, codec, keys FROM records "
     "WHERE namespace = ? AND id > ? ORDER BY id"
@@ -53,6 +53,7 @@ class Index:
         "all_valued",
         "bases",
         "codecs",
+        "generation",
         "has",
         "ids",
         "name",
@@ -75,6 +76,7 @@ class Index:
         self.name: Any = _MIXED  # the name of every slot, if they have one
         self.all_valued = True  # every slot has a value
         self.stamp: tuple[int, int] = (-1, -1)  # see Indexes
+        self.generation = -1  # the file's clears.generation when it was read
 
     @property
     def last_id(self) -> int:
@@ -174,14 +176,12 @@ def namespaces(conn: sqlite3.Connection) -> list[str]:
 
 
 def refresh(conn: sqlite3.Connection, namespace: str, index: Index | None) -> Index:
-    """``index`` brought up to date with the file (a new one if it cannot be: batches it
-    read went), inside the caller's transaction."""
-    if index is not None and index.ids:
-        (held,) = conn.execute(_HELD, (namespace, index.last_id)).fetchone()
-        if held != len(index.ids):  # batches went (a clear): read them all again
-            index = None
-    if index is None:
+    """``index`` brought up to date with the file (a new one after a clear: see
+    :mod:`._checkpoint_schema`), inside the caller's transaction."""
+    (generation,) = conn.execute(_GENERATION).fetchone()
+    if index is None or index.generation != generation:  # (batches went: read them all)
         index = Index()
+        index.generation = generation
     rows = conn.execute(_NEWER, (namespace, index.last_id)).fetchall()
     if rows:
         index.add(rows)

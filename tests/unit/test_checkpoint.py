@@ -392,7 +392,8 @@ def test_reads_see_the_batches_another_object_adds_and_clears(path: str) -> None
         for prefix in "nmo":
             a.record_many([(f"{prefix}{i}", i) for i in range(16)], NS)
         assert b.count(NS) == 48 and not b.is_done("3", namespace=NS)
-        assert b._store._indexes._by_namespace[NS] is not index
+        again = b._store._indexes._by_namespace[NS]
+        assert again is not index and again.ids == index.ids  # (the same ids, used again)
         found_n3 = b.lookup("n3", namespace=NS)
         assert found_n3 is not None and found_n3.value == 3
         assert b.clear() == 48
@@ -677,9 +678,10 @@ def test_a_dropped_unclosed_checkpoint_commits_its_records(path: str) -> None:
 
 def test_the_writer_keeps_up_beside_a_thread_running_python(path: str) -> None:
     # sqlite3 lets the GIL go at each step, and beside a thread running Python taking it
-    # back may cost a switch interval (5 ms). One step a row (executemany) took from 0.03 to
-    # 10 s for 4,096 rows, depending on scheduling; rows go thousands to a statement
-    # instead, so that these 5,000 rows take a step or two whatever the scheduling.
+    # back may cost a switch interval (5 ms). One step a record (executemany of a row per
+    # record) took from 0.03 to 10 s for 4,096 records, depending on scheduling; records go
+    # a batch to a row and rows many to a statement instead, so that these 5,000 records
+    # take a step or two whatever the scheduling.
     with Checkpoint(path, batch_rows=1_000, batch_seconds=60) as ck:
         ck.record_many([(str(i), i) for i in range(5_000)], NS, flush=False)
         store = ck._store
