@@ -122,13 +122,15 @@ class Checkpoint:
         self._store_values = bool(store_values)
         self._serializer = serializer
         self._decoder = decoder
+        # (not a method of self: the encoding would hold self in a cycle, and a dropped
+        # checkpoint would commit its queue at the next collection instead of at once)
+        self._warnings = _Warnings(self._path)
         self._encoding = Encoding(
             store_values=self._store_values,
             serializer=serializer,
             encoder=encoder,
-            failed=self._cannot_store,
+            failed=self._warnings.cannot_store,
         )
-        self._warned: set[tuple[str, str]] = set()  # (what failed, namespace), logged once
         self._store = Store(
             self._path, timeout=timeout, batch_rows=batch_rows, batch_seconds=batch_seconds
         )
@@ -202,20 +204,6 @@ class Checkpoint:
             self._store.extend(entries, recorded)
         return recorded
 
-    def _cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
-        """Log (once per namespace) that a value of ``key`` cannot be stored."""
-        self._warn_once(
-            "store",
-            namespace,
-            "a value of namespace %r cannot be stored (%s: %s; key %.80s): its input is "
-            "not recorded and runs again next time (further such values of this "
-            "namespace are not logged)",
-            namespace,
-            type(exc).__name__,
-            exc,
-            key,
-        )
-
     def flush(self) -> None:
         """Commit every queued record now. When it returns, every record made before the
         call is durable. Costs a lock when nothing is queued."""
@@ -254,7 +242,7 @@ class Checkpoint:
         plan = self._store.plan(namespace, list(keys))
 
         def cannot_read(exc: Exception, key: str) -> None:
-            self._warn_once(
+            self._warnings.once(
                 "read",
                 namespace,
                 "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
@@ -314,12 +302,34 @@ class Checkpoint:
         state = ", closed" if self.closed else ""
         return f"Checkpoint({self._path!r}, {values}{state})"
 
-    def _warn_once(self, what: str, namespace: str, message: str, *args: object) -> None:
+
+class _Warnings:
+    """A checkpoint's warnings: each kind logged once per namespace."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.given: set[tuple[str, str]] = set()  # (what failed, namespace)
+
+    def once(self, what: str, namespace: str, message: str, *args: object) -> None:
         """Log ``message`` as a warning unless one was logged for ``what`` in ``namespace``."""
-        if (what, namespace) in self._warned:
+        if (what, namespace) in self.given:
             return
-        self._warned.add((what, namespace))
-        log.warning("checkpoint %r: " + message, self._path, *args)
+        self.given.add((what, namespace))
+        log.warning("checkpoint %r: " + message, self.path, *args)
+
+    def cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
+        """Log (once per namespace) that a value of ``key`` cannot be stored."""
+        self.once(
+            "store",
+            namespace,
+            "a value of namespace %r cannot be stored (%s: %s; key %.80s): its input is "
+            "not recorded and runs again next time (further such values of this "
+            "namespace are not logged)",
+            namespace,
+            type(exc).__name__,
+            exc,
+            key,
+        )
 
 
 def _refuse(key: object, namespace: object) -> None:
