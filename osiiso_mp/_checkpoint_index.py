@@ -159,11 +159,14 @@ class Indexes:
     def get(self, conn: sqlite3.Connection, namespace: str) -> Index:
         """The index of ``namespace``, up to date, inside the caller's transaction (the
         file is asked what changed only when something has)."""
+        # a SELECT first: it starts the read snapshot (in a deferred transaction), so that
+        # data_version says what that snapshot holds, not what it held a moment before
+        (generation,) = conn.execute(_GENERATION).fetchone()
         (version,) = conn.execute("PRAGMA data_version").fetchone()
         stamp = (version, self._writes)
         index = self._by_namespace.get(namespace)
         if index is None or index.stamp != stamp:
-            index = refresh(conn, namespace, index)
+            index = refresh(conn, namespace, index, generation)
             index.stamp = stamp
             self._by_namespace[namespace] = index
         return index
@@ -175,10 +178,11 @@ def namespaces(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in conn.execute(sql)]
 
 
-def refresh(conn: sqlite3.Connection, namespace: str, index: Index | None) -> Index:
-    """``index`` brought up to date with the file (a new one after a clear: see
-    :mod:`._checkpoint_schema`), inside the caller's transaction."""
-    (generation,) = conn.execute(_GENERATION).fetchone()
+def refresh(
+    conn: sqlite3.Connection, namespace: str, index: Index | None, generation: int
+) -> Index:
+    """``index`` brought up to date with the file, whose clears are at ``generation`` (a
+    new one after a clear: see :mod:`._checkpoint_schema`), in the caller's transaction."""
     if index is None or index.generation != generation:  # (batches went: read them all)
         index = Index()
         index.generation = generation
