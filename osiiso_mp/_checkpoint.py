@@ -182,7 +182,12 @@ class Checkpoint:
         if type(namespace) is not str:
             _refuse("", namespace)
         pairs = rows if type(rows) is list else list(rows)
-        if pairs and set(map(len, pairs)) != {2}:
+        try:
+            sizes = set(map(len, pairs))
+        except TypeError:  # pairs that are iterables, not sequences
+            pairs = [tuple(pair) for pair in pairs]
+            sizes = set(map(len, pairs))
+        if pairs and sizes != {2}:
             raise ValueError("record_many takes (key, value) pairs")
         keys: list[str] = list(map(itemgetter(0), pairs))
         if keys and set(map(type, keys)) != {str}:

@@ -479,6 +479,18 @@ def test_keys_of_any_text_are_packed_and_read_back(ck: Checkpoint, path: str) ->
     assert packed[1][:1] == b"\x80"
 
 
+def test_record_many_takes_any_iterable_of_pairs(ck: Checkpoint) -> None:
+    assert ck.record_many(((str(i), i) for i in range(20)), NS) == 20
+    assert ck.record_many([[str(i), -i] for i in range(20)], NS) == 20  # type: ignore[misc]
+    assert ck.record_many((iter((str(i), i * 2)) for i in range(3)), NS) == 3  # type: ignore[misc]
+    assert ck.lookup_many(["1", "5", "19"], NS)["1"].value == 2
+    assert ck.record_many([], NS) == 0
+    with pytest.raises(ValueError, match=r"\(key, value\) pairs"):
+        ck.record_many([("a", 1, 2)], NS)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"key is a str"):
+        ck.record_many([(str(i), i) for i in range(19)] + [(5, 5)], NS)  # type: ignore[list-item]
+
+
 def test_count_namespaces_and_clear(ck: Checkpoint) -> None:
     assert ck.count() == 0 and ck.namespaces() == []
     ck.record_many([(str(i), i) for i in range(5)], "b")
