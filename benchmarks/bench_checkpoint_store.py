@@ -2,13 +2,21 @@
 
 - *record*: ``record()`` of ``--items`` tiny values (an int each, keys made beforehand by
   ``key_of``), with the background writer committing in batches, then one ``flush()``: the
-  figure is rows per second of the whole, from the first ``record`` to ``flush`` returning.
+  figure is records per second of the whole, from the first ``record`` to ``flush``
+  returning.
+- *record_many*: the same records in ``record_many(..., flush=False)`` calls of 4,096 (as
+  a map records its chunks), then one ``flush()``.
+- *resume read*: what a resumed map reads, ``dict(Checkpoint._found(keys, namespace))``
+  of every key, by a checkpoint opened afresh on the file (its index built from the
+  file), then again by the same checkpoint (its index up to date).
+- *lookup_many*: the same through the public ``lookup_many`` (a ``CheckpointRecord`` each).
+- *lookup / is_done, one key*: one call for one key of the namespace of ``--items``
+  records (reading one record decodes its batch, up to 1,024 records).
 - *flush, idle*: a ``flush()`` with nothing queued (what the map wiring pays per value it
   hands to the caller when the writer has caught up).
-- *flush, one row*: ``record`` then ``flush`` (a commit of one row: the worst case of a
-  caller that takes each value as soon as it is recorded).
+- *flush, one record*: ``record`` then ``flush`` (a commit of one record: the worst case
+  of a caller that takes each value as soon as it is recorded).
 - *key_of*: making the key of an int input.
-- *lookup_many*: reading every record back by key, as a resumed run does.
 
 The file is on the temporary directory's disk. Medians of ``--repeats``.
 
@@ -22,28 +30,47 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 from osiiso_mp._checkpoint import Checkpoint
 
+NS = "bench"
+CHUNK = 4096
 
-def _record(path: str, keys: list[str]) -> tuple[float, float]:
-    """Seconds to record and flush every key; seconds for lookup_many of all of them."""
+
+def _write(path: str, keys: list[str], many: bool) -> float:
+    """Seconds to record every key (one by one, or by chunks) and flush."""
     with Checkpoint(path) as ck:
         start = time.perf_counter()
-        for i, key in enumerate(keys):
-            ck.record(key, i, namespace="bench", name="bench")
+        if many:
+            for at in range(0, len(keys), CHUNK):
+                chunk = keys[at : at + CHUNK]
+                ck.record_many(zip(chunk, range(at, at + len(chunk)), strict=True), NS, flush=False)
+        else:
+            for i, key in enumerate(keys):
+                ck.record(key, i, namespace=NS, name="bench")
         ck.flush()
-        recorded = time.perf_counter() - start
+        return time.perf_counter() - start
+
+
+def _read(path: str, keys: list[str]) -> tuple[float, float, float]:
+    """Seconds for a resume read by a fresh checkpoint, again by the same one, and for
+    lookup_many of every key."""
+    with Checkpoint(path) as ck:
+        timings = []
+        for _ in range(2):
+            asked = [Checkpoint.key_of(int(k)) for k in keys]  # fresh str, as a map makes
+            start = time.perf_counter()
+            found = dict(ck._found(asked, NS))
+            timings.append(time.perf_counter() - start)
+            assert len(found) == len(keys)
         start = time.perf_counter()
-        found = ck.lookup_many(keys, "bench")
-        looked = time.perf_counter() - start
-        assert len(found) == len(keys)
-    return recorded, looked
+        assert len(ck.lookup_many(keys, NS)) == len(keys)
+        return timings[0], timings[1], time.perf_counter() - start
 
 
-def _per_call(fn: object, calls: int) -> float:
+def _per_call(fn: Callable[[], object], calls: int) -> float:
     """Microseconds per call of ``fn()``."""
-    assert callable(fn)
     start = time.perf_counter()
     for _ in range(calls):
         fn()
@@ -55,33 +82,57 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    keys = [Checkpoint.key_of(i) for i in range(args.items)]
+    n = args.items
+    keys = [Checkpoint.key_of(i) for i in range(n)]
+    figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        records, lookups = [], []
-        for n in range(args.repeats):
-            recorded, looked = _record(os.path.join(tmp, f"run{n}.sqlite"), keys)
-            records.append(recorded)
-            lookups.append(looked)
+        for r in range(args.repeats):
+            figures.setdefault("record", []).append(
+                _write(os.path.join(tmp, f"one{r}.sqlite"), keys, many=False)
+            )
+            path = os.path.join(tmp, f"many{r}.sqlite")
+            figures.setdefault("record_many", []).append(_write(path, keys, many=True))
+            cold, warm, records = _read(path, keys)
+            figures.setdefault("cold", []).append(cold)
+            figures.setdefault("warm", []).append(warm)
+            figures.setdefault("lookup_many", []).append(records)
+        with Checkpoint(path) as ck:
+            probe = iter(keys * 10)
+            ck.lookup(keys[0], namespace=NS)
+            one = statistics.median(
+                _per_call(lambda: ck.lookup(next(probe), namespace=NS), 2_000)
+                for _ in range(args.repeats)
+            )
+            done = statistics.median(
+                _per_call(lambda: ck.is_done(next(probe), namespace=NS), 10_000)
+                for _ in range(args.repeats)
+            )
         with Checkpoint(os.path.join(tmp, "flush.sqlite")) as ck:
             ck.record("warm", 0)
             ck.flush()
             idle = statistics.median(_per_call(ck.flush, 100_000) for _ in range(args.repeats))
             counter = iter(range(10**9))
 
-            def one_row() -> None:
+            def one_record() -> None:
                 ck.record(str(next(counter)), 0)
                 ck.flush()
 
-            one = statistics.median(_per_call(one_row, 2_000) for _ in range(args.repeats))
+            commit = statistics.median(_per_call(one_record, 2_000) for _ in range(args.repeats))
     key_us = _per_call(lambda: Checkpoint.key_of(123456), 100_000)
-    recorded = statistics.median(records)
-    looked = statistics.median(lookups)
-    n = args.items
-    print(f"record + commit : {n:,} rows in {recorded:.3f}s = {n / recorded:,.0f} rows/s")
-    print(f"lookup_many     : {n:,} rows in {looked:.3f}s = {n / looked:,.0f} rows/s")
-    print(f"flush, idle     : {idle:.3f} us")
-    print(f"flush, one row  : {one:.1f} us (record + a one-row commit)")
-    print(f"key_of(int)     : {key_us:.3f} us")
+    med = {name: statistics.median(values) for name, values in figures.items()}
+    for label, name in (
+        ("record + commit     ", "record"),
+        ("record_many + commit", "record_many"),
+        ("resume read, fresh  ", "cold"),
+        ("resume read, again  ", "warm"),
+        ("lookup_many         ", "lookup_many"),
+    ):
+        print(f"{label}: {n:,} records in {med[name]:.3f}s = {n / med[name]:,.0f}/s")
+    print(f"lookup, one key     : {one:.1f} us")
+    print(f"is_done, one key    : {done:.1f} us")
+    print(f"flush, idle         : {idle:.3f} us")
+    print(f"flush, one record   : {commit:.1f} us (record + a one-record commit)")
+    print(f"key_of(int)         : {key_us:.3f} us")
 
 
 if __name__ == "__main__":

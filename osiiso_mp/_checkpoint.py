@@ -2,14 +2,18 @@
 values, so that a batch run again after a crash or an interrupt runs only the rest.
 
 Records are kept by ``(namespace, key)``: the namespace names the function (see
-:func:`namespace_of`), the key the input (see :func:`key_of`). How values are stored is in
-:mod:`._checkpoint_codec`; the file, its schema and the batched writer in
-:mod:`._checkpoint_db`.
+:func:`namespace_of`), the key the input (see :func:`key_of`). The file holds a row per
+*batch* of records (a ``record_many``'s, or records made one by one and joined up by the
+writer), keys packed and values encoded together: :mod:`._checkpoint_schema` (the
+layout), :mod:`._checkpoint_batch` (batches), :mod:`._checkpoint_codec` (values),
+:mod:`._checkpoint_db` (the connection and the batched writer), :mod:`._checkpoint_index`
+(reading records by key).
 
 What is guaranteed:
 
 - ``record`` does no I/O: it encodes the value (a snapshot: a later change to the object is
-  not seen) and queues the row. A background writer commits queued rows in one transaction
+  not seen; a value of an immutable plain type needs none, and is encoded with its batch)
+  and queues the record. A background writer commits queued records in one transaction
   when ``batch_rows`` are queued or the oldest has waited ``batch_seconds``.
 - A record is durable, surviving the death of the process (SIGKILL included), once
   :meth:`Checkpoint.flush` has returned after it, or :meth:`Checkpoint.close` has. A killed
@@ -17,7 +21,13 @@ What is guaranteed:
 - Reads (``is_done``, ``lookup``, ``count``...) first commit this object's queued records,
   so an object always sees its own records.
 - A record keeps the time it was first recorded; recording its key again replaces the value
-  (unless the new record has none) and the name.
+  (unless the new record has none) and the name: of a key's records, the latest batch's
+  (and, in a batch, the latest) wins.
+- Reads see what other objects and processes have committed: each read brings this
+  object's index of the namespace up to date (cheaply when nothing changed). Reading a
+  record decodes its whole batch (at most 1,024 records, about 1 MiB of values): values
+  recorded together come back as one unpickling gives them (two that were one object are
+  one again), and a batch that cannot be unpickled any more is left out whole.
 - Several threads may share one object; several objects, in one process or several, may
   share one file (SQLite WAL; a writer waits up to ``timeout`` seconds for another).
 """
@@ -26,31 +36,27 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Literal
 
-from ._checkpoint_codec import (
-    CUSTOM,
-    PICKLE,
-    Decoder,
-    Encoder,
-    decode,
-    encode_json,
-    encode_pickle,
-    key_of,
-    namespace_of,
-)
-from ._checkpoint_db import Row, Store
+from ._checkpoint_batch import Encoding
+from ._checkpoint_codec import Decoder, Encoder, key_of, namespace_of
+from ._checkpoint_db import Entry, Store
+from ._checkpoint_index import found
 from ._checkpoint_schema import CheckpointError
 
 __all__ = ["DEFAULT_NAMESPACE", "Checkpoint", "CheckpointError", "CheckpointRecord"]
 
 log = logging.getLogger("osiiso_mp")
+
+# record_many of fewer pairs queues them one by one (as record does), for the writer to
+# join them up with their neighbours: a map of chunks of one item is not a row per item
+_FEW = 16
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of the methods that take one, when none is given."""
@@ -86,8 +92,19 @@ class Checkpoint:
     own.
     """
 
-    key_of = staticmethod(key_of)
-    namespace_of = staticmethod(namespace_of)
+    @staticmethod
+    def key_of(item: Any, key: Callable[[Any], str] | None = None) -> str:
+        """The key ``map``, ``group`` and ``pmap`` record ``item`` under: its canonical JSON
+        (sorted keys, no spaces, tuples as lists), or ``key(item)``, which must be a
+        ``str``. ``TypeError`` for an item with no JSON and no ``key``."""
+        return key_of(item, key)
+
+    @staticmethod
+    def namespace_of(fn: Callable[..., Any], namespace: str | None = None) -> str:
+        """The namespace ``map``, ``group`` and ``pmap`` record ``fn``'s inputs in: its
+        module and qualified name (``"__main__.score"``; a partial's function's, a callable
+        object's class's), or ``namespace``. ``TypeError`` for a lambda without one."""
+        return namespace_of(fn, namespace)
 
     def __init__(
         self,
@@ -116,12 +133,15 @@ class Checkpoint:
         self._store_values = bool(store_values)
         self._serializer = serializer
         self._decoder = decoder
-        self._encode: Callable[[Any], tuple[str, Any]]
-        if encoder is not None:
-            self._encode = _custom(encoder)
-        else:
-            self._encode = encode_json if serializer == "json" else encode_pickle
-        self._warned: set[tuple[str, str]] = set()  # (what failed, namespace), logged once
+        # (not a method of self: the encoding would hold self in a cycle, and a dropped
+        # checkpoint would commit its queue at the next collection instead of at once)
+        self._warnings = _Warnings(self._path)
+        self._encoding = Encoding(
+            store_values=self._store_values,
+            serializer=serializer,
+            encoder=encoder,
+            failed=self._warnings.cannot_store,
+        )
         self._store = Store(
             self._path, timeout=timeout, batch_rows=batch_rows, batch_seconds=batch_seconds
         )
@@ -146,15 +166,10 @@ class Checkpoint:
         """
         if type(key) is not str or type(namespace) is not str:
             _refuse(key, namespace)
-        if not self._store_values:
-            self._store.append((namespace, key, name, time.time(), None, None))
-            return True
-        try:
-            codec, stored = self._encode(value)
-        except Exception as exc:
-            self._cannot_store(namespace, key, exc)
+        single = self._encoding.single(namespace, name, time.time(), key, value)
+        if single is None:
             return False
-        self._store.append((namespace, key, name, time.time(), codec, stored))
+        self._store.append(single)
         return True
 
     def record_many(
@@ -168,47 +183,42 @@ class Checkpoint:
         """Record ``(key, value)`` pairs; how many were recorded (unencodable values are
         not, as in :meth:`record`).
 
-        With ``flush=True`` they are committed, with anything queued, in one transaction
-        before it returns; with ``flush=False`` they are queued as :meth:`record` queues
-        one (one lock for them all).
+        Their values are encoded together, now (a snapshot), and stored as one batch: a
+        row of the file (several of at most 1,024 records and about 1 MiB of values each,
+        for more; fewer than 16 pairs are queued one by one, as :meth:`record` queues, and
+        joined up with their neighbours). With ``flush=True`` they are committed, with
+        anything queued, in one transaction before it returns; with ``flush=False`` they
+        are queued.
         """
         if type(namespace) is not str:
             _refuse("", namespace)
-        encode = self._encode
-        store_values = self._store_values
+        pairs = rows if type(rows) is list else list(rows)
+        try:
+            sizes = set(map(len, pairs))
+        except TypeError:  # pairs that are iterables, not sequences
+            pairs = [tuple(pair) for pair in pairs]
+            sizes = set(map(len, pairs))
+        if pairs and sizes != {2}:
+            raise ValueError("record_many takes (key, value) pairs")
+        keys: list[str] = list(map(itemgetter(0), pairs))
+        if keys and set(map(type, keys)) != {str}:
+            _refuse(next(k for k in keys if type(k) is not str), namespace)
+        values: list[Any] = list(map(itemgetter(1), pairs))
         now = time.time()
-        kept: list[Row] = []
-        for key, value in rows:
-            if type(key) is not str:
-                _refuse(key, namespace)
-            if not store_values:
-                kept.append((namespace, key, name, now, None, None))
-                continue
-            try:
-                codec, stored = encode(value)
-            except Exception as exc:
-                self._cannot_store(namespace, key, exc)
-                continue
-            kept.append((namespace, key, name, now, codec, stored))
-        if flush:
-            self._store.write(kept)
+        entries: list[Entry]
+        if len(keys) < _FEW:  # queued as records one by one: the writer joins them up
+            single = self._encoding.single
+            made = (single(namespace, name, now, k, v) for k, v in zip(keys, values, strict=True))
+            entries = [entry for entry in made if entry is not None]
+            recorded = len(entries)
         else:
-            self._store.extend(kept)
-        return len(kept)
-
-    def _cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
-        """Log (once per namespace) that a value of ``key`` cannot be stored."""
-        self._warn_once(
-            "store",
-            namespace,
-            "a value of namespace %r cannot be stored (%s: %s; key %.80s): its input is "
-            "not recorded and runs again next time (further such values of this "
-            "namespace are not logged)",
-            namespace,
-            type(exc).__name__,
-            exc,
-            key,
-        )
+            entries = list(self._encoding.batches(namespace, name, now, keys, values))
+            recorded = sum(map(len, entries))
+        if flush:
+            self._store.write(entries)
+        else:
+            self._store.extend(entries, recorded)
+        return recorded
 
     def flush(self) -> None:
         """Commit every queued record now. When it returns, every record made before the
@@ -219,11 +229,7 @@ class Checkpoint:
 
     def is_done(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Is the input ``key`` recorded in ``namespace``?"""
-        return bool(
-            self._store.query(
-                "SELECT 1 FROM records WHERE namespace = ? AND key = ?", (namespace, key)
-            )
-        )
+        return key in self._store.keys_held(namespace)[namespace]
 
     def lookup(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> CheckpointRecord | None:
         """The record of the input ``key`` in ``namespace``, or None.
@@ -236,9 +242,9 @@ class Checkpoint:
     def lookup_many(
         self, keys: Iterable[str], namespace: str = DEFAULT_NAMESPACE
     ) -> dict[str, CheckpointRecord]:
-        """The records of those of ``keys`` that ``namespace`` holds, by key (one SELECT
-        per few hundred keys, or one for a namespace no bigger than ``keys``; records
-        whose value cannot be decoded are left out, as in :meth:`lookup`)."""
+        """The records of those of ``keys`` that ``namespace`` holds, by key (one read of
+        the batches holding them, each decoded whole; records whose value cannot be decoded
+        are left out, as in :meth:`lookup`)."""
         return {
             key: CheckpointRecord(value, name, recorded_at, has_value)
             for key, (value, name, recorded_at, has_value) in self._found(keys, namespace)
@@ -249,46 +255,30 @@ class Checkpoint:
     ) -> Iterator[tuple[str, tuple[Any, str | None, float, bool]]]:
         """``(key, (value, name, recorded_at, has_value))`` of those of ``keys`` found,
         decoded (what :meth:`lookup_many` and a resumed map read, without the records)."""
-        decoder = self._decoder
-        loads = pickle.loads
-        for key, name, recorded_at, codec, stored in self._store.select(namespace, keys):
-            if codec == PICKLE:  # the common case, inline
-                try:
-                    yield key, (loads(stored), name, recorded_at, True)
-                    continue
-                except Exception:
-                    pass  # (reported below)
-            try:
-                value = decode(codec, stored, decoder)
-            except Exception as exc:
-                self._warn_once(
-                    "read",
-                    namespace,
-                    "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
-                    "input is treated as not done and runs again (further such values of "
-                    "this namespace are not logged)",
-                    namespace,
-                    type(exc).__name__,
-                    exc,
-                    key,
-                )
-                continue
-            yield key, (value, name, recorded_at, codec is not None)
+        plan = self._store.plan(namespace, list(keys))
+
+        def cannot_read(exc: Exception, key: str) -> None:
+            self._warnings.once(
+                "read",
+                namespace,
+                "a value of namespace %r cannot be read back (%s: %s; key %.80s): its "
+                "input is treated as not done and runs again (further such values of "
+                "this namespace are not logged)",
+                namespace,
+                type(exc).__name__,
+                exc,
+                key,
+            )
+
+        return found(plan, self._decoder, cannot_read)
 
     def count(self, namespace: str | None = None) -> int:
         """How many inputs are recorded in ``namespace`` (in all: None)."""
-        if namespace is None:
-            rows = self._store.query("SELECT COUNT(*) FROM records")
-        else:
-            rows = self._store.query(
-                "SELECT COUNT(*) FROM records WHERE namespace = ?", (namespace,)
-            )
-        return int(rows[0][0])
+        return sum(map(len, self._store.keys_held(namespace).values()))
 
     def namespaces(self) -> list[str]:
         """The namespaces that hold records, sorted."""
-        rows = self._store.query("SELECT DISTINCT namespace FROM records ORDER BY namespace")
-        return [row[0] for row in rows]
+        return self._store.namespaces()
 
     def clear(self, namespace: str | None = None) -> int:
         """Forget the records of ``namespace`` (of all namespaces: None); how many went."""
@@ -328,12 +318,34 @@ class Checkpoint:
         state = ", closed" if self.closed else ""
         return f"Checkpoint({self._path!r}, {values}{state})"
 
-    def _warn_once(self, what: str, namespace: str, message: str, *args: object) -> None:
+
+class _Warnings:
+    """A checkpoint's warnings: each kind logged once per namespace."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.given: set[tuple[str, str]] = set()  # (what failed, namespace)
+
+    def once(self, what: str, namespace: str, message: str, *args: object) -> None:
         """Log ``message`` as a warning unless one was logged for ``what`` in ``namespace``."""
-        if (what, namespace) in self._warned:
+        if (what, namespace) in self.given:
             return
-        self._warned.add((what, namespace))
-        log.warning("checkpoint %r: " + message, self._path, *args)
+        self.given.add((what, namespace))
+        log.warning("checkpoint %r: " + message, self.path, *args)
+
+    def cannot_store(self, namespace: str, key: str, exc: Exception) -> None:
+        """Log (once per namespace) that a value of ``key`` cannot be stored."""
+        self.once(
+            "store",
+            namespace,
+            "a value of namespace %r cannot be stored (%s: %s; key %.80s): its input is "
+            "not recorded and runs again next time (further such values of this "
+            "namespace are not logged)",
+            namespace,
+            type(exc).__name__,
+            exc,
+            key,
+        )
 
 
 def _refuse(key: object, namespace: object) -> None:
@@ -341,18 +353,6 @@ def _refuse(key: object, namespace: object) -> None:
     if type(namespace) is not str:
         raise TypeError(f"a checkpoint namespace is a str, not {namespace!r:.80}")
     raise TypeError(f"a checkpoint key is a str (see Checkpoint.key_of), not {key!r:.80}")
-
-
-def _custom(encoder: Encoder) -> Callable[[Any], tuple[str, Any]]:
-    """The codec function of a user's ``encoder``: it must return ``bytes`` or ``str``."""
-
-    def encode(value: Any) -> tuple[str, Any]:
-        stored = encoder(value)
-        if not isinstance(stored, bytes | bytearray | memoryview | str):
-            raise TypeError(f"the encoder returned {type(stored).__name__}, not bytes or str")
-        return CUSTOM, stored
-
-    return encode
 
 
 def _close_quietly(store: Store) -> None:

@@ -1,22 +1,28 @@
-"""A checkpoint's SQLite file: its schema, its one connection, and the batched writer.
+"""A checkpoint's SQLite file: its one connection, the batched writer, and reads.
 
 ::
 
-    record() ──append──> pending rows ──(batch_rows pending, or batch_seconds since the
-      (any thread,          (a list,      oldest one, or flush()/close())──> one transaction
-       no I/O)              _lock)         BEGIN IMMEDIATE … COMMIT, under _db_lock
+    record() ──append──> pending entries ──(batch_rows records pending, or batch_seconds
+    record_many()          (a list,          since the oldest, or flush()/close())──> one
+      (any thread,          _lock)           transaction, a row per batch (BEGIN IMMEDIATE
+       no I/O)                               … COMMIT), under _db_lock
 
-- ``append`` only adds a row to ``_pending`` under ``_lock``: no I/O on the caller's path.
-  The writer thread, started by the first row (importing or opening starts nothing),
-  commits the pending rows when ``batch_rows`` are pending or the oldest has waited
-  ``batch_seconds``, and ends after ``batch_seconds`` with nothing to do (the next row
-  starts another). It wakes at least every ``batch_seconds``, so a row needs no
-  notification; only reaching ``batch_rows`` (or closing) notifies it.
-- ``flush`` commits whatever is pending in the calling thread. Commits happen under
-  ``_db_lock`` and take the pending rows under it, so when ``flush`` returns, every row
-  appended before it was called is committed, including rows the writer had taken.
-- Invariant: ``_committed <= _appended`` (both counts of rows, under ``_lock``); equal when
-  nothing appended is still uncommitted, which is what makes an idle ``flush`` cheap.
+- ``append``/``extend`` only add entries (a :class:`~._checkpoint_batch.Batch` or single
+  records, see :mod:`._checkpoint_batch`) to ``_pending`` under ``_lock``: no I/O on the
+  caller's path. The writer thread, started by the first entry (importing or opening
+  starts nothing), commits the pending entries when ``batch_rows`` records are pending or
+  the oldest has waited ``batch_seconds``, and ends after ``batch_seconds`` with nothing
+  to do (the next entry starts another). It wakes at least every ``batch_seconds``, so an
+  entry needs no notification; only reaching ``batch_rows`` (or closing) notifies it.
+- ``flush`` has the pending entries committed: by the writer thread while it runs (this
+  thread waits), else in the calling thread. Commits happen under ``_db_lock`` and take
+  the pending entries under it, so when ``flush`` returns, every record appended before
+  it was called is committed, including those the writer had taken.
+- Invariant: ``_committed <= _appended`` (both counts of records, under ``_lock``); equal
+  when nothing appended is still uncommitted, which is what makes an idle ``flush`` cheap.
+- Reads bring this object's :class:`~._checkpoint_index.Index` of the namespace up to
+  date and take what they need from the file in one read transaction (one snapshot); the
+  values are decoded after it, outside ``_db_lock``.
 - The file is in WAL mode with ``synchronous=NORMAL``: a commit survives the death of the
   process (SIGKILL included) and never leaves a torn file; a power loss or OS crash may
   lose the latest commits, not the file. Writers wait up to ``timeout`` for one another
@@ -25,6 +31,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -32,51 +39,30 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
+from ._checkpoint_batch import Batch, Row, Single, rows_of
+from ._checkpoint_index import Indexes, Plan, namespaces
 from ._checkpoint_schema import CheckpointError, connect
 
-__all__ = ["Found", "Row", "Store"]
+__all__ = ["Entry", "Store"]
 
 log = logging.getLogger("osiiso_mp")
 
-# namespace, key, name, recorded_at (wall clock), codec (None: no value), value
-Row = tuple[str, str, str | None, float, str | None, Any]
-Found = tuple[str, str | None, float, str | None, Any]  # key, name, recorded_at, codec, value
+Entry = Batch | Single  # what is queued: the records of a record_many, or one record
 
-# A record keeps the time it was first recorded; a later record of its key replaces the
-# value (unless it has none: store_values=False) and the name.
-_ON_CONFLICT = """
-ON CONFLICT (namespace, key) DO UPDATE SET
-    name = excluded.name,
-    value = CASE WHEN excluded.codec IS NULL THEN value ELSE excluded.value END,
-    codec = COALESCE(excluded.codec, codec)"""
-# Rows go thousands to one INSERT, not one each (executemany): sqlite3 lets the GIL go at
-# each step, and while another thread runs Python (the one recording, say), taking it back
-# can cost a switch interval (5 ms) a step. Measured beside a busy thread: 4,096 rows by
-# executemany took from 0.03 to 10 s; by INSERTs of 500 rows 0.03 s, but then the writer
-# commits at most ~100,000 rows/s while the recording thread is busy (500 rows per 5 ms).
-# 5,000 a statement (30,000 variables, under SQLite's default limit of 32,766) lifts that
-# ceiling to ~1,000,000 (computed, not measured); idle, the size makes no difference.
-_ROWS_PER_INSERT = 5_000
-# How many records a namespace holds, counting no further than the limit (O(limit), not O(n))
-_COUNT_UP_TO = "SELECT COUNT(*) FROM (SELECT 1 FROM records WHERE namespace = ? LIMIT ?)"
-_SELECT = "SELECT key, name, recorded_at, codec, value FROM records WHERE namespace = ?"
-_KEYS_PER_SELECT = 500  # measured: 40,000 keys take the same time in chunks of 100 to 5,000
+_COLUMNS = "namespace, name, recorded_at, times, codec, keys, value"
+# Rows go many to one INSERT, not one each (executemany): sqlite3 lets the GIL go at each
+# step, and while another thread runs Python (the one recording, say), taking it back
+# can cost a switch interval (5 ms) a step. A row is a batch of records now, so a commit
+# is a few rows, and one statement.
+_ROWS_PER_INSERT = 500
 
 
 @functools.lru_cache(maxsize=8)
 def _insert_sql(rows: int) -> str:
-    """The upsert of ``rows`` rows."""
-    return f"INSERT INTO records VALUES {','.join(['(?,?,?,?,?,?)'] * rows)}{_ON_CONFLICT}"
-
-
-@functools.lru_cache(maxsize=8)
-def _select_sql(keys: int) -> str:
-    """The SELECT of the records of ``keys`` keys of one namespace."""
-    where = "key = ?" if keys == 1 else f"key IN ({','.join('?' * keys)})"
-    return f"{_SELECT} AND {where}"
+    """The INSERT of ``rows`` rows."""
+    return f"INSERT INTO records ({_COLUMNS}) VALUES {','.join(['(?,?,?,?,?,?,?)'] * rows)}"
 
 
 class Store:
@@ -86,46 +72,49 @@ class Store:
         self.path = path
         self._batch_rows = batch_rows
         self._batch_seconds = batch_seconds
-        self._db_lock = threading.Lock()  # the connection; commits in order
+        self._db_lock = threading.Lock()  # the connection and the indexes; commits in order
         # An RLock: a garbage-collected Checkpoint's finalizer may run close() in whichever
         # thread the collector ran, the writer's included, while it holds _lock. _cond is on
         # it; the hot paths take the lock itself (a C call, where the Condition's is Python).
-        self._lock = threading.RLock()  # the pending rows, the counts, the writer's state
+        self._lock = threading.RLock()  # the pending entries, the counts, the writer's state
         self._cond = threading.Condition(self._lock)
-        self._pending: list[Row] = []
-        self._oldest_at = 0.0  # monotonic time the oldest pending row came
-        self._appended = 0
+        self._pending: list[Entry] = []
+        self._pending_records = 0
+        self._oldest_at = 0.0  # monotonic time the oldest pending entry came
+        self._appended = 0  # records
         self._committed = 0
         self._writer: threading.Thread | None = None
-        self._stopping = False  # close() has begun: no more rows
+        self._stopping = False  # close() has begun: no more entries
         self._closed = False  # the connection is closed (under _db_lock)
         self._close_in_writer = False  # close() ran in the writer thread: it finishes it
         self._failed = False  # the writer's last commit failed (logged once)
-        self._flush_wanted = 0  # a flush() waits for the writer to commit this many rows
+        self._flush_wanted = 0  # a flush() waits for the writer to commit this many records
+        self._indexes = Indexes()  # what this object read of the file (under _db_lock)
         self._pid = os.getpid()
         self._conn = connect(path, timeout)
 
     # -- writes ------------------------------------------------------------------------
 
-    def append(self, row: Row) -> None:
-        """Queue ``row`` for the writer; no I/O (a hot path: one lock, no notification
+    def append(self, single: Single) -> None:
+        """Queue one record for the writer; no I/O (a hot path: one lock, no notification
         unless the writer must start or ``batch_rows`` are reached)."""
         with self._lock:
             if self._stopping:
                 raise CheckpointError(f"the checkpoint {self.path!r} is closed")
             pending = self._pending
-            pending.append(row)
+            pending.append(single)
             self._appended += 1
+            self._pending_records += 1
             if len(pending) == 1:
                 self._oldest_at = time.monotonic()
                 if self._writer is None:
                     self._start_writer()
-            elif len(pending) == self._batch_rows:
+            elif self._pending_records == self._batch_rows:
                 self._cond.notify_all()  # (the writer; flush() waiters check and wait on)
 
-    def extend(self, rows: Sequence[Row]) -> None:
-        """Queue ``rows`` for the writer, as :meth:`append` does each."""
-        if not rows:
+    def extend(self, entries: Sequence[Entry], records: int) -> None:
+        """Queue ``entries`` (``records`` records in all) for the writer, as :meth:`append`."""
+        if not entries:
             return
         with self._lock:
             if self._stopping:
@@ -133,11 +122,12 @@ class Store:
             pending = self._pending
             if not pending:
                 self._oldest_at = time.monotonic()
-            pending += rows
-            self._appended += len(rows)
+            pending += entries
+            self._appended += records
+            self._pending_records += records
             if self._writer is None:
                 self._start_writer()
-            elif len(pending) >= self._batch_rows:
+            elif self._pending_records >= self._batch_rows:
                 self._cond.notify_all()
 
     def _start_writer(self) -> None:
@@ -147,15 +137,15 @@ class Store:
         )
         self._writer.start()
 
-    def write(self, rows: Sequence[Row]) -> None:
-        """Commit the pending rows and ``rows`` (after them) in one transaction, now."""
+    def write(self, entries: Sequence[Entry]) -> None:
+        """Commit the pending entries and ``entries`` (after them) in one transaction, now."""
         self._check_open()
         with self._db_lock:
             self._check_connection()
-            self._commit_pending(rows)
+            self._commit_pending(entries)
 
     def flush(self) -> None:
-        """Commit the pending rows now; returns at once when every row is committed.
+        """Commit the pending entries now; returns at once when every one is committed.
 
         While the writer thread runs, it is asked to commit them and this thread waits (the
         SQLite work then runs in the writer, without the GIL, beside whatever Python the
@@ -183,29 +173,34 @@ class Store:
             self._check_connection()
             self._commit_pending(())
 
-    def _commit_pending(self, extra: Sequence[Row]) -> None:
-        """Commit the pending rows, then ``extra``, in one transaction. Holds ``_db_lock``
-        (so that when it returns, every row appended before it began is committed)."""
+    def _commit_pending(self, extra: Sequence[Entry]) -> None:
+        """Commit the pending entries, then ``extra``, in one transaction. Holds
+        ``_db_lock`` (so that when it returns, every record appended before it began is
+        committed)."""
         with self._lock:
-            rows, self._pending = self._pending, []
+            entries, self._pending = self._pending, []
+            records, self._pending_records = self._pending_records, 0
             upto = self._appended
-        if not rows and not extra:
+        if not entries and not extra:
             return
         try:
-            self._upsert(rows + list(extra) if extra else rows)
+            self._insert(rows_of(entries + list(extra) if extra else entries))
         except BaseException:
-            with self._lock:  # back in front of newer rows, in order: the next commit retries
-                self._pending[:0] = rows
+            with self._lock:  # back in front of newer ones, in order: the next commit retries
+                self._pending[:0] = entries
+                self._pending_records += records
                 self._oldest_at = time.monotonic()
             raise
+        self._indexes.wrote()
         with self._lock:
             self._committed = upto
 
-    def _upsert(self, rows: list[Row]) -> None:
+    def _insert(self, rows: list[Row]) -> None:
         """Write ``rows`` in one transaction: one INSERT of them when they are few enough
         (a statement is a transaction of its own), else BEGIN IMMEDIATE, INSERTs, COMMIT."""
         conn = self._conn
-        per = max(1, min(_ROWS_PER_INSERT, self._variables() // 6))
+        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before 3.32
+        per = max(1, min(_ROWS_PER_INSERT, variables // 7))
         several = len(rows) > per
         try:
             if several:
@@ -220,19 +215,15 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
 
-    def _variables(self) -> int:
-        """How many ``?`` one statement may have (SQLite's limit, 999 before 3.32)."""
-        return self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-
     def _run_writer(self) -> None:
-        """The writer thread: commit when ``batch_rows`` are pending or the oldest pending
-        row has waited ``batch_seconds``; end when stopping or idle for ``batch_seconds``."""
+        """The writer thread: commit when ``batch_rows`` records are pending or the oldest
+        has waited ``batch_seconds``; end when stopping or idle for ``batch_seconds``."""
         idle_until = time.monotonic() + self._batch_seconds
         while True:
             with self._lock:
                 while not self._stopping:
                     now = time.monotonic()
-                    if len(self._pending) >= self._batch_rows:
+                    if self._pending_records >= self._batch_rows:
                         break
                     if self._flush_wanted > self._committed:  # a flush() waits
                         break
@@ -262,7 +253,7 @@ class Store:
                             "checkpoint %r: committing %d record(s) failed (%s: %s); they stay "
                             "pending and are retried",
                             self.path,
-                            len(self._pending),
+                            self._pending_records,
                             type(exc).__name__,
                             exc,
                         )
@@ -280,55 +271,54 @@ class Store:
 
     # -- reads and deletes -------------------------------------------------------------
 
-    def select(self, namespace: str, keys: Iterable[str]) -> list[Found]:
-        """The rows of those of ``keys`` that ``namespace`` holds, in one read transaction
-        (one snapshot of the file).
-
-        An empty namespace costs one short COUNT; one with no more records than ``keys``
-        is read whole in one SELECT (a resumed batch asks for all of its inputs: 200,000
-        rows in about 0.1 s, where fetching them by key took 0.4 s), its rows filtered here;
-        otherwise fetches go a few hundred keys per SELECT (below SQLite's variable limit).
-        """
-        keys = list(keys)
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+        """The connection, in a transaction (a read's by default: one snapshot), after the
+        pending entries are committed."""
         self.flush()
-        found: list[Found] = []
         with self._db_lock:
             self._check_connection()
             conn = self._conn
-            per = max(1, min(_KEYS_PER_SELECT, self._variables() - 1))
-            conn.execute("BEGIN")
+            conn.execute(begin)
             try:
-                held = conn.execute(_COUNT_UP_TO, (namespace, len(keys) + 1)).fetchone()[0]
-                if not held or not keys:
-                    return found
-                if held <= len(keys):  # the namespace is no bigger: read it whole, keep ours
-                    wanted = set(keys)
-                    rows = conn.execute(_SELECT, (namespace,)).fetchall()
-                    found += [row for row in rows if row[0] in wanted]
-                    return found
-                for start in range(0, len(keys), per):
-                    chunk = keys[start : start + per]
-                    found += conn.execute(_select_sql(len(chunk)), (namespace, *chunk)).fetchall()
-            finally:
+                yield conn
                 conn.execute("COMMIT")
-        return found
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """Every row of a read-only ``sql``, after the pending rows are committed."""
-        self.flush()
-        with self._db_lock:
-            self._check_connection()
-            return self._conn.execute(sql, params).fetchall()
+    def plan(self, namespace: str, keys: list[str]) -> Plan:
+        """What reading the records of ``keys`` in ``namespace`` needs (the index's part,
+        and the rows of the batches holding their values), in one read transaction;
+        decoding is the caller's (:func:`~._checkpoint_index.found`)."""
+        with self._transaction() as conn:
+            return Plan(conn, namespace, self._indexes.get(conn, namespace), keys)
+
+    def keys_held(self, namespace: str | None) -> dict[str, dict[str, int]]:
+        """The index's key-to-slot map of ``namespace`` (of each namespace: None), by
+        namespace, up to date (read-only for the caller)."""
+        with self._transaction() as conn:
+            names = namespaces(conn) if namespace is None else [namespace]
+            return {name: self._indexes.get(conn, name).slot_of for name in names}
+
+    def namespaces(self) -> list[str]:
+        """The namespaces that hold batches, sorted."""
+        with self._transaction() as conn:
+            return namespaces(conn)
 
     def delete(self, namespace: str | None) -> int:
-        """Remove the records of ``namespace`` (of every namespace: None); how many."""
-        self.flush()
-        with self._db_lock:
-            self._check_connection()
+        """Remove the records of ``namespace`` (of every namespace: None); how many keys."""
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            names = namespaces(conn) if namespace is None else [namespace]
+            gone = sum(len(self._indexes.get(conn, name).slot_of) for name in names)
             if namespace is None:
-                return self._conn.execute("DELETE FROM records").rowcount
-            sql = "DELETE FROM records WHERE namespace = ?"
-            return self._conn.execute(sql, (namespace,)).rowcount
+                conn.execute("DELETE FROM records")
+            else:
+                conn.execute("DELETE FROM records WHERE namespace = ?", (namespace,))
+            conn.execute("UPDATE clears SET generation = generation + 1")  # (readers: all)
+            self._indexes.wrote()
+        return gone
 
     # -- closing -----------------------------------------------------------------------
 

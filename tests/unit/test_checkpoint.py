@@ -2,7 +2,8 @@
 codecs, the batched writer and what ``flush`` guarantees, files shared by several objects.
 
 The map/group wiring is tested elsewhere; here the store is driven directly, with a second
-plain ``sqlite3`` connection as the outside observer of what is committed.
+plain ``sqlite3`` connection as the outside observer of what is committed (one row per
+batch of records, its keys packed: see ``osiiso_mp._checkpoint_schema``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from osiiso_mp._checkpoint import Checkpoint, CheckpointError, CheckpointRecord
+from osiiso_mp._checkpoint_batch import MAX_BATCH, ROW_BYTES, unpack_keys
 from osiiso_mp._checkpoint_schema import SCHEMA_VERSION
 
 NS = "tests.score"
@@ -38,11 +40,18 @@ def ck(path: str) -> Iterator[Checkpoint]:
         yield checkpoint
 
 
+def batches(path: str, namespace: str | None = None) -> list[tuple[list[str], str | None, Any]]:
+    """The ``(keys, codec, value)`` of the batches (of ``namespace``) that another
+    connection sees, in order."""
+    sql = "SELECT namespace, keys, codec, value FROM records ORDER BY id"
+    with sqlite3.connect(path) as other:
+        rows = other.execute(sql).fetchall()
+    return [(unpack_keys(k), c, v) for ns, k, c, v in rows if namespace in (None, ns)]
+
+
 def committed(path: str, namespace: str = NS) -> set[str]:
     """The keys of ``namespace`` that another connection sees (what is committed)."""
-    with sqlite3.connect(path) as other:
-        rows = other.execute("SELECT key FROM records WHERE namespace = ?", (namespace,))
-        return {row[0] for row in rows}
+    return {key for keys, _, _ in batches(path, namespace) for key in keys}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -162,21 +171,32 @@ def test_a_numpy_array_round_trips_writable_and_is_stored_compactly(path: str) -
         little = ck.lookup("small", namespace=NS)
         assert little is not None
         np.testing.assert_array_equal(little.value, small)
-    with sqlite3.connect(path) as other:
-        codec, size = other.execute(
-            "SELECT codec, length(value) FROM records WHERE key = 'big'"
-        ).fetchone()
-    assert codec == "pickle+buffers"
-    assert big.nbytes < size < big.nbytes + 1024
+    # recorded one by one: one batch of the two, each value encoded on its own
+    [(keys, codec, stored)] = batches(path)
+    assert keys == ["big", "small"] and codec == "each"
+    assert big.nbytes < len(stored) < big.nbytes + 1024
+    mid = big[:100_000]  # 800 kB
+    with Checkpoint(path) as ck:  # recorded together: one pickle, the buffers beside it
+        ints = [(str(i), i) for i in range(14)]
+        ck.record_many([("mid", mid), ("small2", small), *ints], NS)  # 16: a batch
+        found = ck.lookup("mid", namespace=NS)
+        assert found is not None and found.value.flags.writeable
+        np.testing.assert_array_equal(found.value, mid)
+    keys, codec, stored = batches(path)[1]
+    assert keys == ["mid", "small2", *(k for k, _ in ints)] and codec == "pickle+buffers"
+    assert mid.nbytes < len(stored) < mid.nbytes + 1024
 
 
 def test_large_bytes_are_stored_beside_the_pickle(ck: Checkpoint, path: str) -> None:
-    data = bytes(range(256)) * 1024
+    data = bytes(range(256)) * 400  # 100 kB
     ck.record("b", data, namespace=NS)
-    found = ck.lookup("b", namespace=NS)
-    assert found is not None and found.value == data and type(found.value) is bytes
-    with sqlite3.connect(path) as other:
-        assert other.execute("SELECT codec FROM records").fetchone() == ("pickle+buffers",)
+    ck.record_many([("c", data), ("d", b"small")] * 8, NS)  # 16: a batch
+    found = ck.lookup_many("bcd", NS)
+    assert [found[k].value for k in "bcd"] == [data, data, b"small"]
+    assert type(found["b"].value) is bytes and type(found["c"].value) is bytes
+    (_, codec, one), (_, codec_many, many) = batches(path)
+    assert codec == "each" and len(data) < len(one) < len(data) + 1024
+    assert codec_many == "pickle+buffers" and 8 * len(data) < len(many) < 8 * len(data) + 1024
 
 
 def test_a_value_only_cloudpickle_can_pickle_is_stored(ck: Checkpoint) -> None:
@@ -190,11 +210,14 @@ def test_json_values(path: str) -> None:
         assert ck.record("a", {"b": (1, 2), "c": "d"}, namespace=NS)
         found = ck.lookup("a", namespace=NS)
         assert found is not None and found.value == {"b": [1, 2], "c": "d"}  # tuples: lists
-    with sqlite3.connect(path) as other:
-        assert other.execute("SELECT codec, value FROM records").fetchone() == (
-            "json",
-            '{"b":[1,2],"c":"d"}',
-        )
+    # one JSON array per batch, readable with the sqlite3 shell
+    assert [(codec, value) for _, codec, value in batches(path)] == [
+        ("json", '[{"b":[1,2],"c":"d"}]')
+    ]
+    with Checkpoint(path, serializer="json") as ck:
+        ck.record_many([("x", [1]), ("y", None)], NS)
+        assert ck.lookup_many(["a", "x", "y"], NS)["x"].value == [1]
+    assert batches(path)[1][1:] == ("json", "[[1],null]")
 
 
 def test_custom_encoder_and_decoder(path: str) -> None:
@@ -301,6 +324,173 @@ def test_namespaces_keep_keys_apart(ck: Checkpoint) -> None:
     assert not ck.is_done("k", namespace="h")
 
 
+def test_a_later_batch_overrides_an_earlier_one_and_keys_keep_their_first_time(
+    ck: Checkpoint, path: str
+) -> None:
+    ck.record_many([(str(i), i) for i in range(20)], NS, name="one")
+    one = ck.lookup("3", namespace=NS)
+    assert one is not None
+    time.sleep(0.02)
+    ck.record_many([(str(i), -i) for i in range(10, 30)], NS, name="two")
+    two = ck.lookup("25", namespace=NS)
+    assert two is not None and two.recorded_at > one.recorded_at
+    found = ck.lookup_many([str(i) for i in range(30)], NS)
+    assert [found[str(i)].value for i in range(30)] == [*range(10), *(-i for i in range(10, 30))]
+    assert [found[str(i)].name for i in (0, 9, 10, 19, 20)] == ["one"] * 2 + ["two"] * 3
+    # re-recorded keys: the value and name of the later batch, the time of the first
+    assert {found[str(i)].recorded_at for i in range(20)} == {one.recorded_at}
+    assert {found[str(i)].recorded_at for i in range(20, 30)} == {two.recorded_at}
+    assert ck.count(NS) == 30  # keys, not records
+    # within a batch, the later pair wins
+    ck.record_many([("dup", 1), *((f"x{i}", i) for i in range(16)), ("dup", 2)], "dups")
+    assert ck.lookup("dup", namespace="dups") == CheckpointRecord(2, None, ANY_TIME, True)
+    assert ck.count("dups") == 17
+    # records made one by one are joined into a row, each keeping its time
+    ck.record("s1", 1, namespace="singles")
+    time.sleep(0.02)
+    ck.record("s2", 2, namespace="singles")
+    ck.record("s1", 3, namespace="singles")
+    ck.flush()
+    assert [keys for keys, _, _ in batches(path, "singles")] == [["s1", "s2", "s1"]]
+    s1, s2 = (ck.lookup(k, namespace="singles") for k in ("s1", "s2"))
+    assert s1 is not None and s2 is not None
+    assert (s1.value, s2.value) == (3, 2)
+    assert s2.recorded_at - s1.recorded_at >= 0.02
+
+
+class _AnyTime(float):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, float) and abs(other - time.time()) < 60
+
+    __hash__ = float.__hash__
+
+
+ANY_TIME = _AnyTime()
+
+
+def test_reads_see_the_batches_another_object_adds_and_clears(path: str) -> None:
+    with Checkpoint(path) as a, Checkpoint(path) as b:
+        a.record_many([(str(i), i) for i in range(20)], NS)
+        assert b.count(NS) == 20
+        index = b._store._indexes._by_namespace[NS]
+        a.record_many([(str(i), i * 10) for i in range(15, 35)], NS)
+        a.record("single", "s", namespace=NS)
+        a.flush()
+        found = b.lookup_many(["3", "15", "34", "single"], NS)
+        assert {k: r.value for k, r in found.items()} == {
+            "3": 3,
+            "15": 150,
+            "34": 340,
+            "single": "s",
+        }
+        assert b.count(NS) == 36 and b.namespaces() == [NS]
+        assert (
+            b._store._indexes._by_namespace[NS] is index and len(index.ids) == 3
+        )  # read what was new
+        # a clear, then as many batches again: b reads them afresh, not on top of the old
+        assert a.clear(NS) == 36
+        for prefix in "nmo":
+            a.record_many([(f"{prefix}{i}", i) for i in range(16)], NS)
+        assert b.count(NS) == 48 and not b.is_done("3", namespace=NS)
+        again = b._store._indexes._by_namespace[NS]
+        assert again is not index and again.ids == index.ids  # (the same ids, used again)
+        found_n3 = b.lookup("n3", namespace=NS)
+        assert found_n3 is not None and found_n3.value == 3
+        assert b.clear() == 48
+        assert a.count() == 0 and a.namespaces() == [] and a.lookup("n3", namespace=NS) is None
+
+
+def test_an_unencodable_value_in_a_batch_leaves_out_that_input_only(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="osiiso_mp")
+    lock = threading.Lock()
+    pairs: list[tuple[str, Any]] = [(str(i), lock if i in (3, 17) else i) for i in range(40)]
+    with Checkpoint(path) as ck:
+        assert ck.record_many(pairs, NS) == 38
+        found = ck.lookup_many([k for k, _ in pairs], NS)
+        assert sorted(found, key=int) == [str(i) for i in range(40) if i not in (3, 17)]
+        assert all(found[str(i)].value == i for i in range(40) if i not in (3, 17))
+        # a value only cloudpickle can pickle does not split a batch
+        assert ck.record_many([(f"f{i}", lambda i=i: i) for i in range(20)], "fns") == 20
+        fn = ck.lookup("f7", namespace="fns")
+        assert fn is not None and fn.value() == 7
+    warnings = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    assert len(warnings) == 1 and "key 3" in warnings[0]  # once per namespace
+    (keys, codec, _), (_, fn_codec, _) = batches(path)
+    assert len(keys) == 38 and codec == "each" and fn_codec == "pickle"
+    with Checkpoint(path, serializer="json") as ck:
+        json_pairs: list[tuple[str, Any]] = [(f"j{i}", {i} if i == 5 else [i]) for i in range(20)]
+        assert ck.record_many(json_pairs, "json") == 19
+        assert not ck.is_done("j5", namespace="json")
+    assert batches(path, "json")[0][1:] == (
+        "json",
+        f"[{','.join(f'[{i}]' for i in range(20) if i != 5)}]",
+    )
+
+    def encode(value: int) -> bytes:
+        if value == 5:
+            raise ValueError("not five")
+        return str(value).encode()
+
+    with Checkpoint(path, encoder=encode, decoder=lambda b: int(b)) as ck:
+        assert ck.record_many([(f"c{i}", i) for i in range(20)], "custom") == 19
+        assert ck.lookup("c7", namespace="custom") == CheckpointRecord(7, None, ANY_TIME, True)
+        assert ck.lookup("c5", namespace="custom") is None
+
+
+class Vanishing:
+    """A class whose instances cannot be read back once it is gone from this module."""
+
+
+def test_a_value_that_cannot_be_read_back_leaves_out_its_batch_or_itself(
+    path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Checkpoint(path) as ck:
+        # values pickled together: one that cannot be read back takes its batch with it
+        ck.record_many([(str(i), Vanishing() if i == 5 else i) for i in range(20)], NS)
+        ck.record_many([(str(i), i) for i in range(20, 40)], NS)
+        # values pickled one by one (records made one at a time): only itself
+        ck.record("gone", Vanishing(), namespace="one")
+        ck.record("kept", 2, namespace="one")
+        monkeypatch.delattr(f"{__name__}.Vanishing")
+        found = ck.lookup_many([str(i) for i in range(40)], NS)
+        assert sorted(found, key=int) == [str(i) for i in range(20, 40)]
+        assert ck.is_done("5", namespace=NS)  # recorded, only not readable
+        assert ck.lookup_many(["gone", "kept"], "one") == {
+            "kept": CheckpointRecord(2, None, ANY_TIME, True)
+        }
+    warnings = [r.getMessage() for r in caplog.records if "cannot be read back" in r.getMessage()]
+    assert len(warnings) == 2 and "AttributeError" in warnings[0]
+
+
+def test_keys_of_any_text_are_packed_and_read_back(ck: Checkpoint, path: str) -> None:
+    plain = ["", "é", "\ud800", "a b", *(str(i) for i in range(16))]
+    ck.record_many([(k, i) for i, k in enumerate(plain)], "plain")
+    odd = ["a\0b", "\0", *plain]  # a NUL in a key: packed another way
+    ck.record_many([(k, i) for i, k in enumerate(odd)], "odd")
+    for namespace, keys in (("plain", plain), ("odd", odd)):
+        found = ck.lookup_many(keys, namespace)
+        assert [found[k].value for k in keys] == list(range(len(keys)))
+        assert [k for k, _, _ in batches(path, namespace)] == [keys]
+    with sqlite3.connect(path) as other:
+        packed = [row[0] for row in other.execute("SELECT keys FROM records ORDER BY id")]
+    assert packed[0] == "\0".join(plain).encode("utf-8", "surrogatepass")
+    assert packed[1][:1] == b"\x80"
+
+
+def test_record_many_takes_any_iterable_of_pairs(ck: Checkpoint) -> None:
+    assert ck.record_many(((str(i), i) for i in range(20)), NS) == 20
+    assert ck.record_many([[str(i), -i] for i in range(20)], NS) == 20  # type: ignore[misc]
+    assert ck.record_many((iter((str(i), i * 2)) for i in range(3)), NS) == 3  # type: ignore[misc]
+    assert ck.lookup_many(["1", "5", "19"], NS)["1"].value == 2
+    assert ck.record_many([], NS) == 0
+    with pytest.raises(ValueError, match=r"\(key, value\) pairs"):
+        ck.record_many([("a", 1, 2)], NS)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"key is a str"):
+        ck.record_many([(str(i), i) for i in range(19)] + [(5, 5)], NS)  # type: ignore[list-item]
+
+
 def test_count_namespaces_and_clear(ck: Checkpoint) -> None:
     assert ck.count() == 0 and ck.namespaces() == []
     ck.record_many([(str(i), i) for i in range(5)], "b")
@@ -339,34 +529,64 @@ def test_a_checkpoint_in_memory() -> None:
         assert ck.lookup_many(["a", "b"]) == {"a": ck.lookup("a")}
 
 
-def test_lookup_many_beyond_sqlites_variable_limit(ck: Checkpoint) -> None:
+def test_a_batch_of_large_values_is_cut_into_rows_of_about_row_bytes(
+    ck: Checkpoint, path: str
+) -> None:
+    arrays = [np.full(25_000, i, dtype=np.float64) for i in range(40)]  # 200 kB each
+    assert ck.record_many([(str(i), a) for i, a in enumerate(arrays)], NS) == 40
+    rows = batches(path)
+    assert [key for keys, _, _ in rows for key in keys] == [str(i) for i in range(40)]
+    assert 8 <= len(rows) <= 12
+    assert all(len(stored) <= ROW_BYTES + 4096 for _, _, stored in rows)
+    found = ck.lookup("33", namespace=NS)
+    assert found is not None
+    np.testing.assert_array_equal(found.value, arrays[33])
+    one = np.zeros(300_000)  # bigger than a row: a row of its own
+    assert ck.record_many([("one", one), *((f"s{i}", i) for i in range(20))], "big") == 21
+    assert [len(keys) for keys, _, _ in batches(path, "big")] == [1, 20]
+
+
+def test_a_batch_is_one_row_and_a_read_decodes_only_the_batches_it_needs(
+    ck: Checkpoint, path: str
+) -> None:
     keys = [Checkpoint.key_of(i) for i in range(40_000)]
     ck.record_many([(k, i) for i, k in enumerate(keys)], NS)
-    ck.record_many([(k, i) for i, k in enumerate(keys[:100])], "small")
+    rows = batches(path)  # a big record_many: rows of at most MAX_BATCH records, in order
+    assert [len(k) for k, _, _ in rows] == [MAX_BATCH] * (40_000 // MAX_BATCH) + [
+        40_000 % MAX_BATCH
+    ]
+    assert [key for k, _, _ in rows for key in k] == keys
+    assert {codec for _, codec, _ in rows} == {"pickle"}
     conn = ck._store._conn
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
-    selects: list[str] = []
-    conn.set_trace_callback(lambda sql: selects.append(sql) if "SELECT key, name" in sql else None)
-    # a namespace bigger than the keys asked: fetched by chunks of keys, not one per key
+    reads: list[str] = []
+    conn.set_trace_callback(lambda sql: reads.append(sql) if "codec, value" in sql else None)
+    # a good part of the namespace: its batches are read in one SELECT, decoded, filtered
     asked = [*keys[:30_000], *(Checkpoint.key_of(-i) for i in range(1, 1001))]
     found = ck.lookup_many(asked, NS)
-    assert len(found) == 30_000
+    assert len(found) == 30_000 and len(reads) == 1
     assert all(found[k].value == i for i, k in enumerate(keys[:30_000]))
-    assert 30_000 / 999 < len(selects) <= len(asked) / 500 + 1
-    selects.clear()
-    # one no bigger than the keys asked is read whole, in one SELECT, and filtered
-    asked = [*keys, *(Checkpoint.key_of(-i) for i in range(1, 1001))]
-    found = ck.lookup_many(asked, NS)
-    assert len(found) == 40_000 and len(selects) == 1
-    assert all(found[k].value == i for i, k in enumerate(keys))
-    selects.clear()
-    assert len(ck.lookup_many(asked, "small")) == 100 and len(selects) == 1
-    selects.clear()
-    assert ck.lookup_many(asked, "empty") == {} and selects == []
+    reads.clear()
+    # a few keys: only the batches holding them
+    found = ck.lookup_many([keys[5], keys[9], keys[-1], "missing"], NS)
+    assert {k: r.value for k, r in found.items()} == {keys[5]: 5, keys[9]: 9, keys[-1]: 39_999}
+    assert len(reads) == 1 and reads[0].count(",") == 3  # (id, codec, value FROM ... IN (?,?))
+    reads.clear()
+    assert ck.lookup_many(asked, "empty") == {} and reads == []
+    assert not ck.is_done(keys[0], namespace="empty") and reads == []  # keys only
     conn.set_trace_callback(None)
-    # writes go by statements of as many rows as the limit allows (166 here)
-    assert ck.record_many([(k, i) for i, k in enumerate(keys[:1000])], "written") == 1000
-    assert len(ck.lookup_many(keys, "written")) == 1000
+    # a thousand small batches in one commit: INSERTs of as many rows as the limit allows
+    with Checkpoint(path, batch_rows=100_000, batch_seconds=60) as writer:
+        conn = writer._store._conn
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # 142 rows of 7 columns
+        inserts: list[str] = []
+        conn.set_trace_callback(inserts.append)
+        for start in range(0, 20_000, 20):
+            writer.record_many([(k, 1) for k in keys[start : start + 20]], "written", flush=False)
+        writer.flush()
+        conn.set_trace_callback(None)
+    assert [sql.split()[0] for sql in inserts] == ["BEGIN", *["INSERT"] * 8, "COMMIT"]
+    assert ck.count("written") == 20_000 == len(committed(path, "written"))
 
 
 # -- the batched writer ----------------------------------------------------------------
@@ -462,17 +682,25 @@ def test_a_dropped_unclosed_checkpoint_commits_its_records(path: str) -> None:
     ck = Checkpoint(path, batch_rows=10_000, batch_seconds=60)
     ck.record("a", 1, namespace=NS)
     writer = writer_of(ck)
-    del ck
-    gc.collect()
+    del ck  # no cycle holds it: committed at once, not at the next collection
     assert committed(path) == {"a"}
     assert writer is not None and not writer.is_alive()
+    ck = Checkpoint(path, batch_rows=10_000, batch_seconds=60)
+    ck.record("b", 2, namespace=NS)
+    gc.disable()
+    try:
+        del ck
+        assert committed(path) == {"a", "b"}
+    finally:
+        gc.enable()
 
 
 def test_the_writer_keeps_up_beside_a_thread_running_python(path: str) -> None:
     # sqlite3 lets the GIL go at each step, and beside a thread running Python taking it
-    # back may cost a switch interval (5 ms). One step a row (executemany) took from 0.03 to
-    # 10 s for 4,096 rows, depending on scheduling; rows go thousands to a statement
-    # instead, so that these 5,000 rows take a step or two whatever the scheduling.
+    # back may cost a switch interval (5 ms). One step a record (executemany of a row per
+    # record) took from 0.03 to 10 s for 4,096 records, depending on scheduling; records go
+    # a batch to a row and rows many to a statement instead, so that these 5,000 records
+    # take a step or two whatever the scheduling.
     with Checkpoint(path, batch_rows=1_000, batch_seconds=60) as ck:
         ck.record_many([(str(i), i) for i in range(5_000)], NS, flush=False)
         store = ck._store
@@ -506,8 +734,24 @@ def test_a_file_of_an_unknown_schema_version_is_refused(path: str) -> None:
     Checkpoint(path).close()
     with sqlite3.connect(path) as other:
         other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(CheckpointError, match=r"schema version 2; this osiiso_mp reads version 1"):
+    with pytest.raises(CheckpointError, match=r"schema version 3; this osiiso_mp reads version 2"):
         Checkpoint(path)
+
+
+def test_a_version_1_file_is_refused_saying_what_to_do(path: str) -> None:
+    with sqlite3.connect(path) as old:  # the layout of version 1: a row per record
+        old.execute(
+            "CREATE TABLE records (namespace TEXT NOT NULL, key TEXT NOT NULL, name TEXT, "
+            "recorded_at REAL NOT NULL, codec TEXT, value BLOB, PRIMARY KEY (namespace, key))"
+        )
+        old.execute("INSERT INTO records VALUES ('ns', 'k', NULL, 0.0, 'json', '1')")
+        old.execute("PRAGMA user_version = 1")
+    with pytest.raises(
+        CheckpointError, match=r"schema version 1 .*delete it \(its inputs then run"
+    ):
+        Checkpoint(path)
+    with sqlite3.connect(path) as old:  # left as it was
+        assert old.execute("SELECT key, value FROM records").fetchall() == [("k", "1")]
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: pathlib.Path) -> None:
@@ -592,6 +836,31 @@ def test_a_flush_while_the_writer_runs_has_the_writer_commit(path: str) -> None:
         ck.flush()
         assert time.monotonic() - started < 10  # not the writer's 30 s
         assert committers == ["osiiso_mp-checkpoint-writer"]
-        with sqlite3.connect(path) as other:
-            assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1001
+        assert len(committed(path)) == 1001
         ck._store._conn.set_trace_callback(None)
+
+
+def test_many_objects_opening_a_new_file_at_once_all_open_it(tmp_path: pathlib.Path) -> None:
+    # switching a new file to WAL needs it to itself, and SQLite refuses at once (no busy
+    # wait) while another connection opens it: the open retries within `timeout`
+    failures: list[BaseException] = []
+    for attempt in range(20):
+        path = str(tmp_path / f"new-{attempt}.sqlite")
+        start = threading.Barrier(6)
+
+        def open_it(path: str = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                with Checkpoint(path, timeout=30) as ck:
+                    ck.record("k", 1, namespace=NS)
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with Checkpoint(path) as ck:
+            assert ck.count(NS) == 1
+    assert failures == []
