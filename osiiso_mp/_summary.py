@@ -383,4 +383,3 @@ def _grouped(
     for r in results:
         out.setdefault(key(r), []).append(r)
     return {k: tuple(group) for k, group in out.items()}
-
