@@ -368,3 +368,53 @@ def test_a_parent_killed_mid_map_loses_nothing_it_handed_over(env: Path, kill_af
     assert all(count == 1 for count in second.values())
     assert set(first) | set(second) == set(range(n))  # every input ran: at most once more
     assert all(first[x] + second[x] <= 2 for x in range(n))
+
+
+# --------------------------------------------------------------------------- two at once
+
+_SHARER = textwrap.dedent(
+    """
+    import sys
+    from osiiso_mp import Checkpoint, Executor
+
+    def cube(x):
+        return x ** 3
+
+    if __name__ == "__main__":
+        start, stop = int(sys.argv[2]), int(sys.argv[3])
+        with Checkpoint(sys.argv[1]) as ck, Executor(procs=2) as ex:
+            for _ in range(3):  # maps of small chunks: many commits, interleaved
+                values = list(ex.map(cube, range(start, stop), checkpoint=ck, chunksize=7))
+                assert values == [x ** 3 for x in range(start, stop)]
+                ck.clear("scratch")
+                ck.record_many([(str(x), x) for x in range(50)], "scratch")
+        print("ok")
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_two_executors_in_two_processes_share_one_file(env: Path) -> None:
+    script, db = env / "sharer.py", env / "ck.sqlite"
+    script.write_text(_SHARER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), str(start), str(start + 600)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (0, 300)  # overlapping inputs: both may record 300-599
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        assert out.split() == ["ok"]
+    with Checkpoint(db) as ck:
+        namespace = "__main__.cube"
+        assert ck.count(namespace) == 900
+        found = ck.lookup_many([str(x) for x in range(900)], namespace)
+        assert {int(k): r.value for k, r in found.items()} == {x: x**3 for x in range(900)}
+        assert ck.count("scratch") == 50
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
