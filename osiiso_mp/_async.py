@@ -192,10 +192,11 @@ class _AsyncSubmitter:
         ``progress``, ``checkpoint``, ``key`` and ``namespace`` are as for
         :meth:`Executor.map` (a bad key raises when iteration starts).
         """
-        from ._mapping import map_window, resume_of
+        from ._mapping import map_window
+        from ._resume import resume_for
 
         check_map_sizes(chunksize, buffersize)
-        resume = resume_of(checkpoint, fn, self._opts, key, namespace, "map()")
+        resume = resume_for(checkpoint, fn, self._opts, key, namespace, where="map()")
         tracker = progress_tracker(
             progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
         )

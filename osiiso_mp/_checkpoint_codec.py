@@ -38,6 +38,9 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
+from ._runtime.protocol._buffers import INLINE_MIN
+from ._runtime.protocol._serialize import collector
+
 __all__ = [
     "BUFFER_MIN",
     "CUSTOM",
@@ -69,8 +72,9 @@ CUSTOM: Final = "custom"
 EACH: Final = "each"
 VALUE: Final = "value"
 
-BUFFER_MIN = 1 << 16
-"""Buffers from this size are stored beside the pickle instead of copied into it."""
+BUFFER_MIN = INLINE_MIN
+"""Buffers from this size are stored beside the pickle instead of copied into it (as they
+travel beside it on the wire: the pickler's ``collector``)."""
 
 Encoder = Callable[[Any], bytes | str]
 Decoder = Callable[[Any], Any]
@@ -263,12 +267,12 @@ def _dumps(value: Any) -> tuple[bytes, list[memoryview]]:
     buffers kept out of band; raises if neither can pickle it."""
     buffers: list[pickle.PickleBuffer] = []
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=_collector(buffers))
+        data = pickle.dumps(value, protocol=5, buffer_callback=collector(buffers))
     except Exception:
         import cloudpickle
 
         buffers.clear()
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=_collector(buffers))
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=collector(buffers))
     return data, [buf.raw() for buf in buffers]
 
 
@@ -299,22 +303,6 @@ def _loads_with_buffers(stored: bytes) -> Any:
         parts.append(view[start : start + size])
         start += size
     return pickle.loads(parts[0], buffers=parts[1:])
-
-
-def _collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
-    """A ``buffer_callback`` keeping contiguous buffers of ``BUFFER_MIN`` bytes or more out
-    of band (returning True keeps a buffer in the pickle)."""
-
-    def in_band(buf: pickle.PickleBuffer) -> bool:
-        try:
-            if buf.raw().nbytes < BUFFER_MIN:
-                return True
-        except BufferError:  # not contiguous: pickle copies it in band
-            return True
-        into.append(buf)
-        return False
-
-    return in_band
 
 
 class _LargeBytes:

@@ -156,11 +156,12 @@ class _Submitter:
         a lambda needs). An element with no JSON and no ``key`` raises ``TypeError``
         before anything is submitted. See the checkpoints guide.
         """
-        from ._mapping import map_window, resume_of
+        from ._mapping import map_window
         from ._progress import progress_tracker, sized_total
+        from ._resume import resume_for
 
         check_map_sizes(chunksize, buffersize)
-        resume = resume_of(checkpoint, fn, self._opts, key, namespace, "map()")
+        resume = resume_for(checkpoint, fn, self._opts, key, namespace, where="map()")
         tracker = progress_tracker(
             progress, total=sized_total(iterables), desc="osiiso_mp map", pool=self._core.stats
         )

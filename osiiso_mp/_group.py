@@ -112,14 +112,14 @@ def build_group(
     With ``checkpoint`` (``group(fn, iterable)`` only), the items it holds are restored:
     their futures are done from the start (see :mod:`._resume`).
     """
-    from ._mapping import resume_of
+    from ._resume import resume_for
 
     calls = _calls_of(fn_or_calls, iterable)
     resume = None
     if checkpoint is not None or key is not None or namespace is not None:
         if not callable(fn_or_calls):
             raise TypeError("group(): checkpoint= goes with the group(fn, iterable) form")
-        resume = resume_of(checkpoint, fn_or_calls, opts, key, namespace, "group()")
+        resume = resume_for(checkpoint, fn_or_calls, opts, key, namespace, where="group()")
     # an explicit group_id wins, then the view's (ex.options(group_id=...)), then a fresh one
     gid: Hashable = group_id if group_id is not None else opts.group_id
     if gid is None:
@@ -375,11 +375,12 @@ def pmap(
     """
     from ._executor import Executor
     from ._map import collect_values
-    from ._mapping import resume_of, submit_all, submit_resumed
+    from ._mapping import submit_all, submit_resumed
+    from ._resume import resume_for
 
     tracker = progress_tracker(progress, desc="osiiso_mp pmap")  # validate it first too
     opts = TaskOptions().replace(**options)  # validate before starting any worker
-    resume = resume_of(checkpoint, fn, opts, key, namespace, "pmap()")
+    resume = resume_for(checkpoint, fn, opts, key, namespace, where="pmap()")
     if resume is not None:  # a bad key raises before any worker starts
         iterable = list(iterable)
         keys = resume.keys(iterable)

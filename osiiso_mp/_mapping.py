@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._runtime._task import Task
     from ._task_options import TaskOptions
 
-__all__ = ["map_window", "resume_of", "submit_all", "submit_resumed"]
+__all__ = ["map_window", "submit_all", "submit_resumed"]
 
 # how many bytes of values a map without buffersize holds for a reader slower than its
 # workers before its next tasks wait for the reader (see ReadAhead): a quarter of
@@ -133,23 +133,6 @@ def submit_all(
     for at in range(0, len(items), size):
         entries.extend(core.submit_items(opts, fn, items[at : at + size], flow, reuse))
     return entries
-
-
-def resume_of(
-    checkpoint: object,
-    fn: Callable[..., Any],
-    opts: TaskOptions,
-    key: Callable[[Any], str] | None,
-    namespace: str | None,
-    where: str,
-) -> Resume | None:
-    """The checkpoint of a ``map``/``group``/``pmap`` call (None without one); the
-    checkpoint's modules (and sqlite3) load only when one is given."""
-    if checkpoint is None and key is None and namespace is None:
-        return None
-    from ._resume import resume_for
-
-    return resume_for(checkpoint, fn, opts, key, namespace, where=where)
 
 
 def submit_resumed(

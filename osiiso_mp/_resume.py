@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import Checkpoint
+from ._checkpoint_codec import key_of, namespace_of
 from ._intake import callable_name, new_task_id
 from ._map_chunk import MapChunk
 from ._restored import Restored
 
 if TYPE_CHECKING:
+    from ._checkpoint import Checkpoint
     from ._map import MapEntry
     from ._task_options import TaskOptions
 
@@ -52,6 +53,8 @@ def resume_for(
         if key is not None or namespace is not None:
             raise TypeError(f"{where}: key= and namespace= go with checkpoint=")
         return None
+    from ._checkpoint import Checkpoint  # (and sqlite3: loaded only once one is given)
+
     if not isinstance(checkpoint, Checkpoint):
         raise TypeError(
             f"{where}: checkpoint must be an osiiso_mp.Checkpoint, got "
@@ -61,7 +64,7 @@ def resume_for(
         raise TypeError(f"{where}: key must be a callable (input -> str), got {key!r}")
     if checkpoint.closed:
         raise ValueError(f"{where}: the checkpoint {checkpoint.path!r} is closed")
-    return Resume(checkpoint, fn, opts, key, Checkpoint.namespace_of(fn, namespace))
+    return Resume(checkpoint, fn, opts, key, namespace_of(fn, namespace))
 
 
 class Resume:
@@ -90,7 +93,7 @@ class Resume:
 
     def keys(self, inputs: list[Any]) -> list[str]:
         """The keys of ``inputs`` (``TypeError`` for one without JSON and no ``key=``)."""
-        key_of, key = Checkpoint.key_of, self._key
+        key = self._key
         return [key_of(item, key) for item in inputs]
 
     def split(

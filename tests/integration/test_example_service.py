@@ -231,6 +231,13 @@ def busy_pids(stats: dict[str, Any]) -> set[int]:
     return {w["pid"] for w in stats["workers"] if w["state"] == "busy" and w["current"]}
 
 
+async def cancelled(request: asyncio.Future[Any]) -> None:
+    """Cancel a client's request and wait until it is."""
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+
+
 @contextlib.asynccontextmanager
 async def a_client_that_goes_away(svc: Service, client: Any) -> AsyncIterator[None]:
     """Another client's ``/burn`` keeps a worker busy (waited for) while the block runs;
@@ -242,11 +249,7 @@ async def a_client_that_goes_away(svc: Service, client: Any) -> AsyncIterator[No
             await wait_stats(svc, client, some_busy, 10.0, "a busy worker")
             yield
         finally:
-            request.cancel()
-            try:
-                await request
-            except asyncio.CancelledError:
-                pass
+            await cancelled(request)
     finally:
         await burner.close()
 
@@ -302,11 +305,7 @@ def test_client_disconnect_cancels_the_task_and_frees_its_worker(service: Servic
                 stats = await wait_stats(service, client, some_busy, 10.0, "a busy worker")
                 (pid,) = busy_pids(stats)
                 assert not request.done()
-                request.cancel()  # the client gives up: its connection is closed
-                try:
-                    await request
-                except asyncio.CancelledError:
-                    pass
+                await cancelled(request)  # the client gives up: its connection is closed
             finally:
                 await burner.close()
             t0 = time.monotonic()

@@ -150,3 +150,18 @@ def test_an_executor_that_fails_after_the_launch_leaves_the_server_to_the_next()
         "print([p.pid for p in me.children()] == first)\n"
     )
     assert _printed_by(code) == ["refused", "1", "7", "True"]
+
+
+@pytest.mark.timeout(60)
+def test_sqlite3_loads_only_with_a_checkpoint() -> None:
+    code = (
+        "import sys\n"
+        "from osiiso_mp import Executor\n"
+        "with Executor(procs=1) as ex:\n"
+        "    print(list(ex.map(abs, [-1, -2])), ex.group(abs, [-3]).values())\n"
+        "    print('sqlite3' in sys.modules)\n"
+        "    from osiiso_mp import Checkpoint\n"
+        "    with Checkpoint() as ck: print(list(ex.map(abs, [-4], checkpoint=ck)))\n"
+        "    print('sqlite3' in sys.modules)\n"
+    )
+    assert _printed_by(code) == ["[1,", "2]", "[3]", "False", "[4]", "True"]

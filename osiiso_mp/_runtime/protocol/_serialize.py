@@ -37,6 +37,7 @@ from ._messages import ErrorInfo
 Packed = tuple[Blob, tuple[Blob, ...]]  # a pickle and its out-of-band buffers, ready to travel
 
 __all__ = [
+    "collector",
     "dumps_chunk_values",
     "dumps_task",
     "dumps_value",
@@ -64,8 +65,9 @@ def _culprit(exc: BaseException, fallback: object) -> str:
     return type_name(fallback)
 
 
-def _collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
-    """A ``buffer_callback`` keeping buffers of ``INLINE_MIN`` bytes or more out of band."""
+def collector(into: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
+    """A ``buffer_callback`` keeping buffers of ``INLINE_MIN`` bytes or more out of band
+    (appended to ``into``); the checkpoint's codec stores values with it too."""
 
     def in_band(buf: pickle.PickleBuffer) -> bool:
         try:
@@ -120,13 +122,13 @@ def dumps_task(
                 data = pickle.dumps(
                     (fn, *_large_bytes_out_of_band(args, kwargs)),
                     protocol=5,
-                    buffer_callback=_collector(oob_plain),
+                    buffer_callback=collector(oob_plain),
                 )
                 return _pack(data, oob_plain, shared)
             if out_of_band and type(fn) is PickledCallable:
                 oob_fn: list[pickle.PickleBuffer] = []
                 data = pickle.dumps(
-                    (fn, args, kwargs), protocol=5, buffer_callback=_collector(oob_fn)
+                    (fn, args, kwargs), protocol=5, buffer_callback=collector(oob_fn)
                 )
                 return _pack(data, oob_fn, shared)
             data = pickle.dumps((fn, args, kwargs), protocol=5)
@@ -138,7 +140,7 @@ def dumps_task(
     try:
         if not out_of_band:
             return dumps_by_value((fn, args, kwargs)), ()
-        data = dumps_by_value((fn, args, kwargs), _collector(oob))
+        data = dumps_by_value((fn, args, kwargs), collector(oob))
         return _pack(data, oob, shared)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
@@ -221,13 +223,13 @@ def dumps_value(value: Any, *, shared: bool = True) -> Packed:
     oob: list[pickle.PickleBuffer] = []
     value = _bytes_out_of_band(value)
     try:
-        return _pack(pickle.dumps(value, protocol=5, buffer_callback=_collector(oob)), oob, shared)
+        return _pack(pickle.dumps(value, protocol=5, buffer_callback=collector(oob)), oob, shared)
     except BaseException:  # fall back to pickling by value
         oob.clear()
     try:
         import cloudpickle
 
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=_collector(oob))
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=collector(oob))
         return _pack(data, oob, shared)
     except BaseException as exc:
         raise SerializationError(
