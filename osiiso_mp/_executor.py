@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, Unpack, over
 from ._build_config import build_config
 from ._checks import from_caller
 from ._config import ExecutorConfig
-from ._future import TaskFuture
 from ._keywords import ExecutorKeywords, TaskOptionKeywords
-from ._map import check_map_sizes, map_results
 from ._resources import cpu_budget
 from ._runtime.transports._forkserver import start_early
 from ._task_options import TaskOptions, resolve_options
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
         Checkpoint,
     )  # loaded on first use: start-up time (see the package's __init__)
     from ._core import ExecutorCore
+    from ._future import TaskFuture
     from ._group import A, TaskGroup
     from ._progress import ProgressArg
     from ._results import TaskResult
@@ -156,6 +155,7 @@ class _Submitter:
         a lambda needs). An element with no JSON and no ``key`` raises ``TypeError``
         before anything is submitted. See the checkpoints guide.
         """
+        from ._map import check_map_sizes, map_results
         from ._mapping import map_window
         from ._progress import progress_tracker, sized_total
         from ._resume import resume_for

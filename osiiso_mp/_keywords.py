@@ -18,12 +18,20 @@ that read signatures.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
-from multiprocessing.context import BaseContext  # imported already by the facades
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from ._runtime.transports._base import Transport  # (a RayTransport is one)
 
 __all__ = ["ExecutorKeywords", "TaskOptionKeywords"]
+
+
+class MultiprocessingContext(Protocol):
+    """What ``mp_context`` must be: a ``multiprocessing`` context (``get_context("spawn")``),
+    of which only the start method is read. A protocol, so that building the executor's
+    class does not import ``multiprocessing`` (start-up time)."""
+
+    def get_start_method(self, allow_none: bool) -> str | None:
+        """The context's start method."""
 
 
 class _DefaultTaskOptionKeywords(TypedDict, total=False):
@@ -55,7 +63,7 @@ class ExecutorKeywords(_DefaultTaskOptionKeywords, total=False):
     and any task option but ``task_id``, which sets the executor's default."""
 
     max_workers: int | None
-    mp_context: BaseContext | None
+    mp_context: MultiprocessingContext | None
     start_method: str | None  # "forkserver", "spawn" ("fork" means "forkserver")
     initializer: Callable[..., object] | None
     initargs: Iterable[Any]

@@ -92,7 +92,8 @@ def test_looking_up_the_executor_loads_no_runtime() -> None:
     code = (
         "import sys, osiiso_mp; osiiso_mp.Executor; "
         "print([m for m in ('asyncio', 'uvloop', 'osiiso_mp._core', "
-        "'osiiso_mp._runtime.supervisor', 'osiiso_mp._runtime.protocol._framing') "
+        "'osiiso_mp._runtime.supervisor', 'osiiso_mp._runtime.protocol._framing', "
+        "'multiprocessing', 'osiiso_mp._future') "
         "if m in sys.modules])"
     )
     assert _printed_by(code) == ["[]"]
