@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def test_restored_records_take_their_place_among_new_tasks_in_input_order(env: P
         namespace = Checkpoint.namespace_of(square)
         for x in (1, 2, 5, 9):  # an earlier run finished these (with other values, even)
             ck.record(Checkpoint.key_of(x), -x, namespace=namespace, name="square")
-    with sqlite3.connect(db) as conn:  # ... a day ago
+    with closing(sqlite3.connect(db)) as conn, conn:  # ... a day ago
         conn.execute("UPDATE records SET recorded_at = recorded_at - 86400")
     with Checkpoint(db) as ck, Executor(procs=2) as ex:
         values = list(ex.map(square, range(10), checkpoint=ck, chunksize=2))
@@ -416,5 +417,5 @@ def test_two_executors_in_two_processes_share_one_file(env: Path) -> None:
         found = ck.lookup_many([str(x) for x in range(900)], namespace)
         assert {int(k): r.value for k, r in found.items()} == {x: x**3 for x in range(900)}
         assert ck.count("scratch") == 50
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

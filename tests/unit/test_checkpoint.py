@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ def batches(path: str, namespace: str | None = None) -> list[tuple[list[str], st
     """The ``(keys, codec, value)`` of the batches (of ``namespace``) that another
     connection sees, in order."""
     sql = "SELECT namespace, keys, codec, value FROM records ORDER BY id"
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         rows = other.execute(sql).fetchall()
     return [(unpack_keys(k), c, v) for ns, k, c, v in rows if namespace in (None, ns)]
 
@@ -473,7 +474,7 @@ def test_keys_of_any_text_are_packed_and_read_back(ck: Checkpoint, path: str) ->
         found = ck.lookup_many(keys, namespace)
         assert [found[k].value for k in keys] == list(range(len(keys)))
         assert [k for k, _, _ in batches(path, namespace)] == [keys]
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         packed = [row[0] for row in other.execute("SELECT keys FROM records ORDER BY id")]
     assert packed[0] == "\0".join(plain).encode("utf-8", "surrogatepass")
     assert packed[1][:1] == b"\x80"
@@ -732,14 +733,14 @@ def test_a_failed_commit_keeps_the_records_queued(path: str) -> None:
 
 def test_a_file_of_an_unknown_schema_version_is_refused(path: str) -> None:
     Checkpoint(path).close()
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(CheckpointError, match=r"schema version 3; this osiiso_mp reads version 2"):
         Checkpoint(path)
 
 
 def test_a_version_1_file_is_refused_saying_what_to_do(path: str) -> None:
-    with sqlite3.connect(path) as old:  # the layout of version 1: a row per record
+    with closing(sqlite3.connect(path)) as old, old:  # the layout of version 1: a row per record
         old.execute(
             "CREATE TABLE records (namespace TEXT NOT NULL, key TEXT NOT NULL, name TEXT, "
             "recorded_at REAL NOT NULL, codec TEXT, value BLOB, PRIMARY KEY (namespace, key))"
@@ -750,13 +751,13 @@ def test_a_version_1_file_is_refused_saying_what_to_do(path: str) -> None:
         CheckpointError, match=r"schema version 1 .*delete it \(its inputs then run"
     ):
         Checkpoint(path)
-    with sqlite3.connect(path) as old:  # left as it was
+    with closing(sqlite3.connect(path)) as old, old:  # left as it was
         assert old.execute("SELECT key, value FROM records").fetchall() == [("k", "1")]
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: pathlib.Path) -> None:
     other_db = tmp_path / "app.sqlite"
-    with sqlite3.connect(other_db) as other:
+    with closing(sqlite3.connect(other_db)) as other, other:
         other.execute("CREATE TABLE users (id INTEGER)")
     with pytest.raises(CheckpointError, match=r"not an osiiso_mp checkpoint .*'users'"):
         Checkpoint(other_db)
@@ -769,7 +770,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: pathlib.Path) -> N
 
 
 def test_the_file_is_in_wal_mode(ck: Checkpoint, path: str) -> None:
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
@@ -803,7 +804,7 @@ def test_two_objects_on_one_file_written_from_threads(path: str) -> None:
     second.close()
     assert errors == []
     assert len(committed(path)) == 4 * 1700
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         assert other.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with Checkpoint(path) as ck:
         found = ck.lookup("b1-1499", namespace=NS)
