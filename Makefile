@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/bench_busy_caller.py
 	$(PY) benchmarks/bench_floors.py
+	$(PY) benchmarks/bench_shapes.py
 	$(PY) benchmarks/bench_checkpoint.py
 
 soak: $(STAMP)

@@ -316,6 +316,17 @@ PEERS: dict[str, type[Peer]] = {
 PEER_ORDER = list(PEERS)
 FLOOR = BarePipe.name
 
+
+def _shapes() -> dict[str, Any]:
+    """The skeletons of ``proto_shapes.py``: run only when named (``--peers``), and never
+    counted as the best peer (they are ceilings of a design, not pools)."""
+    import proto_shapes
+
+    return {s.name: s for s in proto_shapes.SHAPES}
+
+
+SKELETONS = ("shape: thread", "shape: process", "shape: process (waiter reads)")
+
 # --------------------------------------------------------------------------- scenarios
 # Each scenario returns {metric: value}; SIZES gives (full, quick) sizes.
 SIZES: dict[str, tuple[int, int]] = {
@@ -462,7 +473,8 @@ ROWS: list[tuple[str, str, str, bool, str]] = [
 
 def run_one(peer_name: str, scenario: str, procs: int, n: int) -> None:
     """Child mode: run one scenario once and print one JSON line."""
-    peer = _harness().PEERS[peer_name](procs)
+    peers = {**_harness().PEERS, **_harness()._shapes()}
+    peer = peers[peer_name](procs)
     values = _harness().SCENARIOS[scenario](peer, n)
     print(json.dumps({"ok": True, "values": values}), flush=True)
 
@@ -530,9 +542,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    unknown = [p for p in peers if p not in PEERS]
+    known = {**PEERS, **_shapes()}
+    unknown = [p for p in peers if p not in known]
     if unknown:
-        parser.error(f"unknown peers {unknown}; known: {', '.join(PEER_ORDER)}")
+        parser.error(f"unknown peers {unknown}; known: {', '.join(known)}")
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     timeout = args.timeout or (60.0 if args.quick else 180.0)
 
@@ -597,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total {time.perf_counter() - t_all:.0f} s\n")
 
     # The table: one row per figure, one column per peer, then the ratios.
-    others = [p for p in peers if p not in ("osiiso_mp", FLOOR)]
+    others = [p for p in peers if p not in ("osiiso_mp", FLOOR, *SKELETONS)]
     header = ["scenario", *peers, "osiiso_mp vs best peer", "osiiso_mp vs bare pipe"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, scenario, metric, higher, fmt in ROWS:
@@ -643,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  ({', '.join(slow)} {why})")
     print("peers:")
     for p in peers:
-        print(f"  {p}: {PEERS[p].notes}")
+        print(f"  {p}: {known[p].notes}")
     if errors:
         print("errors:")
         for e in errors:
