@@ -381,6 +381,41 @@ def test_cancelling_a_task_sent_ahead_tells_the_worker_to_drop_it(start: Start) 
     assert not link.killed and len(transport.links) == 1
 
 
+def test_in_one_dispatch_a_worker_sent_a_callable_of_unknown_length_gets_nothing_ahead(
+    start: Start,
+) -> None:
+    """What a worker holds is looked at again once it is sent a callable it did not hold,
+    within one pass over the queue too: behind one of unknown length, no task is sent
+    ahead to it unless it overtakes what waits there."""
+    ex, transport = start(1)
+    link = transport.link(0)
+    _warm(ex, link)  # abs: known tiny
+    sup = ex._core.sup
+    held = ex.options(priority=5).submit(abs, -1)
+    (run_held,) = link.expect_runs(1)
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        gate.wait(WAIT)
+
+    holding = threading.Thread(target=sup.call, args=(hold,))
+    holding.start()  # the supervisor waits: the next three are queued, then sent in one go
+    assert entered.wait(WAIT)
+    short = ex.options(priority=3).submit(abs, -2)
+    unknown = ex.options(priority=4).submit(pow, 2, 3)  # overtakes run_held
+    behind = ex.options(priority=5).submit(abs, -4)  # does not: it waits here
+    gate.set()
+    holding.join()
+    run_short, run_unknown = link.expect_runs(2)
+    assert (call_of(run_short)[1], call_of(run_unknown)[1]) == ((-2,), (2, 3))
+    assert sup.call(lambda: behind._task is not None and behind._task.worker is None)
+    for run in (run_short, run_unknown, run_held):
+        link.perform(run)
+    link.perform(link.expect(RunTask))
+    assert [f.result(timeout=WAIT) for f in (held, short, unknown, behind)] == [1, 2, 8, 4]
+
+
 def test_a_cancelled_task_that_started_anyway_is_stopped_with_its_worker(start: Start) -> None:
     ex, transport = start(1)
     link = transport.link(0)

@@ -151,6 +151,12 @@ class Dispatcher:
         # per worker, the longest estimate among the callables it holds (None: one is long
         # or unknown); estimates do not change during this call, so it is worked out once
         held: dict[int, float | None] = {}
+        # and, for a run of tasks alike (the common case), what is worked out once: each
+        # callable's own estimate, and per worker the depth last found with the inputs it
+        # was found for. Both per worker figures depend on the callables it holds only
+        # through their names (w.names' keys): they stand until it is sent a new one.
+        own_of: dict[str, float | None] = {}
+        depths: dict[int, tuple[tuple[float | None, bool, bool], int]] = {}
         while queue:
             entry = queue.peek()
             assert entry is not None
@@ -161,26 +167,24 @@ class Dispatcher:
                 flow.park(task.seq, task)
                 continue
             chunk, is_async = task.chunk is not None, task.is_async
-            own = None if is_async or chunk else estimates.longest((task.key,))
+            own = None
+            if not (is_async or chunk):
+                key = task.key
+                if key in own_of:
+                    own = own_of[key]
+                else:
+                    own = own_of[key] = estimates.longest((key,))
+            inputs = (own, chunk, is_async)
+            rank = (entry[0], entry[1])
             best: WorkerView | None = None
             for w in workers:
-                # send ahead only behind tasks known to be short (see send_depth)
-                longest = None
-                if own is not None:
-                    if w.id not in held:
-                        held[w.id] = estimates.longest(w.names)
-                    theirs = held[w.id]
-                    longest = None if theirs is None else max(own, theirs)
-                depth = send_depth(
-                    chunk=chunk,
-                    is_async=is_async,
-                    concurrency=self._concurrency,
-                    holds_chunks_only=chunk and all(n.endswith(CHUNK_SUFFIX) for n in w.names),
-                    holds_short_only=is_async and estimates.all_short(w.names),
-                    longest=longest,
-                    budget=self._budget,
-                )
-                if may_prefetch((entry[0], entry[1]), len(w.sent), depth, w.worst) and (
+                found = depths.get(w.id)
+                if found is not None and found[0] == inputs:
+                    depth = found[1]
+                else:
+                    depth = self._depth(w, own, chunk, is_async, held)
+                    depths[w.id] = (inputs, depth)
+                if may_prefetch(rank, len(w.sent), depth, w.worst) and (
                     best is None or len(w.sent) < len(best.sent)
                 ):
                     best = w
@@ -189,10 +193,45 @@ class Dispatcher:
             if self._bucket is not None and not self._rate_allows():
                 return
             queue.pop()
-            self._send(best, task)
-            held.pop(best.id, None)  # it holds one more callable now
+            new_name = task.key not in best.names
+            if not self._send(best, task):  # it failed, and hooks may have run: start afresh
+                depths.clear()
+                held.pop(best.id, None)
+            elif new_name:  # it holds one more callable now
+                held.pop(best.id, None)
+                depths.pop(best.id, None)
             if best.killed or best.retiring:  # max_tasks_per_worker reached
                 workers.remove(best)
+
+    def _depth(
+        self,
+        w: WorkerView,
+        own: float | None,
+        chunk: bool,
+        is_async: bool,
+        held: dict[int, float | None],
+    ) -> int:
+        """How many tasks ``w`` may hold and still be sent this one (see send_depth);
+        ``own``: the longest estimate of its callable (None: long or unknown, or not a
+        sync task); ``held``: per worker, that of the callables it holds, as found so far
+        in this dispatch."""
+        estimates = self.estimates
+        # send ahead only behind tasks known to be short (see send_depth)
+        longest = None
+        if own is not None:
+            if w.id not in held:
+                held[w.id] = estimates.longest(w.names)
+            theirs = held[w.id]
+            longest = None if theirs is None else max(own, theirs)
+        return send_depth(
+            chunk=chunk,
+            is_async=is_async,
+            concurrency=self._concurrency,
+            holds_chunks_only=chunk and all(n.endswith(CHUNK_SUFFIX) for n in w.names),
+            holds_short_only=is_async and estimates.all_short(w.names),
+            longest=longest,
+            budget=self._budget,
+        )
 
     def _rate_allows(self) -> bool:
         """Take a start token; when none is left, arm one timer to dispatch again."""
@@ -209,7 +248,8 @@ class Dispatcher:
         self._rate_timer = None
         self.dispatch()
 
-    def _send(self, w: WorkerView, task: Task) -> None:
+    def _send(self, w: WorkerView, task: Task) -> bool:
+        """Send ``task`` to ``w``; False when it cannot travel (it is failed here)."""
         msg = RunTask(
             task.seq,
             len(task.attempts) + 1,
@@ -228,7 +268,7 @@ class Dispatcher:
                 "arguments", "frame", str(exc), name=task.name, task_id=task.task_id
             )
             self.outcomes.finish_failed(task, err)
-            return
+            return False
         task.state = "queued"
         task.worker = w
         task.started_at = None
@@ -237,6 +277,7 @@ class Dispatcher:
         limit = self._per_worker
         if limit is not None and w.assigned >= limit:
             self.pool.retire(w)
+        return True
 
     def _announce(self, task: Task) -> bool:
         """Must the worker report ``task``'s start before running it (see

@@ -1,0 +1,65 @@
+"""``TaskFuture``'s own ``__init__`` and ``FutureCondition`` stand in for ``cf.Future``'s
+(no processes): the same fields, and a condition that behaves as ``threading.Condition``."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from typing import Any, cast
+
+import pytest
+
+from osiiso_mp._future import FutureCondition, TaskFuture
+
+
+def _future() -> TaskFuture[Any]:
+    return TaskFuture(cast(Any, None), "id", "name")
+
+
+def test_the_fields_of_cf_future() -> None:
+    mine, theirs = vars(_future()), vars(cf.Future())
+    assert set(theirs) <= set(mine)
+    for field, value in theirs.items():
+        if field == "_condition":
+            assert type(mine[field]) is FutureCondition
+            assert type(mine[field]._lock) is type(value._lock)  # an RLock, as cf's
+        else:
+            assert mine[field] == value, field
+
+
+def test_the_condition_waits_notifies_and_is_reentrant() -> None:
+    cond = FutureCondition()
+    with pytest.raises(RuntimeError):
+        cond.notify_all()  # not owned
+    assert cond.acquire() and cond.acquire(False)  # reentrant
+    cond.release()
+    assert not cond.wait(0.01)  # released while waiting, owned again after
+    assert cond._is_owned()
+    cond.release()
+    assert not cond._is_owned()
+    woke: list[bool] = []
+
+    def waiter() -> None:
+        with cond:
+            woke.append(cond.wait(5))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    while True:
+        with cond:
+            if cond._waiters:
+                cond.notify_all()
+                break
+    t.join()
+    assert woke == [True]
+
+
+def test_a_future_settles_through_it() -> None:
+    fut = _future()
+    done: list[Any] = []
+    fut.add_done_callback(done.append)
+    threading.Timer(0.01, fut.set_result, (7,)).start()
+    assert fut.result(5) == 7
+    assert done == [fut]
+    waited = cf.wait([fut, _future()], timeout=0.01)
+    assert waited.done == {fut}
