@@ -95,6 +95,8 @@ def _stage_of(exc: BaseException) -> str:
 # wait for their reader in the parent, a few at a time, not a chunk's worth at once.
 _CHUNK_REPORT_BYTES = 16 << 20
 _SCALARS = frozenset({int, float, bool, complex, type(None)})  # small: not counted
+# The commonest value, pickled once: small bytes with no buffers (nothing to release)
+_NONE_PAYLOAD, _ = dumps_value(None)
 
 
 class TaskRunner:
@@ -323,6 +325,9 @@ class TaskRunner:
             release((payload, *buffers))
 
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
+        if value is None:  # its pickle is always the same
+            self._finish(msg, "succeeded", _NONE_PAYLOAD, start)
+            return
         try:
             payload, buffers = dumps_value(value, shared=self._shared)
         except SerializationError as exc:
