@@ -27,6 +27,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from ..._errors import SerializationError
@@ -203,7 +204,8 @@ class TaskRunner:
                 TaskFinished(msg.seq, "failed", report, start[0], finished_at, cpu, peak, delta)
             )
         finally:
-            release((payload, *buffers))  # a frame holds its own descriptors
+            if buffers or type(payload) is not bytes:  # (plain bytes hold nothing to release)
+                release((payload, *buffers))  # a frame holds its own descriptors
 
     def _fail(
         self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed"
@@ -241,7 +243,7 @@ class TaskRunner:
         finally:
             current_seq.reset(token)
             self._reap_spawned(msg.seq)
-        if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
+        if isinstance(value, CoroutineType):  # a sync callable that returned a coroutine
             self._spawn_await(msg, value, start)
             return
         self._deliver(msg, value, start)
