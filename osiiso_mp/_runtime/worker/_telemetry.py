@@ -62,5 +62,7 @@ class Meter:
         cpu = ru.ru_utime + ru.ru_stime - start[1]
         maxrss = ru.ru_maxrss * _MAXRSS_UNIT
         rss = self.rss()
-        peak = maxrss if maxrss > start[2] else max(start[3], rss)
+        # the new high-water mark if it rose, else the larger resident size, start or end
+        # (as max() gives it, less the call)
+        peak = maxrss if maxrss > start[2] else rss if rss > start[3] else start[3]
         return finished_at, cpu if cpu > 0.0 else 0.0, peak, rss - start[3]
