@@ -34,6 +34,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from time import perf_counter
 
 from ..protocol._channel import Channel
 from ..protocol._messages import (
@@ -57,16 +58,6 @@ __all__ = ["WorkerActor"]
 _BATCH_BUDGET = 0.001  # seconds of unannounced (known-tiny) sync tasks run per loop turn
 
 
-class _Job:
-    """A task the worker holds, waiting or running."""
-
-    __slots__ = ("dropped", "msg")
-
-    def __init__(self, msg: RunTask) -> None:
-        self.msg = msg
-        self.dropped = False
-
-
 class WorkerActor:
     """Serves one supervisor over one channel: its inbox, and the scheduler of what it holds."""
 
@@ -88,8 +79,10 @@ class WorkerActor:
         self._max_rss = cfg.max_rss
         self._over_limit = False  # above max_rss: start nothing more, wait to be replaced
         self._meter = Meter()
-        self._heap: list[tuple[int, int, _Job]] = []
-        self._waiting: dict[int, _Job] = {}
+        # the tasks held, waiting to start: by (priority, seq), and by seq. One no longer
+        # in _waiting (cancelled) is dropped from the heap once it reaches the top.
+        self._heap: list[tuple[int, int, RunTask]] = []
+        self._waiting: dict[int, RunTask] = {}
         self._stopping = False
         self._pump_scheduled = False
         self._channel = Channel(loop, sock, self._on_message, self._on_closed)
@@ -116,9 +109,8 @@ class WorkerActor:
     def _on_message(self, msg: Message) -> None:
         try:
             if isinstance(msg, RunTask):
-                job = _Job(msg)
-                self._waiting[msg.seq] = job
-                heapq.heappush(self._heap, (msg.priority, msg.seq, job))
+                self._waiting[msg.seq] = msg
+                heapq.heappush(self._heap, (msg.priority, msg.seq, msg))
             elif isinstance(msg, CancelTask):
                 self._cancel(msg.seq)
             elif isinstance(msg, Stop):
@@ -128,9 +120,7 @@ class WorkerActor:
             fatal(exc, f"taking in {type(msg).__name__}")
 
     def _cancel(self, seq: int) -> None:
-        job = self._waiting.pop(seq, None)
-        if job is not None:
-            job.dropped = True
+        if self._waiting.pop(seq, None) is not None:  # its heap entry is dropped
             # never started: no telemetry (the supervisor records none for it)
             done = TaskFinished(seq, "cancelled", b"", None, time.perf_counter(), 0.0, 0, 0)
             self._channel.send(done)
@@ -160,11 +150,12 @@ class WorkerActor:
     def _run_held(self) -> None:
         """Start what the worker holds, best first, as far as the rules below allow."""
         heap = self._heap
+        waiting = self._waiting
         batch_end = 0.0  # set once a sync task ran in this turn
         unsent = False  # an announced task's result is queued, not yet written
         while heap:
-            job = heap[0][2]
-            if job.dropped:
+            _, seq, msg = heap[0]
+            if waiting.get(seq) is not msg:  # cancelled while it waited
                 heapq.heappop(heap)
                 continue
             if self._max_rss is not None:
@@ -172,38 +163,38 @@ class WorkerActor:
                     over = self._above_max_rss()
                 except BaseException as exc:  # the measurement failed: this task cannot start
                     heapq.heappop(heap)
-                    del self._waiting[job.msg.seq]
-                    self._tasks.internal_error(job.msg, exc, "starting")
+                    del waiting[seq]
+                    self._tasks.internal_error(msg, exc, "starting")
                     continue
                 if over:
                     break
-            if job.msg.is_async:
+            if msg.is_async:
                 if len(self._async) >= self._concurrency:
                     break
                 heapq.heappop(heap)
-                del self._waiting[job.msg.seq]
+                del waiting[seq]
                 try:
-                    self._tasks.start_async(job.msg)
+                    self._tasks.start_async(msg)
                 except BaseException as exc:
-                    self._tasks.internal_error(job.msg, exc)
+                    self._tasks.internal_error(msg, exc)
                 continue
-            if batch_end and (job.msg.announce or time.perf_counter() > batch_end):
+            if batch_end and (msg.announce or perf_counter() > batch_end):
                 # let the loop read new messages (and send results) before this one
                 self._schedule_pump()
                 break
             heapq.heappop(heap)
-            del self._waiting[job.msg.seq]
-            if unsent and not job.msg.announce:
+            del waiting[seq]
+            if unsent and not msg.announce:
                 # out before this one runs unannounced: should it crash the worker, the
                 # result must not be lost with it (the crash would be put down to the
                 # announced task, which the supervisor saw start and never finish)
                 self._channel.flush_blocking()
             unsent = False  # an announced start writes it with its TaskStarted
             try:
-                self._tasks.run_sync(job.msg)
+                self._tasks.run_sync(msg)
             except BaseException as exc:  # the task's own exceptions are caught inside
-                self._tasks.internal_error(job.msg, exc)
-            if job.msg.announce:
+                self._tasks.internal_error(msg, exc)
+            if msg.announce:
                 if self._async:  # async tasks need the loop: let it run
                     if heap:
                         self._schedule_pump()
@@ -218,7 +209,7 @@ class WorkerActor:
             # a known-tiny task: run the next ones in this turn too, for up to 1 ms, and
             # send their results in one write
             if not batch_end:
-                batch_end = time.perf_counter() + _BATCH_BUDGET
+                batch_end = perf_counter() + _BATCH_BUDGET
         self._channel.flush()  # the results of this turn, now rather than a loop turn later
         if self._stopping and not self._waiting and not self._async:
             self._exit()

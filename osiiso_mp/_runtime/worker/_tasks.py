@@ -27,6 +27,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from ..._errors import SerializationError
@@ -95,6 +96,8 @@ def _stage_of(exc: BaseException) -> str:
 # wait for their reader in the parent, a few at a time, not a chunk's worth at once.
 _CHUNK_REPORT_BYTES = 16 << 20
 _SCALARS = frozenset({int, float, bool, complex, type(None)})  # small: not counted
+# The commonest value, pickled once: small bytes with no buffers (nothing to release)
+_NONE_PAYLOAD, _ = dumps_value(None)
 
 
 class TaskRunner:
@@ -201,7 +204,8 @@ class TaskRunner:
                 TaskFinished(msg.seq, "failed", report, start[0], finished_at, cpu, peak, delta)
             )
         finally:
-            release((payload, *buffers))  # a frame holds its own descriptors
+            if buffers or type(payload) is not bytes:  # (plain bytes hold nothing to release)
+                release((payload, *buffers))  # a frame holds its own descriptors
 
     def _fail(
         self, msg: RunTask, exc: BaseException, start: Snapshot, outcome: str = "failed"
@@ -239,7 +243,7 @@ class TaskRunner:
         finally:
             current_seq.reset(token)
             self._reap_spawned(msg.seq)
-        if inspect.iscoroutine(value):  # a sync callable that returned a coroutine
+        if isinstance(value, CoroutineType):  # a sync callable that returned a coroutine
             self._spawn_await(msg, value, start)
             return
         self._deliver(msg, value, start)
@@ -323,6 +327,9 @@ class TaskRunner:
             release((payload, *buffers))
 
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
+        if value is None:  # its pickle is always the same
+            self._finish(msg, "succeeded", _NONE_PAYLOAD, start)
+            return
         try:
             payload, buffers = dumps_value(value, shared=self._shared)
         except SerializationError as exc:

@@ -15,9 +15,9 @@ a few microseconds in all; no psutil on the hot path):
 from __future__ import annotations
 
 import os
-import resource
 import sys
-import time
+from resource import RUSAGE_SELF, getrusage
+from time import perf_counter
 
 __all__ = ["Meter", "Snapshot"]
 
@@ -44,23 +44,25 @@ class Meter:
         if self._statm is None:
             return 0
         try:
-            fields = os.pread(self._statm, 128, 0).split()
-            return int(fields[1]) * _PAGE
+            # "size resident shared ...", in pages: only the second field is parsed
+            return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * _PAGE
         except (OSError, IndexError, ValueError):
             return 0
 
     def snapshot(self) -> Snapshot:
         """The clock, CPU time, high-water mark and resident size, now."""
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return (
-            time.perf_counter(),
-            ru.ru_utime + ru.ru_stime,
-            ru.ru_maxrss * _MAXRSS_UNIT,
-            self.rss(),
-        )
+        ru = getrusage(RUSAGE_SELF)
+        return (perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_maxrss * _MAXRSS_UNIT, self.rss())
 
     def measure(self, start: Snapshot) -> tuple[float, float, int, int]:
         """``(finished_at, cpu_time, peak_rss, rss_delta)`` of an attempt begun at ``start``."""
-        end = self.snapshot()
-        peak = end[2] if end[2] > start[2] else max(start[3], end[3])
-        return end[0], max(0.0, end[1] - start[1]), peak, end[3] - start[3]
+        # what snapshot() reads, in the same order, without building its tuple
+        ru = getrusage(RUSAGE_SELF)
+        finished_at = perf_counter()
+        cpu = ru.ru_utime + ru.ru_stime - start[1]
+        maxrss = ru.ru_maxrss * _MAXRSS_UNIT
+        rss = self.rss()
+        # the new high-water mark if it rose, else the larger resident size, start or end
+        # (as max() gives it, less the call)
+        peak = maxrss if maxrss > start[2] else rss if rss > start[3] else start[3]
+        return finished_at, cpu if cpu > 0.0 else 0.0, peak, rss - start[3]
