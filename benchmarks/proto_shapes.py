@@ -76,36 +76,54 @@ def _frames(buf: bytearray, head: struct.Struct) -> tuple[list[tuple[int, int, i
     return out, pos
 
 
-# --------------------------------------------------------------------------- the worker
-class _Worker(asyncio.Protocol):
-    """Reads task frames, runs each call, writes one reply frame per task (one write per
-    batch of frames read)."""
+class _Framed(asyncio.Protocol):
+    """A protocol that hands each batch of whole frames it has read to :meth:`frames`
+    (``view``: the buffer, released and trimmed after the call)."""
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        self.done = done
+    head = HEAD
+
+    def __init__(self) -> None:
         self.buf = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
-        frames, used = _frames(buf, HEAD)
-        if not frames:
+        found, used = _frames(buf, self.head)
+        if not found:
             return
+        view = memoryview(buf)
+        try:
+            self.frames(view, found)
+        finally:
+            view.release()
+        del buf[:used]
+
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- the worker
+class _Worker(_Framed):
+    """Reads task frames, runs each call, writes one reply frame per task (one write per
+    batch of frames read)."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        super().__init__()
+        self.done = done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
         out = []
         loads, dumps, clock, pack = pickle.loads, pickle.dumps, time.perf_counter, HEAD.pack
-        view = memoryview(buf)
-        for start, end, tid in frames:
+        for start, end, tid in found:
             fn, args = loads(view[start:end])
             started = clock()
             value = fn(*args)
             body = dumps((value, started, clock()), PROTOCOL)
             out.append(pack(len(body) + 8, tid))
             out.append(body)
-        view.release()
-        del buf[:used]
         self.transport.write(b"".join(out))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,32 +198,24 @@ class _Shape:
 
 
 # --------------------------------------------------------------------------- thread shape
-class _FromWorker(asyncio.Protocol):
+class _FromWorker(_Framed):
     def __init__(self, shape: ThreadShape, index: int) -> None:
+        super().__init__()
         self.shape, self.index = shape, index
-        self.buf = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.shape.transports[self.index] = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        frames, used = _frames(buf, HEAD)
-        if not frames:
-            return
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
         shape = self.shape
-        inflight, records, load = shape.inflight, shape.records, shape.load
+        inflight, records = shape.inflight, shape.records
         loads, clock = pickle.loads, time.perf_counter
-        view = memoryview(buf)
-        for start, end, tid in frames:
+        for start, end, tid in found:
             value, started, ended = loads(view[start:end])
             fut, submitted, dispatched = inflight.pop(tid)
             records.append((submitted, dispatched, started, ended, clock()))
             fut.set_result(value)
-        view.release()
-        load[self.index] -= len(frames)
-        del buf[:used]
+        shape.load[self.index] -= len(found)
 
 
 class ThreadShape(_Shape):
@@ -316,60 +326,48 @@ class _Supervisor:
         await asyncio.sleep(0.01)
 
 
-class _Downstream(asyncio.Protocol):
+class _Downstream(_Framed):
     """Task frames from the caller."""
 
     def __init__(self, sup: _Supervisor) -> None:
+        super().__init__()
         self.sup = sup
-        self.buf = bytearray()
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        frames, used = _frames(buf, HEAD)
-        if not frames:
-            return
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
         sup = self.sup
         load, inflight, clock = sup.load, sup.inflight, time.perf_counter
-        out: list[list[Any]] = [[] for _ in load]
-        for start, end, tid in frames:
+        out: list[list[bytes]] = [[] for _ in load]
+        for start, end, tid in found:
             w = load.index(min(load))
             load[w] += 1
             inflight[tid] = (w, clock())
-            out[w].append(buf[start - HEAD.size : end])
+            out[w].append(bytes(view[start - HEAD.size : end]))
         for w, parts in enumerate(out):
             if parts:
                 sup.workers[w].write(b"".join(parts))
-        del buf[:used]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.sup.done.done():
             self.sup.done.set_result(None)
 
 
-class _Upstream(asyncio.Protocol):
+class _Upstream(_Framed):
     """Reply frames from one worker."""
 
     def __init__(self, sup: _Supervisor, index: int) -> None:
+        super().__init__()
         self.sup, self.index = sup, index
-        self.buf = bytearray()
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        frames, used = _frames(buf, HEAD)
-        if not frames:
-            return
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
         sup = self.sup
         inflight, pack = sup.inflight, REPLY_HEAD.pack
-        out: list[Any] = []
-        for start, end, tid in frames:
+        out: list[bytes] = []
+        for start, end, tid in found:
             _w, dispatched = inflight.pop(tid)
             out.append(pack(end - start + 16, tid, dispatched))
-            out.append(buf[start:end])
-        sup.load[self.index] -= len(frames)
+            out.append(bytes(view[start:end]))
+        sup.load[self.index] -= len(found)
         sup.caller.write(b"".join(out))
-        del buf[:used]
 
 
 def _serve_supervisor(
