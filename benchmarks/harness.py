@@ -325,8 +325,6 @@ def _shapes() -> dict[str, Any]:
     return {s.name: s for s in proto_shapes.SHAPES}
 
 
-SKELETONS = ("shape: thread", "shape: process", "shape: process (waiter reads)")
-
 # --------------------------------------------------------------------------- scenarios
 # Each scenario returns {metric: value}; SIZES gives (full, quick) sizes.
 SIZES: dict[str, tuple[int, int]] = {
@@ -610,7 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total {time.perf_counter() - t_all:.0f} s\n")
 
     # The table: one row per figure, one column per peer, then the ratios.
-    others = [p for p in peers if p not in ("osiiso_mp", FLOOR, *SKELETONS)]
+    # the peers proper: not osiiso_mp, the floor, nor a skeleton (those are not in PEERS)
+    others = [p for p in peers if p in PEERS and p not in ("osiiso_mp", FLOOR)]
     header = ["scenario", *peers, "osiiso_mp vs best peer", "osiiso_mp vs bare pipe"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, scenario, metric, higher, fmt in ROWS:
