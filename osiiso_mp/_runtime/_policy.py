@@ -57,21 +57,20 @@ class ReadyQueue(Generic[T]):
         self._live.add(seq)
         heapq.heappush(self._heap, (priority, seq, item))
 
-    def _skip_removed(self) -> None:
-        heap = self._heap
-        while heap and heap[0][1] not in self._live:
-            heapq.heappop(heap)
-
     def peek(self) -> tuple[int, int, T] | None:
         """The best ``(priority, seq, item)``, or None when empty."""
-        self._skip_removed()
-        return self._heap[0] if self._heap else None
+        heap, live = self._heap, self._live  # entries removed by seq are dropped here
+        while heap and heap[0][1] not in live:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
 
     def pop(self) -> tuple[int, int, T]:
         """Remove and return the best entry; IndexError when empty."""
-        self._skip_removed()
-        entry = heapq.heappop(self._heap)
-        self._live.discard(entry[1])
+        heap, live = self._heap, self._live
+        while heap and heap[0][1] not in live:
+            heapq.heappop(heap)
+        entry = heapq.heappop(heap)
+        live.discard(entry[1])
         return entry
 
     def remove(self, seq: int) -> bool:

@@ -172,24 +172,26 @@ class Attempts:
         started = msg.started_at
         if started is not None:
             self.estimates.observe(task.key, msg.finished_at - started)
-        task.attempts.append(
+        finished = msg.finished_at
+        waited = (finished if started is None else started) - task.queued_since
+        ran = 0.0 if started is None else finished - started
+        attempts = task.attempts
+        attempts.append(  # Attempt's fields in order, given positionally (made per task)
             make_attempt(
-                number=len(task.attempts) + 1,
-                worker=w.id,
-                pid=w.pid,
-                queued_for=max(
-                    0.0, (started if started is not None else msg.finished_at) - task.queued_since
-                ),
-                started_at=started,
-                finished_at=msg.finished_at,
-                duration=0.0 if started is None else max(0.0, msg.finished_at - started),
-                cpu_time=msg.cpu_time,
-                peak_rss=msg.peak_rss,
-                rss_delta=msg.rss_delta,
-                outcome=outcome,
-                error=error,
-                exit_code=None,
-                node=w.node,
+                len(attempts) + 1,  # number
+                w.id,  # worker
+                w.pid,  # pid
+                waited if waited > 0.0 else 0.0,  # queued_for
+                started,  # started_at
+                finished,  # finished_at
+                ran if ran > 0.0 else 0.0,  # duration
+                msg.cpu_time,
+                msg.peak_rss,
+                msg.rss_delta,
+                outcome,
+                error,
+                None,  # exit_code
+                w.node,
             )
         )
         if task.first_started_at is None and started is not None:

@@ -157,9 +157,10 @@ class Dispatcher:
         # through their names (w.names' keys): they stand until it is sent a new one.
         own_of: dict[str, float | None] = {}
         depths: dict[int, tuple[tuple[float | None, bool, bool], int]] = {}
-        while queue:
+        while True:
             entry = queue.peek()
-            assert entry is not None
+            if entry is None:
+                return
             task = entry[2]
             flow = task.flow
             if flow is not None and flow.holds_back(task.seq):
@@ -177,6 +178,7 @@ class Dispatcher:
             inputs = (own, chunk, is_async)
             rank = (entry[0], entry[1])
             best: WorkerView | None = None
+            fewest = 0  # how many best holds
             for w in workers:
                 found = depths.get(w.id)
                 if found is not None and found[0] == inputs:
@@ -184,10 +186,11 @@ class Dispatcher:
                 else:
                     depth = self._depth(w, own, chunk, is_async, held)
                     depths[w.id] = (inputs, depth)
-                if may_prefetch(rank, len(w.sent), depth, w.worst) and (
-                    best is None or len(w.sent) < len(best.sent)
+                n = len(w.sent)
+                if (best is None or n < fewest) and (
+                    n < depth or may_prefetch(rank, n, depth, w.worst)  # (the first: inline)
                 ):
-                    best = w
+                    best, fewest = w, n
             if best is None:
                 return
             if self._bucket is not None and not self._rate_allows():

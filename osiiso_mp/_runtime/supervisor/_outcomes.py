@@ -81,30 +81,32 @@ class Outcomes:
             task.timer.cancel()
             task.timer = None
         self.ledger.forget(task)
-        now = time.perf_counter()
-        finished = task.attempts[-1].finished_at if task.attempts else now
+        attempts = task.attempts
+        finished = attempts[-1].finished_at if attempts else time.perf_counter()
         first = task.first_started_at
+        ran = 0.0 if first is None else finished - first
         opts = task.opts
-        record = make_result(
-            task_id=task.task_id,
-            name=task.name,
-            status=status,
-            value=value,
-            exception=exc,
-            attempts=len(task.attempts),
-            priority=opts.priority,
-            must_complete=opts.must_complete,
-            group_id=opts.group_id,
-            detached=opts.detached,
-            created_at=task.created_at,
-            started_at=first,
-            finished_at=finished,
-            duration=0.0 if first is None else max(0.0, finished - first),
-            message=message,
-            metadata=opts.metadata,
-            attempt_log=tuple(task.attempts),
+        record = make_result(  # TaskResult's fields in order, positionally (made per task)
+            task.task_id,
+            task.name,
+            status,
+            value,
+            exc,  # exception
+            len(attempts),  # attempts
+            opts.priority,
+            opts.must_complete,
+            opts.group_id,
+            opts.detached,
+            task.created_at,
+            first,  # started_at
+            finished,  # finished_at
+            ran if ran > 0.0 else 0.0,  # duration
+            message,
+            opts.metadata,
+            tuple(attempts),  # attempt_log
         )
-        release((task.payload, *task.buffers))  # shared memory is freed here, not later
+        if task.buffers or type(task.payload) is not bytes:  # (plain bytes: nothing shared)
+            release((task.payload, *task.buffers))  # shared memory is freed here, not later
         task.payload = b""
         task.buffers = ()
         kept = record if stored is None else with_value(record, stored)
@@ -124,7 +126,8 @@ class Outcomes:
             self.hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
             self.trip_fail_first(task)
-        self.sup.maybe_finish_shutdown()
+        if self.sup.closing:
+            self.sup.maybe_finish_shutdown()
 
     # -- cancellation ----------------------------------------------------------------------
 

@@ -144,10 +144,12 @@ class WorkerPool:
             msg = on_our_clock(msg, w.clock_offset)
         if isinstance(msg, TaskFinished):
             self.attempts.on_finished(w, msg)
-            self.memcap.after_task(w)
+            if self.memcap.limit is not None:
+                self.memcap.after_task(w)
         elif isinstance(msg, ChunkFinished):
             self.chunks.on_chunk_finished(w, msg)
-            self.memcap.after_task(w)
+            if self.memcap.limit is not None:
+                self.memcap.after_task(w)
         elif isinstance(msg, TaskStarted):
             self.attempts.on_started(w, msg)
         elif isinstance(msg, WorkerReady):
@@ -173,7 +175,8 @@ class WorkerPool:
 
             trace = fill_source(msg.traceback)
             log.error("osiiso_mp worker %s failed: %s\n%s", msg.stage, msg.error, trace)
-        self.sup.dispatch_soon()
+        if self.dispatch.queue:  # (nothing queued: a turn of the loop would find nothing)
+            self.sup.dispatch_soon()
 
     def on_closed(self, w: WorkerView) -> None:
         """End of file before the exit is seen: the process is exiting, or something closed
