@@ -168,29 +168,35 @@ class Dispatcher:
                 flow.park(task.seq, task)
                 continue
             chunk, is_async = task.chunk is not None, task.is_async
-            own = None
-            if not (is_async or chunk):
-                key = task.key
-                if key in own_of:
-                    own = own_of[key]
-                else:
-                    own = own_of[key] = estimates.longest((key,))
-            inputs = (own, chunk, is_async)
             rank = (entry[0], entry[1])
             best: WorkerView | None = None
             fewest = 0  # how many best holds
+            inputs: tuple[float | None, bool, bool] | None = None  # worked out when needed
+            own = None
             for w in workers:
-                found = depths.get(w.id)
-                if found is not None and found[0] == inputs:
-                    depth = found[1]
-                else:
-                    depth = self._depth(w, own, chunk, is_async, held)
-                    depths[w.id] = (inputs, depth)
                 n = len(w.sent)
-                if (best is None or n < fewest) and (
-                    n < depth or may_prefetch(rank, n, depth, w.worst)  # (the first: inline)
-                ):
-                    best, fewest = w, n
+                if best is not None and n >= fewest:
+                    continue
+                if n:  # (an idle worker may take any task: every depth is at least 1)
+                    if inputs is None:
+                        if not (is_async or chunk):
+                            key = task.key
+                            if key in own_of:
+                                own = own_of[key]
+                            else:
+                                own = own_of[key] = estimates.longest((key,))
+                        inputs = (own, chunk, is_async)
+                    found = depths.get(w.id)
+                    if found is not None and found[0] == inputs:
+                        depth = found[1]
+                    else:
+                        depth = self._depth(w, own, chunk, is_async, held)
+                        depths[w.id] = (inputs, depth)
+                    if not (n < depth or may_prefetch(rank, n, depth, w.worst)):
+                        continue
+                best, fewest = w, n
+                if not n:
+                    break  # none holds fewer
             if best is None:
                 return
             if self._bucket is not None and not self._rate_allows():

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import WorkerCrashedError, describe_exit
@@ -48,14 +50,14 @@ WorkerRow = tuple[int, int | None, str, tuple[str, ...], int, int, float, int]
 class _Events:
     """A worker's link reports to the pool through this (see ``LinkEvents``)."""
 
-    __slots__ = ("_pool", "_w")
+    __slots__ = ("_pool", "_w", "message")
 
     def __init__(self, pool: WorkerPool, w: WorkerView) -> None:
         self._pool = pool
         self._w = w
-
-    def message(self, msg: Message) -> None:
-        self._pool.on_message(self._w, msg)
+        # ``message(msg)``: the pool's handler with ``w`` bound (a partial is called from
+        # C: no Python frame of this class's own per message)
+        self.message: Callable[[Message], None] = partial(pool.on_message, w)
 
     def closed(self) -> None:
         self._pool.on_closed(self._w)

@@ -86,8 +86,8 @@ class WorkerView:
     def started(self, seq: int) -> Task | None:
         """The task ``seq`` began running; it was waiting here (else None)."""
         task = self.unstarted.pop(seq, None)
-        if task is not None:
-            self._left_waiting(task)
+        if task is not None and (task.opts.priority, seq) == self.worst:
+            self._new_worst()
         return task
 
     def remove(self, task: Task) -> None:
@@ -99,11 +99,12 @@ class WorkerView:
             self.names[task.key] = count
         else:
             del self.names[task.key]
-        if self.unstarted.pop(task.seq, None) is not None:
-            self._left_waiting(task)
+        if (
+            self.unstarted.pop(task.seq, None) is not None
+            and (task.opts.priority, task.seq) == self.worst
+        ):
+            self._new_worst()
 
-    def _left_waiting(self, task: Task) -> None:
-        if (task.opts.priority, task.seq) == self.worst:
-            self.worst = max(
-                ((t.opts.priority, t.seq) for t in self.unstarted.values()), default=None
-            )
+    def _new_worst(self) -> None:
+        """The worst waiting task left: find the next (a scan, but only then)."""
+        self.worst = max(((t.opts.priority, t.seq) for t in self.unstarted.values()), default=None)
