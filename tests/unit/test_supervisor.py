@@ -867,3 +867,25 @@ def test_shutdown_cancel_futures_cancels_a_task_requeued_after_its_worker_died(
     ex.stats()  # answered after the shutdown command was handled
     assert fut.cancelled(), "a queued task survived shutdown(cancel_futures=True)"
     assert replacement.sent(RunTask) == []
+
+
+def test_each_task_goes_to_the_first_idle_worker_and_a_busy_one_gets_none_ahead(
+    start: Start,
+) -> None:
+    """An idle worker takes any task (whatever it is, it may hold one), the first idle one
+    in slot order; a worker running a callable of unknown length is sent nothing ahead."""
+    ex, transport = start(3)
+    links = [transport.link(i) for i in range(3)]
+    futures = [ex.submit(pow, 2, k) for k in range(3)]  # pow: never seen, length unknown
+    runs = [link.expect_runs(1)[0] for link in links]  # one each, in slot order
+    assert [call_of(run)[1] for run in runs] == [(2, 0), (2, 1), (2, 2)]
+    waiting = ex.submit(pow, 2, 3)  # every worker holds one of unknown length: it waits
+    sup = ex._core.sup
+    assert sup.call(lambda: waiting._task is not None and waiting._task.worker is None)
+    links[1].perform(runs[1])  # slot 1 is idle again: it takes the waiting task
+    (again,) = links[1].expect_runs(1)
+    assert call_of(again)[1] == (2, 3)
+    for link, run in ((links[0], runs[0]), (links[2], runs[2]), (links[1], again)):
+        link.perform(run)
+    assert [f.result(timeout=WAIT) for f in (*futures, waiting)] == [1, 2, 4, 8]
+    assert [len(link.sent(RunTask)) for link in links] == [1, 2, 1]
