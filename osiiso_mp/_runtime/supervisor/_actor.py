@@ -245,7 +245,7 @@ class Supervisor:
         # Write what dispatch queued now, not a turn of the loop later (a poll and a pass
         # over the timers sooner: the round trip's latency); it is all queued already, so
         # it still leaves in as few writes.
-        self.pool.flush_all()
+        self.pool.flush_sent()
 
     def dispatch_soon(self) -> None:
         """Dispatch once the messages read with this one are handled (coalesced)."""

@@ -278,6 +278,7 @@ class Dispatcher:
             )
             self.outcomes.finish_failed(task, err)
             return False
+        self.pool.sent_to[w] = None  # written at the end of this dispatch's turn
         task.state = "queued"
         task.worker = w
         task.started_at = None

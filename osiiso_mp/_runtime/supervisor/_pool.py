@@ -88,6 +88,8 @@ class WorkerPool:
         self.inherited: tuple[PassedFd, ...] = tuple(map(PassedFd, inherited))
         self._env = thread_env(config.inner_threads, config.procs)
         self._live_timer: asyncio.TimerHandle | None = None
+        # the workers dispatch sent a task to since the last flush_sent(), once each
+        self.sent_to: dict[WorkerView, None] = {}
         self._number = executor_number()  # for the workers' process titles
 
     def wire(self) -> None:
@@ -336,11 +338,15 @@ class WorkerPool:
             if w is not None and w.ready and not (w.killed or w.retiring or w.over_cap)
         ]
 
-    def flush_all(self) -> None:
-        """Write what each link has queued."""
-        for w in self.workers:
-            if w is not None and not w.exited:
-                w.link.flush()
+    def flush_sent(self) -> None:
+        """Write now what dispatch has sent since the last call (the links it sent to; what
+        else is queued goes at the end of this loop turn, as links flush on their own)."""
+        sent_to = self.sent_to
+        if sent_to:
+            for w in sent_to:
+                if not w.exited:
+                    w.link.flush()
+            sent_to.clear()
 
     def replacements(self) -> int:
         """Workers replaced so far, counting those killed whose exit is not yet seen (their
