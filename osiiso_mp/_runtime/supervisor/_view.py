@@ -107,4 +107,7 @@ class WorkerView:
 
     def _new_worst(self) -> None:
         """The worst waiting task left: find the next (a scan, but only then)."""
-        self.worst = max(((t.opts.priority, t.seq) for t in self.unstarted.values()), default=None)
+        unstarted = self.unstarted
+        self.worst = (
+            max((t.opts.priority, t.seq) for t in unstarted.values()) if unstarted else None
+        )
