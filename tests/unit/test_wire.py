@@ -281,3 +281,41 @@ def test_a_thread_sends_while_the_loop_is_held_but_never_inside_a_frame() -> Non
         loop.close()
         a.close()
         b.close()
+
+
+def test_a_promised_flush_schedules_none_and_the_promise_ends_at_the_flush() -> None:
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    try:
+        channel = Channel(loop, a, lambda m: None, lambda: None)
+        channel.will_flush()  # the owner flushes before its callback ends: no flush of its own
+        channel.send(CancelTask(1))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+        channel.flush()
+        b.setblocking(True)
+        assert read_frame_blocking(b) == CancelTask(1)
+        # the promise ended with that flush: the next send is flushed by the loop again
+        channel.send(CancelTask(2))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert read_frame_blocking(b) == CancelTask(2)
+        # a blocking flush writes what is queued but leaves a promise standing
+        channel.will_flush()
+        channel.send(CancelTask(3))
+        channel.flush_blocking()
+        assert read_frame_blocking(b) == CancelTask(3)
+        channel.send(CancelTask(4))
+        loop.run_until_complete(asyncio.sleep(0))
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+        channel.flush()
+        b.setblocking(True)
+        assert read_frame_blocking(b) == CancelTask(4)
+        channel.close()
+    finally:
+        loop.close()
+        b.close()

@@ -69,6 +69,7 @@ class Channel:
         "_fd",
         "_fds_in",
         "_feeding",
+        "_flush_owned",
         "_flush_scheduled",
         "_loop",
         "_on_closed",
@@ -105,6 +106,7 @@ class Channel:
         self._fds_in: deque[int] = deque()  # received descriptors, not yet claimed
         self._out: deque[Segment] = deque()
         self._flush_scheduled = False
+        self._flush_owned = False  # the owner flushes before this turn ends (will_flush)
         self._writer_added = False
         self._write_failed = False  # the peer is gone: send nothing more, read what is left
         self._closed = False
@@ -130,13 +132,21 @@ class Channel:
         if len(parts) > 1:  # a frame with buffers beside its pickle
             seg.plain = False
             seg.fds.extend(fds)
-        if not self._flush_scheduled and not self._writer_added:
+        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
+
+    def will_flush(self) -> None:
+        """Promise a :meth:`flush` later in this same callback: until it, sends schedule no
+        flush of their own (which would cost the loop a turn with nothing left to write).
+        Only :meth:`flush` ends the promise; the caller must make sure it comes (a
+        ``finally``), else what is sent meanwhile waits for the next send."""
+        self._flush_owned = True
 
     def flush(self) -> None:
         """Write everything queued now, as far as the kernel takes it without blocking."""
         self._flush_scheduled = False
+        self._flush_owned = False
         if self._closed or self._writer_added:
             return  # the writer callback goes on once the kernel has room
         self._write()

@@ -153,6 +153,9 @@ class WorkerActor:
         waiting = self._waiting
         batch_end = 0.0  # set once a sync task ran in this turn
         unsent = False  # an announced task's result is queued, not yet written
+        # this turn's sends wait for the flush at the end (not for one more turn of the
+        # loop); an exception escaping before it ends the worker (_pump)
+        self._channel.will_flush()
         while heap:
             _, seq, msg = heap[0]
             if waiting.get(seq) is not msg:  # cancelled while it waited
