@@ -136,6 +136,21 @@ class Channel:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame without buffers or descriptors, already encoded (see
+        :func:`~._framing.finished_frame`); as :meth:`send` otherwise."""
+        if self._closed or self._write_failed:
+            return
+        out = self._out
+        seg = out[-1] if out else None
+        if seg is None or seg.started:
+            seg = Segment()
+            out.append(seg)
+        seg.bufs.append(frame)
+        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def will_flush(self) -> None:
         """Promise a :meth:`flush` later in this same callback: until it, sends schedule no
         flush of their own (which would cost the loop a turn with nothing left to write).
