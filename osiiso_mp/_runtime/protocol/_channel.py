@@ -48,8 +48,10 @@ class Channel:
     """Frames in and out of one non-blocking Unix socket, driven by an asyncio event loop.
 
     ``on_message`` is called for each frame received, in order; ``on_closed`` once, when the
-    peer closes its end or the socket fails. Sends made during one loop iteration are
-    coalesced into one write at the end of it; :meth:`flush` writes immediately.
+    peer closes its end or the socket fails; ``after_read`` (if given) after each read the
+    loop calls for, once its frames are delivered, while the channel is open. Sends made
+    during one loop iteration are coalesced into one write at the end of it; :meth:`flush`
+    writes immediately.
 
     A peer that dies leaves what it sent in our receive queue. A write to it fails
     (``EPIPE``) while that queue may still be unread: a failed write only stops sending,
@@ -61,6 +63,7 @@ class Channel:
     """
 
     __slots__ = (
+        "_after_read",
         "_big",
         "_big_got",
         "_big_shape",
@@ -89,6 +92,8 @@ class Channel:
         sock: socket.socket,
         on_message: Callable[[Message], None],
         on_closed: Callable[[], None],
+        *,
+        after_read: Callable[[], None] | None = None,
     ) -> None:
         sock.setblocking(False)
         self._loop = loop
@@ -96,6 +101,7 @@ class Channel:
         self._fd = sock.fileno()
         self._on_message = on_message
         self._on_closed = on_closed
+        self._after_read = after_read
         self._buf = bytearray()  # the start of an unfinished frame
         self._rbuf = bytearray(_RECV_SIZE)  # every read lands here first
         self._rview = memoryview(self._rbuf)
@@ -277,6 +283,8 @@ class Channel:
 
     def _on_readable(self) -> None:
         self._read_once()
+        if self._after_read is not None and not self._closed:
+            self._after_read()
 
     def _read_once(self) -> bool:
         """One read, delivered; False when nothing more can be read now."""
