@@ -160,8 +160,9 @@ class Channel:
     def will_flush(self) -> None:
         """Promise a :meth:`flush` later in this same callback: until it, sends schedule no
         flush of their own (which would cost the loop a turn with nothing left to write).
-        Only :meth:`flush` ends the promise; the caller must make sure it comes (a
-        ``finally``), else what is sent meanwhile waits for the next send."""
+        Only :meth:`flush` ends the promise (:meth:`flush_blocking` leaves it standing); the
+        caller must make sure it comes, else what is sent meanwhile waits for a later
+        flush."""
         self._flush_owned = True
 
     def flush(self) -> None:

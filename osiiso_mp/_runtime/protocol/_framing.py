@@ -13,9 +13,10 @@ from their memory and handed to the message on the other side as slices of what 
 shared buffers (and passed descriptors) as descriptors that ride on the frame
 (``SCM_RIGHTS``), ``n_shared`` of them, in the order the pickle refers to them.
 
-:func:`encode_frame` and :func:`encode` build frames, :func:`decode` rebuilds the message of
-a complete frame, and :func:`read_frame_blocking` reads one from a blocking socket (a
-worker's :class:`~._messages.Configure`). Reading and writing frames on an event loop is
+:func:`encode_frame` and :func:`encode` build frames (:func:`finished_frame` the commonest
+one, directly), :func:`decode` rebuilds the message of a complete frame, and
+:func:`read_frame_blocking` reads one from a blocking socket (a worker's
+:class:`~._messages.Configure`). Reading and writing frames on an event loop is
 :class:`~._channel.Channel`'s job.
 """
 
