@@ -99,23 +99,6 @@ _CHUNK_REPORT_BYTES = 16 << 20
 _SCALARS = frozenset({int, float, bool, complex, type(None)})  # small: not counted
 # The commonest value, pickled once: small bytes with no buffers (nothing to release)
 _NONE_PAYLOAD, _ = dumps_value(None)
-_INT_BOUND = 1 << 64  # ints within it pickle in a few bytes
-_STR_CHARS = 1 << 12  # strings shorter pickle in under 16 KiB, far below INLINE_MIN
-
-
-def _small_pickle(value: Any) -> bytes | None:
-    """The payload of a small scalar value (an int, float, bool or short str) as
-    :func:`dumps_value` makes it (its plain pickle, in band: too small to travel beside
-    it), without its machinery; None for any other value."""
-    kind = type(value)
-    if (
-        kind is float
-        or kind is bool
-        or (kind is int and -_INT_BOUND < value < _INT_BOUND)
-        or (kind is str and len(value) < _STR_CHARS)
-    ):
-        return pickle.dumps(value, protocol=5)
-    return None
 
 
 class TaskRunner:
@@ -357,10 +340,6 @@ class TaskRunner:
     def _deliver(self, msg: RunTask, value: Any, start: Snapshot) -> None:
         if value is None:  # its pickle is always the same
             self._finish(msg, "succeeded", _NONE_PAYLOAD, start)
-            return
-        small = _small_pickle(value)
-        if small is not None:
-            self._finish(msg, "succeeded", small, start)
             return
         try:
             payload, buffers = dumps_value(value, shared=self._shared)
