@@ -11,7 +11,12 @@ import pytest
 
 from osiiso_mp._runtime.protocol._buffers import INLINE_MIN, SHARED_MIN, SharedBuffer, attach
 from osiiso_mp._runtime.protocol._channel import Channel
-from osiiso_mp._runtime.protocol._framing import encode, finished_frame, read_frame_blocking
+from osiiso_mp._runtime.protocol._framing import (
+    encode,
+    finished_frame,
+    read_frame_blocking,
+    started_frame,
+)
 from osiiso_mp._runtime.protocol._messages import (
     MESSAGES,
     CancelTask,
@@ -355,3 +360,8 @@ def test_a_frame_sent_whole_goes_out_in_order_with_the_others() -> None:
     finally:
         loop.close()
         b.close()
+
+
+@pytest.mark.parametrize("fields", [(1, 0.5), (2**40, 123456.789), (0, -1.0)])
+def test_a_started_frame_made_directly_is_the_one_encode_makes(fields: tuple[int, float]) -> None:
+    assert started_frame(*fields) == encode(TaskStarted(*fields))

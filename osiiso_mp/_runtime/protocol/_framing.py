@@ -13,10 +13,10 @@ from their memory and handed to the message on the other side as slices of what 
 shared buffers (and passed descriptors) as descriptors that ride on the frame
 (``SCM_RIGHTS``), ``n_shared`` of them, in the order the pickle refers to them.
 
-:func:`encode_frame` and :func:`encode` build frames (:func:`finished_frame` the commonest
-one, directly), :func:`decode` rebuilds the message of a complete frame, and
-:func:`read_frame_blocking` reads one from a blocking socket (a worker's
-:class:`~._messages.Configure`). Reading and writing frames on an event loop is
+:func:`encode_frame` and :func:`encode` build frames (:func:`started_frame` and
+:func:`finished_frame` the commonest ones, directly), :func:`decode` rebuilds the message of
+a complete frame, and :func:`read_frame_blocking` reads one from a blocking socket (a
+worker's :class:`~._messages.Configure`). Reading and writing frames on an event loop is
 :class:`~._channel.Channel`'s job.
 """
 
@@ -39,6 +39,7 @@ from ._messages import (
     Message,
     RunTask,
     TaskFinished,
+    TaskStarted,
     from_wire,
     to_wire,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "encode_frame",
     "finished_frame",
     "read_frame_blocking",
+    "started_frame",
     "take_fds",
 ]
 
@@ -158,7 +160,15 @@ def _plain(msg: Message) -> bytes:
     return HEADER.pack(len(data), 0, 0) + data
 
 
+_STARTED = MESSAGES.index(TaskStarted)
 _FINISHED = MESSAGES.index(TaskFinished)
+
+
+def started_frame(seq: int, started_at: float) -> bytes:
+    """The frame of ``TaskStarted(seq, started_at)``, made without building the message:
+    the same bytes as :func:`encode` gives for it."""
+    data = pickle.dumps((_STARTED, seq, started_at), protocol=5)
+    return HEADER.pack(len(data), 0, 0) + data
 
 
 def finished_frame(
