@@ -11,7 +11,12 @@ import pytest
 
 from osiiso_mp._runtime.protocol._buffers import INLINE_MIN, SHARED_MIN, SharedBuffer, attach
 from osiiso_mp._runtime.protocol._channel import Channel
-from osiiso_mp._runtime.protocol._framing import encode, read_frame_blocking
+from osiiso_mp._runtime.protocol._framing import (
+    encode,
+    finished_frame,
+    read_frame_blocking,
+    started_frame,
+)
 from osiiso_mp._runtime.protocol._messages import (
     MESSAGES,
     CancelTask,
@@ -281,3 +286,82 @@ def test_a_thread_sends_while_the_loop_is_held_but_never_inside_a_frame() -> Non
         loop.close()
         a.close()
         b.close()
+
+
+def test_a_promised_flush_schedules_none_and_the_promise_ends_at_the_flush() -> None:
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    try:
+        channel = Channel(loop, a, lambda m: None, lambda: None)
+        channel.will_flush()  # the owner flushes before its callback ends: no flush of its own
+        channel.send(CancelTask(1))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+        channel.flush()
+        b.setblocking(True)
+        assert read_frame_blocking(b) == CancelTask(1)
+        # the promise ended with that flush: the next send is flushed by the loop again
+        channel.send(CancelTask(2))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert read_frame_blocking(b) == CancelTask(2)
+        # a blocking flush writes what is queued but leaves a promise standing
+        channel.will_flush()
+        channel.send(CancelTask(3))
+        channel.flush_blocking()
+        assert read_frame_blocking(b) == CancelTask(3)
+        channel.send(CancelTask(4))
+        loop.run_until_complete(asyncio.sleep(0))
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+        channel.flush()
+        b.setblocking(True)
+        assert read_frame_blocking(b) == CancelTask(4)
+        channel.close()
+    finally:
+        loop.close()
+        b.close()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (1, "succeeded", b"\x80\x05N.", 1.5, 2.25, 0.000125, 50_000_000, 4096),
+        (2**40, "failed", b"e" * 70_000, 123456.789, 123457.0, 0.0, 0, -8192),
+        (3, "cancelled", b"", None, 9.0, 0.0, 0, 0),
+        (4, "timed_out", pickle.dumps(ErrorInfo("T", "m", "tb", None)), 0.0, -1.0, 2.5, 1, 2**63),
+    ],
+)
+def test_a_finished_frame_made_directly_is_the_one_encode_makes(fields: tuple[object, ...]) -> None:
+    direct = finished_frame(*fields)  # type: ignore[arg-type]
+    assert direct == encode(TaskFinished(*fields))  # type: ignore[arg-type]
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(direct)
+        assert read_frame_blocking(b) == TaskFinished(*fields)  # type: ignore[arg-type]
+
+
+def test_a_frame_sent_whole_goes_out_in_order_with_the_others() -> None:
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        channel = Channel(loop, a, lambda m: None, lambda: None)
+        done = TaskFinished(5, "succeeded", b"v", 1.0, 2.0, 0.5, 7, 8)
+        channel.send(CancelTask(1))
+        channel.send_frame(finished_frame(5, "succeeded", b"v", 1.0, 2.0, 0.5, 7, 8))
+        channel.send(CancelTask(2))
+        loop.run_until_complete(asyncio.sleep(0))  # the flush the sends scheduled
+        assert [read_frame_blocking(b) for _ in range(3)] == [CancelTask(1), done, CancelTask(2)]
+        channel.close()
+        channel.send_frame(encode(CancelTask(3)))  # closed: dropped, as send drops it
+    finally:
+        loop.close()
+        b.close()
+
+
+@pytest.mark.parametrize("fields", [(1, 0.5), (2**40, 123456.789), (0, -1.0)])
+def test_a_started_frame_made_directly_is_the_one_encode_makes(fields: tuple[int, float]) -> None:
+    assert started_frame(*fields) == encode(TaskStarted(*fields))

@@ -48,8 +48,10 @@ class Channel:
     """Frames in and out of one non-blocking Unix socket, driven by an asyncio event loop.
 
     ``on_message`` is called for each frame received, in order; ``on_closed`` once, when the
-    peer closes its end or the socket fails. Sends made during one loop iteration are
-    coalesced into one write at the end of it; :meth:`flush` writes immediately.
+    peer closes its end or the socket fails; ``after_read`` (if given) after each read the
+    loop calls for, once its frames are delivered, while the channel is open. Sends made
+    during one loop iteration are coalesced into one write at the end of it; :meth:`flush`
+    writes immediately.
 
     A peer that dies leaves what it sent in our receive queue. A write to it fails
     (``EPIPE``) while that queue may still be unread: a failed write only stops sending,
@@ -61,6 +63,7 @@ class Channel:
     """
 
     __slots__ = (
+        "_after_read",
         "_big",
         "_big_got",
         "_big_shape",
@@ -69,6 +72,7 @@ class Channel:
         "_fd",
         "_fds_in",
         "_feeding",
+        "_flush_owned",
         "_flush_scheduled",
         "_loop",
         "_on_closed",
@@ -88,6 +92,8 @@ class Channel:
         sock: socket.socket,
         on_message: Callable[[Message], None],
         on_closed: Callable[[], None],
+        *,
+        after_read: Callable[[], None] | None = None,
     ) -> None:
         sock.setblocking(False)
         self._loop = loop
@@ -95,6 +101,7 @@ class Channel:
         self._fd = sock.fileno()
         self._on_message = on_message
         self._on_closed = on_closed
+        self._after_read = after_read
         self._buf = bytearray()  # the start of an unfinished frame
         self._rbuf = bytearray(_RECV_SIZE)  # every read lands here first
         self._rview = memoryview(self._rbuf)
@@ -105,6 +112,7 @@ class Channel:
         self._fds_in: deque[int] = deque()  # received descriptors, not yet claimed
         self._out: deque[Segment] = deque()
         self._flush_scheduled = False
+        self._flush_owned = False  # the owner flushes before this turn ends (will_flush)
         self._writer_added = False
         self._write_failed = False  # the peer is gone: send nothing more, read what is left
         self._closed = False
@@ -130,13 +138,37 @@ class Channel:
         if len(parts) > 1:  # a frame with buffers beside its pickle
             seg.plain = False
             seg.fds.extend(fds)
-        if not self._flush_scheduled and not self._writer_added:
+        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame without buffers or descriptors, already encoded (see
+        :func:`~._framing.finished_frame`); as :meth:`send` otherwise."""
+        if self._closed or self._write_failed:
+            return
+        out = self._out
+        seg = out[-1] if out else None
+        if seg is None or seg.started:
+            seg = Segment()
+            out.append(seg)
+        seg.bufs.append(frame)
+        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def will_flush(self) -> None:
+        """Promise a :meth:`flush` later in this same callback: until it, sends schedule no
+        flush of their own (which would cost the loop a turn with nothing left to write).
+        Only :meth:`flush` ends the promise (:meth:`flush_blocking` leaves it standing); the
+        caller must make sure it comes, else what is sent meanwhile waits for a later
+        flush."""
+        self._flush_owned = True
 
     def flush(self) -> None:
         """Write everything queued now, as far as the kernel takes it without blocking."""
         self._flush_scheduled = False
+        self._flush_owned = False
         if self._closed or self._writer_added:
             return  # the writer callback goes on once the kernel has room
         self._write()
@@ -252,6 +284,8 @@ class Channel:
 
     def _on_readable(self) -> None:
         self._read_once()
+        if self._after_read is not None and not self._closed:
+            self._after_read()
 
     def _read_once(self) -> bool:
         """One read, delivered; False when nothing more can be read now."""

@@ -13,7 +13,8 @@ from their memory and handed to the message on the other side as slices of what 
 shared buffers (and passed descriptors) as descriptors that ride on the frame
 (``SCM_RIGHTS``), ``n_shared`` of them, in the order the pickle refers to them.
 
-:func:`encode_frame` and :func:`encode` build frames, :func:`decode` rebuilds the message of
+:func:`encode_frame` and :func:`encode` build frames (:func:`started_frame` and
+:func:`finished_frame` the commonest ones, directly), :func:`decode` rebuilds the message of
 a complete frame, and :func:`read_frame_blocking` reads one from a blocking socket (a
 worker's :class:`~._messages.Configure`). Reading and writing frames on an event loop is
 :class:`~._channel.Channel`'s job.
@@ -32,11 +33,13 @@ from typing import Any
 
 from ._buffers import PassedFd, SharedBuffer, read_shared
 from ._messages import (
+    MESSAGES,
     ChunkFinished,
     Configure,
     Message,
     RunTask,
     TaskFinished,
+    TaskStarted,
     from_wire,
     to_wire,
 )
@@ -50,7 +53,9 @@ __all__ = [
     "decode",
     "encode",
     "encode_frame",
+    "finished_frame",
     "read_frame_blocking",
+    "started_frame",
     "take_fds",
 ]
 
@@ -150,6 +155,49 @@ def encode(msg: Message) -> bytes:
 def _plain(msg: Message) -> bytes:
     """The frame of a message with nothing beside its pickle."""
     data = pickle.dumps(to_wire(msg), protocol=5)
+    if len(data) > MAX_META:
+        raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
+    return HEADER.pack(len(data), 0, 0) + data
+
+
+_STARTED = MESSAGES.index(TaskStarted)
+_FINISHED = MESSAGES.index(TaskFinished)
+
+
+def started_frame(seq: int, started_at: float) -> bytes:
+    """The frame of ``TaskStarted(seq, started_at)``, made without building the message:
+    the same bytes as :func:`encode` gives for it."""
+    data = pickle.dumps((_STARTED, seq, started_at), protocol=5)
+    return HEADER.pack(len(data), 0, 0) + data
+
+
+def finished_frame(
+    seq: int,
+    outcome: str,
+    payload: bytes,
+    started_at: float | None,
+    finished_at: float,
+    cpu_time: float,
+    peak_rss: int,
+    rss_delta: int,
+) -> bytes:
+    """The frame of ``TaskFinished(seq, outcome, payload, ...)`` whose payload is plain
+    ``bytes`` without buffers (the common case), made without building the message: the
+    same bytes as :func:`encode` gives for it."""
+    # to_wire's tuple: the tag, then every field in order (buffers: none)
+    wire = (
+        _FINISHED,
+        seq,
+        outcome,
+        payload,
+        started_at,
+        finished_at,
+        cpu_time,
+        peak_rss,
+        rss_delta,
+        (),
+    )
+    data = pickle.dumps(wire, protocol=5)
     if len(data) > MAX_META:
         raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
     return HEADER.pack(len(data), 0, 0) + data

@@ -85,7 +85,10 @@ class WorkerActor:
         self._waiting: dict[int, RunTask] = {}
         self._stopping = False
         self._pump_scheduled = False
-        self._channel = Channel(loop, sock, self._on_message, self._on_closed)
+        self._taken_in = False  # a message came in: start what it allows (_after_read)
+        self._channel = Channel(
+            loop, sock, self._on_message, self._on_closed, after_read=self._after_read
+        )
         self._tasks = TaskRunner(
             loop, self._channel, self._meter, self._schedule_pump, shared=cfg.shared_memory
         )
@@ -115,7 +118,7 @@ class WorkerActor:
                 self._cancel(msg.seq)
             elif isinstance(msg, Stop):
                 self._stopping = True
-            self._schedule_pump()
+            self._taken_in = True
         except BaseException as exc:  # a message half taken in: what this worker holds is unsure
             fatal(exc, f"taking in {type(msg).__name__}")
 
@@ -140,6 +143,15 @@ class WorkerActor:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
 
+    def _after_read(self) -> None:
+        """After a read (all of its messages taken in), in the same turn of the loop: start
+        what the messages allow, as a pump would one turn later."""
+        if self._taken_in:
+            try:
+                self._run_held()
+            except BaseException as exc:  # outside any one task (as in _pump)
+                fatal(exc, "while scheduling tasks")
+
     def _pump(self) -> None:
         self._pump_scheduled = False
         try:
@@ -149,10 +161,14 @@ class WorkerActor:
 
     def _run_held(self) -> None:
         """Start what the worker holds, best first, as far as the rules below allow."""
+        self._taken_in = False  # (what drain() takes in below, this call starts)
         heap = self._heap
         waiting = self._waiting
         batch_end = 0.0  # set once a sync task ran in this turn
         unsent = False  # an announced task's result is queued, not yet written
+        # this turn's sends wait for the flush at the end (not for one more turn of the
+        # loop); an exception escaping before it ends the worker (_pump)
+        self._channel.will_flush()
         while heap:
             _, seq, msg = heap[0]
             if waiting.get(seq) is not msg:  # cancelled while it waited

@@ -33,7 +33,8 @@ from typing import Any
 from ..._errors import SerializationError
 from ..protocol._buffers import release
 from ..protocol._channel import Channel
-from ..protocol._messages import ChunkFinished, ErrorInfo, RunTask, TaskFinished, TaskStarted
+from ..protocol._framing import finished_frame, started_frame
+from ..protocol._messages import ChunkFinished, ErrorInfo, RunTask, TaskFinished
 from ..protocol._serialize import dumps_chunk_values, dumps_value, error_info
 from ._failures import fatal, internal_error_info
 from ._telemetry import Meter, Snapshot
@@ -170,7 +171,7 @@ class TaskRunner:
     def _begin(self, msg: RunTask) -> Snapshot:
         start = self._meter.snapshot()
         if msg.announce:  # the supervisor must know it runs before it runs (timeouts, kills)
-            self._channel.send(TaskStarted(msg.seq, start[0]))
+            self._channel.send_frame(started_frame(msg.seq, start[0]))
             self._channel.flush_blocking()  # out before it runs, even with the pipe full
         # else its start travels in its TaskFinished only
         return start
@@ -184,6 +185,16 @@ class TaskRunner:
         buffers: tuple[Any, ...] = (),
     ) -> None:
         finished_at, cpu, peak, delta = self._meter.measure(start)
+        if not buffers and type(payload) is bytes:  # the common case: a frame made directly
+            try:
+                self._channel.send_frame(
+                    finished_frame(
+                        msg.seq, outcome, payload, start[0], finished_at, cpu, peak, delta
+                    )
+                )
+                return
+            except ValueError:  # beyond what one frame can hold: as below
+                pass
         done = TaskFinished(
             msg.seq,
             outcome,  # type: ignore[arg-type]
