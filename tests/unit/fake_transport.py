@@ -178,6 +178,7 @@ class FakeLink:
         self.closed = False
         self.exit_code: int | None = None  # set once the exit was reported to the supervisor
         self.flushes = 0
+        self.flush_promised = False
         self._transport = transport
         self._loop = loop
         self._events = events
@@ -206,6 +207,12 @@ class FakeLink:
     def flush(self) -> None:
         """Nothing is buffered: counted only."""
         self.flushes += 1
+        self.flush_promised = False
+
+    def will_flush(self) -> None:
+        """A flush is promised before the supervisor's callback returns (checked by
+        tests: see ``flush_promised``)."""
+        self.flush_promised = True
 
     def drain(self) -> None:
         """Deliver the replies already made and not yet delivered."""

@@ -241,11 +241,16 @@ class Supervisor:
                 self._handle(cmd)
             except Exception:  # pragma: no cover - a bug here must not kill the supervisor
                 log.exception("osiiso_mp supervisor failed to handle %r", type(cmd).__name__)
-        self.dispatch.dispatch()
-        # Write what dispatch queued now, not a turn of the loop later (a poll and a pass
-        # over the timers sooner: the round trip's latency); it is all queued already, so
-        # it still leaves in as few writes.
-        self.pool.flush_sent()
+        # Write what dispatch queues at once, not a turn of the loop later (a poll and a
+        # pass over the timers sooner: the round trip's latency), in as few writes; the
+        # links it sends to are promised that write (a turn of the loop saved)
+        pool = self.pool
+        pool.flush_owned = True
+        try:
+            self.dispatch.dispatch()
+        finally:
+            pool.flush_owned = False
+            pool.flush_sent()
 
     def dispatch_soon(self) -> None:
         """Dispatch once the messages read with this one are handled (coalesced)."""

@@ -270,6 +270,12 @@ class Dispatcher:
             task.buffers,
             task.chunk is not None,
         )
+        pool = self.pool
+        if pool.flush_owned:  # the drain writes it at its end (before send: it may raise)
+            sent_to = pool.sent_to
+            if w not in sent_to:
+                sent_to[w] = None
+                w.link.will_flush()
         try:
             w.link.send(msg)
         except ValueError as exc:  # beyond what one frame can hold: it can never be sent
@@ -278,7 +284,6 @@ class Dispatcher:
             )
             self.outcomes.finish_failed(task, err)
             return False
-        self.pool.sent_to[w] = None  # written at the end of this dispatch's turn
         task.state = "queued"
         task.worker = w
         task.started_at = None

@@ -88,7 +88,9 @@ class WorkerPool:
         self.inherited: tuple[PassedFd, ...] = tuple(map(PassedFd, inherited))
         self._env = thread_env(config.inner_threads, config.procs)
         self._live_timer: asyncio.TimerHandle | None = None
-        # the workers dispatch sent a task to since the last flush_sent(), once each
+        # while flush_owned (the inbox's drain), the workers dispatch sends a task to, once
+        # each: their links are promised a flush, which flush_sent() makes
+        self.flush_owned = False
         self.sent_to: dict[WorkerView, None] = {}
         self._number = executor_number()  # for the workers' process titles
 
@@ -339,8 +341,9 @@ class WorkerPool:
         ]
 
     def flush_sent(self) -> None:
-        """Write now what dispatch has sent since the last call (the links it sent to; what
-        else is queued goes at the end of this loop turn, as links flush on their own)."""
+        """Write now what dispatch sent while ``flush_owned`` (the links it sent to, each
+        promised this write; what else is queued goes at the end of this loop turn, as
+        links flush on their own)."""
         sent_to = self.sent_to
         if sent_to:
             for w in sent_to:

@@ -108,6 +108,10 @@ class WorkerLink(Protocol):
     def flush(self) -> None:
         """Write what is queued now."""
 
+    def will_flush(self) -> None:
+        """Promise a :meth:`flush` before the current loop callback returns: until then,
+        what is sent schedules no write of its own (a turn of the loop saved)."""
+
     def drain(self) -> None:
         """Deliver every message already received (before the link is closed)."""
 

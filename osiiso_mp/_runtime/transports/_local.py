@@ -48,6 +48,10 @@ class LocalLink:
         """Write what is queued now."""
         self._channel.flush()
 
+    def will_flush(self) -> None:
+        """Promise a :meth:`flush` before this loop callback returns (see the channel's)."""
+        self._channel.will_flush()
+
     def drain(self) -> None:
         """Deliver what the worker sent and we have not read yet."""
         if not self._channel.closed:

@@ -90,6 +90,11 @@ class RayLink:
         if self._channel is not None:
             self._channel.flush()
 
+    def will_flush(self) -> None:
+        """Promise a :meth:`flush` before this loop callback returns (once connected)."""
+        if self._channel is not None:
+            self._channel.will_flush()
+
     def drain(self) -> None:
         """Deliver what the worker sent and we have not read yet."""
         if self._channel is not None and not self._channel.closed:
