@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from osiiso_mp._runtime.protocol._framing import HEADER, HEADER_SIZE
 from osiiso_mp._runtime.protocol._messages import (
     ChunkFinished,
     Configure,
@@ -178,6 +179,7 @@ class FakeLink:
         self.closed = False
         self.exit_code: int | None = None  # set once the exit was reported to the supervisor
         self.flushes = 0
+        self.frames = 0  # of the messages sent, those sent as frames (send_frame)
         self.flush_promised = False
         self._transport = transport
         self._loop = loop
@@ -203,6 +205,13 @@ class FakeLink:
             self._cond.notify_all()
         if type(msg) is Stop:
             self._transport._stop_sent(self)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Record the message ``frame`` holds (decoded as a worker would)."""
+        meta_len, n_inline, n_shared = HEADER.unpack_from(frame)
+        assert n_inline == n_shared == 0, "send_frame carries plain frames only"
+        self.frames += 1
+        self.send(from_wire(pickle.loads(frame[HEADER_SIZE : HEADER_SIZE + meta_len])))
 
     def flush(self) -> None:
         """Nothing is buffered: counted only."""

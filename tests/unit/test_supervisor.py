@@ -889,6 +889,7 @@ def test_each_task_goes_to_the_first_idle_worker_and_a_busy_one_gets_none_ahead(
         link.perform(run)
     assert [f.result(timeout=WAIT) for f in (*futures, waiting)] == [1, 2, 4, 8]
     assert [len(link.sent(RunTask)) for link in links] == [1, 2, 1]
+    assert [link.frames for link in links] == [1, 2, 1]  # plain payloads: framed directly
     # each link a dispatch sent to was promised a flush, and got it before the turn ended
     assert sup.call(lambda: [link.flush_promised for link in links]) == [False] * 3
     assert all(link.flushes for link in links)

@@ -15,6 +15,7 @@ from osiiso_mp._runtime.protocol._framing import (
     encode,
     finished_frame,
     read_frame_blocking,
+    run_frame,
     started_frame,
 )
 from osiiso_mp._runtime.protocol._messages import (
@@ -365,3 +366,23 @@ def test_a_frame_sent_whole_goes_out_in_order_with_the_others() -> None:
 @pytest.mark.parametrize("fields", [(1, 0.5), (2**40, 123456.789), (0, -1.0)])
 def test_a_started_frame_made_directly_is_the_one_encode_makes(fields: tuple[int, float]) -> None:
     assert started_frame(*fields) == encode(TaskStarted(*fields))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (1, 1, 3, b"call", False, None, False, False),  # a known-tiny sync task
+        (2**40, 3, -5, b"x" * 70_000, True, 2.5, True, False),  # async, with a timeout
+        (7, 1, 0, b"", False, None, True, True),  # a map chunk
+    ],
+)
+def test_a_run_frame_made_directly_is_the_one_encode_makes(fields: tuple[object, ...]) -> None:
+    """What the dispatcher writes for a task with a plain payload: the bytes and the
+    message that generic encoding makes of ``RunTask`` with no buffers."""
+    msg = RunTask(*fields[:7], (), fields[7])  # type: ignore[arg-type, call-arg]
+    direct = run_frame(*fields)  # type: ignore[arg-type]
+    assert direct == encode(msg)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(direct)
+        assert read_frame_blocking(b) == msg

@@ -13,11 +13,11 @@ from their memory and handed to the message on the other side as slices of what 
 shared buffers (and passed descriptors) as descriptors that ride on the frame
 (``SCM_RIGHTS``), ``n_shared`` of them, in the order the pickle refers to them.
 
-:func:`encode_frame` and :func:`encode` build frames (:func:`started_frame` and
-:func:`finished_frame` the commonest ones, directly), :func:`decode` rebuilds the message of
-a complete frame, and :func:`read_frame_blocking` reads one from a blocking socket (a
-worker's :class:`~._messages.Configure`). Reading and writing frames on an event loop is
-:class:`~._channel.Channel`'s job.
+:func:`encode_frame` and :func:`encode` build frames (:func:`run_frame`,
+:func:`started_frame` and :func:`finished_frame` the commonest ones, directly),
+:func:`decode` rebuilds the message of a complete frame, and :func:`read_frame_blocking`
+reads one from a blocking socket (a worker's :class:`~._messages.Configure`). Reading and
+writing frames on an event loop is :class:`~._channel.Channel`'s job.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ __all__ = [
     "encode_frame",
     "finished_frame",
     "read_frame_blocking",
+    "run_frame",
     "started_frame",
     "take_fds",
 ]
@@ -160,8 +161,31 @@ def _plain(msg: Message) -> bytes:
     return HEADER.pack(len(data), 0, 0) + data
 
 
+_RUN = MESSAGES.index(RunTask)
 _STARTED = MESSAGES.index(TaskStarted)
 _FINISHED = MESSAGES.index(TaskFinished)
+
+
+def run_frame(
+    seq: int,
+    attempt: int,
+    priority: int,
+    payload: bytes,
+    is_async: bool,
+    timeout: float | None,
+    announce: bool,
+    chunk: bool,
+) -> bytes:
+    """The frame of ``RunTask(seq, attempt, priority, payload, is_async, timeout,
+    announce, (), chunk)`` whose payload is plain ``bytes`` without buffers (the common
+    case), made without building the message: the same bytes as :func:`encode` gives for
+    it (``ValueError`` past the frame limit, as there)."""
+    # to_wire's tuple: the tag, then every field in order (buffers: none)
+    wire = (_RUN, seq, attempt, priority, payload, is_async, timeout, announce, (), chunk)
+    data = pickle.dumps(wire, protocol=5)
+    if len(data) > MAX_META:
+        raise ValueError(f"message of {len(data)} bytes exceeds the 4 GiB frame limit")
+    return HEADER.pack(len(data), 0, 0) + data
 
 
 def started_frame(seq: int, started_at: float) -> bytes:

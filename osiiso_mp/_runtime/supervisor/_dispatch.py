@@ -36,6 +36,7 @@ from .._policy import (
 )
 from .._read_ahead import ReadAhead
 from .._task import Task
+from ..protocol._framing import run_frame
 from ..protocol._messages import RunTask
 from ._chunks import ChunkItem
 from ._common import duplicate_id, task_suffix
@@ -259,16 +260,15 @@ class Dispatcher:
 
     def _send(self, w: WorkerView, task: Task) -> bool:
         """Send ``task`` to ``w``; False when it cannot travel (it is failed here)."""
-        msg = RunTask(
+        payload, buffers, is_async = task.payload, task.buffers, task.is_async
+        fields = (
             task.seq,
-            len(task.attempts) + 1,
+            len(task.attempts) + 1,  # attempt
             task.opts.priority,
-            task.payload,
-            task.is_async,
-            task.opts.timeout if task.is_async else None,
+            payload,
+            is_async,
+            task.opts.timeout if is_async else None,
             self._announce(task),
-            task.buffers,
-            task.chunk is not None,
         )
         pool = self.pool
         if pool.flush_owned:  # the drain writes it at its end (before send: it may raise)
@@ -277,7 +277,10 @@ class Dispatcher:
                 sent_to[w] = None
                 w.link.will_flush()
         try:
-            w.link.send(msg)
+            if buffers or type(payload) is not bytes:  # large parts travel beside the pickle
+                w.link.send(RunTask(*fields, buffers, task.chunk is not None))
+            else:  # the common case: one pickle, framed directly (same bytes)
+                w.link.send_frame(run_frame(*fields, task.chunk is not None))
         except ValueError as exc:  # beyond what one frame can hold: it can never be sent
             err = _SerializationError(
                 "arguments", "frame", str(exc), name=task.name, task_id=task.task_id

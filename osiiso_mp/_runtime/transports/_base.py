@@ -108,6 +108,10 @@ class WorkerLink(Protocol):
     def flush(self) -> None:
         """Write what is queued now."""
 
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame without buffers or descriptors, already encoded (see
+        :func:`..protocol._framing.run_frame`); as :meth:`send` otherwise."""
+
     def will_flush(self) -> None:
         """Promise a :meth:`flush` before the current loop callback returns: until then,
         what is sent schedules no write of its own (a turn of the loop saved)."""

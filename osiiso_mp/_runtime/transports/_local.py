@@ -48,6 +48,10 @@ class LocalLink:
         """Write what is queued now."""
         self._channel.flush()
 
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame, already encoded (no buffers, no descriptors)."""
+        self._channel.send_frame(frame)
+
     def will_flush(self) -> None:
         """Promise a :meth:`flush` before this loop callback returns (see the channel's)."""
         self._channel.will_flush()

@@ -54,7 +54,8 @@ class RayLink:
         self._loop = loop
         self._events = events
         self._channel: Channel | None = None
-        self._queued: list[Message] = []  # sent before the actor connected back
+        # sent before the actor connected back: messages, and frames already encoded
+        self._queued: list[Message | bytes] = []
         self._closed = False
         self._killed = False
         self.actor: Any = None
@@ -70,7 +71,10 @@ class RayLink:
         events = self._events
         channel = self._channel = Channel(self._loop, sock, events.message, events.closed)
         for msg in self._queued:
-            channel.send(msg)
+            if type(msg) is bytes:
+                channel.send_frame(msg)
+            else:
+                channel.send(msg)  # type: ignore[arg-type]
         self._queued.clear()
 
     def ended(self, code: int | None, reason: str | None) -> None:
@@ -89,6 +93,13 @@ class RayLink:
         """Write what is queued now (once connected)."""
         if self._channel is not None:
             self._channel.flush()
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame, already encoded (held until the actor has connected)."""
+        if self._channel is None:
+            self._queued.append(frame)
+        else:
+            self._channel.send_frame(frame)
 
     def will_flush(self) -> None:
         """Promise a :meth:`flush` before this loop callback returns (once connected)."""
