@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures as cf
 import threading
 import time
@@ -25,32 +26,47 @@ T = TypeVar("T")
 _PENDING = cf._base.PENDING
 
 
-class FutureCondition(threading.Condition):
-    """A future's ``threading.Condition`` (over an ``RLock``, as ``cf.Future`` makes it),
-    which delegates to its lock instead of keeping five of the lock's bound methods on each
-    instance, as ``Condition.__init__`` does: 3 objects a future, not 8, for the cyclic
-    garbage collector to allocate and walk. Every future of a bulk submission lives until
-    its result is read, so each object tracked a task was paid for again by each full
-    collection while they lived (see ``TaskFuture.__init__``)."""
+class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
+    """A future's ``threading.Condition`` that is also its own ``RLock`` (``cf.Future``
+    makes a condition over an RLock), with its deque of waiters made on the first
+    ``wait()``: 1 object a future, not 3 (8 with ``Condition.__init__``'s bound methods),
+    for the cyclic garbage collector to allocate and walk, and ``with fut._condition``
+    enters the lock in C. Every future of a bulk submission lives until its result is read,
+    so each object tracked per task was paid for again by each full collection while they
+    lived (see ``TaskFuture.__init__``). ``wait`` and ``notify`` are the standard
+    library's own (this Python's); the lock methods they use are the RLock's."""
 
-    def __init__(self) -> None:  # no super().__init__(): what it sets, set here
-        self._lock: Any = threading.RLock()
-        self._waiters: deque[Any] = deque()
+    __slots__ = ("_waiters",)
+    _waiters: deque[Any]
+    # not Condition.__init__ (a lock of its own, its methods bound on the instance): the
+    # RLock is made by __new__, and nothing else is set
+    __init__ = _thread.RLock.__init__
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)  # type: ignore[no-any-return]
+    def __repr__(self) -> str:
+        return f"<FutureCondition({_thread.RLock.__repr__(self)})>"
 
-    def release(self) -> None:
-        self._lock.release()
+    def wait(self, timeout: float | None = None) -> bool:
+        try:
+            self._waiters  # noqa: B018 - made on the first wait
+        except AttributeError:
+            self._waiters = deque()
+        return threading.Condition.wait(self, timeout)
 
-    def _release_save(self) -> Any:
-        return self._lock._release_save()
+    def notify(self, n: int = 1) -> None:
+        try:
+            self._waiters  # noqa: B018
+        except AttributeError:  # nobody ever waited: only the ownership check is left
+            if not self._is_owned():  # type: ignore[attr-defined]
+                raise RuntimeError("cannot notify on un-acquired lock") from None
+            return
+        threading.Condition.notify(self, n)
 
-    def _acquire_restore(self, state: Any) -> None:
-        self._lock._acquire_restore(state)
-
-    def _is_owned(self) -> bool:
-        return self._lock._is_owned()  # type: ignore[no-any-return]
+    def notify_all(self) -> None:
+        try:
+            n = len(self._waiters)
+        except AttributeError:
+            n = 0
+        self.notify(n)
 
 
 class TaskFuture(cf.Future[T], Generic[T]):

@@ -22,7 +22,8 @@ def test_the_fields_of_cf_future() -> None:
     for field, value in theirs.items():
         if field == "_condition":
             assert type(mine[field]) is FutureCondition
-            assert type(mine[field]._lock) is type(value._lock)  # an RLock, as cf's
+            assert isinstance(mine[field], type(value._lock))  # an RLock, as cf's
+            assert isinstance(mine[field], threading.Condition)
         else:
             assert mine[field] == value, field
 
@@ -47,7 +48,7 @@ def test_the_condition_waits_notifies_and_is_reentrant() -> None:
     t.start()
     while True:
         with cond:
-            if cond._waiters:
+            if getattr(cond, "_waiters", None):
                 cond.notify_all()
                 break
     t.join()
@@ -63,3 +64,43 @@ def test_a_future_settles_through_it() -> None:
     assert done == [fut]
     waited = cf.wait([fut, _future()], timeout=0.01)
     assert waited.done == {fut}
+
+
+def test_no_deque_until_a_wait_and_notify_still_checks_ownership() -> None:
+    cond = FutureCondition()
+    assert not hasattr(cond, "_waiters")  # made on the first wait only
+    with pytest.raises(RuntimeError):
+        cond.notify()
+    with cond:
+        cond.notify_all()  # nobody waits: nothing to do, and no deque made
+        cond.notify(2)
+        assert not hasattr(cond, "_waiters")
+        assert not cond.wait(0)
+        assert cond._waiters is not None and len(cond._waiters) == 0
+        cond.notify_all()
+    assert "FutureCondition" in repr(cond)
+    with pytest.raises(RuntimeError):
+        cond.wait(0)  # not owned
+
+
+def test_wait_for_and_several_waiters() -> None:
+    cond = FutureCondition()
+    flag: list[int] = []
+    woke: list[bool] = []
+
+    def waiter() -> None:
+        with cond:
+            woke.append(bool(cond.wait_for(lambda: flag, 5)))
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for t in threads:
+        t.start()
+    while True:
+        with cond:
+            if len(getattr(cond, "_waiters", ())) == 3:
+                flag.append(1)
+                cond.notify_all()
+                break
+    for t in threads:
+        t.join()
+    assert woke == [True, True, True]
