@@ -93,6 +93,10 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     # bytes of value its map's reader frees by taking it (a map without buffersize)
     _unread_bytes = 0
+    # cf.Future only iterates it, and appends in add_done_callback (which makes the list
+    # first, below): most futures never get a callback, and each list would be one more
+    # object a task for the garbage collector
+    _done_callbacks: Any = ()
     weight: ClassVar[int] = 1
     """How many tasks it stands for, in a map's window (a chunk's handle: its items)."""
 
@@ -104,7 +108,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         self._result = None
         self._exception = None
         self._waiters = []
-        self._done_callbacks: list[Callable[[cf.Future[T]], object]] = []
+        # _done_callbacks: the class's empty tuple until the first add_done_callback
         self._sup = supervisor
         self._task: Task | None = None
         self._record: TaskResult | None = None  # with the value itself: the caller's
@@ -182,6 +186,15 @@ class TaskFuture(cf.Future[T], Generic[T]):
             return True
         cancelled = self._sup.request_cancel(task, "cancelled by the caller")
         return self.cancelled() if cancelled is None else cancelled
+
+    def add_done_callback(self, fn: Callable[[cf.Future[T]], object]) -> None:
+        """Call ``fn(future)`` once the future is done (at once if it is), as
+        :meth:`concurrent.futures.Future.add_done_callback` does."""
+        if type(self._done_callbacks) is tuple:
+            with self._condition:
+                if type(self._done_callbacks) is tuple:
+                    self._done_callbacks = []
+        super().add_done_callback(fn)
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await fut``: the value, or the task's exception raised."""

@@ -17,10 +17,13 @@ def _future() -> TaskFuture[Any]:
 
 
 def test_the_fields_of_cf_future() -> None:
-    mine, theirs = vars(_future()), vars(cf.Future())
-    assert set(theirs) <= set(mine)
+    fut = _future()
+    mine, theirs = vars(fut), vars(cf.Future())
+    assert set(theirs) - {"_done_callbacks"} <= set(mine)
     for field, value in theirs.items():
-        if field == "_condition":
+        if field == "_done_callbacks":  # the class's empty tuple until the first callback
+            assert field not in mine and list(fut._done_callbacks) == value == []
+        elif field == "_condition":
             assert type(mine[field]) is FutureCondition
             assert isinstance(mine[field], type(value._lock))  # an RLock, as cf's
             assert isinstance(mine[field], threading.Condition)
@@ -104,3 +107,34 @@ def test_wait_for_and_several_waiters() -> None:
     for t in threads:
         t.join()
     assert woke == [True, True, True]
+
+
+def test_done_callbacks_before_and_after_the_end_and_from_asyncio() -> None:
+    import asyncio
+
+    fut = _future()
+    called: list[Any] = []
+    fut.add_done_callback(lambda f: called.append(("first", f.result())))
+    assert type(fut._done_callbacks) is list  # made on the first callback, per future
+    assert type(_future()._done_callbacks) is tuple
+    fut.add_done_callback(lambda f: called.append(("second", f.result())))
+
+    async def main() -> Any:
+        return await asyncio.wrap_future(fut)  # a done-callback of its own
+
+    async def both() -> Any:
+        task = asyncio.ensure_future(main())
+        await asyncio.sleep(0)
+        threading.Timer(0.01, fut.set_result, (5,)).start()
+        return await task
+
+    assert asyncio.run(both()) == 5
+    assert called == [("first", 5), ("second", 5)]
+    fut.add_done_callback(lambda f: called.append(("late", f.result())))  # done: at once
+    assert called[-1] == ("late", 5)
+    late = _future()
+    late.set_result(1)
+    seen: list[Any] = []
+    late.add_done_callback(seen.append)  # done before any callback: called at once
+    assert seen == [late]
+    assert [f.result() for f in cf.as_completed([late, fut])] in ([1, 5], [5, 1])
