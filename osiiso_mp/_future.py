@@ -24,6 +24,7 @@ __all__ = ["FutureCondition", "TaskFuture"]
 
 T = TypeVar("T")
 _PENDING = cf._base.PENDING
+_FINISHED = cf._base.FINISHED
 
 
 class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
@@ -186,6 +187,17 @@ class TaskFuture(cf.Future[T], Generic[T]):
             return True
         cancelled = self._sup.request_cancel(task, "cancelled by the caller")
         return self.cancelled() if cancelled is None else cancelled
+
+    def result(self, timeout: float | None = None) -> T:
+        """The task's value, waiting up to ``timeout`` seconds (None: no limit), as
+        :meth:`concurrent.futures.Future.result` gives it: its exception raised instead,
+        ``CancelledError`` if cancelled, ``TimeoutError`` when time runs out."""
+        # a value already there is read without the lock (the supervisor sets _result
+        # before _state, under the lock; a state read as finished has its result): bulk
+        # submissions read most values after they arrived
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # type: ignore[return-value]
+        return super().result(timeout)
 
     def add_done_callback(self, fn: Callable[[cf.Future[T]], object]) -> None:
         """Call ``fn(future)`` once the future is done (at once if it is), as

@@ -138,3 +138,23 @@ def test_done_callbacks_before_and_after_the_end_and_from_asyncio() -> None:
     late.add_done_callback(seen.append)  # done before any callback: called at once
     assert seen == [late]
     assert [f.result() for f in cf.as_completed([late, fut])] in ([1, 5], [5, 1])
+
+
+def test_result_once_done_and_before() -> None:
+    value = object()
+    fut = _future()
+    with pytest.raises(cf.TimeoutError):
+        fut.result(0.01)
+    fut.set_result(value)
+    assert fut.result() is value and fut.result(0) is value
+    failed = _future()
+    failed.set_exception(KeyError("k"))
+    with pytest.raises(KeyError):
+        failed.result()
+    none = _future()
+    none.set_result(None)  # a value of None is a value: no exception raised
+    assert none.result() is None
+    gone = _future()
+    cf.Future.cancel(gone)  # the standard cancel, as the supervisor's _settle does
+    with pytest.raises(cf.CancelledError):
+        gone.result()
