@@ -94,14 +94,16 @@ class RunBatch:
         horizon = time.perf_counter() - self._ttl
         kept: list[Entry] = []
         dropped: list[Holder] = []
-        for entry in self.entries:
-            if _finished_before(entry, horizon):
+        for entry in self.entries:  # (_finished_before, inlined: a walk of the whole batch)
+            finished = entry.finished_at
+            if finished is not None and finished <= horizon:
                 if entry.holder is not None:  # (restored inputs hold nothing of the budget)
                     dropped.append(entry.holder)
             else:
                 kept.append(entry)
+        if len(kept) != len(self.entries):  # (nothing dropped: the same weight)
+            self._weight = sum(f.weight for f in kept)
         self.entries = kept
-        self._weight = sum(f.weight for f in kept)
         self._prune_at = max(PRUNE_AT, 2 * self._weight)
         self._sup.batch_let_go(dropped)
 
@@ -144,12 +146,6 @@ class RunBatch:
         if strict:
             summary.raise_for_errors()
         return summary
-
-
-def _finished_before(entry: Entry, horizon: float) -> bool:
-    """Has every task of this batch entry ended before ``horizon`` (perf_counter)?"""
-    finished = entry.finished_at
-    return finished is not None and finished <= horizon
 
 
 def must_complete(fut: TaskFuture[Any] | MapChunk) -> bool:

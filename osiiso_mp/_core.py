@@ -15,6 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ._admission import Admission
@@ -122,12 +123,16 @@ class ExecutorCore:
         """Submit ``fn(*args, **kwargs)`` as one task. ``flow``: the read-ahead of the map
         it belongs to; ``reuse``: the callables of the map or group it belongs to, each
         pickled once (see :mod:`._callables`)."""
-        self.check_submittable()
-        if not callable(fn):
-            raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
-        fn_name = callable_name(fn)
+        if self.closed or self.sup.broken is not None or exiting():
+            self.check_submittable()  # raises
+        if type(fn) is FunctionType and fn.__qualname__:  # the commonest: what callable_name
+            fn_name = fn.__qualname__  # gives, without its general lookups
+        else:
+            if not callable(fn):
+                raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
+            fn_name = callable_name(fn)
         name = opts.name or fn_name
-        key = estimate_key(fn, fn_name)
+        key = estimate_key(fn, fn_name) if fn_name.endswith("<lambda>") else fn_name
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:
@@ -220,7 +225,8 @@ class ExecutorCore:
 
     def post(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
         with self.lock:
-            self.check_open()
+            if self.closed or exiting():
+                self.check_open()  # raises
             self.sup.post(Submit(task))
             self.batch.add(fut, task)
         if self.admission is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures as cf
 import threading
 import time
@@ -23,34 +24,50 @@ __all__ = ["FutureCondition", "TaskFuture"]
 
 T = TypeVar("T")
 _PENDING = cf._base.PENDING
+_FINISHED = cf._base.FINISHED
 
 
-class FutureCondition(threading.Condition):
-    """A future's ``threading.Condition`` (over an ``RLock``, as ``cf.Future`` makes it),
-    which delegates to its lock instead of keeping five of the lock's bound methods on each
-    instance, as ``Condition.__init__`` does: 3 objects a future, not 8, for the cyclic
-    garbage collector to allocate and walk. Every future of a bulk submission lives until
-    its result is read, so each object tracked a task was paid for again by each full
-    collection while they lived (see ``TaskFuture.__init__``)."""
+class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
+    """A future's ``threading.Condition`` that is also its own ``RLock`` (``cf.Future``
+    makes a condition over an RLock), with its deque of waiters made on the first
+    ``wait()``: 1 object a future, not 3 (8 with ``Condition.__init__``'s bound methods),
+    for the cyclic garbage collector to allocate and walk, and ``with fut._condition``
+    enters the lock in C. Every future of a bulk submission lives until its result is read,
+    so each object tracked per task was paid for again by each full collection while they
+    lived (see ``TaskFuture.__init__``). ``wait`` and ``notify`` are the standard
+    library's own (this Python's); the lock methods they use are the RLock's."""
 
-    def __init__(self) -> None:  # no super().__init__(): what it sets, set here
-        self._lock: Any = threading.RLock()
-        self._waiters: deque[Any] = deque()
+    __slots__ = ("_waiters",)
+    _waiters: deque[Any]
+    # not Condition.__init__ (a lock of its own, its methods bound on the instance): the
+    # RLock is made by __new__, and nothing else is set
+    __init__ = _thread.RLock.__init__
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)  # type: ignore[no-any-return]
+    def __repr__(self) -> str:
+        return f"<FutureCondition({_thread.RLock.__repr__(self)})>"
 
-    def release(self) -> None:
-        self._lock.release()
+    def wait(self, timeout: float | None = None) -> bool:
+        try:
+            self._waiters  # noqa: B018 - made on the first wait
+        except AttributeError:
+            self._waiters = deque()
+        return threading.Condition.wait(self, timeout)
 
-    def _release_save(self) -> Any:
-        return self._lock._release_save()
+    def notify(self, n: int = 1) -> None:
+        try:
+            self._waiters  # noqa: B018
+        except AttributeError:  # nobody ever waited: only the ownership check is left
+            if not self._is_owned():  # type: ignore[attr-defined]
+                raise RuntimeError("cannot notify on un-acquired lock") from None
+            return
+        threading.Condition.notify(self, n)
 
-    def _acquire_restore(self, state: Any) -> None:
-        self._lock._acquire_restore(state)
-
-    def _is_owned(self) -> bool:
-        return self._lock._is_owned()  # type: ignore[no-any-return]
+    def notify_all(self) -> None:
+        try:
+            n = len(self._waiters)
+        except AttributeError:
+            n = 0
+        self.notify(n)
 
 
 class TaskFuture(cf.Future[T], Generic[T]):
@@ -77,6 +94,10 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     # bytes of value its map's reader frees by taking it (a map without buffersize)
     _unread_bytes = 0
+    # cf.Future only iterates it, and appends in add_done_callback (which makes the list
+    # first, below): most futures never get a callback, and each list would be one more
+    # object a task for the garbage collector
+    _done_callbacks: Any = ()
     weight: ClassVar[int] = 1
     """How many tasks it stands for, in a map's window (a chunk's handle: its items)."""
 
@@ -88,7 +109,7 @@ class TaskFuture(cf.Future[T], Generic[T]):
         self._result = None
         self._exception = None
         self._waiters = []
-        self._done_callbacks: list[Callable[[cf.Future[T]], object]] = []
+        # _done_callbacks: the class's empty tuple until the first add_done_callback
         self._sup = supervisor
         self._task: Task | None = None
         self._record: TaskResult | None = None  # with the value itself: the caller's
@@ -166,6 +187,26 @@ class TaskFuture(cf.Future[T], Generic[T]):
             return True
         cancelled = self._sup.request_cancel(task, "cancelled by the caller")
         return self.cancelled() if cancelled is None else cancelled
+
+    def result(self, timeout: float | None = None) -> T:
+        """The task's value, waiting up to ``timeout`` seconds (None: no limit), as
+        :meth:`concurrent.futures.Future.result` gives it: its exception raised instead,
+        ``CancelledError`` if cancelled, ``TimeoutError`` when time runs out."""
+        # a value already there is read without the lock (the supervisor sets _result
+        # before _state, under the lock; a state read as finished has its result): bulk
+        # submissions read most values after they arrived
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # type: ignore[return-value]
+        return super().result(timeout)
+
+    def add_done_callback(self, fn: Callable[[cf.Future[T]], object]) -> None:
+        """Call ``fn(future)`` once the future is done (at once if it is), as
+        :meth:`concurrent.futures.Future.add_done_callback` does."""
+        if type(self._done_callbacks) is tuple:
+            with self._condition:
+                if type(self._done_callbacks) is tuple:
+                    self._done_callbacks = []
+        super().add_done_callback(fn)
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await fut``: the value, or the task's exception raised."""

@@ -97,3 +97,34 @@ def test_a_function_no_longer_where_its_module_says_falls_back() -> None:
         assert fn(*args) == 2
     finally:
         del _serialize._BY_REFERENCE[id(moved)]
+
+
+def test_the_first_branch_for_a_known_callable_keeps_every_rule() -> None:
+    # once a callable is known to pickle by reference, small plain calls skip the general
+    # path: the same bytes; large bytes still travel out of band, a large pickle beside
+    # the frame, and other arguments still take the general path
+    dumps_task(noop, (), {})
+    assert _serialize._BY_REFERENCE.get(id(noop)) is noop
+    for args, kwargs in [((), {}), ((1, "s", b"b", None), {"k": 2.5})]:
+        payload, buffers = dumps_task(noop, args, kwargs)
+        assert type(payload) is bytes and buffers == ()
+        assert payload == _cloud(noop, args, kwargs)
+    big = b"x" * (1 << 16)
+    payload, buffers = dumps_task(noop, (big,), {})
+    try:
+        assert len(buffers) == 1 and len(bytes(memoryview(payload))) < 1000
+        _, args, _ = pickle.loads(memoryview(payload), buffers=[_as_view(b) for b in buffers])
+        assert args == (big,) and type(args[0]) is bytes
+    finally:
+        release((payload, *buffers))
+    text = "t" * (1 << 17)  # a plain argument, but a pickle too large to stay in the frame
+    payload, buffers = dumps_task(noop, (), {"text": text})
+    try:
+        assert type(payload) is not bytes and buffers == ()
+        assert pickle.loads(_as_view(payload)) == (noop, (), {"text": text})
+    finally:
+        release((payload, *buffers))
+    plain, none = dumps_task(noop, (), {"text": text}, out_of_band=False)
+    assert type(plain) is bytes and none == () and plain == _cloud(noop, (), {"text": text})
+    payload, _ = dumps_task(noop, ([1],), {})
+    assert pickle.loads(memoryview(payload)) == (noop, ([1],), {})

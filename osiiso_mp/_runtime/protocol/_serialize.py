@@ -109,6 +109,17 @@ def dumps_task(
     ``shared=False`` keeps large buffers out of shared memory (a transport whose workers
     are on another host).
     """
+    # the commonest call first: a callable known to pickle by reference, small plain
+    # arguments; plain pickle makes the payload (what the general path below would make)
+    if _BY_REFERENCE.get(id(fn)) is fn and _small_plain_args(args, kwargs):
+        try:
+            data = pickle.dumps((fn, args, kwargs), protocol=5)
+        except Exception:  # not the object its module holds now, say: as below
+            pass
+        else:
+            if len(data) < INLINE_MIN or not out_of_band:
+                return data, ()
+            return _pack(data, [], shared)
     if type(fn) is PickledCallable:  # pickled already: only the arguments may need cloudpickle
         plain = _plain_args(args, kwargs)
     else:
@@ -175,6 +186,22 @@ def _plain_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     for arg in kwargs.values():  # noqa: SIM110 - loops: faster than all() (a hot path)
         if type(arg) not in plain:
             return False
+    return True
+
+
+def _small_plain_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Are the arguments all of plain types (see ``_PLAIN``), and none large bytes (which
+    travel out of band)?"""
+    plain = _PLAIN
+    for arg in args:
+        kind = type(arg)
+        if kind not in plain or (kind is bytes and len(arg) >= INLINE_MIN):
+            return False
+    if kwargs:
+        for arg in kwargs.values():
+            kind = type(arg)
+            if kind not in plain or (kind is bytes and len(arg) >= INLINE_MIN):
+                return False
     return True
 
 
