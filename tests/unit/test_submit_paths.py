@@ -67,10 +67,10 @@ def test_a_lambdas_key_says_where_it_is_defined(ex: Executor) -> None:
 
 def test_refusals_come_first_and_in_order(ex: Executor) -> None:
     with pytest.raises(TypeError, match="needs a callable, got int"):
-        ex.submit(3)  # type: ignore[arg-type]
+        ex.submit(3)  # type: ignore[call-overload]
     assert ex.queue_size() == 0
     ex.shutdown(wait=False)
     with pytest.raises(ClosedError, match="shut down"):
         ex.submit(plain, 1)
     with pytest.raises(ClosedError, match="shut down"):
-        ex.submit(3)  # type: ignore[arg-type]  # closed is said before not callable
+        ex.submit(3)  # type: ignore[call-overload]  # closed is said before not callable
