@@ -148,23 +148,24 @@ class ExecutorCore:
         if buffers or type(payload) is not bytes:  # large: is it the callable? (once per fn)
             check_size(fn, payload, buffers, reuse)
         fut: TaskFuture[Any] = TaskFuture(self.sup, task_id, name)
-        task = Task(
-            seq=next(self._seq),
-            task_id=task_id,
-            name=name,
-            fn_name=fn_name,
-            key=key,
-            fut=fut,
-            opts=opts,
-            payload=payload,
-            buffers=buffers,
-            is_async=is_async(fn),
-            error=error,
-            args=args,
-            kwargs=kwargs,
-            created_at=time.perf_counter(),
-            enqueue_ms=int(time.time() * 1000),
-            flow=flow,
+        task = Task(  # Task's parameters in order, positionally (a task per submit)
+            next(self._seq),  # seq
+            task_id,
+            name,
+            fn_name,
+            fut,
+            opts,
+            payload,
+            buffers,
+            is_async(fn),
+            error,
+            args,
+            kwargs,
+            time.perf_counter(),  # created_at
+            int(time.time() * 1000),  # enqueue_ms
+            None,  # chunk
+            key,
+            flow,
         )
         fut._task = task
         if opts.task_id is not None:  # refuse an id in flight now, not in the record

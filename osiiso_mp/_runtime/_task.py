@@ -32,7 +32,6 @@ State = Literal["queued", "scheduled", "running", "complete"]
 
 # What a finished task holds instead of its own (it is kept: no object more than needed).
 _NO_KWARGS: dict[str, Any] = {}
-_NO_ATTEMPTS: list[Attempt] = []
 
 
 class Task:
@@ -83,9 +82,8 @@ class Task:
         """What keeps its value for ``run()`` (see ``ValueBudget``): itself."""
         return self
 
-    def __init__(
+    def __init__(  # (positional too: submit makes one per task, and keywords cost more)
         self,
-        *,
         seq: int,
         task_id: str,
         name: str,
@@ -126,7 +124,9 @@ class Task:
         self.created_at = created_at
         self.enqueue_ms = enqueue_ms
         self.state: State = "queued"
-        self.attempts: list[Attempt] = []
+        # its attempts so far, a tuple (most tasks make one: no list to grow, and the
+        # record shares it as its attempt_log)
+        self.attempts: tuple[Attempt, ...] = ()
         self.worker: Any = None  # the supervisor's _Worker holding it, or None
         self.started_at: float | None = None  # start of the current attempt
         self.first_started_at: float | None = None
@@ -197,7 +197,7 @@ class Task:
         self.fut = None
         self.args = ()
         self.kwargs = _NO_KWARGS
-        self.attempts = _NO_ATTEMPTS  # (the record has them; none is added after the end)
+        self.attempts = ()  # (the record has them; none is added after the end)
         self.worker = None
         self.error = None
 

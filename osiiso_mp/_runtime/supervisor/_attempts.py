@@ -176,8 +176,9 @@ class Attempts:
         waited = (finished if started is None else started) - task.queued_since
         ran = 0.0 if started is None else finished - started
         attempts = task.attempts
-        attempts.append(  # Attempt's fields in order, given positionally (made per task)
-            make_attempt(
+        task.attempts = (
+            *attempts,
+            make_attempt(  # Attempt's fields in order, given positionally (made per task)
                 len(attempts) + 1,  # number
                 w.id,  # worker
                 w.pid,  # pid
@@ -192,7 +193,7 @@ class Attempts:
                 error,
                 None,  # exit_code
                 w.node,
-            )
+            ),
         )
         if task.first_started_at is None and started is not None:
             task.first_started_at = started
@@ -221,8 +222,10 @@ class Attempts:
         if task.started_at is not None:
             self.estimates.observe(task.key, now - task.started_at)
         error = str(exc) if isinstance(exc, Cancelled) else short_error(exc)
-        task.attempts.append(
-            unreported_attempt(task, w, outcome, error, now, exit_code=exit_code, peak_rss=peak_rss)
+        task.attempts += (
+            unreported_attempt(
+                task, w, outcome, error, now, exit_code=exit_code, peak_rss=peak_rss
+            ),
         )
         outcomes = self.outcomes
         if outcomes.hooks:

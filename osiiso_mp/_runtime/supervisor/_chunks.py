@@ -76,7 +76,7 @@ class ChunkOutcomes:
                 name=task.name,
                 task_id=task.task_id,
             )
-            task.attempts.append(
+            task.attempts += (
                 unreported_attempt(
                     task,
                     w,
@@ -85,7 +85,7 @@ class ChunkOutcomes:
                     time.perf_counter(),
                     peak_rss=msg.peak_rss,
                     rss_delta=msg.rss_delta,
-                )
+                ),
             )
             self.attempts.after_failure(task, err)
             return
@@ -121,12 +121,12 @@ class ChunkOutcomes:
         chunk.busy = True  # not settled before every failed item is handled
         for i in sorted(errors):  # each is retried, or finished and handed to the chunk
             error = rebuild_exception(errors[i])
-            item = self._split_item(task, i, [chunk.attempt(i, "failed", short_error(error))])
+            item = self._split_item(task, i, (chunk.attempt(i, "failed", short_error(error)),))
             self.attempts.after_failure(item, error)
         for i in range(ran, chunk.n):  # not run: each goes on its own, where the chunk was
             # (its seq and the next task's are SEQ_STEP apart), so that the chunk a map reads
             # first completes first, and values wait for their reader as little as they can
-            item = self._split_item(task, i, [], seq=task.seq + 1 + i)
+            item = self._split_item(task, i, (), seq=task.seq + 1 + i)
             if item.error is not None:
                 self.outcomes.finish_failed(item, item.error)
             else:
@@ -148,7 +148,7 @@ class ChunkOutcomes:
         task.buffers = ()
 
     def _split_item(
-        self, transport: Task, i: int, attempts: list[Attempt], *, seq: int | None = None
+        self, transport: Task, i: int, attempts: tuple[Attempt, ...], *, seq: int | None = None
     ) -> Task:
         """Item ``i`` of a chunk becomes a task of its own, with the attempts it made in the
         chunk: it is retried, or finished, as a single task; its record goes to the chunk.
@@ -196,7 +196,7 @@ class ChunkOutcomes:
         assert chunk is not None
         self._end_transport(task)
         for i in range(chunk.n):
-            item = self._split_item(task, i, [])
+            item = self._split_item(task, i, ())
             item.suspect = True
             if item.error is not None:
                 self.outcomes.finish_failed(item, item.error)
@@ -237,7 +237,7 @@ class ChunkOutcomes:
         self._end_transport(task)
         finished = task.attempts[-1].finished_at if task.attempts else time.perf_counter()
         self.ledger.ended[status] += chunk.end_all(
-            status, exc=exc, message=message, attempts=tuple(task.attempts), finished_at=finished
+            status, exc=exc, message=message, attempts=task.attempts, finished_at=finished
         )
         self._settle_if_done(task)
         outcomes = self.outcomes

@@ -103,7 +103,7 @@ class Outcomes:
             ran if ran > 0.0 else 0.0,  # duration
             message,
             opts.metadata,
-            tuple(attempts),  # attempt_log
+            attempts,  # attempt_log (a tuple already)
         )
         if task.buffers or type(task.payload) is not bytes:  # (plain bytes: nothing shared)
             release((task.payload, *task.buffers))  # shared memory is freed here, not later
