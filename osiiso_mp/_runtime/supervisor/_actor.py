@@ -76,6 +76,7 @@ class Supervisor:
         self.broken: str | None = None
         self.closing = False
         self._stopped = threading.Event()
+        self._inbox_closed = False  # set with _stopped, under _post_lock (read by post)
         self._shutdown_replies: list[cf.Future[None]] = []
         initializer: bytes | None = None
         inherited: list[int] = []
@@ -127,7 +128,7 @@ class Supervisor:
         Raises :class:`ClosedError` once the supervisor has stopped.
         """
         with self._post_lock:  # Invariant: nothing enters the inbox after teardown drained it
-            if self._stopped.is_set():
+            if self._inbox_closed:
                 raise ClosedError("the executor is shut down")
             self._inbox.append(cmd)
             if not self._wake_pending:
@@ -326,6 +327,7 @@ class Supervisor:
         self.pool.teardown()
         self.transport.close()
         with self._post_lock:
+            self._inbox_closed = True
             self._stopped.set()
             leftovers = list(self._inbox)
             self._inbox.clear()
