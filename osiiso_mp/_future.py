@@ -25,6 +25,8 @@ __all__ = ["FutureCondition", "TaskFuture"]
 T = TypeVar("T")
 _PENDING = cf._base.PENDING
 _FINISHED = cf._base.FINISHED
+# the states in which cf.Future.set_result raises InvalidStateError
+_DONE = frozenset((cf._base.CANCELLED, cf._base.CANCELLED_AND_NOTIFIED, _FINISHED))
 
 
 class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
@@ -64,10 +66,12 @@ class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
 
     def notify_all(self) -> None:
         try:
-            n = len(self._waiters)
-        except AttributeError:
-            n = 0
-        self.notify(n)
+            waiters = self._waiters
+        except AttributeError:  # nobody ever waited (as notify, without a second probe)
+            if not self._is_owned():  # type: ignore[attr-defined]
+                raise RuntimeError("cannot notify on un-acquired lock") from None
+            return
+        threading.Condition.notify(self, len(waiters))
 
 
 class TaskFuture(cf.Future[T], Generic[T]):
@@ -174,6 +178,26 @@ class TaskFuture(cf.Future[T], Generic[T]):
         self._settle(record)
 
     # -- standard surface ------------------------------------------------------------------
+
+    def set_result(self, result: T) -> None:
+        """Set the future's value, as :meth:`concurrent.futures.Future.set_result` does
+        (``InvalidStateError`` if it is done already).
+
+        The same steps inline, run once per task on the supervisor thread: the condition
+        is notified only if someone ever waited on it (see ``FutureCondition``), and the
+        done-callbacks are walked only if there are any."""
+        cond = self._condition
+        with cond:
+            if self._state in _DONE:
+                raise cf.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result  # before _state: result() reads a finished one unlocked
+            self._state = _FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            if getattr(cond, "_waiters", None):  # (made by a wait; empty: nobody waits now)
+                cond.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def cancel(self) -> bool:
         """Cancel the task, even a running one; False only if it had already finished."""

@@ -158,3 +158,46 @@ def test_result_once_done_and_before() -> None:
     cf.Future.cancel(gone)  # the standard cancel, as the supervisor's _settle does
     with pytest.raises(cf.CancelledError):
         gone.result()
+
+
+def test_set_result_as_cf_future_does(caplog: pytest.LogCaptureFixture) -> None:
+    """``TaskFuture.set_result`` is ``cf.Future.set_result`` inline: the same wakes, the
+    same callbacks (outside the lock, a raising one logged), the same errors."""
+    fut = _future()
+    got: list[Any] = []
+    waiting = threading.Event()
+
+    def blocked() -> None:  # woken by the condition (a wait made its deque)
+        waiting.set()
+        got.append(fut.result(5))
+
+    def waited() -> None:  # woken through cf.wait's waiter, not the condition
+        done, _ = cf.wait([fut], 5)
+        got.append(len(done))
+
+    threads = [threading.Thread(target=blocked), threading.Thread(target=waited)]
+    for t in threads:
+        t.start()
+    waiting.wait(5)
+    while not fut._waiters or not getattr(fut._condition, "_waiters", None):
+        threading.Event().wait(0.001)  # both are waiting
+    owned: list[bool] = []
+    fut.add_done_callback(lambda f: owned.append(cast(Any, f._condition)._is_owned()))
+    fut.add_done_callback(lambda f: 1 / 0)
+    fut.add_done_callback(lambda f: got.append("after the raising one"))
+    fut.set_result(42)
+    for t in threads:
+        t.join(2)  # woken at once (a missed wake would sleep out its 5 s)
+        assert not t.is_alive()
+    assert sorted(map(str, got)) == ["1", "42", "after the raising one"]
+    assert owned == [False]  # callbacks run once the lock is released
+    assert "exception calling callback" in caplog.text
+    with pytest.raises(cf.InvalidStateError, match="FINISHED"):
+        fut.set_result(1)
+    assert fut.result() == 42
+    gone = _future()
+    cf.Future.cancel(gone)
+    with pytest.raises(cf.InvalidStateError, match="CANCELLED"):
+        gone.set_result(1)
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        _future()._condition.notify_all()  # nobody waited, and not owned
