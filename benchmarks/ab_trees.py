@@ -31,15 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _cpu_ns(pid: int | str) -> int:
-    """CPU nanoseconds of every thread of process ``pid`` so far."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended meanwhile
-    return total
+    """CPU nanoseconds of every thread of process ``pid`` so far (Linux)."""
+    from bench_shapes import threads_ns
+
+    ns = threads_ns(pid)
+    if ns is None:
+        raise SystemExit("needs /proc/<pid>/task/<tid>/schedstat (Linux)")
+    return ns
 
 
 def one(what: str) -> list[float]:

@@ -86,7 +86,7 @@ def cpu_one(peer_name: str, tasks: int) -> dict[str, float]:
     }
 
 
-def _threads_ns(pid: int | str) -> int | None:
+def threads_ns(pid: int | str) -> int | None:
     """CPU nanoseconds of every thread of process ``pid`` so far (None: not readable)."""
     total = 0
     try:
@@ -118,8 +118,8 @@ def rtt_cpu_one(peer_name: str, trips: int) -> dict[str, float]:
         kids = [c.pid for c in me.children(recursive=True)]
 
         def split() -> tuple[float, float, float]:
-            ours = _threads_ns("self")
-            theirs = [_threads_ns(pid) for pid in kids]
+            ours = threads_ns("self")
+            theirs = [threads_ns(pid) for pid in kids]
             if ours is None or None in theirs:  # no schedstat here: psutil's ticks
                 ours_s = sum(me.cpu_times()[:2])
                 kids_s = 0.0
