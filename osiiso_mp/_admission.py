@@ -75,9 +75,11 @@ class Admission:
                 task = fut._task
                 assert task is not None
                 try:
-                    with owner.lock:
-                        owner.check_open()
-                        owner.sup.post(Submit(task))
+                    # not under owner.lock (shutdown flushes this queue, under this lock,
+                    # after setting closed: taking owner.lock here inverted the order).
+                    # Parked before the executor closed, it runs as a drain would run it;
+                    # the Shutdown command, posted after the flush, comes after it.
+                    owner.sup.post(Submit(task))
                 except ClosedError:
                     fut._settle_closed()
                     continue

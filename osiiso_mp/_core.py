@@ -401,8 +401,12 @@ class ExecutorCore:
         """Stop taking tasks and release the workers (see ``Executor.shutdown``)."""
         with self.lock:
             self.closed = True
-            if self.admission is not None:
-                self.admission.flush(cancel=cancel_futures or kill)
+        if self.admission is not None:
+            # not under self.lock: a freed slot takes the admission's lock and posts
+            # (free_slot); flushing takes that lock too, so it must not wait for it while
+            # holding this one (the two orders deadlocked). Nothing is parked any more once
+            # closed is set (admit checks it under the admission's lock).
+            self.admission.flush(cancel=cancel_futures or kill)
         self._finalizer.detach()
         reply: cf.Future[None] = cf.Future()
         try:

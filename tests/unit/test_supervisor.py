@@ -21,6 +21,7 @@ import pytest
 from process_support import wait_until
 
 from osiiso_mp import (
+    AsyncExecutor,
     ClosedError,
     Executor,
     MemoryLimitError,
@@ -893,3 +894,39 @@ def test_each_task_goes_to_the_first_idle_worker_and_a_busy_one_gets_none_ahead(
     # each link a dispatch sent to was promised a flush, and got it before the turn ended
     assert sup.call(lambda: [link.flush_promised for link in links]) == [False] * 3
     assert all(link.flushes for link in links)
+
+
+def test_shutdown_does_not_hold_the_core_lock_while_it_flushes_parked_tasks() -> None:
+    """``max_pending`` on the async facade parks tasks; a task that finishes frees its
+    slot by taking the admission's lock, then posting the oldest parked task. Shutdown
+    flushes the parked tasks under that same lock: it must not hold the core's lock
+    meanwhile (it did, and a slot freed at the same moment, which took the core's lock
+    under the admission's, deadlocked both threads)."""
+    transport = FakeTransport()
+    ex = AsyncExecutor(procs=1, transport=transport, max_pending=1)
+    link = transport.link(0)
+    link.ready()
+    core = ex._core
+    admission = core.admission
+    assert admission is not None
+    running = ex.submit(abs, -1)
+    parked = ex.submit(abs, -2)  # no slot free: parked, not yet sent to the supervisor
+    (run,) = link.expect_runs(1)
+    assert parked.status() == "queued" and parked._parked_in is admission
+    with admission._lock:  # where a freed slot holds it
+        stopping = threading.Thread(target=core.shutdown, kwargs={"wait": False})
+        stopping.start()
+        time.sleep(0.2)  # shutdown is now waiting for the admission's lock
+        took = core.lock.acquire(timeout=2)  # what free_slot's next step once took
+        if took:
+            core.lock.release()
+    stopping.join(WAIT)
+    assert took, "shutdown held the core's lock while it waited for the admission's"
+    assert not stopping.is_alive()
+    link.perform(run)
+    (run_parked,) = link.expect_runs(1)  # a graceful shutdown runs what was parked
+    link.perform(run_parked)
+    assert (running.result(timeout=WAIT), parked.result(timeout=WAIT)) == (1, 2)
+    transport.exit_on_stop()
+    core.shutdown(wait=True)
+    transport.wait_closed()
