@@ -9,9 +9,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
 import pytest
 import uvloop
+from process_support import gone
 
 from osiiso_mp import AsyncExecutor, ExecutionError, QueueFullError, TaskFuture
 
@@ -172,7 +172,7 @@ def test_cancelling_the_awaiting_task_kills_the_running_attempt(
             with pytest.raises(asyncio.CancelledError):
                 await handler
             deadline = time.monotonic() + 1.0
-            while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+            while not gone(pid):  # (a zombie, or no process any more)
                 assert time.monotonic() < deadline, "the worker outlived the cancellation"
                 await asyncio.sleep(0.02)
             record = fut.task_result()
@@ -271,7 +271,7 @@ def test_run_in_executor_cancellation_stops_the_attempt(
         with pytest.raises(asyncio.CancelledError):
             await call
         deadline = time.monotonic() + 1.0
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        while not gone(pid):  # (a zombie, or no process any more)
             assert time.monotonic() < deadline, "the worker outlived the cancellation"
             await asyncio.sleep(0.02)
         assert await loop.run_in_executor(ex, square, 4) == 16

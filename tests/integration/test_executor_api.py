@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import psutil
 import pytest
-from process_support import wait_until
+from process_support import gone, wait_until
 
 from osiiso_mp import (
     ClosedError,
@@ -170,13 +170,6 @@ def _record(fut: TaskFuture[Any], timeout: float = 10.0) -> TaskResult:
     record = fut.task_result(timeout=timeout)
     assert record is not None
     return record
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _check_report(out: str, expected: str) -> None:
@@ -519,7 +512,7 @@ def test_main_script_lambdas_without_guard(start_method: str, tmp_path: Path) ->
     assert pids
     assert os.getpid() not in pids
     # the script has exited: its workers are gone too
-    wait_until(lambda: all(_pid_gone(p) for p in pids), "the script's workers to exit", 2.0)
+    wait_until(lambda: all(gone(p) for p in pids), "the script's workers to exit", 2.0)
 
 
 # ===================================================================== 3. async def tasks

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import psutil
 import pytest
-from process_support import wait_until
+from process_support import gone, wait_until
 
 from osiiso_mp import (
     ExecutionError,
@@ -341,18 +341,11 @@ def test_cancel_kills_the_running_task_and_cancels_the_queued_ones(
         assert [cast(Any, r).status for r in records] == ["cancelled"] * 4
         assert all(f.cancelled() for f in group)
         assert group.cancel() == 0  # nothing left to cancel
-        wait_until(lambda: not psutil.pid_exists(pid) or _is_zombie(pid), "the worker to die")
+        wait_until(lambda: not psutil.pid_exists(pid) or gone(pid), "the worker to die")
         # the worker was replaced: the executor still runs tasks
         assert ex.submit(square, 6).result(timeout=10) == 36
         summary = group.wait(timeout=10)
         assert summary.cancelled == 4 and not summary.timed_out
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.timeout(30)
