@@ -132,7 +132,7 @@ class ExecutorCore:
                 raise TypeError(f"submit() needs a callable, got {type(fn).__qualname__}")
             fn_name = callable_name(fn)
         name = opts.name or fn_name
-        key = estimate_key(fn, fn_name) if fn_name.endswith("<lambda>") else fn_name
+        key = estimate_key(fn, fn_name)
         task_id = opts.task_id or new_task_id()
         error: BaseException | None = None
         try:

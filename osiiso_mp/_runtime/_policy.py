@@ -66,12 +66,16 @@ class ReadyQueue(Generic[T]):
 
     def pop(self) -> tuple[int, int, T]:
         """Remove and return the best entry; IndexError when empty."""
-        heap, live = self._heap, self._live
-        while heap and heap[0][1] not in live:
-            heapq.heappop(heap)
-        entry = heapq.heappop(heap)
-        live.discard(entry[1])
+        entry = self.peek()
+        if entry is None:
+            raise IndexError("pop from an empty ReadyQueue")
+        self.drop_peeked()
         return entry
+
+    def drop_peeked(self) -> None:
+        """Remove the entry that :meth:`peek` has just returned (nothing in between may
+        change the queue): the dispatcher's peek-then-take, without a second skip."""
+        self._live.discard(heapq.heappop(self._heap)[1])
 
     def remove(self, seq: int) -> bool:
         """Forget ``seq``; False when it was not queued."""

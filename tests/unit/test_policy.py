@@ -46,6 +46,21 @@ def test_ready_queue_lazy_removal() -> None:
         q.pop()
 
 
+def test_ready_queue_drop_peeked_takes_what_peek_returned_past_removed_entries() -> None:
+    q: ReadyQueue[int] = ReadyQueue()
+    for seq in range(6):
+        q.push(0, seq, seq * 10)
+    q.remove(0)
+    q.remove(1)  # the two best are gone: peek skips them
+    taken = []
+    while (entry := q.peek()) is not None:
+        taken.append(entry[2])
+        q.drop_peeked()
+        assert entry[1] not in q
+    assert taken == [20, 30, 40, 50]
+    assert len(q) == 0
+
+
 def test_ready_queue_refuses_duplicate_seq_and_matches_sorted_order() -> None:
     q: ReadyQueue[int] = ReadyQueue()
     q.push(1, 7, 7)

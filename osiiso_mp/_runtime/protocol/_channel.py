@@ -21,7 +21,8 @@ import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._framing import (
     ANC_SIZE,
@@ -129,6 +130,18 @@ class Channel:
         if self._closed or self._write_failed:
             return
         parts, fds = encode_frame(msg)
+        self._queue(parts, fds)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame without buffers or descriptors, already encoded (see
+        :func:`~._framing.finished_frame`); as :meth:`send` otherwise."""
+        if self._closed or self._write_failed:
+            return
+        self._queue((frame,), ())
+
+    def _queue(self, parts: Sequence[Any], fds: Sequence[int]) -> None:
+        """Append one frame's ``parts`` (and the descriptors it passes) to the last segment
+        not yet on the wire, and make sure a flush comes."""
         out = self._out
         seg = out[-1] if out else None
         if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > MAX_FDS):
@@ -138,21 +151,6 @@ class Channel:
         if len(parts) > 1:  # a frame with buffers beside its pickle
             seg.plain = False
             seg.fds.extend(fds)
-        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue one whole frame without buffers or descriptors, already encoded (see
-        :func:`~._framing.finished_frame`); as :meth:`send` otherwise."""
-        if self._closed or self._write_failed:
-            return
-        out = self._out
-        seg = out[-1] if out else None
-        if seg is None or seg.started:
-            seg = Segment()
-            out.append(seg)
-        seg.bufs.append(frame)
         if not (self._flush_scheduled or self._flush_owned or self._writer_added):
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)

@@ -165,7 +165,7 @@ class Dispatcher:
             task = entry[2]
             flow = task.flow
             if flow is not None and flow.holds_back(task.seq):
-                queue.pop()  # its map's reader is behind: it waits (see ReadAhead)
+                queue.drop_peeked()  # its map's reader is behind: it waits (see ReadAhead)
                 flow.park(task.seq, task)
                 continue
             chunk, is_async = task.chunk is not None, task.is_async
@@ -202,7 +202,7 @@ class Dispatcher:
                 return
             if self._bucket is not None and not self._rate_allows():
                 return
-            queue.pop()
+            queue.drop_peeked()
             new_name = task.key not in best.names
             if not self._send(best, task):  # it failed, and hooks may have run: start afresh
                 depths.clear()
