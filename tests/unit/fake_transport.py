@@ -337,11 +337,36 @@ class FakeLink:
     def reply(self, msg: Message) -> None:
         """The worker sends ``msg``: it reaches the supervisor on its loop."""
         self._inbox.append(_through_the_wire(msg))
-        self._loop.call_soon_threadsafe(self._pump)
+        self._on_the_loop(self._pump)
 
     def exit(self, code: int) -> None:
         """The worker process exits with status ``code`` (after what it sent before)."""
-        self._loop.call_soon_threadsafe(self._report_exit, code)
+        self._on_the_loop(self._report_exit, code)
+
+    def _on_the_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the supervisor's loop; called from the test's thread, return
+        once it has run. So a test's next step (a submit, a query: the supervisor's inbox)
+        reaches the supervisor after what this link reported, in the order the test wrote
+        them: the inbox has a wake-up of its own, and nothing orders the two otherwise."""
+        ran = threading.Event()
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                ran.set()
+
+        try:
+            self._loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed (the supervisor's teardown): nobody listens
+            return
+        try:
+            on_the_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_the_loop = False
+        while not on_the_loop and not ran.wait(0.05):
+            if self._loop.is_closed() or not self._loop.is_running():
+                return  # stopped before it ran: nothing will
 
     def now(self) -> float:
         """The worker's ``time.perf_counter()`` now (ours plus ``clock_offset``)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import operator
 import os
 import threading
 import time
@@ -930,3 +932,85 @@ def test_shutdown_does_not_hold_the_core_lock_while_it_flushes_parked_tasks() ->
     transport.exit_on_stop()
     core.shutdown(wait=True)
     transport.wait_closed()
+
+
+# -- the supervisor's wake-up descriptor -------------------------------------------------------
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_posts_from_many_threads_at_once_each_wake_the_supervisor_in_time(
+    start: Start, busy: bool
+) -> None:
+    # Every post appends to the inbox and wakes the loop unless a wake-up is pending: by
+    # its wake-up descriptor while the supervisor holds no unfinished task, else by
+    # call_soon_threadsafe (busy: a task is held running). A lost wake-up would leave a
+    # caller waiting here (until the timeout).
+    ex, transport = start(1)
+    sup = ex._core.sup
+    link = transport.link(0)
+    if busy:
+        fut = ex.submit(abs, -1)
+        run = link.expect(RunTask)
+        link.start(run)
+    answers: list[list[int]] = [[] for _ in range(8)]
+
+    def caller(k: int) -> None:
+        for i in range(200):
+            answers[k].append(sup.call(functools.partial(operator.mul, i, 2), timeout=WAIT))
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not any(t.is_alive() for t in threads), "a post was never handled"
+    assert answers == [[i * 2 for i in range(200)]] * 8
+    if busy:
+        assert sup.call(lambda: len(sup.ledger.tasks)) == 1  # it held the task throughout
+        link.succeed(run, 1)
+        assert fut.result(timeout=WAIT) == 1
+
+
+@pytest.mark.parametrize("kind", ["eventfd", "pipe"])
+def test_the_wake_descriptors_are_non_blocking_and_closed_on_exec(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from osiiso_mp._runtime.supervisor._actor import _WAKE, _wake_fds
+
+    if kind == "pipe":
+        monkeypatch.delattr(os, "eventfd", raising=False)  # as on macOS
+    elif not hasattr(os, "eventfd"):
+        pytest.skip("no eventfd on this platform")  # pragma: no cover - Linux has one
+    r, w = _wake_fds()
+    try:
+        assert (r == w) is (kind == "eventfd")
+        for fd in {r, w}:
+            assert not os.get_blocking(fd) and not os.get_inheritable(fd)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 4096)  # nothing written: no wake-up, and no blocking
+        os.write(w, _WAKE)
+        os.write(w, _WAKE)
+        assert os.read(r, 4096)  # both wake-ups, in one read
+        with pytest.raises(BlockingIOError):
+            os.read(r, 4096)
+    finally:
+        for fd in {r, w}:
+            os.close(fd)
+
+
+def test_the_wake_descriptors_are_closed_when_the_supervisor_stops(start: Start) -> None:
+    ex, transport = start(1)
+    sup = ex._core.sup
+    fds = {sup._wake_r, sup._wake_w}
+    identities = {fd: (os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in fds}
+    transport.exit_on_stop()
+    ex.shutdown(wait=True)
+    assert not sup.alive
+    for fd, identity in identities.items():
+        try:
+            now = os.fstat(fd)
+        except OSError:
+            continue  # closed
+        assert (now.st_dev, now.st_ino) != identity, f"descriptor {fd} is still open"
+    with pytest.raises(ClosedError):
+        ex.submit(int)
