@@ -47,10 +47,11 @@ PEERS = [
     "mpire",
     "bare pipe",
     "shape: thread",
+    "shape: thread + records",
     "shape: process",
     "shape: process (waiter reads)",
 ]
-CPU_PEERS = ["osiiso_mp", "mp.Pool", "shape: thread", "shape: process"]
+CPU_PEERS = ["osiiso_mp", "mp.Pool", "shape: thread", "shape: thread + records", "shape: process"]
 
 
 def cpu_one(peer_name: str, tasks: int) -> dict[str, float]:

@@ -131,12 +131,39 @@ class _Worker(_Framed):
             self.done.set_result(None)
 
 
-def _serve_worker(sock: socket.socket) -> None:  # pragma: no cover - runs in the child
+class _MeteredWorker(_Worker):
+    """As :class:`_Worker`, with the telemetry every attempt of osiiso_mp must carry (its
+    CPU time, peak RSS and RSS delta), taken by osiiso_mp's own ``Meter``."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        super().__init__(done)
+        from osiiso_mp._runtime.worker._telemetry import Meter
+
+        self.meter = Meter()
+
+    def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
+        out = []
+        loads, dumps, pack = pickle.loads, pickle.dumps, HEAD.pack
+        snapshot, measure = self.meter.snapshot, self.meter.measure
+        for start, end, tid in found:
+            fn, args = loads(view[start:end])
+            began = snapshot()
+            value = fn(*args)
+            ended, cpu, peak, delta = measure(began)
+            body = dumps((value, began[0], ended, cpu, peak, delta), PROTOCOL)
+            out.append(pack(len(body) + 8, tid))
+            out.append(body)
+        self.transport.write(b"".join(out))
+
+
+def _serve_worker(
+    sock: socket.socket, protocol: type[_Worker] = _Worker
+) -> None:  # pragma: no cover - runs in the child
     import uvloop
 
     async def serve() -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await asyncio.get_running_loop().create_connection(lambda: _Worker(done), sock=sock)
+        await asyncio.get_running_loop().create_connection(lambda: protocol(done), sock=sock)
         await done
 
     uvloop.run(serve())
@@ -207,19 +234,12 @@ class _FromWorker(_Framed):
         self.shape.transports[self.index] = transport  # type: ignore[assignment]
 
     def frames(self, view: memoryview, found: list[tuple[int, int, int]]) -> None:
-        shape = self.shape
-        inflight, records = shape.inflight, shape.records
-        loads, clock = pickle.loads, time.perf_counter
-        for start, end, tid in found:
-            value, started, ended = loads(view[start:end])
-            fut, submitted, dispatched = inflight.pop(tid)
-            records.append((submitted, dispatched, started, ended, clock()))
-            fut.set_result(value)
-        shape.load[self.index] -= len(found)
+        self.shape.settle(view, found, self.index)
 
 
 class ThreadShape(_Shape):
     name = "shape: thread"
+    worker: type[_Worker] = _Worker
     notes = (
         "skeleton: supervisor = uvloop loop on a thread of the caller's process (osiiso_mp's "
         "shape), futures + 5-time records, no policy; a ceiling, see proto_shapes.py"
@@ -229,7 +249,7 @@ class ThreadShape(_Shape):
         ends = [socket.socketpair() for _ in range(self.procs)]
         every = [s for pair in ends for s in pair]
         for _ours, theirs in ends:
-            self.pids.append(_fork(self._child, every, theirs))
+            self.pids.append(_fork(self._child, every, theirs, self.worker))
         for _ours, theirs in ends:
             theirs.close()
         self.queue: collections.deque[tuple[int, cf.Future[Any], float, bytes]] = (
@@ -255,12 +275,29 @@ class ThreadShape(_Shape):
         ready.wait()
 
     @staticmethod
-    def _child(every: list[socket.socket], mine: socket.socket) -> None:  # pragma: no cover
+    def _child(
+        every: list[socket.socket], mine: socket.socket, worker: type[_Worker]
+    ) -> None:  # pragma: no cover
         _close_all_but(every, [mine])
-        _serve_worker(mine)
+        _serve_worker(mine, worker)
+
+    def future(self, fn: Callable[..., Any]) -> cf.Future[Any]:
+        """A new task's future."""
+        return cf.Future()
+
+    def settle(self, view: memoryview, found: list[tuple[int, int, int]], index: int) -> None:
+        """On the loop: settle the tasks of the reply frames ``found`` from worker ``index``."""
+        inflight, records = self.inflight, self.records
+        loads, clock = pickle.loads, time.perf_counter
+        for start, end, tid in found:
+            value, started, ended = loads(view[start:end])
+            fut, submitted, dispatched = inflight.pop(tid)
+            records.append((submitted, dispatched, started, ended, clock()))
+            fut.set_result(value)
+        self.load[index] -= len(found)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
-        fut: cf.Future[Any] = cf.Future()
+        fut = self.future(fn)
         body = pickle.dumps((fn, args), PROTOCOL)
         self.queue.append((next(self.ids), fut, time.perf_counter(), body))
         if not self.due:
@@ -297,6 +334,58 @@ class ThreadShape(_Shape):
         self.thread.join()
         self.loop.close()
         self._reap()
+
+
+class ThreadRecordsShape(ThreadShape):
+    """The thread shape plus what osiiso_mp's contract asks of every task, made with
+    osiiso_mp's own classes, and nothing else: a ``TaskFuture`` with a uuid4 task id and a
+    name; in the worker, the attempt's telemetry (``Meter``: two ``getrusage`` and two
+    reads of ``/proc/self/statm``); in the supervisor, an ``Attempt`` and a ``TaskResult``
+    (built positionally, as osiiso_mp builds them) kept by task id, which is what
+    ``result(task_id)``, ``status()`` and ``info()`` read. Still no policy: the floor of a
+    product with these records, in this shape."""
+
+    name = "shape: thread + records"
+    notes = (
+        "skeleton: shape: thread plus TaskFuture, uuid task id, the worker's Meter, an "
+        "Attempt and a TaskResult kept by task id (osiiso_mp's classes); no policy"
+    )
+    worker = _MeteredWorker
+
+    def start(self) -> None:
+        from osiiso_mp._future import TaskFuture
+        from osiiso_mp._intake import new_task_id
+        from osiiso_mp._results import make_attempt, make_result
+
+        self.task_future, self.new_task_id = TaskFuture, new_task_id
+        self.make_attempt, self.make_result = make_attempt, make_result
+        self.kept: dict[str, Any] = {}  # task id -> its TaskResult
+        super().start()
+
+    def future(self, fn: Callable[..., Any]) -> cf.Future[Any]:
+        return self.task_future(None, self.new_task_id(), fn.__qualname__)  # type: ignore[arg-type]
+
+    def settle(self, view: memoryview, found: list[tuple[int, int, int]], index: int) -> None:
+        inflight, records, kept = self.inflight, self.records, self.kept
+        loads, clock = pickle.loads, time.perf_counter
+        make_attempt, make_result, pid = self.make_attempt, self.make_result, self.pids[index]
+        for start, end, tid in found:
+            value, started, ended, cpu, peak, delta = loads(view[start:end])
+            entry: Any = inflight.pop(tid)  # (a TaskFuture, which cf.Future's type lacks)
+            fut, submitted, dispatched = entry
+            ran = ended - started
+            attempt = make_attempt(
+                1, index, pid, started - submitted, started, ended, ran, cpu, peak, delta,
+                "succeeded", "", None, "",
+            )  # fmt: skip
+            record = make_result(
+                fut.task_id, fut.name, "succeeded", value, None, 1, 3, False, None, False,
+                submitted, started, ended, ran, "", None, (attempt,),
+            )  # fmt: skip
+            kept[fut.task_id] = record
+            records.append((submitted, dispatched, started, ended, clock()))
+            fut._settle(record)
+        self.load[index] -= len(found)
 
 
 # --------------------------------------------------------------------------- process shape
@@ -506,4 +595,4 @@ class ProcessShapeWaiterReads(ProcessShape):
         return fut.result()
 
 
-SHAPES = (ThreadShape, ProcessShape, ProcessShapeWaiterReads)
+SHAPES = (ThreadShape, ThreadRecordsShape, ProcessShape, ProcessShapeWaiterReads)
