@@ -21,7 +21,7 @@ Data flow::
 
 - Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
   the supervisor drains on its own thread; the submit path costs the caller one deque append
-  and, at most once per drained batch, one write to its wake-up descriptor.
+  and, at most once per drained batch, one wake-up of its loop (see ``Supervisor.post``).
 - Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
   for the next message, but only behind tasks whose callable is known to be short
   (:class:`DurationEstimates`): as many as fit in about 2 ms of estimated work, 2 to 64. A

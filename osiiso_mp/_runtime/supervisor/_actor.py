@@ -5,8 +5,7 @@ What it does lives in its parts, each owning its own state and living on this th
 :class:`Dispatcher`, :class:`Attempts`, :class:`Outcomes`, :class:`ChunkOutcomes` and the
 :class:`MemoryCap`. Callers post commands (:mod:`.._commands`) to the inbox, which the
 shell drains on its thread; the submit path costs the caller one deque append and, at most
-once per drained batch, one write to the supervisor's wake-up descriptor (see
-:meth:`Supervisor.post`).
+once per drained batch, one wake-up of the loop (how: see :meth:`Supervisor.post`).
 """
 
 from __future__ import annotations
