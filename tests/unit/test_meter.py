@@ -1,14 +1,15 @@
 """The worker's Meter: snapshot() and measure() read the resident size as rss() does.
 
-Both inline rss()'s read of /proc/self/statm (a method call less per attempt): these tests
-pin that the inlined reads agree with rss(), including where it gives 0 (no statm, or a
-statm that cannot be parsed).
+Both read /proc/self/statm through rss(): these tests pin that their resident sizes agree
+with rss()'s, including where it gives 0 (no statm, or a statm that cannot be parsed).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,33 +64,31 @@ def test_without_statm_the_resident_size_is_zero() -> None:
     assert peak == 0 or peak > start[2]  # only a risen high-water mark counts then
 
 
-@pytest.mark.parametrize("content", [b"", b"12345", b"12 x 3\n"])
-def test_an_unparsable_statm_reads_as_zero(tmp_path: Path, content: bytes) -> None:
-    statm = tmp_path / "statm"
-    statm.write_bytes(content)
+@contextmanager
+def _meter_reading(path: Path, content: bytes) -> Iterator[Meter]:
+    """A Meter that reads ``content``, written to ``path``, as its statm."""
+    path.write_bytes(content)
     meter = Meter()
     if meter._statm is not None:
         os.close(meter._statm)
-    meter._statm = os.open(statm, os.O_RDONLY)
+    meter._statm = os.open(path, os.O_RDONLY)
     try:
-        start = meter.snapshot()
-        assert start[3] == 0 and meter.rss() == 0
-        assert meter.measure(start)[3] == 0
+        yield meter
     finally:
         os.close(meter._statm)
 
 
+@pytest.mark.parametrize("content", [b"", b"12345", b"12 x 3\n"])
+def test_an_unparsable_statm_reads_as_zero(tmp_path: Path, content: bytes) -> None:
+    with _meter_reading(tmp_path / "statm", content) as meter:
+        start = meter.snapshot()
+        assert start[3] == 0 and meter.rss() == 0
+        assert meter.measure(start)[3] == 0
+
+
 def test_a_statm_of_known_content_is_parsed(tmp_path: Path) -> None:
-    statm = tmp_path / "statm"
-    statm.write_bytes(b"1000 250 30 4 0 60 0\n")
-    meter = Meter()
-    if meter._statm is not None:
-        os.close(meter._statm)
-    meter._statm = os.open(statm, os.O_RDONLY)
-    try:
+    with _meter_reading(tmp_path / "statm", b"1000 250 30 4 0 60 0\n") as meter:
         start = meter.snapshot()
         assert start[3] == 250 * PAGE == meter.rss()
         _, _, _, delta = meter.measure(start)
         assert delta == 0
-    finally:
-        os.close(meter._statm)
