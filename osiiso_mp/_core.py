@@ -49,6 +49,7 @@ from ._runtime.protocol._commands import (
 )
 from ._runtime.protocol._serialize import dumps_task
 from ._runtime.supervisor import ChunkItem, Supervisor
+from ._runtime.supervisor._door import DIRECT_MAX, Door, plain
 from ._runtime.transports import make_transport
 from ._task_options import TaskOptions
 
@@ -84,6 +85,7 @@ class ExecutorCore:
         # large arguments may travel in shared memory (the workers are on this host)
         self._shared = transport.capabilities.shared_memory
         self.sup = Supervisor(config, transport)
+        self._door = self.sup.doors.door  # an idle worker plain tasks may go straight to
         self.batch = RunBatch(self.sup, config)  # what run() will summarise
         # the checkpoints of maps and groups with tasks in flight: run() makes what has
         # ended of them durable before it returns
@@ -171,7 +173,20 @@ class ExecutorCore:
         if opts.task_id is not None:  # refuse an id in flight now, not in the record
             self.sup.ask(CheckId(task_id))
         if self.admission is None:
-            self.post(fut, task)
+            door = self._door
+            if (  # an idle worker's door is open, and this task may go through it
+                door.worker is not None
+                and flow is None
+                and error is None
+                and not buffers
+                and type(payload) is bytes
+                and len(payload) <= DIRECT_MAX
+                and not task.is_async
+                and plain(opts)
+            ):
+                self.post(fut, task, door)
+            else:
+                self.post(fut, task)
         else:
             self.admission.admit(fut, task)
         return fut
@@ -224,11 +239,17 @@ class ExecutorCore:
         self.post(fut, task)
         return [fut]
 
-    def post(self, fut: TaskFuture[Any] | MapChunk, task: Task) -> None:
+    def post(self, fut: TaskFuture[Any] | MapChunk, task: Task, door: Door | None = None) -> None:
+        """Hand ``task`` to the supervisor; or, given the ``door`` (a plain task, see
+        :mod:`._runtime.supervisor._door`), send it straight to the idle worker it is open
+        to, when it still is."""
         with self.lock:
             if self.closed or exiting():
                 self.check_open()  # raises
-            self.sup.post(Submit(task))
+            if door is None or not door.through(task, self.sup.doors.announce(task.key)):
+                self.sup.post(Submit(task))
+            else:  # the worker runs it already: the supervisor adopts it meanwhile
+                self.sup.wake()
             self.batch.add(fut, task)
         if self.admission is not None:
             fut.add_done_callback(self.admission.slot_done)

@@ -73,15 +73,19 @@ def _through_the_wire(msg: Message) -> Message:
 class FakeTransport:
     """Hands out :class:`FakeLink` objects: a worker for each ``connect``, with no process.
 
-    ``capabilities``: as the local transport's unless given. ``connect_error``: when set,
+    ``capabilities``: as the local transport's unless given. ``direct``: its links take
+    frames written straight from a caller's thread, as local links do (the supervisor then
+    opens its door to an idle one: see ``_runtime.supervisor._door``); off unless asked
+    for, so that every task goes through the supervisor. ``connect_error``: when set,
     ``connect`` raises it (no worker can be started). ``exit_on_stop``: every link that is
     sent :class:`Stop` exits with status 0 at once (what a worker holding nothing does).
     """
 
     name = "fake"
 
-    def __init__(self, capabilities: Capabilities = ON_THIS_HOST) -> None:
+    def __init__(self, capabilities: Capabilities = ON_THIS_HOST, *, direct: bool = False) -> None:
         self.capabilities = capabilities
+        self.direct = direct  # links take frames written by callers' threads (the door)
         self.connect_error: BaseException | None = None
         self.closed = False
         self._cond = threading.Condition()
@@ -191,6 +195,8 @@ class FakeLink:
         self._started: dict[int, float] = {}  # seq -> its TaskStarted reading
         self._exit_reported = False
         self.dropped: list[Message] = []  # replies that came after the link was closed
+        self._direct_lock = threading.Lock() if transport.direct else None
+        self.direct_writes = 0  # of the frames sent, those written by a caller's thread
 
     def __repr__(self) -> str:
         state = "killed" if self.killed else "exited" if self.exit_code is not None else "live"
@@ -212,6 +218,21 @@ class FakeLink:
         assert n_inline == n_shared == 0, "send_frame carries plain frames only"
         self.frames += 1
         self.send(from_wire(pickle.loads(frame[HEADER_SIZE : HEADER_SIZE + meta_len])))
+
+    def direct_lock(self) -> threading.Lock | None:
+        """The lock callers write under (the transport's ``direct``), or None."""
+        return self._direct_lock
+
+    def direct_ready(self) -> bool:
+        """Open and not killed: a caller's write lands."""
+        return not (self.closed or self.killed)
+
+    def write_direct(self, frame: bytes) -> bool:
+        """From a caller's thread: record the message ``frame`` holds, as sent."""
+        assert self._direct_lock is not None and self._direct_lock.locked()
+        self.direct_writes += 1
+        self.send_frame(frame)
+        return True
 
     def flush(self) -> None:
         """Nothing is buffered: counted only."""

@@ -289,6 +289,47 @@ def test_a_thread_sends_while_the_loop_is_held_but_never_inside_a_frame() -> Non
         b.close()
 
 
+def test_a_direct_write_goes_only_where_nothing_is_queued_and_whole() -> None:
+    import threading
+
+    loop = asyncio.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        channel = Channel(loop, a, lambda m: None, lambda: None)
+        lock = channel.direct_lock()
+        assert channel.direct_lock() is lock  # one lock, made once
+        run = run_frame(9, 1, 3, b"payload", False, None, False, False)
+        written: list[bool] = []
+
+        def write() -> None:  # as a caller's thread does through the door
+            with lock:
+                if channel.direct_ready():
+                    written.append(channel.write_direct(run))
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        thread.join(5)
+        assert written == [True]
+        assert read_frame_blocking(b) == RunTask(9, 1, 3, b"payload", False, None, False, (), False)
+        # something queued and not yet written: no direct write may go before it
+        channel.send(Stop())
+        with lock:
+            assert not channel.direct_ready()
+        channel.flush()
+        assert read_frame_blocking(b) == Stop()
+        with lock:
+            assert channel.direct_ready()
+        b.close()  # the peer is gone: the write fails, and says so
+        with lock:
+            assert channel.write_direct(run * 50_000) is False
+        channel.close()
+        with lock:
+            assert not channel.direct_ready()
+    finally:
+        loop.close()
+        a.close()
+
+
 def test_a_promised_flush_schedules_none_and_the_promise_ends_at_the_flush() -> None:
     loop = asyncio.new_event_loop()
     a, b = socket.socketpair()

@@ -208,6 +208,25 @@ class Channel:
             # (a failed write: the loop's next one finds the socket failed too)
             return send_all(self._sock, frame)
 
+    def direct_lock(self) -> threading.Lock:
+        """The lock under which another thread may :meth:`write_direct` (made on first
+        use, as :meth:`allow_threadsafe_sends` makes it: from then on the loop's writes
+        take it too). Call it first on the loop's thread."""
+        self.allow_threadsafe_sends()
+        assert self._wlock is not None
+        return self._wlock
+
+    def direct_ready(self) -> bool:
+        """Whether :meth:`write_direct` may write now: the channel is open and has nothing
+        queued (call with :meth:`direct_lock` held, so that it stays so)."""
+        return not (self._closed or self._write_failed or self._out)
+
+    def write_direct(self, frame: bytes) -> bool:
+        """From any thread, with :meth:`direct_lock` held and :meth:`direct_ready` found
+        true: write ``frame`` whole, now (waiting for room as long as it takes). False if
+        the socket failed: the loop's next read or write finds it failed too."""
+        return send_all(self._sock, frame)
+
     def _write(self) -> None:
         lock = self._wlock
         if lock is None:

@@ -22,6 +22,12 @@ Data flow::
 - Callers never touch task state. They post commands (:mod:`._commands`) to the inbox, which
   the supervisor drains on its own thread; the submit path costs the caller one deque append
   and, at most once per drained batch, one wake-up of its loop (see ``Supervisor.post``).
+- The door (:mod:`._door`): while a worker holds nothing and nothing is queued, the
+  supervisor opens a door to it, and the next plain task (sync, no timeout, no delay, no
+  id of the caller's) is written to that worker by the caller's thread itself, which then
+  wakes the supervisor. The task waits in the door until the supervisor adopts it, as sent
+  to that worker, at the start of whatever it does next, while the worker runs it: one
+  task at a time no longer waits for the supervisor's thread on its way out.
 - Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
   for the next message, but only behind tasks whose callable is known to be short
   (:class:`DurationEstimates`): as many as fit in about 2 ms of estimated work, 2 to 64. A
@@ -61,7 +67,9 @@ Data flow::
   itself refuses to start a task while above the cap (:class:`MemoryExceeded`).
 
 Invariant: a task is in exactly one of: the ready queue, a retry/delay timer, one worker's
-``sent`` map, or finished (``_finish`` called once, then it is forgotten here).
+``sent`` map, or finished (``_finish`` called once, then it is forgotten here); or, between
+a caller's write through the door and its adoption, in the door (``Door.taken``), which
+the supervisor empties before it handles anything else.
 
 Who owns what (each part is a plain object on the supervisor thread, owning its state;
 the shell composes them and they call one another directly)::
@@ -77,6 +85,7 @@ the shell composes them and they call one another directly)::
     _outcomes.Outcomes  one record per task (finish), cancellation, fail_first, hooks
     _chunks.ChunkOutcomes  how a map chunk's items end, together or one by one
     _memcap.MemoryCap   max_rss: sample, replace workers above it
+    _door.DoorKeeper    the door to an idle worker: opened, closed, its task adopted
 
 The life of one task: ``Submit`` -> ``Dispatcher.on_submit`` (refused, scheduled or
 queued) -> ``dispatch`` sends ``RunTask`` on a worker's link -> the worker's

@@ -47,6 +47,7 @@ from ._attempts import Attempts
 from ._chunks import ChunkItem, ChunkOutcomes
 from ._common import log, task_suffix
 from ._dispatch import Dispatcher
+from ._door import DoorKeeper
 from ._ledger import Ledger
 from ._memcap import MemoryCap
 from ._outcomes import Outcomes
@@ -87,6 +88,7 @@ class Supervisor:
         self.ledger = Ledger(config)
         self.pool = WorkerPool(self, initializer, inherited)
         self.dispatch = Dispatcher(self)
+        self.doors = DoorKeeper(self)
         self.attempts = Attempts(self)
         self.outcomes = Outcomes(self)
         self.chunks = ChunkOutcomes(self)
@@ -98,6 +100,7 @@ class Supervisor:
             self.outcomes,
             self.chunks,
             self.memcap,
+            self.doors,
         ):
             part.wire()
         # what post() writes to, to wake the loop (read by _on_wake; see post)
@@ -155,6 +158,20 @@ class Supervisor:
                         pass
                 else:
                     self.loop.call_soon_threadsafe(self._drain_inbox)
+
+    def wake(self) -> None:
+        """Wake the loop to drain its inbox, posting nothing (any thread): after a task was
+        sent through the door (see :mod:`._door`), so that the supervisor adopts it while
+        the worker runs it, not once the worker's reply has come. A write to the wake-up
+        descriptor, as :meth:`post` makes with no unfinished task (the GIL let go)."""
+        with self._post_lock:
+            if self._inbox_closed or self._wake_pending:
+                return
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, _WAKE)
+            except BlockingIOError:
+                pass
 
     def call(self, fn: Callable[[], R], timeout: float | None = None) -> R:
         """Run ``fn`` on the supervisor thread and return its result (tests, debugging)."""
@@ -257,6 +274,9 @@ class Supervisor:
 
     def _drain_inbox(self) -> None:
         self._wake_pending = False
+        doors = self.doors
+        if doors.door.taken is not None:  # before what was posted after it (a cancel of it)
+            doors.adopt()
         inbox = self._inbox
         while inbox:
             cmd = inbox.popleft()
@@ -274,6 +294,8 @@ class Supervisor:
         finally:
             pool.flush_owned = False
             pool.flush_sent()
+        if doors.opened is None:
+            doors.open()
 
     def _on_wake(self) -> None:
         """A post woke the loop: take in what the inbox holds."""
@@ -322,12 +344,14 @@ class Supervisor:
         if self.broken is not None:
             return
         self.broken = reason
+        self.doors.close()
         log.error("osiiso_mp executor is broken: %s", reason)
         self.dispatch.fail_queued(lambda task: OsiisoError(f"{reason}{task_suffix(task)}"))
         self.maybe_finish_shutdown()
 
     def _on_shutdown(self, cmd: Shutdown) -> None:
         self.closing = True
+        self.doors.close()
         if cmd.reply is not None:
             self._shutdown_replies.append(cmd.reply)
         self.dispatch.open_maps(None)  # a drain runs every task, a reader or not
@@ -353,6 +377,9 @@ class Supervisor:
             self.loop.stop()
 
     def _teardown(self) -> None:
+        taken = self.doors.shut()
+        if taken is not None:  # pragma: no cover - adopted by any drain before the stop
+            taken.fut._settle_closed()
         self.memcap.stop()
         self.pool.teardown()
         self.transport.close()

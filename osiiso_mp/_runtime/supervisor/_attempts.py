@@ -54,6 +54,7 @@ class Attempts:
         self.outcomes = sup.outcomes
         self.chunks = sup.chunks
         self.estimates = sup.dispatch.estimates
+        self.doors = sup.doors
 
     def on_started(self, w: WorkerView, msg: TaskStarted) -> None:
         """An attempt began: arm its timeout, if any."""
@@ -99,6 +100,10 @@ class Attempts:
         if task is None:
             return
         self.dispatch.detach(w, task)
+        if not w.sent and self.doors.opened is None:
+            # before the future is settled: the caller it wakes may send its next task
+            # through the door (anything this handler queues closes it again)
+            self.doors.open()
         if msg.started_at is not None:
             w.done += 1
         if task.abandoned:

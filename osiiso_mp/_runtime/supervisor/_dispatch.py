@@ -78,11 +78,14 @@ class Dispatcher:
         self.ledger = sup.ledger
         self.pool = sup.pool
         self.outcomes = sup.outcomes
+        self.doors = sup.doors
 
     # -- arrival ---------------------------------------------------------------------------
 
-    def on_submit(self, task: Task) -> None:
-        """A new task: refused at once, or queued (or scheduled for its start)."""
+    def on_submit(self, task: Task, sent_to: WorkerView | None = None) -> None:
+        """A new task: refused at once, or queued (or scheduled for its start); or, when a
+        caller's thread has sent it to a worker itself (``sent_to``, see :mod:`._door`),
+        held by that worker as if dispatch had sent it there."""
         ledger = self.ledger
         ledger.admit(task)
         refusal = self._refusal(task)
@@ -91,6 +94,12 @@ class Dispatcher:
             return
         if task.chunk is None:
             ledger.by_id[task.task_id] = task
+        if sent_to is not None:  # (a plain task: no flow, no start delay)
+            if sent_to.killed or sent_to.exited:  # pragma: no cover - adopted before either
+                self.enqueue(task)
+            else:
+                self._held_by(sent_to, task)
+            return
         if task.flow is not None:
             task.flow.track(task.seq)
             self.flows.add(task.flow)
@@ -147,6 +156,7 @@ class Dispatcher:
         queue = self.queue
         if not queue:
             return
+        self.doors.close()  # the worker it is open to may take these
         workers = self.pool.ready()
         estimates = self.estimates
         # per worker, the longest estimate among the callables it holds (None: one is long
@@ -287,6 +297,11 @@ class Dispatcher:
             )
             self.outcomes.finish_failed(task, err)
             return False
+        self._held_by(w, task)
+        return True
+
+    def _held_by(self, w: WorkerView, task: Task) -> None:
+        """``task`` was sent to ``w`` (by dispatch, or through the door)."""
         task.state = "queued"
         task.worker = w
         task.started_at = None
@@ -295,7 +310,6 @@ class Dispatcher:
         limit = self._per_worker
         if limit is not None and w.assigned >= limit:
             self.pool.retire(w)
-        return True
 
     def _announce(self, task: Task) -> bool:
         """Must the worker report ``task``'s start before running it (see

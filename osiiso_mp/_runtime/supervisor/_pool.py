@@ -103,6 +103,7 @@ class WorkerPool:
         self.attempts = sup.attempts
         self.chunks = sup.chunks
         self.memcap = sup.memcap
+        self.doors = sup.doors
 
     # -- starting --------------------------------------------------------------------------
 
@@ -144,6 +145,9 @@ class WorkerPool:
 
     def on_message(self, w: WorkerView, msg: Message) -> None:
         """Route a worker's message to the part that handles it."""
+        doors = self.doors
+        if doors.opened is w or doors.door.taken is not None:  # (before deciding for w)
+            doors.close()
         if w.killed:
             return  # a killed worker's last words: its tasks were settled when it was killed
         if w.clock_offset:
@@ -183,16 +187,20 @@ class WorkerPool:
             log.error("osiiso_mp worker %s failed: %s\n%s", msg.stage, msg.error, trace)
         if self.dispatch.queue:  # (nothing queued: a turn of the loop would find nothing)
             self.sup.dispatch_soon()
+        elif doors.opened is None:
+            doors.open()
 
     def on_closed(self, w: WorkerView) -> None:
         """End of file before the exit is seen: the process is exiting, or something closed
         the pipe and left the process alive. Give it a moment, then make sure."""
+        self.doors.close_for(w)
         if not w.exited:
             self.loop.call_later(STOP_GRACE, self.kill_if_alive, w)
 
     def on_exit(self, w: WorkerView, code: int | None, reason: str | None = None) -> None:
         """``w``'s process has exited (``reason``: what the transport knows of why): settle
         what it held, and replace it."""
+        self.doors.close_for(w)
         w.exited = True
         w.link.drain()  # deliver what it sent before it died
         w.link.close()
@@ -256,6 +264,7 @@ class WorkerPool:
 
     def kill(self, w: WorkerView) -> None:
         """Kill ``w`` now; its tasks must already be settled by the caller."""
+        self.doors.close_for(w)
         w.killed = True
         w.link.kill()
 
@@ -283,6 +292,7 @@ class WorkerPool:
 
     def retire(self, w: WorkerView) -> None:
         """Send no more work to ``w``; it exits once it has finished what it holds."""
+        self.doors.close_for(w)
         w.retiring = True
         if not w.stop_sent:
             w.stop_sent = True
@@ -292,6 +302,7 @@ class WorkerPool:
     def stop_all(self) -> bool:
         """Ask every worker to finish and exit (killed if it has not within a grace
         period); False when none is left."""
+        self.doors.close()
         live = [w for w in self.workers if w is not None]
         for w in live:
             if not w.stop_sent and not w.killed:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # asyncio too: the executor's class loads this before it needs asyncio
     import asyncio
+    import threading
 
     from ..._config import ExecutorConfig
     from ..protocol._messages import Message
@@ -115,6 +116,20 @@ class WorkerLink(Protocol):
     def will_flush(self) -> None:
         """Promise a :meth:`flush` before the current loop callback returns: until then,
         what is sent schedules no write of its own (a turn of the loop saved)."""
+
+    def direct_lock(self) -> threading.Lock | None:
+        """The lock under which a thread other than the supervisor's may write one frame
+        straight to the worker (:meth:`write_direct`), or None where the link cannot take
+        such writes. Called first on the supervisor's thread."""
+
+    def direct_ready(self) -> bool:
+        """With :meth:`direct_lock` held: may :meth:`write_direct` write now (the link is
+        open, and nothing it queued waits to be written)?"""
+
+    def write_direct(self, frame: bytes) -> bool:
+        """With :meth:`direct_lock` held and :meth:`direct_ready` found true, from any
+        thread: write ``frame`` (no buffers, no descriptors) now, whole. False if the
+        connection failed (the supervisor then finds it failed, as it would have)."""
 
     def drain(self) -> None:
         """Deliver every message already received (before the link is closed)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ..._resources import ProcessRss
@@ -51,6 +52,20 @@ class LocalLink:
     def send_frame(self, frame: bytes) -> None:
         """Queue one whole frame, already encoded (no buffers, no descriptors)."""
         self._channel.send_frame(frame)
+
+    def direct_lock(self) -> threading.Lock | None:
+        """The lock under which another thread may write a frame straight to the worker
+        (:meth:`write_direct`); call it first on the supervisor's thread."""
+        return self._channel.direct_lock()
+
+    def direct_ready(self) -> bool:
+        """With :meth:`direct_lock` held: may :meth:`write_direct` write now?"""
+        return self._channel.direct_ready()
+
+    def write_direct(self, frame: bytes) -> bool:
+        """With :meth:`direct_lock` held and :meth:`direct_ready` true, from any thread:
+        write ``frame`` now; False if the socket failed."""
+        return self._channel.write_direct(frame)
 
     def will_flush(self) -> None:
         """Promise a :meth:`flush` before this loop callback returns (see the channel's)."""

@@ -106,6 +106,18 @@ class RayLink:
         if self._channel is not None:
             self._channel.will_flush()
 
+    def direct_lock(self) -> threading.Lock | None:
+        """None: a cluster's worker takes its tasks from the supervisor only."""
+        return None
+
+    def direct_ready(self) -> bool:
+        """Never (see :meth:`direct_lock`)."""
+        return False
+
+    def write_direct(self, frame: bytes) -> bool:
+        """Never called (see :meth:`direct_lock`)."""
+        raise NotImplementedError("a cluster's worker takes no direct writes")
+
     def drain(self) -> None:
         """Deliver what the worker sent and we have not read yet."""
         if self._channel is not None and not self._channel.closed:
