@@ -226,6 +226,34 @@ def test_peak_rss_and_rss_delta(transport: str) -> None:
     assert tail.peak_rss >= base.peak_rss + 90 * MB
 
 
+def close_statm_descriptors() -> int:
+    """Close every descriptor of this process open on its own statm file (as a task with a
+    double close of its own might hit the worker's meter's); how many it closed."""
+    closed = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.endswith("/statm"):
+            os.close(int(name))
+            closed += 1
+    return closed
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_a_task_that_closes_the_meters_descriptor_leaves_later_records_measured() -> None:
+    with Executor(procs=1) as ex:
+        warm_up(ex)
+        closing = ex.submit(close_statm_descriptors)
+        assert closing.result(timeout=20) >= 1
+        kept = record_of(ex.submit(touch_and_keep, 100 * MiB))
+    attempt = only_attempt(kept)
+    assert attempt.peak_rss > 0
+    assert attempt.rss_delta >= 90 * MB, f"kept 100 MiB but rss_delta={attempt.rss_delta}"
+
+
 # ------------------------------------------------------------------------ 4. timestamps
 
 

@@ -29,15 +29,42 @@ Snapshot = tuple[float, float, int, int]  # (perf_counter, cpu seconds, maxrss b
 
 
 class Meter:
-    """Takes snapshots of this process and turns two of them into attempt telemetry."""
+    """Takes snapshots of this process and turns two of them into attempt telemetry.
 
-    __slots__ = ("_statm",)
+    ``statm``: the file it reads the resident size from (``/proc/self/statm``; tests give
+    others). Its descriptor stays open for the meter's life; should a task close it behind
+    the meter's back (a double close of its own, a ``closerange``), the next read finds the
+    descriptor gone or the number taken by another file, opens the file again and goes on,
+    rather than reporting 0 for every later attempt. The old number is never closed then:
+    it is no longer the meter's.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_ident", "_path", "_statm")
+
+    def __init__(self, statm: str = "/proc/self/statm") -> None:
+        self._path = statm
+        self._statm: int | None = None
+        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the descriptor
+        self._open()
+
+    def _open(self) -> None:
         try:
-            self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            self._statm = None
+            self._statm = self._ident = None
+            return
+        st = os.fstat(fd)
+        self._statm, self._ident = fd, (st.st_dev, st.st_ino)
+
+    def _ours(self) -> bool:
+        """Whether the descriptor is still the file the meter opened."""
+        if self._statm is None:
+            return False
+        try:
+            st = os.fstat(self._statm)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
 
     def rss(self) -> int:
         """Current resident set size of this process in bytes (0 when unknown)."""
@@ -47,7 +74,28 @@ class Meter:
             # "size resident shared ...", in pages: only the second field is parsed
             return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * _PAGE
         except (OSError, IndexError, ValueError):
+            return self._read_again()
+
+    def _read_again(self) -> int:
+        """A read failed: with the descriptor still ours, the file holds nothing to parse
+        (0); with it gone or another file's, open the file again and read once more."""
+        if self._ours():
             return 0
+        self._open()  # (the old number is not ours any more: left alone)
+        if self._statm is None:
+            return 0
+        try:
+            return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        """Close the descriptor, if it is still the meter's (a worker's meter lives as long
+        as the worker: this is for meters made elsewhere, in tests)."""
+        if self._ours():
+            assert self._statm is not None
+            os.close(self._statm)
+        self._statm = self._ident = None
 
     def snapshot(self) -> Snapshot:
         """The clock, CPU time, high-water mark and resident size, now."""
