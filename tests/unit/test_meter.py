@@ -8,6 +8,7 @@ another file) opens its file again, leaving that other file alone.
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -44,15 +45,20 @@ def test_snapshot_and_measure_read_the_resident_size_as_rss_does() -> None:
 def test_measure_counts_what_an_attempt_made_resident() -> None:
     meter = Meter()
     start = meter.snapshot()
-    block = bytearray(64 << 20)  # zero pages: touch one byte in each to make them resident
-    for i in range(0, len(block), PAGE):
-        block[i] = 1
-    _, _, peak, delta = meter.measure(start)
+    # A mapping of its own, whose pages none of this process's earlier work made resident
+    # (a bytearray may be served from freed heap memory that is resident still: in a long
+    # test session it was, and its pages added nothing). Touch one byte in each page.
+    block = mmap.mmap(-1, 64 << 20)
+    try:
+        for i in range(0, len(block), PAGE):
+            block[i] = 1
+        _, _, peak, delta = meter.measure(start)
+    finally:
+        block.close()
     # (should it fail: what the meter read, and whether its descriptor was still its own)
     seen = f"start {start}, delta {delta}, rss now {meter.rss()}, descriptor ours {meter._ours()}"
     assert delta >= (60 << 20), seen
     assert peak >= start[3] + (60 << 20), seen
-    del block
     meter.close()
 
 
