@@ -21,7 +21,7 @@ from osiiso_mp._runtime.protocol._messages import CancelTask, RunTask, Stop
 from osiiso_mp._runtime.supervisor._door import plain
 from osiiso_mp._task_options import TaskOptions
 
-from .fake_transport import WAIT, FakeTransport, call_of
+from .fake_transport import WAIT, FakeLink, FakeTransport, call_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,6 +48,14 @@ def start(
     return ex, transport
 
 
+def start_open(made: list[tuple[Executor, FakeTransport]]) -> tuple[Executor, FakeLink]:
+    """One worker, ready, with the supervisor's door open to it: ``(executor, its link)``."""
+    ex, transport = start(made)
+    link = transport.link(0)
+    assert door_open(ex)
+    return ex, link
+
+
 def door_open(ex: Executor) -> bool:
     """Whether the supervisor has opened its door (asked on its own thread)."""
     doors = ex._core.sup.doors
@@ -68,9 +76,7 @@ def record_of(fut: TaskFuture[Any]) -> TaskResult:
 def test_a_plain_task_goes_through_the_door_and_ends_with_one_record(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     fut = ex.submit(abs, -3)
     run = link.expect(RunTask)
     assert link.direct_writes == 1  # written by this thread, not the supervisor's
@@ -91,9 +97,7 @@ def test_a_plain_task_goes_through_the_door_and_ends_with_one_record(
 def test_the_supervisor_adopts_a_door_task_while_the_worker_runs_it(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     doors = ex._core.sup.doors
     fut = ex.submit(abs, -4)
     run = link.expect(RunTask)
@@ -108,9 +112,7 @@ def test_the_supervisor_adopts_a_door_task_while_the_worker_runs_it(
 def test_the_door_is_open_again_when_the_caller_wakes_to_its_result(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     door = ex._core.sup.doors.door
     at_settle: list[bool] = []
     for i in range(20):
@@ -126,9 +128,7 @@ def test_the_door_is_open_again_when_the_caller_wakes_to_its_result(
 def test_the_door_lets_one_task_through_then_stays_shut_while_the_worker_is_busy(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     first = ex.submit(abs, -1)
     second = ex.submit(abs, -2)  # the door is taken: through the supervisor
     run = link.expect(RunTask)
@@ -161,9 +161,7 @@ def test_the_door_lets_one_task_through_then_stays_shut_while_the_worker_is_busy
 def test_tasks_whose_start_the_supervisor_decides_never_go_through_the_door(
     made: list[tuple[Executor, FakeTransport]], submit: Any
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     done = threading.Thread(target=submit, args=(ex,))
     done.start()
     run = link.expect(RunTask)
@@ -201,9 +199,7 @@ def test_executors_whose_policies_need_every_start_have_no_door(
 def test_a_cancel_right_after_a_task_went_through_the_door_ends_it_once(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     fut = ex.submit(abs, -1)
     assert fut.cancel()  # posted after the take: the supervisor adopts the task first
     run = link.expect(RunTask)
@@ -259,9 +255,7 @@ def test_a_door_task_running_when_its_worker_crashes_ends_crashed_once(
 def test_shutdown_right_after_a_task_went_through_the_door_waits_for_it(
     made: list[tuple[Executor, FakeTransport]],
 ) -> None:
-    ex, transport = start(made)
-    link = transport.link(0)
-    assert door_open(ex)
+    ex, link = start_open(made)
     fut = ex.submit(abs, -7)
     run = link.expect(RunTask)
     stopping = threading.Thread(target=ex.shutdown, kwargs={"wait": True})

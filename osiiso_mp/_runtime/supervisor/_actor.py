@@ -152,10 +152,7 @@ class Supervisor:
                 # (the supervisor's dict, read from another thread: whether it is empty,
                 # one step under the GIL)
                 if not self.ledger.tasks:
-                    try:
-                        os.write(self._wake_w, _WAKE)
-                    except BlockingIOError:  # (a pipe full of wake-ups: one is pending)
-                        pass
+                    self._write_wake()
                 else:
                     self.loop.call_soon_threadsafe(self._drain_inbox)
 
@@ -168,10 +165,14 @@ class Supervisor:
             if self._inbox_closed or self._wake_pending:
                 return
             self._wake_pending = True
-            try:
-                os.write(self._wake_w, _WAKE)
-            except BlockingIOError:
-                pass
+            self._write_wake()
+
+    def _write_wake(self) -> None:
+        """Write to the wake-up descriptor (the GIL let go while it writes)."""
+        try:
+            os.write(self._wake_w, _WAKE)
+        except BlockingIOError:  # (a pipe full of wake-ups: one is pending)
+            pass
 
     def call(self, fn: Callable[[], R], timeout: float | None = None) -> R:
         """Run ``fn`` on the supervisor thread and return its result (tests, debugging)."""

@@ -28,6 +28,13 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 Snapshot = tuple[float, float, int, int]  # (perf_counter, cpu seconds, maxrss bytes, rss bytes)
 
 
+def _resident(fd: int) -> int:
+    """The resident size in bytes that the statm file open as ``fd`` gives ("size resident
+    shared ...", in pages: only the second field is parsed). Raises ``OSError``,
+    ``IndexError`` or ``ValueError`` when it cannot be read or parsed."""
+    return int(os.pread(fd, 128, 0).split(None, 2)[1]) * _PAGE
+
+
 class Meter:
     """Takes snapshots of this process and turns two of them into attempt telemetry.
 
@@ -71,8 +78,7 @@ class Meter:
         if self._statm is None:
             return 0
         try:
-            # "size resident shared ...", in pages: only the second field is parsed
-            return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * _PAGE
+            return _resident(self._statm)
         except (OSError, IndexError, ValueError):
             return self._read_again()
 
@@ -85,7 +91,7 @@ class Meter:
         if self._statm is None:
             return 0
         try:
-            return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * _PAGE
+            return _resident(self._statm)
         except (OSError, IndexError, ValueError):
             return 0
 
