@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/harness.py
 	$(PY) benchmarks/bench_busy_caller.py
+	$(PY) benchmarks/bench_sustained.py
 	$(PY) benchmarks/bench_floors.py
 	$(PY) benchmarks/bench_shapes.py
 	$(PY) benchmarks/bench_checkpoint.py
