@@ -102,8 +102,16 @@ class TaskFuture(cf.Future[T], Generic[T]):
     # first, below): most futures never get a callback, and each list would be one more
     # object a task for the garbage collector
     _done_callbacks: Any = ()
+    # the finished task that hands out this future's record while the future lives (see
+    # Task.finished): it lets go of the record with the future (__del__)
+    _kept_by: Any = None
     weight: ClassVar[int] = 1
     """How many tasks it stands for, in a map's window (a chunk's handle: its items)."""
+
+    def __del__(self) -> None:
+        kept_by = self._kept_by
+        if kept_by is not None and kept_by.record is self._record:
+            kept_by.record = None  # from now on, what it hands out is made from what it kept
 
     def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
         # cf.Future.__init__'s fields (a unit test keeps them in step), with a lighter

@@ -304,6 +304,71 @@ def with_value(record: TaskResult, value: Any) -> TaskResult:
     return make_result(*_BEFORE_VALUE(record), value, *_AFTER_VALUE(record))
 
 
+# -- records packed as plain tuples (what a finished task keeps) -----------------------------
+
+Packed = tuple[Any, ...]
+"""A record as one flat tuple: its fields in order but ``attempt_log`` (the ``value`` slot as
+it is), then each attempt's fields in order (see :func:`pack`)."""
+
+assert RESULT_FIELDS[-1] == "attempt_log"
+_ATTEMPT_FIELDS = [f.name for f in fields(Attempt)]
+_ATTEMPT_VALUES = values_getter(_ATTEMPT_FIELDS)
+_AFTER_VALUE_BUT_LOG = values_getter(RESULT_FIELDS[RESULT_FIELDS.index("value") + 1 : -1])
+_HEAD = len(RESULT_FIELDS) - 1  # the record's own fields, ahead of its attempts'
+_WIDTH = len(_ATTEMPT_FIELDS)  # each attempt's
+_VALUE = RESULT_FIELDS.index("value")
+_STATUS = RESULT_FIELDS.index("status")
+_FINISHED_AT = RESULT_FIELDS.index("finished_at")
+
+
+def pack(record: TaskResult, value: Any = None, *, replace: bool = False) -> Packed:
+    """``record`` as one flat tuple of its fields and its attempts' (with ``value`` in place
+    of its own when ``replace``). Made of strings, numbers and ``None`` for a plain outcome,
+    such a tuple is left alone by the cyclic garbage collector after one pass (it untracks
+    a tuple whose items it does not track, and nested ones one level a pass), where a
+    record and its attempts are objects it walks at every full collection for as long as
+    they are kept."""
+    log = record.attempt_log
+    if len(log) == 1:  # the commonest (made per finished task)
+        attempts: Any = _ATTEMPT_VALUES(log[0])
+    else:
+        attempts = [x for a in log for x in _ATTEMPT_VALUES(a)]
+    return (
+        *_BEFORE_VALUE(record),
+        value if replace else raw_value(record),
+        *_AFTER_VALUE_BUT_LOG(record),
+        *attempts,
+    )
+
+
+def unpack(packed: Packed) -> TaskResult:
+    """The record ``packed`` holds: a new object each call, equal each time."""
+    log = tuple([make_attempt(*packed[i : i + _WIDTH]) for i in range(_HEAD, len(packed), _WIDTH)])
+    return make_result(*packed[:_HEAD], log)
+
+
+def packed_status(packed: Packed) -> str:
+    """The ``status`` of the record ``packed`` holds."""
+    status: str = packed[_STATUS]
+    return status
+
+
+def packed_finished_at(packed: Packed) -> float:
+    """The ``finished_at`` of the record ``packed`` holds."""
+    finished: float = packed[_FINISHED_AT]
+    return finished
+
+
+def packed_value(packed: Packed) -> Any:
+    """What the ``value`` slot of the record ``packed`` holds, as it is."""
+    return packed[_VALUE]
+
+
+def packed_with_value(packed: Packed, value: Any) -> Packed:
+    """``packed`` with ``value`` in its ``value`` slot."""
+    return (*packed[:_VALUE], value, *packed[_VALUE + 1 :])
+
+
 def run_span(records: Iterable[TaskResult]) -> float:
     """Seconds from the first record's creation to the last one's finish (0.0 for none).
 

@@ -10,14 +10,24 @@ arguments and its payload, and holds its kept ``record`` instead (see
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from .._results import Attempt, ReleasedValue, TaskResult, with_value
+from .._results import (
+    Attempt,
+    Packed,
+    ReleasedValue,
+    TaskResult,
+    pack,
+    packed_finished_at,
+    packed_status,
+    packed_value,
+    packed_with_value,
+    unpack,
+)
 from .._task_options import TaskOptions
 from ._chunk import CHUNK_SUFFIX
-from ._retention import handout
+from ._retention import StoredValue, handout
 
 if TYPE_CHECKING:
     import asyncio
@@ -53,9 +63,9 @@ class Task:
         "flow",
         "fn_name",
         "fut",
-        "handle",
         "holds",
         "is_async",
+        "kept",
         "kept_size",
         "key",
         "kwargs",
@@ -138,11 +148,13 @@ class Task:
         # from now on its start is announced (a crash it causes is then put down to it)
         self.suspect = False
         self.timer: asyncio.TimerHandle | None = None
-        # once finished: the record the executor keeps (its value stored, see _retention)
+        # once finished, what the executor keeps of it: its record packed as plain tuples
+        # (its value stored, see _retention), which the cyclic garbage collector soon
+        # leaves alone; records are made from it when read (see _results.pack)
+        self.kept: Packed | None = None
+        # and, while the caller holds the future, the future's own record (the one handed
+        # out then); the future lets go of it when it is dropped (TaskFuture.__del__)
         self.record: TaskResult | None = None
-        # a weak reference to the future once finished, when the records differ (a value
-        # stored): while the caller holds the future, its own record is the one handed out
-        self.handle: weakref.ref[Any] | None = None
         self.holds = 0  # who keeps its value (see ValueBudget), and its counted size
         self.kept_size = 0
         self.expiry = 0.0  # when lookups by id forget it (time.monotonic())
@@ -187,13 +199,17 @@ class Task:
             flow=flow,
         )
 
-    def finished(self, kept: TaskResult, *, stored: bool = False) -> None:
-        """The task has its record (``kept``, as the executor keeps it; ``stored``: with
-        its value stored, so not the future's own): let go of what only an unfinished task
-        needs, the future first (it is the caller's now)."""
-        self.record = kept
-        if stored:
-            self.handle = weakref.ref(self.fut)
+    def finished(self, record: TaskResult, stored: StoredValue | None = None) -> None:
+        """The task has its record: ``record``, its future's own; the executor keeps it
+        packed, with ``stored`` (its value serialized, see _retention) in place of its
+        value when given. Let go of what only an unfinished task needs, the future first
+        (it is the caller's now): the future's record is handed out for as long as the
+        caller holds the future, which lets go of it when dropped."""
+        self.kept = pack(record) if stored is None else pack(record, stored, replace=True)
+        self.record = record
+        fut = self.fut
+        if fut is not None and hasattr(fut, "_kept_by"):  # (a TaskFuture: see __del__)
+            fut._kept_by = self
         self.fut = None
         self.args = ()
         self.kwargs = _NO_KWARGS
@@ -209,46 +225,49 @@ class Task:
 
     def done(self) -> bool:
         """True once the task has its record."""
-        return self.record is not None
+        return self.kept is not None
 
     @property
     def finished_at(self) -> float | None:
         """When the task ended, or None while it has not."""
-        record = self.record
-        return None if record is None else record.finished_at
+        kept = self.kept
+        return None if kept is None else packed_finished_at(kept)
 
     def failed(self) -> TaskResult | None:
         """Its record when the task failed, else None."""
-        record = self.record
-        return record if record is not None and record.status == "failed" else None
+        kept = self.kept
+        if kept is None or packed_status(kept) != "failed":
+            return None
+        return self.records()[0]
 
     def records(self) -> list[TaskResult]:
         """The record to give the caller, once finished: the future's own while the caller
-        holds the future, else the kept one or a copy of it (see ``_retention.handout``)."""
-        record = self.record
-        if record is None:
+        holds the future, else one made from the kept one (see ``_retention.handout``)."""
+        record = self.record  # (read once: the future's __del__ may clear it meanwhile)
+        if record is not None:
+            return [record]
+        kept = self.kept
+        if kept is None:
             return []
-        handle = self.handle
-        if handle is not None:
-            fut = handle()
-            if fut is not None and fut._record is not None:
-                return [fut._record]
-        return [handout(record)]
+        return [handout(unpack(kept))]
 
     def add_done_callback(self, fn: Callable[[Task], object]) -> None:
         """Call ``fn(self)`` once the task has ended (at once if it has)."""
         fut = self.fut
-        if fut is None or self.record is not None:
+        if fut is None or self.kept is not None:
             fn(self)
             return
         fut.add_done_callback(lambda _: fn(self))
 
     def release(self, marker: ReleasedValue) -> None:
-        """The value budget lets go of its value: the kept record is replaced by one that
-        reads as released (replaced, not changed: a record kept as is is the future's)."""
-        record = self.record
-        if record is not None:
-            self.record = with_value(record, marker)
+        """The value budget lets go of its value: the kept record reads as released from
+        now on. A value kept as it is was the future's own: the future's record is no
+        longer handed out either (its value was not stored apart from it)."""
+        kept = self.kept
+        if kept is not None:
+            if type(packed_value(kept)) is not StoredValue:
+                self.record = None
+            self.kept = packed_with_value(kept, marker)
 
 
 def task_info(

@@ -18,8 +18,14 @@ from osiiso_mp._results import (
     ReleasedValue,
     Status,
     TaskResult,
+    pack,
+    packed_finished_at,
+    packed_status,
+    packed_value,
+    packed_with_value,
     raw_value,
     set_raw_value,
+    unpack,
     with_value,
 )
 from osiiso_mp._runtime._retention import StoredValue, handout
@@ -631,3 +637,40 @@ def test_value_released_error_pickles_to_an_equal_error() -> None:
     assert "retain_bytes (1.00 KiB)" in str(err)
     assert isinstance(err, OsiisoError)
     assert "no budget" in str(ValueReleasedError(None))
+
+
+def test_a_packed_record_unpacks_equal_and_is_left_alone_by_the_collector() -> None:
+    import gc
+
+    plain = result("a", "f", "succeeded", value=7, metadata={"k": 1})
+    failed = result(
+        "b",
+        "g",
+        "failed",
+        log=(attempt(1, outcome="crashed", exit_code=-9), attempt(2, outcome="failed")),
+        exception=ValueError("no"),
+        message="ValueError: no",
+        group_id="batch",
+    )
+    for record in (plain, failed):
+        packed = pack(record)
+        again = unpack(packed)
+        assert again == record and again is not record
+        assert again.attempt_log == record.attempt_log and again.attempt_log[0] is not None
+        assert packed_status(packed) == record.status
+        assert packed_finished_at(packed) == record.finished_at
+        assert unpack(packed) is not again  # a new record on each read
+        assert packed_value(packed) is raw_value(record)
+    # the value slot as it is, not read through (a stored value stays stored)
+    stored = StoredValue(pickle.dumps([1, 2], protocol=5), ())
+    deferred = with_value(plain, stored)
+    assert raw_value(unpack(pack(deferred))) is stored
+    assert raw_value(unpack(pack(plain, stored, replace=True))) is stored
+    marker = ReleasedValue(100)
+    assert raw_value(unpack(packed_with_value(pack(plain), marker))) is marker
+    # made of strings, numbers and None: after one collection the collector no longer
+    # tracks it (a record and its attempt are objects it walks for as long as they live)
+    packed = pack(result("c", "h", "succeeded", value=3))
+    assert gc.is_tracked(packed)
+    gc.collect()
+    assert not gc.is_tracked(packed)

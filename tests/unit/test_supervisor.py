@@ -156,6 +156,46 @@ def test_a_task_goes_to_a_worker_and_its_value_comes_back(start: Start) -> None:
     assert len(transport.links) == 1 and not link.killed
 
 
+def test_a_finished_task_hands_out_its_futures_record_while_held_then_one_made_anew(
+    start: Start,
+) -> None:
+    # what the executor keeps of a finished task is its record packed as plain tuples,
+    # which the cyclic collector soon leaves alone; the future's own record is handed out
+    # only for as long as the caller holds the future (identity, as before)
+    import gc
+
+    ex, transport = start(1, retain_bytes=1 << 20)
+    link = transport.link(0)
+    plain = ex.submit(abs, -3)
+    link.succeed(link.expect(RunTask), 3)
+    stored = ex.submit(list, (1, 2))  # a list is kept serialized (StoredValue)
+    link.succeed(link.expect(RunTask), [1, 2])
+    for fut in (plain, stored):
+        record = record_of(fut)
+        assert ex.task_result(fut.task_id) is record  # the future's own, while held
+    plain_id, plain_record = plain.task_id, record_of(plain)
+    stored_id, stored_record = stored.task_id, record_of(stored)
+    ledger = ex._core.sup.ledger
+    tasks = ex._core.sup.call(lambda: [ledger.finished[plain_id], ledger.finished[stored_id]])
+    assert all(task.record is not None for task in tasks)
+    del plain, stored, fut, record
+    # dropped (no cycle holds a future): the tasks let go of their futures' records
+    assert all(task.record is None for task in tasks)
+    again = ex.task_result(plain_id)
+    assert again == plain_record and again is not plain_record
+    assert ex.task_result(plain_id) is not again  # made on each read, equal each time
+    value_again = ex.task_result(stored_id)
+    assert value_again == stored_record and value_again.value == [1, 2]
+    gc.collect()
+    assert not gc.is_tracked(tasks[0].kept)  # the plain one: nothing left to walk
+    summary = ex.run()
+    assert summary.values == (3, [1, 2])
+    assert [r.attempt_log for r in summary.results] == [
+        plain_record.attempt_log,
+        stored_record.attempt_log,
+    ]
+
+
 def test_a_worker_on_another_host_gets_no_local_setup_and_its_clock_is_mapped(
     start: Start,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..._config import ExecutorConfig
 from ..._results import TaskResult
 from .._chunk import PREFIX_LEN, Chunk
-from .._retention import IN_BATCH, IN_LOOKUPS, Holder, ValueBudget
+from .._retention import IN_BATCH, IN_LOOKUPS, Holder, StoredValue, ValueBudget
 from .._task import Task
 from ._chunks import ChunkItem, ItemSink
 from ._common import duplicate_id
@@ -80,13 +80,16 @@ class Ledger:
         ``IN_LOOKUPS`` unless ``result_ttl`` is 0 (0: nobody, so it is not kept)."""
         return self.in_lookups if opts.detached else self.in_lookups | IN_BATCH
 
-    def retain(self, task: Task, kept: TaskResult, kept_size: int, *, stored: bool) -> None:
-        """Give the finished ``task`` its kept record (``stored``: with its value stored,
-        not the future's own); keep it for lookups by id for ``result_ttl`` seconds, then
-        forget it; count its value (``kept_size`` bytes) in the budget. (Its future is
-        settled next: the batch finds the record first.)"""
-        self.ended[kept.status] += 1
-        task.finished(kept, stored=stored)
+    def retain(
+        self, task: Task, record: TaskResult, kept_size: int, stored: StoredValue | None
+    ) -> None:
+        """Give the finished ``task`` its record (its future's; the executor keeps it with
+        ``stored``, its value serialized, in place of the value when given); keep it for
+        lookups by id for ``result_ttl`` seconds, then forget it; count its value
+        (``kept_size`` bytes) in the budget. (Its future is settled next: the batch finds
+        the record first.)"""
+        self.ended[record.status] += 1
+        task.finished(record, stored)
         now = time.monotonic()
         if now >= self._next_expiry:  # (expire()'s own test, inline: once per task)
             self.expire(now)

@@ -109,14 +109,18 @@ class Outcomes:
             release((task.payload, *task.buffers))  # shared memory is freed here, not later
         task.payload = b""
         task.buffers = ()
-        kept = record if stored is None else with_value(record, stored)
         sink = task.fut
         flow = task.flow
         if type(sink) is ItemSink:  # an item of a map chunk: the chunk keeps it
             self.ledger.ended[status] += 1
-            sink.settle_item(record, kept, kept_size, flow_bytes)
+            sink.settle_item(
+                record,
+                record if stored is None else with_value(record, stored),
+                kept_size,
+                flow_bytes,
+            )
         else:
-            self.ledger.retain(task, kept, kept_size, stored=stored is not None)
+            self.ledger.retain(task, record, kept_size, stored)
             if flow is not None and status == "succeeded":
                 self.dispatch.delivered(flow, sink, flow_bytes)
             sink._settle(record)
