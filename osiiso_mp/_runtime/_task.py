@@ -4,8 +4,10 @@ executor keeps of it once it has finished.
 Built by the submitting thread, then handed to the supervisor with a ``Submit`` command;
 from that moment only the supervisor thread writes it. A task submitted on its own is also
 its entry in the batch of the next ``run()``: once finished it lets go of its future, its
-arguments and its payload, and holds its kept ``record`` instead (see
-:mod:`._retention`), which the batch and the lookups by id read from any thread.
+arguments and its payload, and keeps its record instead, packed as one flat tuple of plain
+values (its value stored, see :mod:`._retention`; the cyclic garbage collector soon stops
+walking it), from which the batch and the lookups by id make records, from any thread;
+while the caller holds the future, they get the future's own record.
 """
 
 from __future__ import annotations
