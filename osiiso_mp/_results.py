@@ -316,6 +316,7 @@ _ATTEMPT_VALUES = values_getter(_ATTEMPT_FIELDS)
 _AFTER_VALUE_BUT_LOG = values_getter(RESULT_FIELDS[RESULT_FIELDS.index("value") + 1 : -1])
 _HEAD = len(RESULT_FIELDS) - 1  # the record's own fields, ahead of its attempts'
 _WIDTH = len(_ATTEMPT_FIELDS)  # each attempt's
+_ONE_ATTEMPT = _HEAD + _WIDTH  # the length of a record of one attempt, packed
 _VALUE = RESULT_FIELDS.index("value")
 _STATUS = RESULT_FIELDS.index("status")
 _FINISHED_AT = RESULT_FIELDS.index("finished_at")
@@ -343,7 +344,12 @@ def pack(record: TaskResult, value: Any = None, *, replace: bool = False) -> Pac
 
 def unpack(packed: Packed) -> TaskResult:
     """The record ``packed`` holds: a new object each call, equal each time."""
-    log = tuple([make_attempt(*packed[i : i + _WIDTH]) for i in range(_HEAD, len(packed), _WIDTH)])
+    if len(packed) == _ONE_ATTEMPT:  # the commonest
+        log: tuple[Attempt, ...] = (make_attempt(*packed[_HEAD:]),)
+    else:
+        log = tuple(
+            [make_attempt(*packed[i : i + _WIDTH]) for i in range(_HEAD, len(packed), _WIDTH)]
+        )
     return make_result(*packed[:_HEAD], log)
 
 

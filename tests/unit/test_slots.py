@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pickle
-from typing import ClassVar
+from dataclasses import FrozenInstanceError, dataclass
+from typing import Any, ClassVar
 
 import pytest
 
+from osiiso_mp._results import Attempt, TaskResult
 from osiiso_mp._runtime.protocol._messages import ErrorInfo, RunTask, TaskStarted
-from osiiso_mp._slots import frozen_class
+from osiiso_mp._slots import _shadow, frozen_class, slot_builder
 
 
 class _Base:
@@ -90,3 +92,58 @@ def test_the_first_construction_checks_its_arguments_as_later_ones_do() -> None:
     with pytest.raises(TypeError):
         Pair()  # type: ignore[call-arg]
     assert Pair.__init__.__qualname__.endswith("Pair.__init__")
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    a: int
+    b: str
+    c: tuple[int, ...]
+
+
+class _Slotted:
+    __slots__ = ("x",)
+
+
+class _Derived(_Slotted):  # its shadow derives from _Slotted too
+    __slots__ = ("y",)
+
+
+class _Made:
+    __slots__ = ("x",)
+
+    def __new__(cls) -> _Made:  # a shadow would skip this: none is made
+        return super().__new__(cls)
+
+
+class _MadeDerived(_Made):
+    __slots__ = ("y",)
+
+
+def test_slot_builder_makes_the_class_itself_from_a_plain_one_of_the_same_layout() -> None:
+    assert _shadow(_Record) is not None
+    build = slot_builder(_Record, ["a", "b", "c"])
+    made = build(1, "two", (3,))
+    assert type(made) is _Record and made == _Record(1, "two", (3,))
+    assert build(a=4, b="x", c=()) == _Record(4, "x", ())
+    from_tuple = slot_builder(_Record, ["a", "b", "c"], tuple_offset=1)
+    assert from_tuple(("tag", 5, "y", (6,))) == _Record(5, "y", (6,))
+    with pytest.raises(FrozenInstanceError):
+        made.a = 2  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(made)) == made
+
+
+def test_slot_builder_sets_descriptors_where_the_class_cannot_be_changed() -> None:
+    assert _shadow(_Derived) is not None  # (a subclass of a slotted class can)
+    made: Any = slot_builder(_Derived, ["x", "y"])(1, 2)
+    assert (made.x, made.y) == (1, 2)
+    assert type(made) is _Derived
+    assert _shadow(_MadeDerived) is None
+    other: Any = slot_builder(_MadeDerived, ["x", "y"])(3, 4)
+    assert (other.x, other.y) == (3, 4)
+    assert type(other) is _MadeDerived
+
+
+def test_records_and_messages_are_made_the_fast_way() -> None:
+    assert _shadow(Attempt) is not None and _shadow(TaskResult) is not None
+    assert _shadow(RunTask) is not None and _shadow(TaskStarted) is not None
