@@ -182,6 +182,49 @@ def test_stats_during_a_run(transport: str, tmp_path: Path) -> None:
     assert sum(w.tasks_done for w in stats.workers) >= 1
 
 
+async def log_from_a_thread_too(n: int) -> int:
+    """Log ``n`` records from a thread of the task's own while the task (on the worker's
+    event loop) logs ``n`` of its own between awaits; then log from a thread while the
+    loop waits with nothing else to do."""
+    import asyncio
+    import threading
+
+    log = logging.getLogger("osiiso_test.threads")
+
+    def from_thread(tag: str, count: int) -> None:
+        for i in range(count):
+            log.warning("%s %d", tag, i)
+
+    thread = threading.Thread(target=from_thread, args=("thread", n))
+    thread.start()
+    for i in range(n):
+        log.warning("loop %d", i)
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    while thread.is_alive():
+        await asyncio.sleep(0.001)
+    late = threading.Thread(target=from_thread, args=("idle", 1))
+    late.start()
+    await asyncio.sleep(60)  # the loop waits (the caller cancels): the record must not
+    return n
+
+
+def log_from_a_thread_then_return(n: int) -> int:
+    """A sync task whose own thread logs ``n`` records before the task returns."""
+    import threading
+
+    log = logging.getLogger("osiiso_test.threads")
+
+    def from_thread() -> None:
+        for i in range(n):
+            log.warning("sync %d", i)
+
+    thread = threading.Thread(target=from_thread)
+    thread.start()
+    thread.join()
+    return n
+
+
 @pytest.mark.timeout(30)
 def test_worker_log_records_reach_the_parent_with_the_task_id(
     transport: str,
@@ -203,6 +246,33 @@ def test_worker_log_records_reach_the_parent_with_the_task_id(
         assert record.worker == 0  # type: ignore[attr-defined]
         assert record.process != os.getpid() and record.funcName == "log_things"
     assert records[2].exc_text is not None and "KeyError: 'inner'" in records[2].exc_text
+
+
+@pytest.mark.timeout(60)
+def test_records_logged_from_a_tasks_own_threads_all_reach_the_parent(
+    transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread of a task's own logs through the worker's handler as the task does: every
+    record arrives, whole, and the worker goes on; one logged while the worker's loop
+    waits arrives while it still waits, not at its next wake-up."""
+    caplog.set_level(logging.WARNING)
+    n = 2000
+    with Executor(procs=1, transport=transport) as ex:
+        fut = ex.submit(log_from_a_thread_too, n)
+        deadline = time.monotonic() + 20
+        while not any(r.getMessage() == "idle 0" for r in caplog.records):
+            assert time.monotonic() < deadline, "the record waited for the loop"
+            time.sleep(0.01)
+        assert not fut.done()
+        assert fut.cancel()  # (an async attempt: cancelled inside its worker)
+        assert ex.submit(log_from_a_thread_then_return, 50).result(timeout=30) == 50
+        record = fut.task_result()
+        assert record is not None and record.status == "cancelled"
+        assert ex.stats().workers[0].restarts == 0  # the worker went on
+    messages = [r.getMessage() for r in caplog.records if r.name == "osiiso_test.threads"]
+    for tag, count in (("loop", n), ("thread", n), ("idle", 1), ("sync", 50)):
+        mine = [m for m in messages if m.split()[0] == tag]
+        assert mine == [f"{tag} {i}" for i in range(count)], tag
 
 
 @pytest.mark.timeout(30)

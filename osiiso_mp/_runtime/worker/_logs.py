@@ -5,11 +5,20 @@ record as a :class:`LogRecorded` message over the worker's channel, with the seq
 task that logged it (:data:`~._tasks.current_seq`, None outside any task) and, inside a map
 chunk, the index of the item running (:data:`~._tasks.chunk_item`). The supervisor hands it
 to the user's logging there (see ``forward_log`` in :mod:`..supervisor._setup`).
+
+The channel belongs to the worker's event loop: a record logged on another thread (one a
+task started, or a library's) is handed to the loop with ``call_soon_threadsafe``, which
+also wakes a loop waiting for I/O, and goes out at its next turn (after the sync task
+holding the loop, if one does). Such a thread does not inherit the task's context, so its
+records carry no seq unless the thread was started with the task's context
+(``asyncio.to_thread`` copies it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 
 from ..protocol._channel import Channel
 from ..protocol._messages import LogRecorded
@@ -21,9 +30,12 @@ __all__ = ["ForwardingHandler"]
 class ForwardingHandler(logging.Handler):
     """Sends the worker's log records to the supervisor, tagged with the running task."""
 
-    def __init__(self, channel: Channel, level: int) -> None:
+    def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop, level: int) -> None:
+        """Made on the thread that runs ``loop``, the loop ``channel`` belongs to."""
         super().__init__(level)
         self._channel = channel
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._formatter = logging.Formatter()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -32,19 +44,25 @@ class ForwardingHandler(logging.Handler):
             if record.exc_info and not exc_text:
                 exc_text = self._formatter.formatException(record.exc_info)
             seq = current_seq.get()
-            self._channel.send(
-                LogRecorded(
-                    seq,
-                    record.name,
-                    record.levelno,
-                    record.getMessage(),
-                    record.created,
-                    record.pathname,
-                    record.lineno,
-                    record.funcName,
-                    exc_text,
-                    None if seq is None else chunk_item.index,
-                )
+            msg = LogRecorded(
+                seq,
+                record.name,
+                record.levelno,
+                record.getMessage(),
+                record.created,
+                record.pathname,
+                record.lineno,
+                record.funcName,
+                exc_text,
+                None if seq is None else chunk_item.index,
             )
         except Exception:  # a broken record must not fail the task that logged it
             self.handleError(record)
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._channel.send(msg)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._channel.send, msg)
+        except RuntimeError:  # the loop is closed: the worker has stopped serving
+            pass
