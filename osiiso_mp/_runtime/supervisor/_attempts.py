@@ -78,16 +78,20 @@ class Attempts:
             outcomes.hook("on_start", task.fut)
         timeout = task.opts.timeout
         if timeout is not None:
-            delay = msg.started_at + timeout - time.perf_counter()
+            due = msg.started_at + timeout
             if task.is_async:
-                delay += ASYNC_GRACE
-            task.timer = self.loop.call_later(max(0.0, delay), self._on_timeout, w, task)
+                due += ASYNC_GRACE
+            delay = max(0.0, due - time.perf_counter())
+            task.timer = self.loop.call_later(delay, self._on_timeout, w, task, due)
 
-    def _on_timeout(self, w: WorkerView, task: Task) -> None:
+    def _on_timeout(self, w: WorkerView, task: Task, due: float) -> None:
         task.timer = None
         if task.seq not in w.sent or w.killed:
             return
         now = time.perf_counter()
+        if now < due:  # fired early (uvloop's timers: see Dispatch._due): wait out the rest
+            task.timer = self.loop.call_later(due - now, self._on_timeout, w, task, due)
+            return
         timeout = task.opts.timeout or 0.0
         self.dispatch.detach(w, task)
         self.pool.kill_settling(w, now, f"task {task.name!r} timed out there")

@@ -127,12 +127,21 @@ class Dispatcher:
         return None
 
     def schedule(self, task: Task, delay: float) -> None:
-        """Park ``task`` for ``delay`` seconds (a start delay or a retry backoff)."""
+        """Park ``task`` for ``delay`` seconds (a start delay or a retry backoff): it is
+        queued no sooner (see :meth:`_due`)."""
         task.state = "scheduled"
         task.scheduled_for = time.time() + delay
-        task.timer = self.loop.call_later(delay, self._due, task)
+        due = time.perf_counter() + delay
+        task.timer = self.loop.call_later(delay, self._due, task, due)
 
-    def _due(self, task: Task) -> None:
+    def _due(self, task: Task, due: float) -> None:
+        # uvloop's timers count whole milliseconds from a loop time read at the start of
+        # the turn: one may fire up to a millisecond or so early (a retry 0.1 s after its
+        # failure started 99.2 ms after it). Early: wait out the rest.
+        left = due - time.perf_counter()
+        if left > 0 and task.state == "scheduled":
+            task.timer = self.loop.call_later(left, self._due, task, due)
+            return
         task.timer = None
         task.scheduled_for = None
         if task.state == "scheduled":
