@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._errors import ClosedError
 from ._map_chunk import handing_over
-from ._results import TaskResult
+from ._results import TaskResult, pack
+from ._runtime._task import AS_KEPT, UNBOUND
 from ._runtime.protocol._commands import Info, Status
 
 if TYPE_CHECKING:
@@ -102,16 +103,35 @@ class TaskFuture(cf.Future[T], Generic[T]):
     # first, below): most futures never get a callback, and each list would be one more
     # object a task for the garbage collector
     _done_callbacks: Any = ()
-    # the finished task that hands out this future's record while the future lives (see
-    # Task.finished): it lets go of the record with the future (__del__)
+    # the list of cf.wait/as_completed's waiters (see _waiters), until made: most futures
+    # are never waited on so
+    _waiter_list: list[Any] | None = None
+    # the finished task that keeps this future's record, packed (see Task.finished): the
+    # record is made from it on first read, and handed out by lookups too while the future
+    # lives; the task lets go of it with the future (__del__)
     _kept_by: Any = None
     weight: ClassVar[int] = 1
     """How many tasks it stands for, in a map's window (a chunk's handle: its items)."""
 
+    @property
+    def _waiters(self) -> list[Any]:
+        """``concurrent.futures``' list of this future's waiters, made on first use.
+        ``concurrent.futures`` uses it only with the future's condition held, as
+        ``set_result`` does (reading ``_waiter_list``, which makes nothing)."""
+        waiters = self._waiter_list
+        if waiters is None:
+            waiters = self._waiter_list = []
+        return waiters
+
+    @_waiters.setter
+    def _waiters(self, waiters: list[Any]) -> None:
+        self._waiter_list = waiters
+
     def __del__(self) -> None:
         kept_by = self._kept_by
-        if kept_by is not None and kept_by.record is self._record:
-            kept_by.record = None  # from now on, what it hands out is made from what it kept
+        if kept_by is not None:  # from now on, what it hands out is made from what it kept
+            kept_by.live = UNBOUND  # (first: see Task.own_record)
+            kept_by.record = None
 
     def __init__(self, supervisor: Supervisor, task_id: str, name: str) -> None:
         # cf.Future.__init__'s fields (a unit test keeps them in step), with a lighter
@@ -120,11 +140,13 @@ class TaskFuture(cf.Future[T], Generic[T]):
         self._state = _PENDING
         self._result = None
         self._exception = None
-        self._waiters = []
-        # _done_callbacks: the class's empty tuple until the first add_done_callback
+        # _waiters: made on first use; _done_callbacks: the class's empty tuple until the
+        # first add_done_callback
         self._sup = supervisor
         self._task: Task | None = None
-        self._record: TaskResult | None = None  # with the value itself: the caller's
+        # its record once read (with the value itself: the caller's); one a settled task
+        # keeps is made on first read (see _own_record)
+        self._record: TaskResult | None = None
         self._parked_in: Any = None  # the executor holding it back for max_pending, if any
         self.task_id = task_id
         """The task's id (yours, from ``task_id=``, or a uuid4 hex)."""
@@ -139,19 +161,36 @@ class TaskFuture(cf.Future[T], Generic[T]):
     # -- settled by the supervisor ---------------------------------------------------------
 
     def _settle(self, record: TaskResult) -> None:
-        """Attach the task's record and resolve the future (supervisor thread only; the
-        supervisor has given the task its kept record first)."""
+        """Attach the task's record and resolve the future (one settling thread)."""
         self._record = record
+        self._settle_as(record.status, record.value, record.exception)
+
+    def _settle_as(self, status: str, value: Any, exc: BaseException | None) -> None:
+        """Resolve the future as the task ended (supervisor thread; the supervisor has
+        given the task its kept record first, which the future's record is made from)."""
         self._task = None
-        if record.status == "succeeded":
-            self.set_result(record.value)
-        elif record.status == "failed":
-            assert record.exception is not None
-            self.set_exception(record.exception)
+        if status == "succeeded":
+            self.set_result(value)
+        elif status == "failed":
+            assert exc is not None
+            self.set_exception(exc)
         else:
             super().cancel()
             # wakes cf.wait/as_completed waiters, which plain cancel() does not
             self.set_running_or_notify_cancel()
+
+    def _own_record(self) -> TaskResult | None:
+        """Its record once done (made on the first read, see ``Task.own_record``), else
+        None."""
+        record = self._record
+        if record is None and self.done():
+            kept_by = self._kept_by
+            if kept_by is None:  # (settled without a task: it has its record already)
+                return self._record
+            ok = self._state == _FINISHED and self._exception is None
+            record = kept_by.own_record(self._result if ok else AS_KEPT)
+            self._record = record
+        return record
 
     def _settle_closed(self) -> None:
         """Fail a task that reached a supervisor after it stopped (any thread)."""
@@ -181,8 +220,9 @@ class TaskFuture(cf.Future[T], Generic[T]):
             message=message,
             metadata=None if opts is None else opts.metadata,
         )
-        if task is not None:
-            task.finished(record)  # what the executor keeps of it: this record
+        if task is not None:  # what the executor keeps of it: this record
+            task.finished(pack(record))
+            task.record = record  # (the future's own, handed out while it lives)
         self._settle(record)
 
     # -- standard surface ------------------------------------------------------------------
@@ -200,8 +240,10 @@ class TaskFuture(cf.Future[T], Generic[T]):
                 raise cf.InvalidStateError(f"{self._state}: {self!r}")
             self._result = result  # before _state: result() reads a finished one unlocked
             self._state = _FINISHED
-            for waiter in self._waiters:
-                waiter.add_result(self)
+            waiters = self._waiter_list  # (None: nobody ever waited so)
+            if waiters:
+                for waiter in waiters:
+                    waiter.add_result(self)
             if getattr(cond, "_waiters", None):  # (made by a wait; empty: nobody waits now)
                 cond.notify_all()
         if self._done_callbacks:
@@ -293,12 +335,12 @@ class TaskFuture(cf.Future[T], Generic[T]):
 
     def _collect(self, values: list[Any], bad: list[TaskResult]) -> None:
         """Once done: append its value to ``values``, or its record to ``bad``."""
-        record = self._record
+        if self._state == _FINISHED and self._exception is None:
+            values.append(self._result)
+            return
+        record = self._own_record()
         assert record is not None
-        if record.status == "succeeded":
-            values.append(record.value)
-        else:
-            bad.append(record)
+        bad.append(record)
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -333,4 +375,4 @@ class TaskFuture(cf.Future[T], Generic[T]):
                 raise TimeoutError(
                     f"task {self.name!r} (id {self.task_id}) did not finish within {timeout:g}s"
                 )
-        return self._record if self.done() else None
+        return self._own_record()

@@ -329,28 +329,36 @@ def pack(record: TaskResult, value: Any = None, *, replace: bool = False) -> Pac
     a tuple whose items it does not track, and nested ones one level a pass), where a
     record and its attempts are objects it walks at every full collection for as long as
     they are kept."""
-    log = record.attempt_log
-    if len(log) == 1:  # the commonest (made per finished task)
-        attempts: Any = _ATTEMPT_VALUES(log[0])
-    else:
-        attempts = [x for a in log for x in _ATTEMPT_VALUES(a)]
-    return (
+    head = (
         *_BEFORE_VALUE(record),
         value if replace else raw_value(record),
         *_AFTER_VALUE_BUT_LOG(record),
-        *attempts,
     )
+    return pack_fields(head, record.attempt_log)
+
+
+def pack_fields(head: tuple[Any, ...], attempts: tuple[Attempt, ...]) -> Packed:
+    """The record of fields ``head`` (in order, ``attempt_log`` left out) and ``attempts``
+    packed, as :func:`pack` packs it, without making it first."""
+    if len(attempts) == 1:  # the commonest (made per finished task)
+        return (*head, *_ATTEMPT_VALUES(attempts[0]))
+    return (*head, *[x for a in attempts for x in _ATTEMPT_VALUES(a)])
 
 
 def unpack(packed: Packed) -> TaskResult:
     """The record ``packed`` holds: a new object each call, equal each time."""
+    return make_result(*packed[:_HEAD], _log(packed))
+
+
+def unpack_with_value(packed: Packed, value: Any) -> TaskResult:
+    """The record ``packed`` holds, with ``value`` in its ``value`` slot."""
+    return make_result(*packed[:_VALUE], value, *packed[_VALUE + 1 : _HEAD], _log(packed))
+
+
+def _log(packed: Packed) -> tuple[Attempt, ...]:
     if len(packed) == _ONE_ATTEMPT:  # the commonest
-        log: tuple[Attempt, ...] = (make_attempt(*packed[_HEAD:]),)
-    else:
-        log = tuple(
-            [make_attempt(*packed[i : i + _WIDTH]) for i in range(_HEAD, len(packed), _WIDTH)]
-        )
-    return make_result(*packed[:_HEAD], log)
+        return (make_attempt(*packed[_HEAD:]),)
+    return tuple([make_attempt(*packed[i : i + _WIDTH]) for i in range(_HEAD, len(packed), _WIDTH)])
 
 
 def packed_status(packed: Packed) -> str:
@@ -388,9 +396,11 @@ def run_span(records: Iterable[TaskResult]) -> float:
 
 
 def record_of(fut: Any) -> TaskResult:
-    """The record of a finished future: its ``_record`` (a ``TaskFuture``'s), else a
-    stand-in made from its outcome (any ``concurrent.futures.Future``)."""
-    record = getattr(fut, "_record", None)
+    """The record of a finished future: its own (a ``TaskFuture``'s, made on first read;
+    or a ``_record`` it carries), else a stand-in made from its outcome (any
+    ``concurrent.futures.Future``)."""
+    own = getattr(fut, "_own_record", None)
+    record = own() if own is not None else getattr(fut, "_record", None)
     if isinstance(record, TaskResult):
         return record
     task_id = getattr(fut, "task_id", "")

@@ -6,26 +6,31 @@ from that moment only the supervisor thread writes it. A task submitted on its o
 its entry in the batch of the next ``run()``: once finished it lets go of its future, its
 arguments and its payload, and keeps its record instead, packed as one flat tuple of plain
 values (its value stored, see :mod:`._retention`; the cyclic garbage collector soon stops
-walking it), from which the batch and the lookups by id make records, from any thread;
-while the caller holds the future, they get the future's own record.
+walking it), from which the batch and the lookups by id make records, from any thread.
+
+While the caller holds the future, the record handed out is the future's own: one object,
+made on its first read (by the future, a lookup or ``run()``, whichever comes first: most
+futures of a bulk submission are only ever asked for their value), with the future's value
+in it. The future lets go of it when it is dropped (``TaskFuture.__del__``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from .._results import (
     Attempt,
     Packed,
     ReleasedValue,
     TaskResult,
-    pack,
     packed_finished_at,
     packed_status,
     packed_value,
     packed_with_value,
     unpack,
+    unpack_with_value,
 )
 from .._task_options import TaskOptions
 from ._chunk import CHUNK_SUFFIX
@@ -44,6 +49,16 @@ State = Literal["queued", "scheduled", "running", "complete"]
 
 # What a finished task holds instead of its own (it is kept: no object more than needed).
 _NO_KWARGS: dict[str, Any] = {}
+
+# Task.live: no future holds the task (any more); a future holds it, and the kept record's
+# value slot holds its value as it is. Else ``live`` is the future's value itself (the
+# kept record holds it serialized).
+UNBOUND: Final[Any] = object()
+AS_KEPT: Final[Any] = object()
+# one maker at a time of a future's record (the first read: rare, and any thread), so that
+# the future and the lookups get one object (re-entrant: a collection may run a future's
+# __del__ on the thread making one)
+_MAKING = threading.RLock()
 
 
 class Task:
@@ -71,6 +86,7 @@ class Task:
         "kept_size",
         "key",
         "kwargs",
+        "live",
         "name",
         "opts",
         "payload",
@@ -155,8 +171,10 @@ class Task:
         # leaves alone; records are made from it when read (see _results.pack)
         self.kept: Packed | None = None
         # and, while the caller holds the future, the future's own record (the one handed
-        # out then); the future lets go of it when it is dropped (TaskFuture.__del__)
+        # out then) once made, and the future's value (see UNBOUND, AS_KEPT); the future
+        # lets go of both when it is dropped (TaskFuture.__del__)
         self.record: TaskResult | None = None
+        self.live: Any = UNBOUND
         self.holds = 0  # who keeps its value (see ValueBudget), and its counted size
         self.kept_size = 0
         self.expiry = 0.0  # when lookups by id forget it (time.monotonic())
@@ -201,16 +219,16 @@ class Task:
             flow=flow,
         )
 
-    def finished(self, record: TaskResult, stored: StoredValue | None = None) -> None:
-        """The task has its record: ``record``, its future's own; the executor keeps it
-        packed, with ``stored`` (its value serialized, see _retention) in place of its
-        value when given. Let go of what only an unfinished task needs, the future first
-        (it is the caller's now): the future's record is handed out for as long as the
-        caller holds the future, which lets go of it when dropped."""
-        self.kept = pack(record) if stored is None else pack(record, stored, replace=True)
-        self.record = record
+    def finished(self, kept: Packed, value: Any = AS_KEPT) -> None:
+        """The task has ended: the executor keeps its record packed, ``kept`` (see
+        ``_results.pack``); ``value`` is its value when ``kept`` holds it serialized. Let
+        go of what only an unfinished task needs, the future first (it is the caller's
+        now): while the caller holds it, the future's own record is handed out, made on
+        first read."""
+        self.kept = kept
         fut = self.fut
         if fut is not None and hasattr(fut, "_kept_by"):  # (a TaskFuture: see __del__)
+            self.live = value
             fut._kept_by = self
         self.fut = None
         self.args = ()
@@ -218,6 +236,29 @@ class Task:
         self.attempts = ()  # (the record has them; none is added after the end)
         self.worker = None
         self.error = None
+
+    def own_record(self, value: Any = AS_KEPT) -> TaskResult:
+        """The record of the future that holds the task (any thread): made once, on the
+        first call, with ``value`` (the future's, when the future asks), else the value the
+        task holds for it. Handed out from then on for as long as the future lives, unless
+        its value is released (see :meth:`release`)."""
+        with _MAKING:
+            record = self.record
+            if record is not None:
+                return record
+            kept = self.kept
+            assert kept is not None
+            live = self.live
+            if value is AS_KEPT:
+                value = live
+            if value is UNBOUND:  # dropped meanwhile: what anyone reading gets
+                return handout(unpack(kept))
+            record = unpack(kept) if value is AS_KEPT else unpack_with_value(kept, value)
+            if live is not UNBOUND:
+                self.record = record
+                if self.live is UNBOUND:  # (its __del__ ran meanwhile, on another thread)
+                    self.record = None
+            return record
 
     # -- as an entry of the batch of the next run() (any thread) ---------------------------
 
@@ -251,6 +292,8 @@ class Task:
         kept = self.kept
         if kept is None:
             return []
+        if self.live is not UNBOUND:
+            return [self.own_record()]
         return [handout(unpack(kept))]
 
     def add_done_callback(self, fn: Callable[[Task], object]) -> None:
@@ -268,6 +311,7 @@ class Task:
         kept = self.kept
         if kept is not None:
             if type(packed_value(kept)) is not StoredValue:
+                self.live = UNBOUND
                 self.record = None
             self.kept = packed_with_value(kept, marker)
 

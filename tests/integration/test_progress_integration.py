@@ -76,7 +76,7 @@ def test_callback_counts_a_real_batch_like_run_does(transport: str) -> None:
     )
     assert (final.succeeded, final.failed) == (4, 4)
     # each event carries the task's own record
-    records = {fut._record.task_id: fut._record for fut in batch if fut._record is not None}
+    records = {r.task_id: r for r in (fut.task_result() for fut in batch) if r is not None}
     for event in per_task:
         assert event.result is not None
         assert records[event.result.task_id] is event.result

@@ -19,10 +19,13 @@ def _future() -> TaskFuture[Any]:
 def test_the_fields_of_cf_future() -> None:
     fut = _future()
     mine, theirs = vars(fut), vars(cf.Future())
-    assert set(theirs) - {"_done_callbacks"} <= set(mine)
+    assert set(theirs) - {"_done_callbacks", "_waiters"} <= set(mine)
     for field, value in theirs.items():
         if field == "_done_callbacks":  # the class's empty tuple until the first callback
             assert field not in mine and list(fut._done_callbacks) == value == []
+        elif field == "_waiters":  # made on first use
+            assert "_waiter_list" not in mine and fut._waiters == value == []
+            assert fut._waiter_list is fut._waiters  # made once, kept
         elif field == "_condition":
             assert type(mine[field]) is FutureCondition
             assert isinstance(mine[field], type(value._lock))  # an RLock, as cf's

@@ -31,6 +31,7 @@ from osiiso_mp import (
     TaskFuture,
     TaskResult,
     TaskTimeoutError,
+    ValueReleasedError,
     WorkerCrashedError,
 )
 from osiiso_mp._runtime.protocol._messages import (
@@ -194,6 +195,104 @@ def test_a_finished_task_hands_out_its_futures_record_while_held_then_one_made_a
         plain_record.attempt_log,
         stored_record.attempt_log,
     ]
+
+
+def test_a_futures_record_is_made_on_first_read_by_whoever_reads_first(
+    start: Start,
+) -> None:
+    # a settled future's record is not made when the task ends (most futures are only
+    # asked for their value) but on first read: the future, a lookup by id, run() or a
+    # hook, whichever comes first, make one object, which all of them hand out
+    seen: list[TaskResult] = []
+    ex, transport = start(1, retain_bytes=1 << 20, on_complete=seen.append)
+    link = transport.link(0)
+    ledger = ex._core.sup.ledger
+    values = [[1], [2], [3]]  # lists: kept serialized, the future's value stays its own
+    futs = [ex.submit(list, v) for v in values]
+    for v in values:
+        link.succeed(link.expect(RunTask), v)
+    assert [f.result(timeout=WAIT) for f in futs] == values
+    first, second, third = futs
+    # the hook asked for them, so they are made: the same objects everyone gets after
+    assert [f.task_result() for f in futs] == seen and all(
+        f.task_result() is r for f, r in zip(futs, seen, strict=True)
+    )
+    assert ex.task_result(first.task_id) is seen[0]
+    assert seen[1].value is second.result()  # the future's value, not a copy
+    del futs, first, second, third
+    assert ex.run().values == tuple(values)
+
+    hookless, transport = start(1, retain_bytes=1 << 20)
+    link = transport.link(0)
+    ledger = hookless._core.sup.ledger
+    by_lookup = hookless.submit(list, [4])
+    by_future = hookless.submit(list, [5])
+    never = hookless.submit(abs, -6)
+    for value in ([4], [5], 6):
+        link.succeed(link.expect(RunTask), value)
+    for settled in (by_lookup, by_future, never):
+        settled.exception(timeout=WAIT)
+    del settled
+    ids = [by_lookup.task_id, by_future.task_id, never.task_id]
+    tasks = hookless._core.sup.call(lambda: [ledger.finished[i] for i in ids])
+    assert all(t.record is None and t.kept is not None for t in tasks)  # none made yet
+    looked_up = hookless.task_result(by_lookup.task_id)
+    assert looked_up is not None and looked_up.value is by_lookup.result()
+    assert by_lookup.task_result() is looked_up and tasks[0].record is looked_up
+    own = by_future.task_result()
+    assert own is not None and own.value is by_future.result()
+    assert hookless.task_result(by_future.task_id) is own and tasks[1].record is own
+    assert never.result() == 6 and tasks[2].record is None  # only its value was read
+    summary = hookless.run()
+    assert summary.results[0] is looked_up and summary.results[1] is own
+    assert summary.results[2] is never.task_result()  # (made by run(), then the future's)
+    del looked_up, own, summary
+    del by_lookup, by_future, never
+    assert all(t.record is None for t in tasks)  # the futures let go of their records
+    again = hookless.task_result(ids[0])
+    assert again is not None and again.value == [4]
+
+
+def test_threads_reading_a_record_first_at_once_get_one_object(start: Start) -> None:
+    ex, transport = start(1, retain_bytes=1 << 20)
+    link = transport.link(0)
+    futs = [ex.submit(list, [i]) for i in range(20)]
+    for i in range(20):
+        link.succeed(link.expect(RunTask), [i])
+    wait_until(lambda: all(f.done() for f in futs), "settled")
+    got: list[list[TaskResult | None]] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def read(k: int) -> None:
+        barrier.wait()
+        for f in futs:  # two threads ask the future, two look the id up
+            got[k].append(f.task_result() if k % 2 else ex.task_result(f.task_id))
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, f in enumerate(futs):
+        mine = f.task_result()
+        assert mine is not None and mine.value is f.result() and mine.value == [i]
+        assert all(g[i] is mine for g in got)
+
+
+def test_a_released_value_leaves_the_futures_record_whole(start: Start) -> None:
+    # a value kept as it is goes from the kept record when the budget lets go of it; the
+    # future's record, made after, still has it (it is the future's value)
+    ex, transport = start(1, retain_bytes=0)  # nothing kept: released at once
+    link = transport.link(0)
+    fut = ex.submit(abs, -7)
+    link.succeed(link.expect(RunTask), 7)
+    assert fut.result(timeout=WAIT) == 7
+    looked_up = ex.task_result(fut.task_id)
+    assert looked_up is not None
+    with pytest.raises(ValueReleasedError):
+        looked_up.value  # noqa: B018
+    own = fut.task_result()
+    assert own is not None and own.value == 7 and own is not looked_up
 
 
 def test_a_worker_on_another_host_gets_no_local_setup_and_its_clock_is_mapped(

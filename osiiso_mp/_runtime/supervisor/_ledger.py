@@ -15,10 +15,10 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._config import ExecutorConfig
-from ..._results import TaskResult
+from ..._results import Packed, TaskResult
 from .._chunk import PREFIX_LEN, Chunk
-from .._retention import IN_BATCH, IN_LOOKUPS, Holder, StoredValue, ValueBudget
-from .._task import Task
+from .._retention import IN_BATCH, IN_LOOKUPS, Holder, ValueBudget
+from .._task import AS_KEPT, Task
 from ._chunks import ChunkItem, ItemSink
 from ._common import duplicate_id
 
@@ -81,15 +81,14 @@ class Ledger:
         return self.in_lookups if opts.detached else self.in_lookups | IN_BATCH
 
     def retain(
-        self, task: Task, record: TaskResult, kept_size: int, stored: StoredValue | None
+        self, task: Task, status: str, kept: Packed, kept_size: int, value: Any = AS_KEPT
     ) -> None:
-        """Give the finished ``task`` its record (its future's; the executor keeps it with
-        ``stored``, its value serialized, in place of the value when given); keep it for
-        lookups by id for ``result_ttl`` seconds, then forget it; count its value
-        (``kept_size`` bytes) in the budget. (Its future is settled next: the batch finds
-        the record first.)"""
-        self.ended[record.status] += 1
-        task.finished(record, stored)
+        """Give the finished ``task`` its record, packed (``kept``; ``value``: its value,
+        when ``kept`` holds it serialized); keep it for lookups by id for ``result_ttl``
+        seconds, then forget it; count its value (``kept_size`` bytes) in the budget. (Its
+        future is settled next: the batch finds the record first.)"""
+        self.ended[status] += 1
+        task.finished(kept, value)
         now = time.monotonic()
         if now >= self._next_expiry:  # (expire()'s own test, inline: once per task)
             self.expire(now)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._config import HOOKS
-from ..._results import TaskResult, make_result, with_value
+from ..._results import TaskResult, make_result, pack_fields, with_value
 from ..protocol._buffers import release
 from ..protocol._messages import CancelTask
 from ._chunks import ItemSink
@@ -86,7 +86,7 @@ class Outcomes:
         first = task.first_started_at
         ran = 0.0 if first is None else finished - first
         opts = task.opts
-        record = make_result(  # TaskResult's fields in order, positionally (made per task)
+        head = (  # TaskResult's fields in order, but attempt_log (made per task)
             task.task_id,
             task.name,
             status,
@@ -103,7 +103,6 @@ class Outcomes:
             ran if ran > 0.0 else 0.0,  # duration
             message,
             opts.metadata,
-            attempts,  # attempt_log (a tuple already)
         )
         if task.buffers or type(task.payload) is not bytes:  # (plain bytes: nothing shared)
             release((task.payload, *task.buffers))  # shared memory is freed here, not later
@@ -111,8 +110,10 @@ class Outcomes:
         task.buffers = ()
         sink = task.fut
         flow = task.flow
+        record: TaskResult | None = None
         if type(sink) is ItemSink:  # an item of a map chunk: the chunk keeps it
             self.ledger.ended[status] += 1
+            record = make_result(*head, attempts)
             sink.settle_item(
                 record,
                 record if stored is None else with_value(record, stored),
@@ -120,13 +121,21 @@ class Outcomes:
                 flow_bytes,
             )
         else:
-            self.ledger.retain(task, record, kept_size, stored)
+            # what the executor keeps: the record packed, its value stored when it is (the
+            # future's own record is made when first read: most never are)
+            if stored is None:
+                self.ledger.retain(task, status, pack_fields(head, attempts), kept_size)
+            else:
+                kept = pack_fields((*head[:3], stored, *head[4:]), attempts)
+                self.ledger.retain(task, status, kept, kept_size, value)
             if flow is not None and status == "succeeded":
                 self.dispatch.delivered(flow, sink, flow_bytes)
-            sink._settle(record)
+            sink._settle_as(status, value, exc)
         if flow is not None:
             self.dispatch.ended_in_flow(flow, task.seq)
         if self.hooks:
+            if record is None:
+                record = task.records()[0]  # (the future's own, made now)
             self.hook("on_complete", record)
         if status == "failed" and self.fail_policy == "fail_first":
             self.trip_fail_first(task)
