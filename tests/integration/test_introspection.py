@@ -109,13 +109,14 @@ def test_task_result_by_id_with_and_without_timeout(transport: str, tmp_path: Pa
 
 @pytest.mark.timeout(30)
 def test_records_age_out_after_result_ttl() -> None:
-    ex = Executor(procs=1, result_ttl=0.3)
+    # (a ttl of a second: the lookups just after the task ended must come before it)
+    ex = Executor(procs=1, result_ttl=1.0)
     try:
         fut = ex.submit(abs, -5)
         assert fut.result(timeout=10) == 5
         assert ex.status(fut.task_id) == "complete"
         assert ex.task_result(fut.task_id) is not None
-        time.sleep(0.5)
+        time.sleep(1.2)
         assert ex.status(fut.task_id) == "not_found"
         assert ex.task_result(fut.task_id) is None
         assert fut.task_result() is not None  # the handle keeps its own record
@@ -129,7 +130,8 @@ def test_records_age_out_after_result_ttl() -> None:
 def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
     # lookups hide an expired record at once; the supervisor drops it (and an expired map
     # chunk) from memory when the next task finishes after its expiry
-    ex = Executor(procs=1, result_ttl=0.3)
+    # (a ttl of a second: the map and the first look must come before it)
+    ex = Executor(procs=1, result_ttl=1.0)
     try:
         first = ex.submit(abs, -1)
         assert first.result(timeout=10) == 1
@@ -137,7 +139,7 @@ def test_expired_records_and_chunks_are_let_go_not_only_hidden() -> None:
         sup = ex._core.sup
         held = sup.call(lambda: (list(sup.ledger.finished), len(sup.ledger.kept_chunks)))
         assert held == ([first.task_id], 1)
-        time.sleep(0.5)
+        time.sleep(1.2)
         second = ex.submit(abs, -2)
         assert second.result(timeout=10) == 2
         held = sup.call(lambda: (list(sup.ledger.finished), len(sup.ledger.kept_chunks)))
@@ -254,7 +256,8 @@ def test_records_logged_from_a_tasks_own_threads_all_reach_the_parent(
 ) -> None:
     """A thread of a task's own logs through the worker's handler as the task does: every
     record arrives, whole, and the worker goes on; one logged while the worker's loop
-    waits arrives while it still waits, not at its next wake-up."""
+    waits arrives while it still waits, not at its next wake-up; those of a sync task's
+    thread arrive ahead of the task's result."""
     caplog.set_level(logging.WARNING)
     n = 2000
     with Executor(procs=1, transport=transport) as ex:
@@ -266,6 +269,9 @@ def test_records_logged_from_a_tasks_own_threads_all_reach_the_parent(
         assert not fut.done()
         assert fut.cancel()  # (an async attempt: cancelled inside its worker)
         assert ex.submit(log_from_a_thread_then_return, 50).result(timeout=30) == 50
+        # a sync task's threads' records go out ahead of its result: here already
+        synced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sync")]
+        assert synced == [f"sync {i}" for i in range(50)]
         record = fut.task_result()
         assert record is not None and record.status == "cancelled"
         assert ex.stats().workers[0].restarts == 0  # the worker went on

@@ -139,9 +139,41 @@ class Channel:
             return
         self._queue((frame,), ())
 
+    def send_from_thread(self, msg: Message) -> None:
+        """From another thread: queue ``msg`` in order with what the loop's thread queues,
+        and have the loop flush it. A sync task holding the loop's thread delays the flush
+        (the frame goes out ahead of the task's result, queued after it), and the last
+        flush of a worker that exits takes it too. Needs :meth:`allow_threadsafe_sends`
+        first (the loop's writes, which empty the queue, then take the lock)."""
+        lock = self._wlock
+        assert lock is not None, "allow_threadsafe_sends() first"
+        parts, fds = encode_frame(msg)
+        with lock:
+            if self._closed or self._write_failed:
+                return
+            self._append(parts, fds)
+        try:
+            self._loop.call_soon_threadsafe(self._flush_queued)
+        except RuntimeError:  # the loop is closed: nobody will write it any more
+            pass
+
+    def _flush_queued(self) -> None:
+        """(Loop's thread.) Flush what another thread queued, unless a flush is coming."""
+        if not (self._flush_scheduled or self._flush_owned):
+            self.flush()
+
     def _queue(self, parts: Sequence[Any], fds: Sequence[int]) -> None:
         """Append one frame's ``parts`` (and the descriptors it passes) to the last segment
         not yet on the wire, and make sure a flush comes."""
+        self._append(parts, fds)
+        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def _append(self, parts: Sequence[Any], fds: Sequence[int]) -> None:
+        """Append one frame's ``parts`` (and its descriptors) to the last segment not yet
+        on the wire. (Each frame's parts go in with one ``extend``: another thread's frame
+        appended meanwhile lands before or after it, never inside it.)"""
         out = self._out
         seg = out[-1] if out else None
         if seg is None or seg.started or (fds and len(seg.fds) + len(fds) > MAX_FDS):
@@ -151,9 +183,6 @@ class Channel:
         if len(parts) > 1:  # a frame with buffers beside its pickle
             seg.plain = False
             seg.fds.extend(fds)
-        if not (self._flush_scheduled or self._flush_owned or self._writer_added):
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
 
     def will_flush(self) -> None:
         """Promise a :meth:`flush` later in this same callback: until it, sends schedule no

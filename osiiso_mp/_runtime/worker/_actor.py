@@ -98,7 +98,7 @@ class WorkerActor:
             self._watch = UsageWatch(self._channel, self._meter, cfg.report_usage, cfg.max_rss)
         root = logging.getLogger()
         root.setLevel(cfg.log_level)
-        root.addHandler(ForwardingHandler(self._channel, loop, cfg.log_level))
+        root.addHandler(ForwardingHandler(self._channel, cfg.log_level))
 
     def start(self) -> None:
         """Announce readiness (then, reporting its usage, start watching itself)."""

@@ -7,16 +7,17 @@ chunk, the index of the item running (:data:`~._tasks.chunk_item`). The supervis
 to the user's logging there (see ``forward_log`` in :mod:`..supervisor._setup`).
 
 The channel belongs to the worker's event loop: a record logged on another thread (one a
-task started, or a library's) is handed to the loop with ``call_soon_threadsafe``, which
-also wakes a loop waiting for I/O, and goes out at its next turn (after the sync task
-holding the loop, if one does). Such a thread does not inherit the task's context, so its
-records carry no seq unless the thread was started with the task's context
-(``asyncio.to_thread`` copies it).
+task started, or a library's) is queued on it under its lock
+(:meth:`~..protocol._channel.Channel.send_from_thread`), and the loop, woken with
+``call_soon_threadsafe``, writes it. So it keeps its place: the records a sync task's
+threads log go out ahead of the task's result (the loop writes once the task returns),
+and a worker's last write before it exits takes them too. Such a thread does not inherit
+the task's context, so its records carry no seq unless the thread was started with the
+task's context (``asyncio.to_thread`` copies it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 
@@ -30,11 +31,11 @@ __all__ = ["ForwardingHandler"]
 class ForwardingHandler(logging.Handler):
     """Sends the worker's log records to the supervisor, tagged with the running task."""
 
-    def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop, level: int) -> None:
-        """Made on the thread that runs ``loop``, the loop ``channel`` belongs to."""
+    def __init__(self, channel: Channel, level: int) -> None:
+        """Made on the thread that runs the loop ``channel`` belongs to."""
         super().__init__(level)
         self._channel = channel
-        self._loop = loop
+        channel.allow_threadsafe_sends()  # (on the loop's thread, as it asks)
         self._loop_thread = threading.get_ident()
         self._formatter = logging.Formatter()
 
@@ -61,8 +62,5 @@ class ForwardingHandler(logging.Handler):
             return
         if threading.get_ident() == self._loop_thread:
             self._channel.send(msg)
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._channel.send, msg)
-        except RuntimeError:  # the loop is closed: the worker has stopped serving
-            pass
+        else:
+            self._channel.send_from_thread(msg)
