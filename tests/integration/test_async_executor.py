@@ -68,6 +68,16 @@ async def async_square(x: int) -> int:
     return x * x
 
 
+async def all_ready(ex: AsyncExecutor) -> None:
+    """Wait on the loop until every worker of ``ex`` has started (a Ray actor may take a
+    second or more, and not all at once), so that tasks submitted next run side by side."""
+    for _ in range(2000):
+        if all(w.state != "starting" for w in ex.stats().workers):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"workers never all started: {ex.stats().workers}")
+
+
 async def wait_pid(path: Path) -> int:
     """Wait on the loop until a task wrote its pid to ``path``."""
     for _ in range(1000):
@@ -111,6 +121,9 @@ def test_map_and_as_completed(
             assert values == [0, 1, 4, 9, 16, 25]
             windowed = [v async for v in ex.options(retries=1).map(square, range(9), buffersize=2)]
             assert windowed == [i * i for i in range(9)]
+            # both workers up (on Ray the second actor may still be starting after the maps,
+            # one worker running all three in turn), so the 0.0 s task runs beside the 0.4 s
+            await all_ready(ex)
             futs = [ex.submit(sleep_return, d, d) for d in (0.4, 0.0, 0.2)]
             order = [f.result() async for f in ex.as_completed(futs)]
             # in the order they ended (the 0.2 s task starts once the 0.0 one has ended,
@@ -178,7 +191,9 @@ def test_cancelling_the_awaiting_task_kills_the_running_attempt(
             handler.cancel()  # the client went away
             with pytest.raises(asyncio.CancelledError):
                 await handler
-            deadline = time.monotonic() + 1.0
+            # (Ray's kill of an actor may take a second on a loaded machine; the task spins
+            # for ever, so a worker left running still fails this)
+            deadline = time.monotonic() + 10.0
             while not gone(pid):  # (a zombie, or no process any more)
                 assert time.monotonic() < deadline, "the worker outlived the cancellation"
                 await asyncio.sleep(0.02)
@@ -277,7 +292,7 @@ def test_run_in_executor_cancellation_stops_the_attempt(
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 10.0  # (a Ray actor's kill: see above)
         while not gone(pid):  # (a zombie, or no process any more)
             assert time.monotonic() < deadline, "the worker outlived the cancellation"
             await asyncio.sleep(0.02)

@@ -130,8 +130,14 @@ def test_an_on_start_hook_sees_every_start_of_a_tiny_callable() -> None:
 # -- tasks sent ahead behind announced ones ------------------------------------------------
 
 
-def nap(seconds: float, marker: str = "") -> float:
-    """Sleep; leave ``marker`` (a path) behind when given, to show that it ran."""
+def nap(seconds: float, marker: str = "", gate: str = "") -> float:
+    """Sleep; leave ``marker`` (a path) behind when given, to show that it ran. With a
+    ``gate`` (a path), wait until it exists first (at most 20 s)."""
+    deadline = time.monotonic() + 20
+    while gate and not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.005)
     time.sleep(seconds)
     if marker:
         with open(marker, "w") as f:
@@ -156,10 +162,12 @@ def _known_medium(ex: Executor) -> None:
 def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_path: Path) -> None:
     # B waits in the worker behind A; cancelling B while A runs must stop it from ever
     # starting (the worker reads the cancel before it goes on), and the worker goes on
-    marker = tmp_path / "b-ran"
+    marker, gate = tmp_path / "b-ran", tmp_path / "gate"
     with Executor(procs=1, transport=transport) as ex:
         _known_medium(ex)
-        a = ex.submit(nap, 0.5)
+        # A runs until the gate opens, after the cancel: B cannot start first, however
+        # slowly this thread (or A's start reaching it) goes
+        a = ex.submit(nap, 0.0, "", str(gate))
         b = ex.submit(nap, 0.01, str(marker))
         deadline = time.monotonic() + 10
         while a.status() != "running" or not ex._core.sup.call(
@@ -168,7 +176,8 @@ def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_pat
             assert time.monotonic() < deadline, "B was not sent ahead behind A"
             time.sleep(0.005)
         assert b.cancel()
-        assert a.result(timeout=30) == 0.5
+        gate.touch()
+        assert a.result(timeout=30) == 0.0
         assert b.cancelled()
         record = b.task_result()
         assert record is not None and record.status == "cancelled"
@@ -176,16 +185,22 @@ def test_a_task_sent_ahead_is_cancelled_before_it_starts(transport: str, tmp_pat
         assert not marker.exists()
 
 
-def test_a_better_task_overtakes_one_sent_ahead() -> None:
+def test_a_better_task_overtakes_one_sent_ahead(tmp_path: Path) -> None:
     # B (priority 5) waits in the worker behind A; D (priority 1) comes later and is sent
     # there too: when A ends, D starts before B
+    gate = tmp_path / "gate"
     with Executor(procs=1) as ex:
         _known_medium(ex)
-        a = ex.submit(nap, 0.4)
+        a = ex.submit(nap, 0.0, "", str(gate))  # runs until D is there too
         b = ex.options(priority=5).submit(nap, 0.01)
         while a.status() != "running":
             time.sleep(0.005)
         d = ex.options(priority=1).submit(nap, 0.01)
+        deadline = time.monotonic() + 10
+        while not ex._core.sup.call(lambda: d._task is not None and d._task.worker is not None):
+            assert time.monotonic() < deadline, "D was not sent ahead behind A"
+            time.sleep(0.005)
+        gate.touch()
         for fut in (a, b, d):
             fut.result(timeout=30)
         rb, rd = b.task_result(), d.task_result()

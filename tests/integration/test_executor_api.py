@@ -453,10 +453,12 @@ def test_two_workers_run_two_long_tasks_at_once(start_method: str, tmp_path: Pat
         try:
             a = ex.submit(gated, str(gate), str(tmp_path / "pid_a"))
             b = ex.submit(gated, str(gate), str(tmp_path / "pid_b"))
+            # (no tight bound: a spawned worker starts a fresh interpreter and imports this
+            # module first; neither task ends before the gate opens, so one alone never does)
             wait_until(
                 lambda: (tmp_path / "pid_a").exists() and (tmp_path / "pid_b").exists(),
                 "both tasks to start on the two workers",
-                timeout=3.0,
+                timeout=15.0,
             )
         finally:
             gate.touch()
@@ -727,7 +729,8 @@ def test_cancel_running_sync_task_kills_its_worker(launch: dict[str, Any], tmp_p
         assert record.status == "cancelled"
         assert record.attempts == 1
         assert record.attempt_log[0].outcome == "cancelled"
-        wait_until(lambda: not psutil.pid_exists(pid), "the cancelled task's worker to die", 2)
+        # (a Ray actor's kill may take a second under load; the task sleeps 30 s)
+        wait_until(lambda: not psutil.pid_exists(pid), "the cancelled task's worker to die", 10)
         nxt = ex.submit(get_pid)
         assert nxt.result(timeout=10) != pid  # a replacement worker ran it
         assert fut.cancel() is True  # cancelling again: still cancelled
@@ -1084,7 +1087,7 @@ def test_exception_in_block_force_cancels(launch: dict[str, Any], tmp_path: Path
     assert _record(long, 0).status == "cancelled"
     assert all(f.cancelled() for f in queued)
     assert [_record(f, 0).status for f in queued] == ["cancelled"] * 3
-    wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to be gone", 2)
+    wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to be gone", 10)
 
 
 # ===================================================================== 10. shutdown()
@@ -1094,13 +1097,16 @@ def test_exception_in_block_force_cancels(launch: dict[str, Any], tmp_path: Path
 def test_shutdown_cancel_futures_lets_the_running_task_finish(
     transport: str, tmp_path: Path
 ) -> None:
-    pid_file = tmp_path / "pid"
+    gate, pid_file = tmp_path / "gate", tmp_path / "pid"
     ex = Executor(procs=1, transport=transport)
     try:
-        running = ex.submit(pid_then_sleep, str(pid_file), 0.5)
+        running = ex.submit(gated, str(gate), str(pid_file), 10.0)
         pid = _read_pid(pid_file)
         _wait_running(running)
         queued = [ex.submit(add, i, i) for i in range(3)]
+        # the running task ends only once shutdown has cancelled the queued ones (however
+        # slow this thread is): were they left to run, it would time out at its gate
+        queued[-1].add_done_callback(lambda _: gate.touch())
         ex.shutdown(wait=True, cancel_futures=True)
         assert running.done()
         assert running.result(timeout=0) == pid
@@ -1110,6 +1116,7 @@ def test_shutdown_cancel_futures_lets_the_running_task_finish(
         assert [r.status for r in records] == ["cancelled"] * 3
         assert all("shutdown" in r.message for r in records)
     finally:
+        gate.touch()  # (after a failure above: the shutdown here need not wait for the gate)
         ex.shutdown()
 
 
@@ -1131,7 +1138,7 @@ def test_shutdown_kill_stops_running_tasks_now(launch: dict[str, Any], tmp_path:
             record = _record(fut, 0)
             assert record.status == "cancelled"
             assert "shutdown" in record.message
-        wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to exit", 2)
+        wait_until(lambda: not psutil.pid_exists(pid), "the killed worker to exit", 10)
         with pytest.raises(ClosedError):
             ex.submit(add, 1, 1)
     finally:

@@ -94,7 +94,13 @@ def flaky(counter: str) -> int:
 
 
 def _warm_up(ex: Executor) -> None:
-    """Keep every worker busy once, so that all are up before the timing-sensitive part."""
+    """Wait until every worker has started, then keep each busy once (it imports this
+    module), so that all are up before the timing-sensitive part. (Tasks alone would not
+    do: sent while a worker is still starting, two may run one after the other on
+    another.)"""
+    wait_until(
+        lambda: all(w.state == "idle" for w in ex.stats().workers), "every worker to start", 20
+    )
     ex.group(sleep_return, [0.2] * ex.procs).values(timeout=20)
 
 
@@ -306,6 +312,7 @@ def test_as_completed_yields_each_future_once_in_completion_order() -> None:
 @pytest.mark.timeout(30)
 def test_as_completed_timeout(tmp_path: Path) -> None:
     with Executor(procs=2) as ex:
+        _warm_up(ex)  # the 1 s from as_completed() on is not spent starting a worker
         group = ex.group([(square, 5), (pid_then_sleep, str(tmp_path / "pid"), 30.0)])
         it = group.as_completed(timeout=1.0)
         assert next(it) is group.futures[0]

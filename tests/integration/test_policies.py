@@ -24,6 +24,16 @@ def sleep_return(seconds: float, value: str) -> str:
     return value
 
 
+def gated_return(gate: str, value: str, limit: float = 10.0) -> str:
+    """Wait until the file ``gate`` exists (at most ``limit`` seconds), then return ``value``."""
+    deadline = time.monotonic() + limit
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.005)
+    return value
+
+
 def fail_after(seconds: float) -> None:
     """Sleep, then fail."""
     time.sleep(seconds)
@@ -58,13 +68,19 @@ def test_matrix_graceful_shutdown_completes_both() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_matrix_graceful_shutdown_with_cancel_futures_spares_must_complete(transport: str) -> None:
+def test_matrix_graceful_shutdown_with_cancel_futures_spares_must_complete(
+    transport: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
     ex = Executor(procs=1, transport=transport)
-    running = ex.submit(sleep_return, 0.5, "running")
+    running = ex.submit(gated_return, str(gate), "running")
     ordinary = ex.submit(sleep_return, 0.1, "queued")
     keeper = ex.options(must_complete=True).submit(sleep_return, 0.1, "keeper")
     while running.status() != "running":  # a Ray actor takes longer to start than 0.2 s
         time.sleep(0.02)
+    # the running task ends only once shutdown has cancelled the ordinary one, however slow
+    # this thread is (a fixed sleep could end first, and the ordinary task then run)
+    ordinary.add_done_callback(lambda _: gate.touch())
     ex.shutdown(wait=True, cancel_futures=True)
     assert status_of(running) == "succeeded"
     assert status_of(ordinary) == "cancelled"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import wait_until
 
 from osiiso_mp import Attempt, Executor, RunSummary, TaskFuture, TaskResult
 
@@ -132,7 +133,12 @@ def only_attempt(record: TaskResult) -> Attempt:
 
 def warm_up(ex: Executor) -> None:
     """Make every worker of ``ex`` ready and have it import this module, then start a fresh
-    batch (so the warm-up tasks are in no later summary)."""
+    batch (so the warm-up tasks are in no later summary). The workers are waited for first:
+    sent while one was still starting (a Ray actor may take a second), two tasks could run
+    one after the other on another, leaving the late one to import this module later."""
+    wait_until(
+        lambda: all(w.state == "idle" for w in ex.stats().workers), "every worker to start", 30
+    )
     futs = [ex.submit(snooze, 0.3) for _ in range(ex.procs)]
     for fut in futs:
         fut.result(timeout=30)
