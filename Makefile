@@ -27,8 +27,12 @@ $(STAMP): $(RUNTIME)
 demo: $(RUNTIME)
 	$(PY) -m osiiso_mp demo
 
+# Two test processes (pytest-xdist): most tests wait on workers, and two keep a 2-core
+# machine busy; everything that uses Ray runs in one of them (tests/conftest.py).
+TEST_PROCS ?= 2
+
 test: $(STAMP)
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -n $(TEST_PROCS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

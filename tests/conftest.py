@@ -8,6 +8,13 @@ the tests share (``ray_session``), except our worker actors' (``WorkerHost``), w
 
 One local Ray serves the whole session: started by the first test that asks for it (the
 ``ray`` case of the ``transport`` fixture, or ``ray_session`` itself), shut down at the end.
+
+``make test`` runs the suite in two processes (pytest-xdist, ``--dist loadgroup``): most
+tests spend their time waiting on workers, so two at once keep a 2-core machine busy.
+Whatever uses Ray, and whatever looks at what the whole machine has in ``/dev/shm`` (where
+Ray keeps its object store), runs in one of them, one test after the other (the ``ray``
+group, see :func:`pytest_collection_modifyitems`): one local Ray for the whole run, and
+no other test's Ray in the way of a ``/dev/shm`` check.
 """
 
 from __future__ import annotations
@@ -76,6 +83,31 @@ def wait_no_children(timeout: float = 5.0) -> list[psutil.Process]:
         time.sleep(0.05)
         left = _leftovers()
     return left
+
+
+# tests of these files run in the ray group too (see the module's docstring): they look at
+# /dev/shm as a whole
+_WITH_RAY = ("test_buffers.py", "test_door_processes.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test that uses Ray (a ``"ray"`` parameter, the ``ray_session`` fixture,
+    ``tests/cluster``) or the machine's ``/dev/shm`` in one xdist group: under
+    ``--dist loadgroup`` one process runs them all."""
+    ray = pytest.mark.xdist_group("ray")
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if (
+            "cluster" in item.path.parts
+            or item.path.name in _WITH_RAY
+            or "ray.md" in item.name  # (the docs' Ray guide: a Ray of its own)
+            or "ray_session" in getattr(item, "fixturenames", ())
+            or (
+                params is not None
+                and any(v == "ray" for v in params.params.values() if type(v) is str)
+            )
+        ):
+            item.add_marker(ray)
 
 
 @pytest.fixture(autouse=True)
