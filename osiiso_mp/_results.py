@@ -320,6 +320,7 @@ _ONE_ATTEMPT = _HEAD + _WIDTH  # the length of a record of one attempt, packed
 _VALUE = RESULT_FIELDS.index("value")
 _STATUS = RESULT_FIELDS.index("status")
 _FINISHED_AT = RESULT_FIELDS.index("finished_at")
+_AS_GIVEN: Any = object()  # (pack_fields: the value as head holds it)
 
 
 def pack(record: TaskResult, value: Any = None, *, replace: bool = False) -> Packed:
@@ -337,9 +338,14 @@ def pack(record: TaskResult, value: Any = None, *, replace: bool = False) -> Pac
     return pack_fields(head, record.attempt_log)
 
 
-def pack_fields(head: tuple[Any, ...], attempts: tuple[Attempt, ...]) -> Packed:
+def pack_fields(
+    head: tuple[Any, ...], attempts: tuple[Attempt, ...], *, value: Any = _AS_GIVEN
+) -> Packed:
     """The record of fields ``head`` (in order, ``attempt_log`` left out) and ``attempts``
-    packed, as :func:`pack` packs it, without making it first."""
+    packed, as :func:`pack` packs it, without making it first; with ``value``, when
+    given, in place of the value ``head`` holds."""
+    if value is not _AS_GIVEN:
+        head = (*head[:_VALUE], value, *head[_VALUE + 1 :])
     if len(attempts) == 1:  # the commonest (made per finished task)
         return (*head, *_ATTEMPT_VALUES(attempts[0]))
     return (*head, *[x for a in attempts for x in _ATTEMPT_VALUES(a)])

@@ -160,10 +160,10 @@ def slot_builder(
     """
     if tuple_offset is None:
         params = ", ".join(names)
-        head = f"def build({params}, *, _new=object.__new__, _cls=_cls, _shadow=_shadow"
+        head = f"def build({params}, *, _cls=_cls, _shadow=_shadow"
         values = list(names)
     else:
-        head = "def build(t, *, _new=object.__new__, _cls=_cls, _shadow=_shadow"
+        head = "def build(t, *, _cls=_cls, _shadow=_shadow"
         values = [f"t[{i + tuple_offset}]" for i in range(len(names))]
     scope: dict[str, Any] = {"_cls": cls, "_shadow": _shadow(cls)}
     if scope["_shadow"] is not None:
@@ -171,7 +171,7 @@ def slot_builder(
         body += [f"    obj.{name} = {value}" for name, value in zip(names, values, strict=True)]
         body.append("    obj.__class__ = _cls")
     else:
-        head += "".join(f", _s{i}=_s{i}" for i in range(len(names)))
+        head += ", _new=object.__new__" + "".join(f", _s{i}=_s{i}" for i in range(len(names)))
         body = [head + "):", "    obj = _new(_cls)"]
         body += [f"    _s{i}(obj, {value})" for i, value in enumerate(values)]
         scope.update({f"_s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})

@@ -126,7 +126,7 @@ class Outcomes:
             if stored is None:
                 self.ledger.retain(task, status, pack_fields(head, attempts), kept_size)
             else:
-                kept = pack_fields((*head[:3], stored, *head[4:]), attempts)
+                kept = pack_fields(head, attempts, value=stored)
                 self.ledger.retain(task, status, kept, kept_size, value)
             if flow is not None and status == "succeeded":
                 self.dispatch.delivered(flow, sink, flow_bytes)
