@@ -239,8 +239,12 @@ def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one(transport: str
     assert summary.failed == 1 and summary.succeeded >= 20
     assert summary.succeeded + summary.failed + summary.cancelled == 24
     assert summary.results[20].status == "failed" and summary.results[20].attempts == 1
-    ends = [r.attempt_log[0].finished_at for r in summary.results if r.attempt_log]
-    assert ends == sorted(ends)  # they ran in input order
+    # they ran in input order: their starts, each read on the worker's clock (the end of
+    # an attempt cancelled here is read on ours, which Ray's workers map theirs onto only
+    # to within the hand-shake's latency)
+    starts = [a.started_at for r in summary.results for a in r.attempt_log]
+    ran = [t for t in starts if t is not None]
+    assert len(ran) >= 21 and ran == sorted(ran)
     ok = [i for i, r in enumerate(summary.results) if r.status == "succeeded"]
     assert summary.values == tuple(mib_of(i) for i in ok)
 
