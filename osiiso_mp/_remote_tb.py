@@ -49,9 +49,16 @@ def fill_source(text: str) -> str:
     return "\n".join(out) if changed else text
 
 
+# the names every exec'd string and piped script run under: the parent's lines of one
+# (Python 3.13 keeps those of ``python -c``, as "<string>") are not the worker's
+_ANY_CODE = frozenset(("<string>", "<stdin>"))
+
+
 def _source_line(filename: str, lineno: int) -> str:
     """Line ``lineno`` of ``filename``, stripped, as the parent knows it ('' if not)."""
-    if filename.startswith("<") and filename.endswith(">") and filename not in linecache.cache:
+    if filename in _ANY_CODE or (
+        filename.startswith("<") and filename.endswith(">") and filename not in linecache.cache
+    ):
         return ""  # "<string>", "<dynamic-code>", "<frozen ...>": nothing to read
     try:
         return linecache.getline(filename, lineno).strip()

@@ -105,3 +105,25 @@ def test_what_the_parent_cannot_read_stays_as_it_was() -> None:
     )
     assert fill_source(text) is text
     assert fill_source("KeyError: 1\n") == "KeyError: 1\n"
+
+
+def test_lines_of_the_parents_own_string_code_are_not_taken_for_the_workers() -> None:
+    # Python 3.13 keeps the source of `python -c` in linecache as "<string>" (pytest-xdist
+    # starts its processes so): a worker's "<string>" frame is other code
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "<string>", line 1, in <module>\n'
+        '  File "<stdin>", line 1, in <module>\n'
+        "KeyError: 1\n"
+    )
+    saved = {name: linecache.cache.get(name) for name in ("<string>", "<stdin>")}
+    try:
+        for name in saved:
+            linecache.cache[name] = (9, None, ["parent_only()\n"], name)
+        assert fill_source(text) is text
+    finally:
+        for name, entry in saved.items():
+            if entry is None:
+                linecache.cache.pop(name, None)
+            else:
+                linecache.cache[name] = entry
