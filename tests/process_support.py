@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -32,3 +33,11 @@ def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> No
     """:func:`wait_for` ``cond``, failing the test with ``what`` when it never holds."""
     if not wait_for(cond, timeout):
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def read_written(path: Path, timeout: float = 10.0) -> str:
+    """The text of ``path`` once a task has written some: it may exist empty for a moment,
+    between the writer's open and its write (a reader that only waits for it to exist may
+    read ''); fail the test if none comes within ``timeout`` seconds."""
+    wait_until(lambda: path.exists() and path.read_text() != "", f"{path} to be written", timeout)
+    return path.read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from process_support import gone as gone  # re-exported: fault tests import it from here
+from process_support import read_written
 from process_support import wait_for as wait_for
 
 from osiiso_mp import Executor, RunSummary, TaskFuture, TaskResult
@@ -84,8 +85,7 @@ def only(summary: RunSummary, fut: TaskFuture[Any]) -> TaskResult:
 
 
 def read_pid_file(path: Path, timeout: float = WAIT) -> int:
-    assert wait_for(path.exists, timeout), f"the task never wrote {path}"
-    return int(path.read_text())
+    return int(read_written(path, timeout))
 
 
 def remote_tb(exc: BaseException) -> str:

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import psutil
 import pytest
-from process_support import gone, wait_until
+from process_support import gone, read_written, wait_until
 
 from osiiso_mp import (
     ClosedError,
@@ -162,8 +162,7 @@ def _wait_running(fut: TaskFuture[Any]) -> None:
 
 
 def _read_pid(pid_file: Path) -> int:
-    wait_until(pid_file.exists, f"{pid_file} to be written")
-    return int(pid_file.read_text())
+    return int(read_written(pid_file))
 
 
 def _record(fut: TaskFuture[Any], timeout: float = 10.0) -> TaskResult:

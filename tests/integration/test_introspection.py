@@ -8,17 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from process_support import read_written
 
 from osiiso_mp import Executor, PoolStats
 
 
 def wait_file(path: Path, timeout: float = 10.0) -> str:
-    """Wait until ``path`` exists and return its text."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-    return path.read_text()
+    """Wait until a task has written ``path`` and return its text."""
+    return read_written(path, timeout)
 
 
 def hold(gate: str, started: str) -> int:
