@@ -42,6 +42,7 @@ if HERE not in sys.path:
 PEERS = [
     "osiiso_mp",
     "mp.Pool",
+    "mp.Pool (fork)",
     "ProcessPoolExecutor",
     "pebble",
     "mpire",
@@ -51,7 +52,14 @@ PEERS = [
     "shape: process",
     "shape: process (waiter reads)",
 ]
-CPU_PEERS = ["osiiso_mp", "mp.Pool", "shape: thread", "shape: thread + records", "shape: process"]
+CPU_PEERS = [
+    "osiiso_mp",
+    "mp.Pool",
+    "mp.Pool (fork)",
+    "shape: thread",
+    "shape: thread + records",
+    "shape: process",
+]
 
 
 def cpu_one(peer_name: str, tasks: int) -> dict[str, float]:
