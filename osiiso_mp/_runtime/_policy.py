@@ -117,13 +117,16 @@ def must_announce(
 
 
 def ahead_budget(switch_interval: float) -> float:
-    """Seconds of estimated work a worker may hold: 2 ms, or two of the interpreter's GIL
+    """Seconds of estimated work a worker may hold: 2 ms, or four of the interpreter's GIL
     switch intervals (``sys.getswitchinterval()``, 5 ms by default) when that is more.
 
     The supervisor shares the user's GIL: while a thread of the user's runs Python code,
-    the supervisor gets the GIL back only at a switch, so a worker holding less than a
-    switch interval of work would run dry before its next task could be sent."""
-    return max(0.002, 2.0 * switch_interval)
+    the supervisor gets the GIL back only at a switch. It lets go of the GIL at every
+    system call (its loop's poll, each read and write of a socket), and a busy caller may
+    take it each time, so one turn of the supervisor, from a result read to the next task
+    written, can take several intervals: a worker holding less work than that runs dry
+    before its next task is sent (see ``benchmarks/bench_busy_caller.py``)."""
+    return max(0.002, 4.0 * switch_interval)
 
 
 def send_depth(

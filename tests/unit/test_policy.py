@@ -174,14 +174,14 @@ def test_pipeline_depth_scales_with_known_short_tasks() -> None:
     assert est.pipeline_depth([]) == 64
 
 
-def test_a_worker_holds_two_gil_switch_intervals_of_short_work() -> None:
-    assert ahead_budget(0.005) == 0.01  # the default switch interval: 10 ms of work
+def test_a_worker_holds_four_gil_switch_intervals_of_short_work() -> None:
+    assert ahead_budget(0.005) == 0.02  # the default switch interval: 20 ms of work
     assert ahead_budget(0.0001) == 0.002  # never under 2 ms
     kw: dict[str, Any] = dict(
         chunk=False, is_async=False, concurrency=1, holds_chunks_only=False, holds_short_only=False
     )
-    # 2 ms tasks: five held (one runs) where the GIL switches every 5 ms, two at 1 ms
-    assert send_depth(longest=0.002, budget=ahead_budget(0.005), **kw) == 5
+    # 2 ms tasks: ten held (one runs) where the GIL switches every 5 ms, two at 1 ms
+    assert send_depth(longest=0.002, budget=ahead_budget(0.005), **kw) == 10
     assert send_depth(longest=0.002, budget=ahead_budget(0.001), **kw) == 2
     assert send_depth(longest=None, budget=ahead_budget(0.005), **kw) == 1  # unknown: one
     assert send_depth(longest=1e-7, budget=ahead_budget(0.005), **kw) == 64  # capped

@@ -4,7 +4,7 @@ tasks to workers, ahead of time where that is safe.
 - Pipelining: a worker may hold tasks beyond the one it runs, so it never idles waiting
   for the next message, but only behind tasks whose callable is known to be short
   (:class:`.._policy.DurationEstimates`): as many as fit in the work budget of
-  :func:`.._policy.ahead_budget` (two GIL switch intervals, 10 ms by default, so that a
+  :func:`.._policy.ahead_budget` (four GIL switch intervals, 20 ms by default, so that a
   worker does not run dry while a thread of the user's holds the GIL), 2 to 64. A worker
   running a sync task does not read its pipe, so a task queued behind a long one could
   not be taken back for an idle worker. A better priority task may still overtake what a
