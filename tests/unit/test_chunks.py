@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import threading
 from array import array
 from typing import Any
 
 import pytest
+from process_support import wait_for, wait_until
 
 from osiiso_mp import TaskOptions, ValueReleasedError
+from osiiso_mp._map_chunk import _PROGRESS, MapChunk
 from osiiso_mp._results import ReleasedValue, raw_value
 from osiiso_mp._runtime._chunk import _EAGER_BYTES, MAX_CHUNK, PREFIX_LEN, Chunk
 from osiiso_mp._runtime._policy import CHUNK_MAX, CHUNK_UNKNOWN, chunk_size
@@ -173,3 +176,61 @@ def test_released_values_read_as_released_and_the_records_stay() -> None:
     assert record is not None and record.task_id == chunk.item_id(0)
     with pytest.raises(ValueReleasedError, match=chunk.item_id(0)):
         record.value  # noqa: B018
+
+
+# -- a map's reader waits for its own chunk -----------------------------------------------
+
+
+class _CountingChunk(MapChunk):
+    """A ``MapChunk`` that counts how often its reader checks whether an item has ended:
+    once on the way in, then once per wake-up."""
+
+    checks = 0
+
+    def _ended(self, i: int) -> bool:
+        self.checks += 1
+        return super()._ended(i)
+
+
+def _plain_chunk(n: int = 4) -> Chunk:
+    return Chunk(
+        prefix="c" * PREFIX_LEN,
+        fn=abs,
+        args=[(i,) for i in range(n)],
+        name="abs",
+        fn_name="abs",
+        opts=TaskOptions(),
+        created_at=0.0,
+    )
+
+
+def test_a_reader_waiting_for_its_chunk_sleeps_while_other_chunks_settle() -> None:
+    waited = _CountingChunk(None, _plain_chunk())  # type: ignore[arg-type]
+    others = [MapChunk(None, _plain_chunk()) for _ in range(20)]  # type: ignore[arg-type]
+    got: list[bool] = []
+    reader = threading.Thread(target=lambda: got.append(waited._wait_item(0, 30.0)))
+    reader.start()
+    try:
+        wait_until(lambda: waited.checks == 1, "the reader to wait")
+        for other in others:  # the rest of the map settles while its reader waits
+            other._settle_chunk()
+        # each woke the reader, before (a check each): it must sleep on
+        assert not wait_for(lambda: waited.checks > 1, 0.3)
+        assert all(other.done() for other in others) and not got
+    finally:
+        waited._settle_chunk()
+        reader.join(10.0)
+    assert got == [True]
+    assert waited.checks == 2  # woken once, by its own chunk
+
+
+def test_a_chunk_that_advances_wakes_its_reader_for_the_items_that_ended() -> None:
+    waited = MapChunk(None, _plain_chunk())  # type: ignore[arg-type]
+    got: list[bool] = []
+    reader = threading.Thread(target=lambda: got.append(waited._wait_item(1, 30.0)))
+    reader.start()
+    with _PROGRESS:
+        waited._ready = 2  # as _advance sets it, then wakes
+    waited._wake()
+    reader.join(10.0)
+    assert got == [True] and not waited.done()
