@@ -778,7 +778,9 @@ def test_shutdown_with_running_and_queued_tasks(mode: str, method: str, tmp_path
     try:
         warm_pids(ex, 2)
         files = [tmp_path / f"pid{i}" for i in range(2)]
-        running = [ex.submit(write_pid_then_sleep, str(f), 1.0) for f in files]
+        # killed, they must not be waited for: in that mode they would run for 30 s
+        nap = 30.0 if mode == "kill" else 1.0
+        running = [ex.submit(write_pid_then_sleep, str(f), nap) for f in files]
         pids = [read_pid_file(f) for f in files]
         queued = [ex.submit(identity, i) for i in range(3)]
         t0 = time.monotonic()
@@ -795,7 +797,7 @@ def test_shutdown_with_running_and_queued_tasks(mode: str, method: str, tmp_path
         assert all(r.attempts == 0 for r in summary.results[2:])
     else:
         assert summary.cancelled == 5, summary.report()
-        assert elapsed < 1.0, f"a forced shutdown took {elapsed:.2f}s"
+        assert elapsed < 10.0, f"a forced shutdown took {elapsed:.2f}s"
         for fut in running:
             rec = only(summary, fut)
             assert rec.attempts == 1 and rec.attempt_log[0].outcome == "cancelled"

@@ -51,6 +51,16 @@ def sleep_return(seconds: float, value: Any = None) -> Any:
     return value
 
 
+def gated_return(gate: str, value: Any, limit: float = 10.0) -> Any:
+    """Wait until the file ``gate`` exists (at most ``limit`` seconds), then return ``value``."""
+    deadline = time.monotonic() + limit
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.005)
+    return value
+
+
 def fail(message: str) -> None:
     """Always fails."""
     raise ValueError(message)
@@ -224,26 +234,36 @@ def test_wait_for_timeout_cancels_the_task(
 
 @pytest.mark.timeout(30)
 def test_max_pending_parks_without_blocking_the_loop(
-    arun: Callable[[Coroutine[Any, Any, Any]], Any],
+    arun: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path
 ) -> None:
+    # the first tasks end only once their gate opens: a submit that blocked the loop for
+    # room would wait until the gate's limit, and every future would be done by then
+    gate, second_gate = tmp_path / "gate", tmp_path / "second"
+
     async def main() -> None:
         async with AsyncExecutor(procs=1, max_pending=2) as ex:
-            started = time.monotonic()
-            futs: list[TaskFuture[Any]] = [ex.submit(sleep_return, 0.12, i) for i in range(5)]
-            assert time.monotonic() - started < 0.2  # submit never blocks the loop
-            ticks = 0
-            while not futs[-1].done():  # the loop keeps running while tasks are parked
-                ticks += 1
-                await asyncio.sleep(0.01)
-            assert ticks > 10
+            futs: list[TaskFuture[Any]] = [ex.submit(gated_return, str(gate), i) for i in range(5)]
+            try:
+                assert not any(f.done() for f in futs)  # submit never blocked the loop
+                assert [f.status() for f in futs[2:]] == ["queued"] * 3  # parked
+                ticks = 0
+                while ticks <= 10:  # the loop keeps running while tasks are parked
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+                assert not any(f.done() for f in futs)
+            finally:
+                gate.touch()
             assert [await f for f in futs] == [0, 1, 2, 3, 4]
             assert ex.stats().completed == 5
             # a parked task can be cancelled before it ever reaches the pool
-            busy = [ex.submit(sleep_return, 0.2, i) for i in range(2)]
-            parked = ex.submit(sleep_return, 0.0, "never")
-            assert parked.status() == "queued" and parked.cancel()
-            record = parked.task_result()
-            assert record is not None and record.status == "cancelled"
+            busy = [ex.submit(gated_return, str(second_gate), i) for i in range(2)]
+            try:
+                parked = ex.submit(sleep_return, 0.0, "never")
+                assert parked.status() == "queued" and parked.cancel()
+                record = parked.task_result()
+                assert record is not None and record.status == "cancelled"
+            finally:
+                second_gate.touch()
             assert [await f for f in busy] == [0, 1]
             summary = await ex.run()
             assert summary.total_submitted == 8 and summary.cancelled == 1

@@ -8,14 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from process_support import read_written
+from process_support import read_written, wait_until
 
 from osiiso_mp import Executor, PoolStats
-
-
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    """Wait until a task has written ``path`` and return its text."""
-    return read_written(path, timeout)
 
 
 def hold(gate: str, started: str) -> int:
@@ -52,7 +47,10 @@ def test_status_and_info_through_a_tasks_life(transport: str, tmp_path: Path) ->
     with Executor(procs=1, transport=transport) as ex:
         blocker = ex.submit(hold, str(gate), str(started))
         queued = ex.options(name="second").submit(abs, -3)
-        pid = int(wait_file(started))
+        pid = int(read_written(started))
+        # the start is reported as the task begins: the supervisor may read it a moment after
+        # the task has written its file
+        wait_until(lambda: blocker.status() == "running", "the start to be reported")
         assert blocker.status() == "running" == ex.status(blocker.task_id)
         assert queued.status() == "queued" == ex.status(queued.task_id)
         info = ex.info(blocker.task_id)
@@ -93,7 +91,7 @@ def test_task_result_by_id_with_and_without_timeout(transport: str, tmp_path: Pa
     gate, started = tmp_path / "gate", tmp_path / "started"
     with Executor(procs=1, transport=transport) as ex:
         fut = ex.submit(hold, str(gate), str(started))
-        wait_file(started)
+        read_written(started)
         assert ex.task_result(fut.task_id) is None
         with pytest.raises(TimeoutError):
             ex.task_result(fut.task_id, timeout=0.2)
@@ -161,7 +159,8 @@ def test_stats_during_a_run(transport: str, tmp_path: Path) -> None:
     with Executor(procs=2, transport=transport) as ex:
         ex.submit(abs, 1).result(timeout=10)
         running = ex.submit(hold, str(gate), str(started))
-        pid = int(wait_file(started))
+        pid = int(read_written(started))
+        wait_until(lambda: running.status() == "running", "the start to be reported")
         ex.options(delay=30).submit(abs, 2)
         stats = ex.stats()
         assert isinstance(stats, PoolStats)

@@ -207,21 +207,30 @@ def test_rate_paces_attempt_starts(transport: str) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_max_pending_blocks_times_out_and_refuses() -> None:
+def test_max_pending_blocks_times_out_and_refuses(tmp_path: Path) -> None:
+    # the tasks holding the room end only once their gate opens: a submit that waited for
+    # room instead of refusing would wait until the gate's limit, and then not refuse
+    gate = tmp_path / "gate"
     with Executor(procs=1, max_pending=2, submit_timeout=0.3) as ex:
-        first = ex.submit(sleep_return, 0.6, "a")
-        ex.submit(sleep_return, 0.6, "b")
-        started = time.monotonic()
-        with pytest.raises(QueueFullError, match="max_pending=2"):
-            ex.submit(sleep_return, 0.0, "c")
-        assert time.monotonic() - started >= 0.25  # it waited for room first
-        assert not first.done()
+        try:
+            first = ex.submit(gated_return, str(gate), "a")
+            ex.submit(gated_return, str(gate), "b")
+            started = time.monotonic()
+            with pytest.raises(QueueFullError, match="max_pending=2"):
+                ex.submit(sleep_return, 0.0, "c")
+            assert time.monotonic() - started >= 0.25  # it waited for room first
+            assert not first.done()
+        finally:
+            gate.touch()
+    gate.unlink()
     with Executor(procs=1, max_pending=1, submit_timeout=0) as ex:
-        ex.submit(sleep_return, 0.5, "a")
-        started = time.monotonic()
-        with pytest.raises(QueueFullError):
-            ex.submit(sleep_return, 0.0, "b")
-        assert time.monotonic() - started < 0.2  # non-blocking
+        try:
+            first = ex.submit(gated_return, str(gate), "a")
+            with pytest.raises(QueueFullError):  # at once: submit_timeout=0 never waits
+                ex.submit(sleep_return, 0.0, "b")
+            assert not first.done()
+        finally:
+            gate.touch()
     with Executor(procs=1, max_pending=1) as ex:  # submit_timeout=None: waits for room
         first = ex.submit(sleep_return, 0.4, "a")
         second = ex.submit(sleep_return, 0.0, "b")  # blocks until the first finished

@@ -406,7 +406,9 @@ def test_run_telemetry_of_a_cpu_batch(transport: str) -> None:
     # the attempts' CPU is the CPU the tasks themselves burned, plus a little overhead each
     assert own_cpu - 0.05 <= t.cpu_seconds <= own_cpu + 8 * 0.02, (t.cpu_seconds, own_cpu)
     assert t.efficiency == pytest.approx(t.cpu_seconds / (summary.duration * 2), rel=1e-9)
-    assert 0.3 <= t.efficiency <= 1.05, (
+    # (how much of the wall time the workers had the CPU depends on what else runs on a
+    # shared machine: 0.035 was seen with two busy loops beside the suite; so no floor)
+    assert 0.0 < t.efficiency <= 1.05, (
         f"efficiency={t.efficiency:.3f} cpu={t.cpu_seconds:.3f}s wall={summary.duration:.3f}s"
     )
 
