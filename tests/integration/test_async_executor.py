@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 import uvloop
+from outcome_tasks import gated_return
 from process_support import gone
 
 from osiiso_mp import AsyncExecutor, ExecutionError, QueueFullError, TaskFuture
@@ -48,16 +49,6 @@ def square(x: int) -> int:
 def sleep_return(seconds: float, value: Any = None) -> Any:
     """Sleep, then return ``value``."""
     time.sleep(seconds)
-    return value
-
-
-def gated_return(gate: str, value: Any, limit: float = 10.0) -> Any:
-    """Wait until the file ``gate`` exists (at most ``limit`` seconds), then return ``value``."""
-    deadline = time.monotonic() + limit
-    while not Path(gate).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {gate} never opened")
-        time.sleep(0.005)
     return value
 
 

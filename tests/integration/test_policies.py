@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+from outcome_tasks import gated_return
 
 from osiiso_mp import Attempt, Executor, QueueFullError, TaskFuture, TaskResult
 
@@ -21,16 +22,6 @@ from osiiso_mp import Attempt, Executor, QueueFullError, TaskFuture, TaskResult
 def sleep_return(seconds: float, value: str) -> str:
     """Sleep, then return ``value``."""
     time.sleep(seconds)
-    return value
-
-
-def gated_return(gate: str, value: str, limit: float = 10.0) -> str:
-    """Wait until the file ``gate`` exists (at most ``limit`` seconds), then return ``value``."""
-    deadline = time.monotonic() + limit
-    while not Path(gate).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {gate} never opened")
-        time.sleep(0.005)
     return value
 
 
