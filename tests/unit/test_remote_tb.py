@@ -1,8 +1,10 @@
-"""The worker's traceback text: code pickled by value keeps its file name, and the parent
-fills in the source lines the worker could not read (no process: the texts are made here)."""
+"""The worker's traceback text: code pickled by value keeps its file name (every other
+reducer applies as in cloudpickle), and the parent fills in the source lines the worker
+could not read (no process: the texts are made here)."""
 
 from __future__ import annotations
 
+import copyreg
 import linecache
 import pickle
 import traceback
@@ -127,3 +129,38 @@ def test_lines_of_the_parents_own_string_code_are_not_taken_for_the_workers() ->
                 linecache.cache.pop(name, None)
             else:
                 linecache.cache[name] = entry
+
+
+class _Registered:
+    """Pickles through a reducer registered with copyreg after the pickler was made."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def _rebuild_registered(x: int) -> _Registered:
+    return _Registered(x + 1000)  # (so that the test sees the reducer was used)
+
+
+def test_reducers_registered_with_copyreg_later_still_apply() -> None:
+    dumps_by_value(0)  # the pickler class is made
+    copyreg.pickle(_Registered, lambda obj: (_rebuild_registered, (obj.x,)))
+    try:
+        assert pickle.loads(dumps_by_value([_Registered(1), _Registered(2)]))[1].x == 1002
+    finally:
+        del copyreg.dispatch_table[_Registered]
+    assert pickle.loads(dumps_by_value(_Registered(3))).x == 3  # gone: its own reduce
+
+
+def test_cloudpickles_own_reducers_still_apply() -> None:
+    class Local:
+        @classmethod
+        def make(cls) -> int:
+            return 7
+
+        size = property(lambda self: 5)
+
+    data = dumps_by_value((Local.make, Local.__dict__["size"], Local()))
+    make, size, obj = pickle.loads(data)
+    assert make() == 7 and isinstance(size, property)
+    assert size.fget is not None and size.fget(obj) == 5
