@@ -814,7 +814,9 @@ def test_worker_dying_during_a_graceful_shutdown(start_method: str, tmp_path: Pa
     try:
         warm_pids(ex, 2)
         files = [tmp_path / f"pid{i}" for i in range(2)]
-        running = [ex.submit(write_pid_then_sleep, str(f), 1.0) for f in files]
+        # 4 s: the kill below must land while the task still runs, even on a
+        # loaded machine where reading the pid files and closing take a while.
+        running = [ex.submit(write_pid_then_sleep, str(f), 4.0) for f in files]
         pids = [read_pid_file(f) for f in files]
         queued = [ex.submit(identity, i) for i in range(3)]
         stopper.start()
