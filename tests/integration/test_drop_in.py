@@ -185,6 +185,17 @@ def log_something(text: str) -> int:
     return os.getpid()
 
 
+def flush_log_queue_then_die() -> None:
+    """Die once the queue's feeder thread is done: the parent may read a record before
+    the feeder releases the queue's write lock, and a process that dies holding it
+    blocks every other writer for good (``multiprocessing``'s documented hazard)."""
+    for handler in logging.getLogger("drop_in.worker").handlers:
+        if isinstance(handler, logging.handlers.QueueHandler):
+            handler.queue.close()  # type: ignore[attr-defined]
+            handler.queue.join_thread()  # type: ignore[attr-defined]
+    os._exit(7)
+
+
 @pytest.mark.timeout(60)
 def test_the_logging_cookbooks_queue_in_initargs_serves_replacements_too(
     start_method: str,
@@ -195,7 +206,8 @@ def test_the_logging_cookbooks_queue_in_initargs_serves_replacements_too(
         first = ex.submit(log_something, "hello").result(timeout=30)
         record = queue.get(timeout=10)
         assert record.getMessage() == f"hello from {first}"
-        assert isinstance(ex.submit(die).exception(timeout=30), BrokenProcessPool)
+        crash = ex.submit(flush_log_queue_then_die)
+        assert isinstance(crash.exception(timeout=30), BrokenProcessPool)
         second = ex.submit(log_something, "again").result(timeout=30)
         assert second != first  # a replacement, set up from the same initargs
         assert queue.get(timeout=10).getMessage() == f"again from {second}"
