@@ -131,18 +131,23 @@ def test_initializer_runs_in_every_worker(transport: str) -> None:
         assert {f.result() for f in [ex.submit(read_marker) for _ in range(6)]} == {"ready"}
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)
 def test_failing_initializer_breaks_the_executor_loudly(transport: str) -> None:
     started = time.monotonic()
     with Executor(procs=2, initializer=failing_initializer, transport=transport) as ex:
         fut = ex.submit(read_marker)
+        # it breaks after three failed starts in a row: on Ray each is an actor's start,
+        # and all of them took 11-26 s on a loaded 2-core machine
         with pytest.raises(OsiisoError, match="failing_initializer") as info:
-            fut.result(timeout=20)
+            fut.result(timeout=20 if transport == "local" else 45)
         assert "cannot open the model file" in str(info.value)
         # once broken, submit itself refuses, naming the cause
         with pytest.raises(ClosedError, match="broken: worker initializer failing_initializer"):
             ex.submit(read_marker)
-    assert time.monotonic() - started < 15
+        closing = time.monotonic()
+    assert time.monotonic() - closing < 5  # a broken executor has nothing left to wait for
+    if transport == "local":
+        assert time.monotonic() - started < 15
 
 
 async def async_sleep_pid(seconds: float) -> int:

@@ -280,11 +280,15 @@ def test_single_task_timestamps_are_consistent(transport: str) -> None:
     assert attempt.queued_for >= 0.0
     assert record.created_at <= attempt.started_at - attempt.queued_for + 1e-3
     assert attempt.started_at - attempt.queued_for <= attempt.started_at
-    # A Ray worker's clock is not ours: its readings are mapped onto ours by the offset
-    # taken at its hand-shake, late by that message's one-way latency (CI once saw 0.2 ms).
-    # A local worker shares our clock: no allowance there.
-    skew = 0.0 if transport == "local" else 0.01
-    assert attempt.started_at <= attempt.finished_at <= returned + skew
+    assert attempt.started_at <= attempt.finished_at
+    if transport == "local":  # a local worker shares our clock
+        assert attempt.finished_at <= returned
+    else:
+        # A Ray worker's readings are mapped onto our clock by the offset taken at its
+        # hand-shake, late by that message's one-way latency, which has no bound on a
+        # loaded machine (0.2 ms in CI, 48 ms under load): compare spans, each read on
+        # one clock. The attempt ran within the caller's submit-to-result.
+        assert attempt.finished_at - attempt.started_at <= returned - submitted
     assert attempt.duration == pytest.approx(attempt.finished_at - attempt.started_at, abs=1e-6)
     # the record's times are its only attempt's
     assert record.started_at == attempt.started_at
