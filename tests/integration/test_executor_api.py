@@ -788,11 +788,9 @@ def test_retries_with_backoff(transport: str, tmp_path: Path) -> None:
     starts = [a.started_at for a in log]
     assert None not in starts
     assert log[1].started_at is not None and log[2].started_at is not None
-    # on Ray the worker's clock is mapped onto ours from the hand-shake, within its latency
-    # (a fraction of a millisecond): the delays are waited on our clock, read on the mapped one
-    slack = 0.0 if transport == "local" else 0.005
-    assert log[1].started_at - log[0].finished_at >= 0.1 - slack
-    assert log[2].started_at - log[1].finished_at >= 0.2 - slack
+    # the delays are waited on our clock; the workers', Ray's on this host too, is ours
+    assert log[1].started_at - log[0].finished_at >= 0.1
+    assert log[2].started_at - log[1].finished_at >= 0.2
     assert record.started_at == log[0].started_at
 
 

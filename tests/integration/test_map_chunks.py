@@ -240,8 +240,8 @@ def test_a_chunk_whose_values_grow_large_runs_the_rest_one_by_one(transport: str
     assert summary.succeeded + summary.failed + summary.cancelled == 24
     assert summary.results[20].status == "failed" and summary.results[20].attempts == 1
     # they ran in input order: their starts, each read on the worker's clock (the end of
-    # an attempt cancelled here is read on ours, which Ray's workers map theirs onto only
-    # to within the hand-shake's latency)
+    # an attempt cancelled here is read on ours: the same clock here, but not for a worker
+    # on another host, whose readings are mapped only to within the hand-shake's latency)
     starts = [a.started_at for r in summary.results for a in r.attempt_log]
     ran = [t for t in starts if t is not None]
     assert len(ran) >= 21 and ran == sorted(ran)

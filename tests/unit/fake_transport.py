@@ -393,10 +393,11 @@ class FakeLink:
         """The worker's ``time.perf_counter()`` now (ours plus ``clock_offset``)."""
         return time.perf_counter() + self.clock_offset
 
-    def ready(self, timeout: float = WAIT) -> Configure:
-        """Take the Configure frame and answer WorkerReady; the Configure."""
+    def ready(self, timeout: float = WAIT, boot: str = "") -> Configure:
+        """Take the Configure frame and answer WorkerReady (saying ``boot`` is its kernel's
+        boot id); the Configure."""
         configure = self.expect(Configure, timeout)
-        self.reply(WorkerReady(self.pid, self.now()))
+        self.reply(WorkerReady(self.pid, self.now(), boot=boot))
         return configure
 
     def start(self, run: RunTask) -> float:

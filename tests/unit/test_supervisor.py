@@ -34,6 +34,7 @@ from osiiso_mp import (
     ValueReleasedError,
     WorkerCrashedError,
 )
+from osiiso_mp._runtime._clock import boot_id
 from osiiso_mp._runtime.protocol._messages import (
     CancelTask,
     Configure,
@@ -323,6 +324,40 @@ def test_a_worker_on_another_host_gets_no_local_setup_and_its_clock_is_mapped(
     # its readings were moved onto our clock (by what WorkerReady said its clock read)
     assert attempt.started_at is not None and before <= attempt.started_at
     assert attempt.started_at < before + 500 and attempt.finished_at < before + 500
+
+
+REMOTE = dataclasses.replace(ON_THIS_HOST, same_host=False, shared_memory=False, one_clock=False)
+
+
+@pytest.mark.parametrize(
+    ("boot", "behind", "mapped"),
+    [
+        ("ours", 0.0, False),  # a worker of this kernel: its clock is ours, as read
+        ("ours", 1000.0, True),  # this kernel, another time namespace: mapped
+        ("another", 0.0, True),  # another host's kernel: mapped, even when near ours
+        ("", 0.0, True),  # a worker that cannot say: mapped
+    ],
+)
+def test_a_worker_of_a_transport_without_one_clock_is_mapped_unless_it_shares_ours(
+    start: Start, boot: str, behind: float, mapped: bool
+) -> None:
+    ex, transport = start(1, ready=False, transport=FakeTransport(REMOTE))
+    link = transport.link(0)
+    # its reading in WorkerReady is 20 ms behind ours as it arrives, as a slow delivery
+    # of the hand-shake would make it look (plus ``behind``)
+    link.clock_offset = -behind - 0.02
+    link.ready(boot=boot_id() if boot == "ours" else boot)
+    fut = ex.submit(abs, -3)
+    run = link.expect(RunTask)
+    started = link.start(run)
+    link.succeed(run, 3)
+    assert fut.result(timeout=WAIT) == 3
+    (attempt,) = record_of(fut).attempt_log
+    assert attempt.started_at is not None
+    if mapped:  # moved by what WorkerReady's reading was behind ours as it arrived
+        assert started + behind + 0.02 <= attempt.started_at < started + behind + 0.5
+    else:  # exactly as the worker read it
+        assert attempt.started_at == started
 
 
 # -- retries ----------------------------------------------------------------------------------

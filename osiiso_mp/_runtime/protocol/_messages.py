@@ -132,12 +132,14 @@ class Stop(Message):
 @frozen_class
 class WorkerReady(Message):
     """The worker is configured and its initializer (if any) succeeded. ``clock`` is its
-    ``time.perf_counter()`` as it sent this: where the worker is on another host, the
-    supervisor maps the worker's readings onto its own clock from it."""
+    ``time.perf_counter()`` as it sent this and ``boot`` its kernel's boot id: where the
+    worker may be on another host, the supervisor maps the worker's readings onto its own
+    clock from them (see :mod:`.._clock`)."""
 
     pid: int
     clock: float = 0.0
     node: str = ""  # where it runs, if it knows better than its transport's link
+    boot: str = ""  # /proc/sys/kernel/random/boot_id ("": unknown)
 
 
 @frozen_class

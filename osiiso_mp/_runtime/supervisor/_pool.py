@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import WorkerCrashedError, describe_exit
 from ..._resources import thread_env
+from .._clock import boot_id, clock_offset
 from ..protocol._buffers import PassedFd
 from ..protocol._messages import (
     ChunkFinished,
@@ -82,6 +83,7 @@ class WorkerPool:
         # a crash while starting that no InitFailed reports (os._exit in an initializer, a
         # segfault on import) would otherwise be replaced for ever, its tasks never run
         self._early_exits = 0
+        self._boot: str | None = None  # our kernel's boot id, read at the first need
         # the initializer, pickled once, and the descriptors its arguments' multiprocessing
         # objects need (kept open until teardown: every worker started gets them)
         self._initializer = initializer
@@ -168,8 +170,10 @@ class WorkerPool:
             w.ready = True
             self._init_failures = 0
             self._early_exits = 0
-            if not self.sup.caps.one_clock:  # map its clock onto ours (latency aside)
-                w.clock_offset = time.perf_counter() - msg.clock
+            if not self.sup.caps.one_clock:  # map its clock onto ours, unless it is ours
+                if self._boot is None:
+                    self._boot = boot_id()
+                w.clock_offset = clock_offset(self._boot, msg.boot, time.perf_counter(), msg.clock)
         elif isinstance(msg, LogRecorded):
             forward_log(w, msg)
         elif isinstance(msg, UsageReported):

@@ -14,7 +14,8 @@ exited (with an exit code where the transport knows one), and reads what the tra
 can read of the process (its resident size, whether it is stopped). :class:`Capabilities`
 say which of the supervisor's host-bound features apply: a worker on another host gets no
 ``sys.path``, working directory or environment of ours, no descriptors and no shared
-memory, and its clock is mapped onto ours from the hand-shake.
+memory, and its clock is mapped onto ours from the hand-shake (unless it turns out to be
+ours: see :mod:`.._clock`).
 """
 
 from __future__ import annotations

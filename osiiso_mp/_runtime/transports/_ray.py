@@ -16,7 +16,8 @@ holds the executor's key before a frame is read.
 What differs from local workers, and what the supervisor does instead (see
 ``Capabilities``): no shared memory (large buffers travel inline), no exit codes (Ray's
 reason is put in the crash record, with the code where Ray gives one), no common clock
-(times mapped at the hand-shake), no pids to read (workers report their memory and CPU and
+promised (times mapped at the hand-shake, except for actors on this host, which share
+ours: see :mod:`.._clock`), no pids to read (workers report their memory and CPU and
 watch ``max_rss`` themselves), no process groups (a killed actor's own children may
 outlive it). A timeout, a sync cancel or a memory cap kills the actor
 (``ray.kill(no_restart=True)``), and the supervisor starts another.

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from time import perf_counter
 
+from .._clock import boot_id
 from ..protocol._channel import Channel
 from ..protocol._messages import (
     CancelTask,
@@ -102,7 +103,8 @@ class WorkerActor:
 
     def start(self) -> None:
         """Announce readiness (then, reporting its usage, start watching itself)."""
-        self._channel.send(WorkerReady(os.getpid(), time.perf_counter(), self._node))
+        ready = WorkerReady(os.getpid(), time.perf_counter(), self._node, boot_id())
+        self._channel.send(ready)
         if self._watch is not None:
             self._channel.flush_blocking()  # ready before any report
             self._watch.start()
