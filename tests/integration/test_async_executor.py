@@ -386,11 +386,11 @@ def test_async_callables_run_on_this_python(transport: str) -> None:
     from osiiso_mp import Executor
 
     with Executor(procs=1, transport=transport) as ex:
-        assert ex.submit(square_now, 3).result(timeout=10) == 9
-        assert ex.submit(spawn_with_task_keywords).result(timeout=10) == (
+        assert ex.submit(square_now, 3).result(timeout=30) == 9
+        assert ex.submit(spawn_with_task_keywords).result(timeout=30) == (
             "unset",
             "from the given context",
             "unset",
         )
-        summary = ex.run(timeout=10)
+        summary = ex.run(timeout=30)
     assert summary.succeeded == 2 and summary.failed == 0

@@ -231,17 +231,17 @@ def test_lambdas_and_closures(launch: dict[str, Any]) -> None:
         return step
 
     with Executor(procs=2, **launch) as ex:
-        assert ex.submit(lambda: 42).result(timeout=10) == 42
+        assert ex.submit(lambda: 42).result(timeout=30) == 42
         assert (
             ex.submit(cast(Callable[..., int], lambda x, y=1: x * 10 + y), 4, y=2).result(
-                timeout=10
+                timeout=30
             )
             == 42
         )
         assert list(ex.map(lambda x, y: x - y, [10, 20, 30], [1, 2, 3])) == [9, 18, 27]
         assert list(ex.map(scale, range(4))) == [0, 7, 14, 21]
-        assert ex.submit(make_counter(5), 3).result(timeout=10) == [5, 6, 7, 8]
-        assert ex.submit(functools.partial(add, 10), 5).result(timeout=10) == 15
+        assert ex.submit(make_counter(5), 3).result(timeout=30) == [5, 6, 7, 8]
+        assert ex.submit(functools.partial(add, 10), 5).result(timeout=30) == 15
 
 
 def test_map_keeps_input_order_with_several_iterables(launch: dict[str, Any]) -> None:
@@ -270,7 +270,7 @@ def test_map_raises_first_failure_when_reached(transport: str) -> None:
 @pytest.mark.timeout(20)
 def test_map_timeout_raises_timeout_error(transport: str) -> None:
     with Executor(procs=1, transport=transport) as ex:
-        assert ex.submit(add, 0, 0).result(timeout=10) == 0  # the worker is up
+        assert ex.submit(add, 0, 0).result(timeout=30) == 0  # the worker is up
         it = ex.map(sleep_return, [0.0, 30.0, 30.0], ["a", "b", "c"], timeout=1.0)
         assert next(it) == "a"
         with pytest.raises(TimeoutError):
@@ -380,7 +380,7 @@ def test_add_done_callback_is_called_with_the_future(tmp_path: Path) -> None:
 def test_exception_and_remote_traceback(transport: str) -> None:
     with Executor(procs=1, transport=transport) as ex:
         bad = ex.submit(raise_value_error, "the message")
-        exc = bad.exception(timeout=10)
+        exc = bad.exception(timeout=30)
         assert isinstance(exc, ValueError)
         assert str(exc) == "the message"
         assert exc.__cause__ is not None
@@ -388,7 +388,7 @@ def test_exception_and_remote_traceback(transport: str) -> None:
         with pytest.raises(ValueError, match="the message"):
             bad.result()
         good = ex.submit(add, 2, 2)
-        assert good.exception(timeout=10) is None
+        assert good.exception(timeout=30) is None
         record = _record(bad)
         assert record.status == "failed"
         assert record.exception is exc
@@ -530,9 +530,9 @@ def test_async_task_returns_value(launch: dict[str, Any]) -> None:
 
     with Executor(procs=1, **launch) as ex:
         fut = ex.submit(async_double, 21)
-        value: Any = fut.result(timeout=10)
+        value: Any = fut.result(timeout=30)
         assert value == 42
-        value = ex.submit(closure, 1).result(timeout=10)
+        value = ex.submit(closure, 1).result(timeout=30)
         assert value == 6
         assert _record(fut).attempts == 1
 
@@ -540,7 +540,7 @@ def test_async_task_returns_value(launch: dict[str, Any]) -> None:
 def test_async_tasks_overlap_on_one_worker(transport: str) -> None:
     with Executor(procs=1, concurrency=5, transport=transport) as ex:
         futs = [ex.submit(async_span, 0.3) for _ in range(5)]
-        spans: list[Any] = [f.result(timeout=10) for f in futs]
+        spans: list[Any] = [f.result(timeout=30) for f in futs]
         pids = {a.pid for f in futs for a in _record(f).attempt_log}
     starts = [s for s, _ in spans]
     ends = [e for _, e in spans]
@@ -561,8 +561,8 @@ def test_priorities_on_one_worker(transport: str, tmp_path: Path) -> None:
         futs = [ex.options(priority=p).submit(start_time) for p in priorities]
         assert [f.status() for f in futs] == ["queued"] * len(futs)
         gate.touch()
-        starts = [f.result(timeout=10) for f in futs]
-        blocker.result(timeout=10)
+        starts = [f.result(timeout=30) for f in futs]
+        blocker.result(timeout=30)
         records = [_record(f) for f in futs]
     order = sorted(range(len(priorities)), key=lambda i: starts[i])
     expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
@@ -639,7 +639,7 @@ def test_status_info_and_task_result_through_the_lifecycle(transport: str, tmp_p
             fut.task_result(timeout=0.1)
 
         gate2.touch()
-        record = fut.task_result(timeout=10)
+        record = fut.task_result(timeout=30)
         assert isinstance(record, TaskResult)
         assert record.status == "succeeded"
         assert record.value == pid
@@ -710,10 +710,10 @@ def test_cancel_queued_task(transport: str, tmp_path: Path) -> None:
         assert record.attempts == 0
         assert record.message
         gate.touch()
-        blocker_pid = blocker.result(timeout=10)
-        assert queued[1].result(timeout=10) == 2
+        blocker_pid = blocker.result(timeout=30)
+        assert queued[1].result(timeout=30) == 2
         # cancelling a task that had not started left the worker alone
-        assert ex.submit(get_pid).result(timeout=10) == blocker_pid
+        assert ex.submit(get_pid).result(timeout=30) == blocker_pid
         assert [_record(f).status for f in queued] == ["cancelled", "succeeded", "cancelled"]
 
 
@@ -733,7 +733,7 @@ def test_cancel_running_sync_task_kills_its_worker(launch: dict[str, Any], tmp_p
         # (a Ray actor's kill may take a second under load; the task sleeps 30 s)
         wait_until(lambda: not psutil.pid_exists(pid), "the cancelled task's worker to die", 10)
         nxt = ex.submit(get_pid)
-        assert nxt.result(timeout=10) != pid  # a replacement worker ran it
+        assert nxt.result(timeout=30) != pid  # a replacement worker ran it
         assert fut.cancel() is True  # cancelling again: still cancelled
         assert nxt.cancel() is False  # finished
 
@@ -749,7 +749,7 @@ def test_cancel_running_async_task_keeps_its_worker(transport: str, tmp_path: Pa
         assert fut.cancelled()
         assert _record(fut).status == "cancelled"
         # cancelled inside its worker, which goes on serving
-        assert ex.submit(get_pid).result(timeout=10) == pid
+        assert ex.submit(get_pid).result(timeout=30) == pid
 
 
 def test_cancel_finished_task_returns_false() -> None:
@@ -774,7 +774,7 @@ def test_retries_with_backoff(transport: str, tmp_path: Path) -> None:
         fut = ex.options(retries=2, retry_delay=0.1, backoff=2).submit(
             fail_n_times, str(counter), 2
         )
-        assert fut.result(timeout=10) == 3
+        assert fut.result(timeout=30) == 3
         record = _record(fut)
     assert record.status == "succeeded"
     assert record.attempts == 3
@@ -859,7 +859,7 @@ def test_detached_tasks_run_but_are_left_out_of_the_summary(transport: str) -> N
     with Executor(procs=1, transport=transport) as ex:
         detached = ex.options(detached=True).submit(add, 1, 1)
         normal = ex.submit(add, 2, 2)
-        assert detached.result(timeout=10) == 2
+        assert detached.result(timeout=30) == 2
         summary = ex.run()
     assert [r.task_id for r in summary.results] == [normal.task_id]
     assert summary.total_submitted == 1
@@ -893,9 +893,9 @@ def test_run_summarises_each_batch_in_submission_order() -> None:
 def test_run_includes_tasks_that_finished_before_it(transport: str) -> None:
     with Executor(procs=2, transport=transport) as ex:
         early = ex.submit(add, 1, 2)
-        assert early.result(timeout=10) == 3
+        assert early.result(timeout=30) == 3
         failed = ex.submit(raise_value_error, "early failure")
-        failed.exception(timeout=10)
+        failed.exception(timeout=30)
         late = ex.submit(sleep_return, 0.1, "late")
         summary = ex.run()
     assert [r.task_id for r in summary.results] == [early.task_id, failed.task_id, late.task_id]

@@ -251,7 +251,7 @@ def test_wait_summarises_the_group_in_input_order(transport: str) -> None:
         expected = max(r.finished_at for r in records) - min(r.created_at for r in records)
         assert summary.duration == pytest.approx(expected)
         assert summary.duration > 0
-        assert other.result(timeout=10) == 81
+        assert other.result(timeout=30) == 81
         # the executor's run() still sees every task, the group's included
         run = ex.run(timeout=20)
         assert run.total_submitted == 5
@@ -351,8 +351,8 @@ def test_cancel_kills_the_running_task_and_cancels_the_queued_ones(
         assert group.cancel() == 0  # nothing left to cancel
         wait_until(lambda: not psutil.pid_exists(pid) or gone(pid), "the worker to die")
         # the worker was replaced: the executor still runs tasks
-        assert ex.submit(square, 6).result(timeout=10) == 36
-        summary = group.wait(timeout=10)
+        assert ex.submit(square, 6).result(timeout=30) == 36
+        summary = group.wait(timeout=30)
         assert summary.cancelled == 4 and not summary.timed_out
 
 

@@ -62,7 +62,7 @@ def test_status_and_info_through_a_tasks_life(transport: str, tmp_path: Path) ->
         assert queued_info.worker_pid is None and queued_info.name == "second"
         assert ex.queue_size() == 1
         gate.touch()
-        assert blocker.result(timeout=10) == pid and queued.result(timeout=10) == 3
+        assert blocker.result(timeout=30) == pid and queued.result(timeout=30) == 3
         assert ex.status(blocker.task_id) == "complete" == blocker.status()
         assert blocker.info() is None and ex.info(blocker.task_id) is None
         assert ex.queue_size() == 0
@@ -96,7 +96,7 @@ def test_task_result_by_id_with_and_without_timeout(transport: str, tmp_path: Pa
         with pytest.raises(TimeoutError):
             ex.task_result(fut.task_id, timeout=0.2)
         gate.touch()
-        record = ex.task_result(fut.task_id, timeout=10)
+        record = ex.task_result(fut.task_id, timeout=30)
         assert record is not None and record.status == "succeeded"
         assert ex.task_result(fut.task_id) is record is fut.task_result()
         assert ex.task_result("no-such-id") is None
@@ -157,7 +157,7 @@ def test_lookups_after_shutdown_use_the_retained_records() -> None:
 def test_stats_during_a_run(transport: str, tmp_path: Path) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
     with Executor(procs=2, transport=transport) as ex:
-        ex.submit(abs, 1).result(timeout=10)
+        ex.submit(abs, 1).result(timeout=30)
         running = ex.submit(hold, str(gate), str(started))
         pid = int(read_written(started))
         wait_until(lambda: running.status() == "running", "the start to be reported")
@@ -175,7 +175,7 @@ def test_stats_during_a_run(transport: str, tmp_path: Path) -> None:
         again = ex.stats()  # CPU is measured between two calls
         assert all(w.cpu_percent >= 0.0 for w in again.workers)
         gate.touch()
-        running.result(timeout=10)
+        running.result(timeout=30)
         ex.shutdown(cancel_futures=True)
     assert sum(w.tasks_done for w in stats.workers) >= 1
 
@@ -231,7 +231,7 @@ def test_worker_log_records_reach_the_parent_with_the_task_id(
     caplog.set_level(logging.INFO)  # before the executor: workers forward from this level
     with Executor(procs=1, transport=transport) as ex:
         fut = ex.submit(log_things, 7)
-        assert fut.result(timeout=10) == 7
+        assert fut.result(timeout=30) == 7
     records = [r for r in caplog.records if r.name == "osiiso_test.worker"]
     assert [r.getMessage() for r in records] == [
         "info from task 7",

@@ -25,7 +25,7 @@ def test_sync_executor_inside_a_running_loop(transport: str) -> None:
     async def cell() -> tuple[int, list[int], int]:
         # blocking calls inside a coroutine, as a Jupyter cell makes them on the kernel's loop
         with Executor(procs=2, transport=transport) as ex:
-            one = ex.submit(add, 1, 2).result(timeout=10)
+            one = ex.submit(add, 1, 2).result(timeout=30)
             many = list(ex.map(add, range(5), range(5)))
             doubled: int = await ex.submit(double, 21)  # typed as the coroutine's result
             summary = ex.run()

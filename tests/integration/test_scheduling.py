@@ -58,7 +58,7 @@ def test_delay_holds_no_worker_and_starts_on_time(transport: str) -> None:
         assert info.scheduled_at >= info.enqueue_time + 500
         # the only worker is free meanwhile: an undelayed task runs before the delayed one
         early = ex.submit(started_at)
-        assert early.result(timeout=5) < late.result(timeout=5)
+        assert early.result(timeout=30) < late.result(timeout=30)
         assert late.result() - submitted >= 0.6
         record = late.task_result()
         assert record is not None and record.attempts == 1 and record.status == "succeeded"
@@ -94,7 +94,7 @@ def test_cancel_and_graceful_shutdown_with_scheduled_tasks() -> None:
 def test_task_may_ask_for_a_retry_with_its_own_delay(transport: str, tmp_path: Path) -> None:
     with Executor(procs=1, transport=transport) as ex:
         fut = ex.options(retries=1, retry_delay=10).submit(retry_once, str(tmp_path / "m"), 0.3)
-        assert fut.result(timeout=10) == "done"
+        assert fut.result(timeout=30) == "done"
         record = fut.task_result()
         assert record is not None and record.attempts == 2
         first, second = record.attempt_log
@@ -163,10 +163,10 @@ def test_async_timeout_cancels_inside_the_worker_and_names_the_task(transport: s
     from osiiso_mp import TaskTimeoutError
 
     with Executor(procs=1, transport=transport) as ex:
-        pid = ex.submit(async_sleep_pid, 0).result(timeout=10)
+        pid = ex.submit(async_sleep_pid, 0).result(timeout=30)
         slow = ex.options(timeout=0.3, name="slow-coro").submit(async_sleep_pid, 30)
         with pytest.raises(TaskTimeoutError) as info:
-            slow.result(timeout=10)
+            slow.result(timeout=30)
         message = str(info.value)
         assert "slow-coro" in message and slow.task_id in message
         assert "cancelled inside its worker" in message and not info.value.killed
@@ -174,4 +174,4 @@ def test_async_timeout_cancels_inside_the_worker_and_names_the_task(transport: s
         assert record is not None
         (attempt,) = record.attempt_log
         assert attempt.outcome == "timed_out" and attempt.exit_code is None
-        assert ex.submit(async_sleep_pid, 0).result(timeout=10) == pid  # same worker
+        assert ex.submit(async_sleep_pid, 0).result(timeout=30) == pid  # same worker
